@@ -1,0 +1,91 @@
+// Small system helpers shared by the binding: errno-preserving errors, futexes, time.
+#pragma once
+
+#include <napi.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <ctime>
+#include <linux/futex.h>
+#include <string>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+namespace vmm {
+
+// Builds a Node-style system error: message "<op> failed: <CODE> (<strerror>)", with
+// `code` ("EINVAL"), `errno` (negative, as Node's own fs/net errors carry it), `syscall` and,
+// for ioctls, `ioctl` (the request's name). The TypeScript facade turns it into a KvmError.
+inline Napi::Error SysError(Napi::Env env, int err, const char* syscall, const char* ioctlName = nullptr) {
+  const char* code = strerrorname_np(err);
+  std::string what = ioctlName ? ioctlName : syscall;
+  std::string msg = what + " failed: " + (code ? code : "E?") + " (" + strerror(err) + ")";
+  Napi::Error e = Napi::Error::New(env, msg);
+  e.Set("code", Napi::String::New(env, code ? code : "EUNKNOWN"));
+  e.Set("errno", Napi::Number::New(env, -err));
+  e.Set("syscall", Napi::String::New(env, syscall));
+  if (ioctlName) e.Set("ioctl", Napi::String::New(env, ioctlName));
+  return e;
+}
+
+[[noreturn]] inline void ThrowSys(Napi::Env env, int err, const char* syscall, const char* ioctlName = nullptr) {
+  throw SysError(env, err, syscall, ioctlName);
+}
+
+inline long FutexWait(std::atomic<uint32_t>* word, uint32_t expected) {
+  // SAFETY: word is a live, 4-byte aligned atomic owned by the caller's object for the duration.
+  return syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_PRIVATE, expected, nullptr, nullptr, 0);
+}
+
+inline void FutexWake(std::atomic<uint32_t>* word) {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+}
+
+inline uint64_t MonotonicNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+}
+
+inline void CpuRelax() { __builtin_ia32_pause(); }
+
+// Waits until `word` differs from `seen`: spins for up to `spinNs` (the other side usually
+// answers within a microsecond on the hot path), then sleeps on the futex. `sleeping` is set
+// around the sleep so the other side knows it must wake us (Dekker-style: we store `sleeping`
+// then load `word`; the poster stores `word` then loads `sleeping`; seq_cst orders both).
+inline uint32_t WaitChange(std::atomic<uint32_t>& word, uint32_t seen, std::atomic<uint32_t>& sleeping,
+                           uint64_t spinNs) {
+  uint32_t v = word.load(std::memory_order_acquire);
+  if (v != seen) return v;
+  if (spinNs > 0) {
+    uint64_t deadline = MonotonicNs() + spinNs;
+    for (unsigned i = 1;; i++) {
+      CpuRelax();
+      v = word.load(std::memory_order_acquire);
+      if (v != seen) return v;
+      if ((i & 63) == 0 && MonotonicNs() > deadline) break;
+    }
+  }
+  for (;;) {
+    sleeping.store(1, std::memory_order_seq_cst);
+    v = word.load(std::memory_order_seq_cst);
+    if (v != seen) {
+      sleeping.store(0, std::memory_order_relaxed);
+      return v;
+    }
+    FutexWait(&word, seen);
+    sleeping.store(0, std::memory_order_relaxed);
+    v = word.load(std::memory_order_acquire);
+    if (v != seen) return v;
+  }
+}
+
+// The poster's half of WaitChange.
+inline void PostChange(std::atomic<uint32_t>& word, std::atomic<uint32_t>& sleeping) {
+  word.fetch_add(1, std::memory_order_seq_cst);
+  if (sleeping.load(std::memory_order_seq_cst)) FutexWake(&word);
+}
+
+}  // namespace vmm
