@@ -10,5 +10,8 @@ const require = createRequire(import.meta.url)
 const prefix = dirname(dirname(process.execPath))
 const args = [require.resolve('node-gyp/bin/node-gyp.js'), 'rebuild']
 if (existsSync(join(prefix, 'include', 'node', 'node_api.h'))) args.push(`--nodedir=${prefix}`)
-const r = spawnSync(process.execPath, args, { stdio: 'inherit', cwd: join(dirname(new URL(import.meta.url).pathname), '..') })
+const r = spawnSync(process.execPath, args, {
+  stdio: 'inherit',
+  cwd: join(dirname(new URL(import.meta.url).pathname), '..'),
+})
 process.exit(r.status ?? 1)

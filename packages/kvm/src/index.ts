@@ -1,0 +1,30 @@
+export {
+  isKvmSystemError,
+  KVM_API_VERSION,
+  type KvmSystemError,
+  KvmUnavailableError,
+  type KvmUnavailableReason,
+} from './errors.js'
+export {
+  dispatchExit,
+  type ExitAction,
+  type ExitHandler,
+  InternalErrorSuberror,
+  KvmExitReason,
+  KvmRunView,
+  SystemEventType,
+  type VcpuExit,
+} from './exits.js'
+export {
+  type CpuidEntry,
+  type Fpu,
+  KvmCap,
+  type KvmCapName,
+  MpState,
+  type Regs,
+  type Segment,
+  type Sregs,
+  type VcpuEvents,
+  type VcpuEventsUpdate,
+} from './types.js'
+export { EventFd, type GuestRam, Kvm, type MemoryRegion, Vcpu, type VcpuState, Vm } from './vm.js'

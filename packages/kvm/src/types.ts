@@ -1,0 +1,137 @@
+// vCPU state as KVM exchanges it (include/uapi/asm/kvm.h, x86-64), with 64-bit fields as bigint.
+
+export interface Regs {
+  rax: bigint
+  rbx: bigint
+  rcx: bigint
+  rdx: bigint
+  rsi: bigint
+  rdi: bigint
+  rsp: bigint
+  rbp: bigint
+  r8: bigint
+  r9: bigint
+  r10: bigint
+  r11: bigint
+  r12: bigint
+  r13: bigint
+  r14: bigint
+  r15: bigint
+  rip: bigint
+  rflags: bigint
+}
+
+export interface Segment {
+  base: bigint
+  limit: number
+  selector: number
+  type: number
+  present: number
+  dpl: number
+  db: number
+  s: number
+  l: number
+  g: number
+  avl: number
+  unusable: number
+}
+
+export interface DescriptorTable {
+  base: bigint
+  limit: number
+}
+
+export interface Sregs {
+  cs: Segment
+  ds: Segment
+  es: Segment
+  fs: Segment
+  gs: Segment
+  ss: Segment
+  tr: Segment
+  ldt: Segment
+  gdt: DescriptorTable
+  idt: DescriptorTable
+  cr0: bigint
+  cr2: bigint
+  cr3: bigint
+  cr4: bigint
+  cr8: bigint
+  efer: bigint
+  apic_base: bigint
+  interrupt_bitmap: bigint[]
+}
+
+export interface Fpu {
+  /** 8 x87 registers, 16 bytes each. */
+  fpr: Uint8Array
+  fcw: number
+  fsw: number
+  ftwx: number
+  lastOpcode: number
+  lastIp: bigint
+  lastDp: bigint
+  /** 16 XMM registers, 16 bytes each. */
+  xmm: Uint8Array
+  mxcsr: number
+}
+
+export interface CpuidEntry {
+  function: number
+  index: number
+  /** KVM_CPUID_FLAG_SIGNIFCANT_INDEX = 1 */
+  flags: number
+  eax: number
+  ebx: number
+  ecx: number
+  edx: number
+}
+
+export interface VcpuEvents {
+  exception: { injected: number; nr: number; hasErrorCode: number; pending: number; errorCode: number }
+  interrupt: { injected: number; nr: number; soft: number; shadow: number }
+  nmi: { injected: number; pending: number; masked: number }
+  sipiVector: number
+  flags: number
+}
+
+/** Parts of VcpuEvents to set; what is left out keeps its current value. */
+export interface VcpuEventsUpdate {
+  exception?: VcpuEvents['exception']
+  interrupt?: VcpuEvents['interrupt']
+  nmi?: VcpuEvents['nmi']
+  sipiVector?: number
+}
+
+/** KVM_MP_STATE_* */
+export const MpState = { Runnable: 0, Uninitialized: 1, InitReceived: 2, Halted: 3, SipiReceived: 4 } as const
+
+/** KVM_CAP_* numbers this package asks about (include/uapi/linux/kvm.h). */
+export const KvmCap = {
+  Irqchip: 0,
+  Hlt: 1,
+  UserMemory: 3,
+  SetTssAddr: 4,
+  Vapic: 6,
+  NrVcpus: 9,
+  NrMemslots: 10,
+  Pit: 11,
+  CoalescedMmio: 15,
+  IrqRouting: 25,
+  Irqfd: 32,
+  Pit2: 33,
+  Ioeventfd: 36,
+  SetIdentityMapAddr: 37,
+  AdjustClock: 39,
+  VcpuEvents: 41,
+  SignalMsi: 65,
+  MaxVcpus: 66,
+  GetTscKhz: 61,
+  IrqfdResample: 82,
+  ImmediateExit: 136,
+  SplitIrqchip: 121,
+  X2apicApi: 129,
+  IoeventfdAnyLength: 167,
+  ExitOnEmulationFailure: 204,
+} as const
+export type KvmCapName = keyof typeof KvmCap
