@@ -1,0 +1,176 @@
+#!/usr/bin/env node
+// The `vmm` command. Startup time is part of boot time, so each command imports only what it uses:
+// `schema` never parses YAML, `validate` never builds a container, nothing loads a hypervisor
+// before `run` needs one.
+
+import { parseArgs } from 'node:util'
+
+const USAGE = `usage: vmm <command> [options]
+
+commands:
+  validate <manifest> [--print]          check a manifest; --print shows the effective machine
+  graph <manifest> [--format text|dot|svg]   the component graph
+  schema                                 the manifest JSON Schema, for editors
+  run <manifest> [--hypervisor <module>] [--timings]
+                                         run the machine; exits with the guest's code
+
+--hypervisor names a module exporting \`hypervisorProvider\` (default: @vmm/kvm, or $VMM_HYPERVISOR;
+"test" is the in-process test hypervisor).`
+
+class UsageError extends Error {}
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      print: { type: 'boolean' },
+      format: { type: 'string', default: 'text' },
+      hypervisor: { type: 'string' },
+      timings: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  })
+  const [command, file, ...extra] = positionals
+  if (values.help || command === undefined) {
+    process.stdout.write(`${USAGE}\n`)
+    return command === undefined && !values.help ? 2 : 0
+  }
+  if (extra.length > 0) throw new UsageError(`unexpected arguments: ${extra.join(' ')}`)
+  if (command === 'schema') {
+    const [{ ComponentRegistry }, { registerBuiltins }, { manifestSchema }] = await Promise.all([
+      import('../component/registry.js'),
+      import('../components/builtins.js'),
+      import('../manifest/schema.js'),
+    ])
+    process.stdout.write(
+      `${JSON.stringify(manifestSchema(registerBuiltins(new ComponentRegistry())), null, 2)}\n`,
+    )
+    return 0
+  }
+  if (command !== 'validate' && command !== 'graph' && command !== 'run')
+    throw new UsageError(`unknown command "${command}"`)
+  if (file === undefined) throw new UsageError(`${command} needs a manifest file`)
+  const resolved = await resolve(file)
+  if (command === 'validate') {
+    if (values.print) {
+      const { printEffective } = await import('../manifest/print.js')
+      process.stdout.write(printEffective(resolved))
+    } else process.stdout.write(`${file}: ok (${resolved.components.length} components)\n`)
+    return 0
+  }
+  if (command === 'graph') return graph(resolved, values.format ?? 'text')
+  return run(resolved, values.hypervisor ?? process.env.VMM_HYPERVISOR ?? '@vmm/kvm', values.timings === true)
+}
+
+async function resolve(file: string) {
+  const [{ ComponentRegistry }, { registerBuiltins }, { readManifest }, { resolveManifest }] =
+    await Promise.all([
+      import('../component/registry.js'),
+      import('../components/builtins.js'),
+      import('../manifest/source.js'),
+      import('../manifest/resolve.js'),
+    ])
+  return resolveManifest(readManifest(file), registerBuiltins(new ComponentRegistry()))
+}
+
+type Resolved = Awaited<ReturnType<typeof resolve>>
+
+async function graph(resolved: Resolved, format: string): Promise<number> {
+  const { graphDot, graphText } = await import('../manifest/print.js')
+  if (format === 'text') process.stdout.write(graphText(resolved))
+  else if (format === 'dot') process.stdout.write(graphDot(resolved))
+  else if (format === 'svg') {
+    const { spawnSync } = await import('node:child_process')
+    const r = spawnSync('dot', ['-Tsvg'], { input: graphDot(resolved), encoding: 'utf8' })
+    if (r.error) {
+      const missing = (r.error as NodeJS.ErrnoException).code === 'ENOENT'
+      process.stderr.write(
+        missing
+          ? 'vmm: --format svg needs Graphviz `dot` on PATH; install it (Debian/Ubuntu: sudo apt-get install graphviz) or use --format dot\n'
+          : `vmm: running dot failed: ${r.error.message}\n`,
+      )
+      return 1
+    }
+    if (r.status !== 0) {
+      process.stderr.write(`vmm: dot failed: ${r.stderr}`)
+      return 1
+    }
+    process.stdout.write(r.stdout)
+  } else throw new UsageError(`unknown graph format "${format}"; expected text, dot or svg`)
+  return 0
+}
+
+async function loadProvider(specifier: string, manifestFile: string) {
+  const { createRequire } = await import('node:module')
+  const { pathToFileURL } = await import('node:url')
+  const { resolve: resolvePath } = await import('node:path')
+  if (specifier === 'test') specifier = '@vmm/core/testing'
+  // Look where a user would install it: next to the manifest, then the working directory, then
+  // beside core itself (a workspace or a global install).
+  const bases = [manifestFile, resolvePath('package.json'), import.meta.filename]
+  let url: string | undefined
+  for (const base of bases) {
+    try {
+      url = pathToFileURL(createRequire(base).resolve(specifier)).href
+      break
+    } catch {}
+  }
+  if (url === undefined) {
+    throw new Error(
+      `cannot load the hypervisor module "${specifier}": not found from ${manifestFile} or the working directory. ` +
+        'Install @vmm/kvm (it needs Linux with /dev/kvm), or pass --hypervisor test to use the in-process test hypervisor',
+    )
+  }
+  const mod = (await import(url)) as { hypervisorProvider?: import('../hypervisor.js').HypervisorProvider }
+  if (typeof mod.hypervisorProvider?.open !== 'function') {
+    throw new Error(`the hypervisor module "${specifier}" does not export hypervisorProvider.open()`)
+  }
+  return mod.hypervisorProvider
+}
+
+async function run(resolved: Resolved, specifier: string, timings: boolean): Promise<number> {
+  const t0 = performance.now()
+  const provider = await loadProvider(specifier, resolved.source.file)
+  const hypervisor = await provider.open()
+  const { Machine } = await import('../machine/machine.js')
+  const machine = new Machine(resolved, hypervisor)
+  const stopOnSignal = () => void machine.stop().catch(() => {})
+  process.once('SIGINT', stopOnSignal)
+  process.once('SIGTERM', stopOnSignal)
+  try {
+    const result = await machine.run()
+    if (timings) {
+      process.stderr.write(`vmm: ${hypervisor.name}: run took ${(performance.now() - t0).toFixed(1)} ms\n`)
+      for (const t of machine.timings) process.stderr.write(`  ${t.id} ${t.phase}: ${t.ms.toFixed(2)} ms\n`)
+    }
+    if (result.code !== 0 || result.status === 'failed') process.stderr.write(`vmm: ${result.reason}\n`)
+    return result.status === 'failed' && result.code === 0 ? 1 : result.code
+  } finally {
+    process.off('SIGINT', stopOnSignal)
+    process.off('SIGTERM', stopOnSignal)
+    await machine.dispose()
+    hypervisor.dispose()
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code
+  },
+  (e: unknown) => {
+    if (
+      e instanceof UsageError ||
+      ((e as Error).name === 'TypeError' && (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS'))
+    ) {
+      process.stderr.write(`vmm: ${(e as Error).message}\n\n${USAGE}\n`)
+      process.exitCode = 2
+    } else if ((e as Error).name === 'ManifestError') {
+      process.stderr.write(`${(e as Error).message}\n`)
+      process.exitCode = 1
+    } else {
+      process.stderr.write(`vmm: ${(e as Error).message}\n`)
+      process.exitCode = 1
+    }
+  },
+)

@@ -1,0 +1,46 @@
+import { ContainerModule, inject, injectable } from 'inversify'
+import type { PioDevice } from '../bus/device.js'
+import type { ComponentType } from '../component/component-type.js'
+import { Tokens } from '../component/tokens.js'
+
+export interface DebugconConfig {
+  output: 'stdout' | 'stderr' | 'none'
+}
+
+/**
+ * Bochs/QEMU's debug console (isa-debugcon): bytes written to its port appear on the host, and
+ * reading the port returns 0xe9 so a guest can detect it. The simplest way for a raw guest to print.
+ */
+@injectable()
+export class Debugcon implements PioDevice {
+  private readonly chunks: Uint8Array[] = []
+
+  constructor(@inject(Tokens.Config) private readonly config: DebugconConfig) {}
+
+  /** Everything the guest has written, as text. */
+  get text(): string {
+    return Buffer.concat(this.chunks).toString('latin1')
+  }
+
+  read(_offset: number, data: Uint8Array): void {
+    data.fill(0xe9)
+  }
+
+  write(_offset: number, data: Uint8Array): void {
+    const bytes = data.slice() // `data` is borrowed from the exit page
+    this.chunks.push(bytes)
+    if (this.config.output !== 'none') process[this.config.output].write(bytes)
+  }
+}
+
+export const debugconType: ComponentType<DebugconConfig> = {
+  name: 'debugcon',
+  description: 'Bochs/QEMU debug console: guest writes to its port go to the host (port 0xe9 by convention)',
+  schema: {
+    properties: { output: { enum: ['stdout', 'stderr', 'none'], default: 'stdout' } },
+  },
+  resources: () => [{ kind: 'pio', name: 'port', size: 1 }],
+  module: new ContainerModule(({ bind }) => {
+    bind(Tokens.Component).to(Debugcon)
+  }),
+}

@@ -1,0 +1,166 @@
+// The hypervisor as the machine sees it. Core imports no native code: packages/kvm implements this
+// against /dev/kvm and testing/test-hypervisor.ts implements it in-process for tests. The shapes
+// follow KVM's (struct kvm_regs / kvm_sregs, KVM_EXIT_*) so the KVM adapter is a thin pass-through.
+
+import type { GuestAddress } from './address.js'
+
+/** How the CLI and embedders obtain a hypervisor without core importing it (loaded lazily). */
+export interface HypervisorProvider {
+  open(): Hypervisor | Promise<Hypervisor>
+}
+
+export interface Hypervisor {
+  /** For messages: "kvm", "test". */
+  readonly name: string
+  createVm(): VirtualMachine
+  dispose(): void
+}
+
+/** Host memory for guest RAM: one contiguous mapping seen as ArrayBuffer chunks (see RamBacking). */
+export interface RamMapping {
+  readonly buffers: readonly ArrayBuffer[]
+  readonly chunkSize: number
+  readonly size: number
+}
+
+/** A KVM memory slot: guest [guestAddress, +size) backed by `mapping` from `mappingOffset`. */
+export interface MemorySlot {
+  readonly slot: number
+  readonly guestAddress: GuestAddress
+  /** 0 deletes the slot (KVM_SET_USER_MEMORY_REGION semantics). */
+  readonly size: number
+  readonly mapping: RamMapping
+  readonly mappingOffset: number
+  /** KVM_MEM_READONLY: guest writes become MMIO exits. */
+  readonly readOnly: boolean
+}
+
+export interface VirtualMachine {
+  /** Maps `size` bytes of zeroed host memory for guest RAM; unmapped on dispose. */
+  mapRam(size: number): RamMapping
+  setMemorySlot(slot: MemorySlot): void
+  /** Creates the in-kernel interrupt controllers (PIC, IOAPIC; KVM_CREATE_IRQCHIP) and PIT. */
+  createIrqchip(): void
+  /** Drives an irqchip input (KVM_IRQ_LINE); needs createIrqchip first. */
+  setIrqLine(irq: number, level: boolean): void
+  createVcpu(id: number): Vcpu
+  /** Releases vCPUs, slots and mappings; calling it twice is harmless. */
+  dispose(): void
+}
+
+export interface Vcpu {
+  readonly id: number
+  getRegs(): Regs
+  setRegs(regs: Regs): void
+  getSregs(): Sregs
+  setSregs(sregs: Sregs): void
+  /**
+   * Runs the vCPU until `handler.onExit` answers 'stop', and resolves with that exit. Port and MMIO
+   * accesses go to the handler's other methods and the vCPU resumes after each. Never rejects: a
+   * failed KVM_RUN arrives as an exit of kind 'error'.
+   */
+  run(handler: ExitHandler): Promise<VcpuExit>
+  /** Makes a running vCPU leave the guest soon with an exit of kind 'kick' (for pause and stop). */
+  kick(): void
+}
+
+/** Exits that are not port or MMIO accesses, handed to ExitHandler.onExit. */
+export type VcpuExit =
+  | { kind: 'hlt' }
+  /** Triple fault. */
+  | { kind: 'shutdown' }
+  /** KVM_EXIT_SYSTEM_EVENT: name is shutdown, reset, crash, wakeup or suspend. */
+  | { kind: 'system-event'; type: number; name: string; data: bigint[] }
+  /** KVM could not go on; for an emulation failure, the instruction bytes it could not emulate. */
+  | { kind: 'internal-error'; suberror: number; instructionBytes: Uint8Array; data: bigint[] }
+  | { kind: 'fail-entry'; hardwareReason: bigint; cpu: number }
+  | { kind: 'exception'; exception: number; errorCode: number }
+  | { kind: 'debug' }
+  | { kind: 'irq-window-open' }
+  | { kind: 'unknown'; reason: number; hardwareReason: bigint }
+  /** The vCPU was kicked out of the guest (pause or stop requested). */
+  | { kind: 'kick' }
+  /** Running the vCPU failed (KVM_RUN returned an error). */
+  | { kind: 'error'; code: string; errno: number }
+  /** The VM was disposed while the vCPU ran. */
+  | { kind: 'disposed' }
+
+export type ExitAction = 'resume' | 'stop'
+
+/**
+ * What a vCPU needs from the devices. Port and MMIO accesses get a caller-owned `data` view whose
+ * length is the access size: a read fills it, a write reads it. Handlers must not keep `data`.
+ */
+export interface ExitHandler<V = Vcpu> {
+  pioIn(port: number, data: Uint8Array, vcpu: V): void
+  pioOut(port: number, data: Uint8Array, vcpu: V): void
+  mmioRead(address: number, data: Uint8Array, vcpu: V): void
+  mmioWrite(address: number, data: Uint8Array, vcpu: V): void
+  onExit(exit: VcpuExit, vcpu: V): ExitAction
+}
+
+/** struct kvm_regs (x86-64). */
+export interface Regs {
+  rax: bigint
+  rbx: bigint
+  rcx: bigint
+  rdx: bigint
+  rsi: bigint
+  rdi: bigint
+  rsp: bigint
+  rbp: bigint
+  r8: bigint
+  r9: bigint
+  r10: bigint
+  r11: bigint
+  r12: bigint
+  r13: bigint
+  r14: bigint
+  r15: bigint
+  rip: bigint
+  rflags: bigint
+}
+
+/** struct kvm_segment. */
+export interface Segment {
+  base: bigint
+  limit: number
+  selector: number
+  type: number
+  present: number
+  dpl: number
+  db: number
+  s: number
+  l: number
+  g: number
+  avl: number
+  unusable: number
+}
+
+/** struct kvm_dtable. */
+export interface DescriptorTable {
+  base: bigint
+  limit: number
+}
+
+/** struct kvm_sregs (x86-64). */
+export interface Sregs {
+  cs: Segment
+  ds: Segment
+  es: Segment
+  fs: Segment
+  gs: Segment
+  ss: Segment
+  tr: Segment
+  ldt: Segment
+  gdt: DescriptorTable
+  idt: DescriptorTable
+  cr0: bigint
+  cr2: bigint
+  cr3: bigint
+  cr4: bigint
+  cr8: bigint
+  efer: bigint
+  apic_base: bigint
+  interrupt_bitmap: bigint[]
+}

@@ -1,0 +1,85 @@
+// @vmm/core: the component framework. Importing it loads reflect-metadata, which InversifyJS needs
+// before any @injectable class is defined, so plugins get it by importing core first.
+import 'reflect-metadata'
+
+export { addressAdd, GUEST_ADDRESS_LIMIT, type GuestAddress, guestAddress, hex } from './address.js'
+export { isBusDevice, type MmioDevice, type PioDevice, type UnhandledAccess } from './bus/device.js'
+export { BusError, type BusErrorCode } from './bus/errors.js'
+export { MmioBus } from './bus/mmio-bus.js'
+export { PioBus } from './bus/pio-bus.js'
+export {
+  type Component,
+  type ComponentType,
+  ConfigError,
+  type JsonSchema,
+  type LoadContext,
+  type ReferenceSpec,
+  type ResourceRequest,
+} from './component/component-type.js'
+export { ComponentRegistry, RegistryError } from './component/registry.js'
+export { ComponentResources, type Window } from './component/resources.js'
+export { type MachineControl, referenceToken, Tokens } from './component/tokens.js'
+export { registerBuiltins } from './components/builtins.js'
+export { Debugcon, type DebugconConfig, debugconType } from './components/debugcon.js'
+export { RawImage, type RawImageConfig, rawImageType } from './components/raw-image.js'
+export type * from './hypervisor.js'
+export { type InterruptLine, IrqChipLine } from './irq/interrupt-line.js'
+export {
+  type BuiltComponent,
+  type ComponentTiming,
+  Machine,
+  type MachineEvent,
+  type MachineOptions,
+  type MachineResult,
+  type MachineState,
+} from './machine/machine.js'
+export {
+  type Diagnostic,
+  formatDiagnostic,
+  ManifestError,
+  type SourcePosition,
+} from './manifest/diagnostics.js'
+export { graphDot, graphText, printEffective } from './manifest/print.js'
+export {
+  type MachineConfig,
+  type ResolvedComponent,
+  type ResolvedManifest,
+  resolveManifest,
+} from './manifest/resolve.js'
+export {
+  addressSchema,
+  manifestSchema,
+  pathSchema,
+  SchemaCache,
+  sizeSchema,
+  type ValidationContext,
+} from './manifest/schema.js'
+export { formatSize, parseSize } from './manifest/size.js'
+export { type ManifestSource, manifestFromObject, readManifest } from './manifest/source.js'
+export {
+  AddressSpace,
+  type FlatRange,
+  flatten,
+  MemoryRegion,
+  type RegionKind,
+  type SlotChanges,
+  type SlotRange,
+} from './memory/address-space.js'
+export { FlatMemory, type MemoryHole } from './memory/flat-memory.js'
+export {
+  type ByteCodec,
+  type GuestMemory,
+  GuestMemoryError,
+  type GuestMemoryErrorCode,
+  type MemorySegment,
+  SegmentedMemory,
+} from './memory/guest-memory.js'
+export { RamBacking } from './memory/ram-backing.js'
+export {
+  loadPlugin,
+  PLUGIN_API_VERSION,
+  PluginError,
+  type PluginErrorCode,
+  type PluginRegistry,
+  type VmmPlugin,
+} from './plugin/loader.js'

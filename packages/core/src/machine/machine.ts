@@ -1,0 +1,425 @@
+import 'reflect-metadata'
+import { Container } from 'inversify'
+import { guestAddress, hex } from '../address.js'
+import { isBusDevice, type UnhandledAccess } from '../bus/device.js'
+import { MmioBus } from '../bus/mmio-bus.js'
+import { PioBus } from '../bus/pio-bus.js'
+import type { Component } from '../component/component-type.js'
+import { ComponentRegistry } from '../component/registry.js'
+import { ComponentResources } from '../component/resources.js'
+import { type MachineControl, referenceToken, Tokens } from '../component/tokens.js'
+import { registerBuiltins } from '../components/builtins.js'
+import type { ExitAction, ExitHandler, Hypervisor, Vcpu, VcpuExit, VirtualMachine } from '../hypervisor.js'
+import { type InterruptLine, IrqChipLine } from '../irq/interrupt-line.js'
+import { type ResolvedManifest, resolveManifest } from '../manifest/resolve.js'
+import { manifestFromObject, readManifest } from '../manifest/source.js'
+import { FlatMemory } from '../memory/flat-memory.js'
+import { RamBacking } from '../memory/ram-backing.js'
+
+export type MachineState = 'created' | 'realized' | 'loaded' | 'running' | 'paused' | 'stopped' | 'disposed'
+
+/** How a run ended. `code` is what `vmm run` exits with. */
+export interface MachineResult {
+  readonly status: 'stopped' | 'guest-halt' | 'guest-poweroff' | 'guest-reset' | 'guest-exit' | 'failed'
+  readonly code: number
+  readonly reason: string
+  /** The exit that ended it, if a vCPU exit did. */
+  readonly exit?: VcpuExit
+  readonly vcpu?: number
+}
+
+export type MachineEvent =
+  | { readonly type: 'state'; readonly from: MachineState; readonly to: MachineState }
+  | { readonly type: 'exit'; readonly vcpu: number; readonly exit: VcpuExit }
+  | { readonly type: 'unhandled'; readonly access: UnhandledAccess }
+
+export interface ComponentTiming {
+  readonly id: string
+  readonly phase: 'build' | 'load' | 'start' | 'pause' | 'resume' | 'stop' | 'dispose'
+  readonly ms: number
+}
+
+export interface BuiltComponent {
+  readonly id: string
+  readonly type: string
+  readonly instance: unknown
+  readonly resources: ComponentResources
+}
+
+export interface MachineOptions {
+  readonly hypervisor: Hypervisor
+  /** Types to use; a registry with the built-in types when absent. Plugins named by the manifest are added to it. */
+  readonly registry?: ComponentRegistry
+}
+
+/**
+ * A machine built from a manifest, driven through realize -> load -> start -> pause/resume -> stop
+ * -> dispose. Only this class and the component modules touch the DI container (design idea 5).
+ */
+export class Machine {
+  private stateValue: MachineState = 'created'
+  private readonly listeners = new Set<(e: MachineEvent) => void>()
+  private vm: VirtualMachine | undefined
+  private memoryValue: FlatMemory | undefined
+  private readonly built: BuiltComponent[] = []
+  private readonly vcpuList: Vcpu[] = []
+  private runs: Promise<VcpuExit>[] = []
+  private result: MachineResult | undefined
+  private pausing = false
+  private resolveDone!: (r: MachineResult) => void
+  /** Settles once, when every vCPU has stopped for good. */
+  readonly done: Promise<MachineResult> = new Promise((r) => {
+    this.resolveDone = r
+  })
+  readonly timings: ComponentTiming[] = []
+  readonly pioBus = new PioBus((access) => this.emit({ type: 'unhandled', access }))
+  readonly mmioBus = new MmioBus((access) => this.emit({ type: 'unhandled', access }))
+
+  constructor(
+    readonly manifest: ResolvedManifest,
+    private readonly hypervisor: Hypervisor,
+  ) {}
+
+  /** Reads, resolves and realizes the manifest in `file`. */
+  static async fromFile(file: string, options: MachineOptions): Promise<Machine> {
+    const registry = options.registry ?? registerBuiltins(new ComponentRegistry())
+    return Machine.realized(await resolveManifest(readManifest(file), registry), options.hypervisor)
+  }
+
+  /** Resolves and realizes a manifest given as data; relative paths resolve from the working directory. */
+  static async fromObject(manifest: Record<string, unknown>, options: MachineOptions): Promise<Machine> {
+    const registry = options.registry ?? registerBuiltins(new ComponentRegistry())
+    return Machine.realized(await resolveManifest(manifestFromObject(manifest), registry), options.hypervisor)
+  }
+
+  private static async realized(manifest: ResolvedManifest, hypervisor: Hypervisor): Promise<Machine> {
+    const m = new Machine(manifest, hypervisor)
+    try {
+      await m.realize()
+    } catch (e) {
+      await m.dispose()
+      throw e
+    }
+    return m
+  }
+
+  get state(): MachineState {
+    return this.stateValue
+  }
+
+  get memory(): FlatMemory {
+    if (!this.memoryValue) throw new Error('the machine is not realized')
+    return this.memoryValue
+  }
+
+  get vcpus(): readonly Vcpu[] {
+    return this.vcpuList
+  }
+
+  get components(): readonly BuiltComponent[] {
+    return this.built
+  }
+
+  /** The instance built for manifest node `id`. */
+  component<T>(id: string): T {
+    const c = this.built.find((b) => b.id === id)
+    if (!c)
+      throw new Error(`no component "${id}"; the machine has: ${this.built.map((b) => b.id).join(', ')}`)
+    return c.instance as T
+  }
+
+  /** Subscribes to events; returns the unsubscribe function. */
+  on(listener: (e: MachineEvent) => void): () => void {
+    this.listeners.add(listener)
+    return () => this.listeners.delete(listener)
+  }
+
+  private emit(e: MachineEvent): void {
+    for (const l of this.listeners) l(e)
+  }
+
+  private setState(to: MachineState): void {
+    const from = this.stateValue
+    this.stateValue = to
+    this.emit({ type: 'state', from, to })
+  }
+
+  private expect(...states: MachineState[]): void {
+    if (!states.includes(this.stateValue)) {
+      throw new Error(`machine is ${this.stateValue}; expected ${states.join(' or ')}`)
+    }
+  }
+
+  private async timed<T>(id: string, phase: ComponentTiming['phase'], f: () => T | Promise<T>): Promise<T> {
+    const t0 = performance.now()
+    try {
+      return await f()
+    } finally {
+      this.timings.push({ id, phase, ms: performance.now() - t0 })
+    }
+  }
+
+  /** Creates the VM, guest RAM, vCPUs and every component, and maps devices onto the buses. */
+  async realize(): Promise<void> {
+    this.expect('created')
+    const { machine, components, holes } = this.manifest
+    const vm = this.hypervisor.createVm()
+    this.vm = vm
+    const mapping = vm.mapRam(machine.memory)
+    this.memoryValue = new FlatMemory(new RamBacking(mapping.buffers, mapping.chunkSize), holes)
+    for (const [slot, seg] of this.memoryValue.memorySegments.entries()) {
+      vm.setMemorySlot({
+        slot,
+        guestAddress: guestAddress(seg.start),
+        size: seg.size,
+        mapping,
+        mappingOffset: seg.backingOffset,
+        readOnly: false,
+      })
+    }
+    if (machine.irqchip) vm.createIrqchip()
+    for (let i = 0; i < machine.vcpus; i++) this.vcpuList.push(vm.createVcpu(i))
+
+    const root = new Container({ defaultScope: 'Singleton' })
+    const control: MachineControl = {
+      requestStop: (reason, code) => this.finish({ status: 'guest-exit', code, reason }),
+    }
+    root.bind(Tokens.GuestMemory).toConstantValue(this.memoryValue)
+    root.bind(Tokens.PioBus).toConstantValue(this.pioBus)
+    root.bind(Tokens.MmioBus).toConstantValue(this.mmioBus)
+    root.bind(Tokens.VirtualMachine).toConstantValue(vm)
+    root.bind(Tokens.MachineControl).toConstantValue(control)
+
+    for (const c of components) {
+      const irqs = new Map<string, InterruptLine>()
+      for (const [name, irq] of c.irqs) {
+        if (!machine.irqchip) throw new Error(`${c.id} needs an interrupt line; set machine.irqchip: true`)
+        irqs.set(name, new IrqChipLine(irq, (n, level) => vm.setIrqLine(n, level)))
+      }
+      const resources = new ComponentResources(c.id, c.windows, irqs)
+      const child = new Container({ parent: root, defaultScope: 'Singleton' })
+      child.bind(Tokens.Config).toConstantValue(c.config)
+      child.bind(Tokens.Id).toConstantValue(c.id)
+      child.bind(Tokens.Resources).toConstantValue(resources)
+      for (const [property, targets] of c.references) {
+        const instances = targets.map((t) => this.component(t))
+        child
+          .bind(referenceToken(property))
+          .toConstantValue(Array.isArray(c.config[property]) ? instances : instances[0])
+      }
+      const instance = await this.timed(c.id, 'build', () => {
+        child.load(c.type.module)
+        return child.get(Tokens.Component)
+      })
+      this.built.push({ id: c.id, type: c.type.name, instance, resources })
+      // A device is mapped at each of its windows; a component that is not a device maps itself.
+      if (isBusDevice(instance)) {
+        for (const [, w] of resources.allWindows()) {
+          if (w.kind === 'pio') this.pioBus.insert(instance, w.base, w.size)
+          else this.mmioBus.insert(instance, w.base, w.size)
+        }
+      }
+    }
+    this.setState('realized')
+  }
+
+  /** Lets every component put its images in memory and set initial vCPU state. */
+  async load(): Promise<void> {
+    this.expect('realized')
+    const context = { memory: this.memory, vcpus: this.vcpuList }
+    for (const c of this.built) {
+      const comp = c.instance as Component
+      if (comp.load) await this.timed(c.id, 'load', () => comp.load!(context))
+    }
+    this.setState('loaded')
+  }
+
+  private async each(phase: 'start' | 'pause' | 'resume' | 'stop', reverse = false): Promise<void> {
+    const list = reverse ? [...this.built].reverse() : this.built
+    for (const c of list) {
+      const f = (c.instance as Component)[phase]
+      if (f) await this.timed(c.id, phase, () => f.call(c.instance))
+    }
+  }
+
+  /** Starts the components and every vCPU. Await `done` (or use run()) for the end. */
+  async start(): Promise<void> {
+    this.expect('loaded')
+    await this.each('start')
+    this.setState('running')
+    this.runVcpus()
+  }
+
+  /** realize (if needed), load, start, and wait for the guest or stop() to end the run. */
+  async run(): Promise<MachineResult> {
+    if (this.stateValue === 'created') await this.realize()
+    await this.load()
+    await this.start()
+    return this.done
+  }
+
+  private runVcpus(): void {
+    const handler = this.exitHandler()
+    this.runs = this.vcpuList.map((v) =>
+      v.run(handler).catch((e: unknown): VcpuExit => {
+        this.finish({
+          status: 'failed',
+          code: 1,
+          reason: `vCPU ${v.id} failed: ${(e as Error).message}`,
+          vcpu: v.id,
+        })
+        return { kind: 'error', code: 'EFAULT', errno: 0 }
+      }),
+    )
+    void Promise.all(this.runs).then(() => {
+      if (this.pausing) return
+      this.finish({ status: 'stopped', code: 0, reason: 'stopped' })
+      this.stopAfterRun()
+    })
+  }
+
+  private async stopAfterRun(): Promise<void> {
+    if (this.stateValue === 'running' || this.stateValue === 'paused') {
+      await this.each('stop', true)
+      this.setState('stopped')
+    }
+    this.resolveDone(this.result!)
+  }
+
+  /** Records how the run ended (the first reason wins) and makes every vCPU leave the guest. */
+  private finish(result: MachineResult): void {
+    if (this.result) return
+    this.result = result
+    for (const v of this.vcpuList) v.kick()
+  }
+
+  /** Stops the vCPUs, keeping their state, and pauses the components. */
+  async pause(): Promise<void> {
+    this.expect('running')
+    this.pausing = true
+    for (const v of this.vcpuList) v.kick()
+    await Promise.all(this.runs)
+    this.pausing = false
+    if (this.result) {
+      // The guest ended the run while we paused it.
+      await this.stopAfterRun()
+      return
+    }
+    await this.each('pause', true)
+    this.setState('paused')
+  }
+
+  async resume(): Promise<void> {
+    this.expect('paused')
+    await this.each('resume')
+    this.setState('running')
+    this.runVcpus()
+  }
+
+  /** Ends the run from outside; resolves with the result once everything has stopped. */
+  async stop(): Promise<MachineResult> {
+    if (this.stateValue === 'paused') {
+      this.finish({ status: 'stopped', code: 0, reason: 'stopped' })
+      await this.stopAfterRun()
+    } else if (this.stateValue === 'running') {
+      this.finish({ status: 'stopped', code: 0, reason: 'stopped' })
+    } else {
+      this.expect('running', 'paused')
+    }
+    return this.done
+  }
+
+  /** Stops if needed, then releases components (reverse build order), buses and the VM. Idempotent. */
+  async dispose(): Promise<void> {
+    if (this.stateValue === 'disposed') return
+    if (this.stateValue === 'running' || this.stateValue === 'paused') await this.stop()
+    const errors: unknown[] = []
+    for (const c of [...this.built].reverse()) {
+      const comp = c.instance as Component
+      for (const [, w] of c.resources.allWindows()) {
+        const bus = w.kind === 'pio' ? this.pioBus : this.mmioBus
+        if (isBusDevice(c.instance)) bus.remove(w.base)
+      }
+      try {
+        if (comp.dispose) await this.timed(c.id, 'dispose', () => comp.dispose!())
+      } catch (e) {
+        errors.push(e)
+      }
+    }
+    this.built.length = 0
+    this.vm?.dispose()
+    this.setState('disposed')
+    if (errors.length > 0) throw new AggregateError(errors, 'components failed to dispose')
+  }
+
+  private exitHandler(): ExitHandler {
+    // Device code must not take the vCPU loop down: a throw fails the run with the device named.
+    const guard = (what: string, address: number, f: () => void, data?: Uint8Array) => {
+      try {
+        f()
+      } catch (e) {
+        data?.fill(0xff)
+        this.finish({
+          status: 'failed',
+          code: 1,
+          reason: `${what} ${hex(address)}: device threw: ${(e as Error).message}`,
+        })
+      }
+    }
+    return {
+      pioIn: (port, data) => guard('port read', port, () => this.pioBus.read(port, data), data),
+      pioOut: (port, data) => guard('port write', port, () => this.pioBus.write(port, data)),
+      mmioRead: (address, data) => guard('MMIO read', address, () => this.mmioBus.read(address, data), data),
+      mmioWrite: (address, data) => guard('MMIO write', address, () => this.mmioBus.write(address, data)),
+      onExit: (exit, vcpu) => this.onExit(exit, vcpu),
+    }
+  }
+
+  private onExit(exit: VcpuExit, vcpu: Vcpu): ExitAction {
+    if (exit.kind !== 'kick') this.emit({ type: 'exit', vcpu: vcpu.id, exit })
+    const end = (r: Omit<MachineResult, 'exit' | 'vcpu'>): ExitAction => {
+      this.finish({ ...r, exit, vcpu: vcpu.id })
+      return 'stop'
+    }
+    switch (exit.kind) {
+      case 'kick':
+        return this.pausing || this.result ? 'stop' : 'resume'
+      case 'irq-window-open':
+        return 'resume'
+      case 'hlt':
+        // With the in-kernel irqchip KVM waits for an interrupt itself; without it nothing can wake
+        // the vCPU, so a halt is the guest saying it is done (how raw test guests end).
+        return this.manifest.machine.irqchip
+          ? 'resume'
+          : end({ status: 'guest-halt', code: 0, reason: 'guest halted' })
+      case 'system-event':
+        if (exit.name === 'shutdown')
+          return end({ status: 'guest-poweroff', code: 0, reason: 'guest powered off' })
+        if (exit.name === 'reset')
+          return end({ status: 'guest-reset', code: 0, reason: 'guest requested a reset' })
+        return end({ status: 'failed', code: 1, reason: `guest system event: ${exit.name}` })
+      case 'shutdown':
+        return end({ status: 'failed', code: 1, reason: `vCPU ${vcpu.id}: triple fault (shutdown)` })
+      case 'internal-error': {
+        const bytes = [...exit.instructionBytes].map((b) => b.toString(16).padStart(2, '0')).join(' ')
+        return end({
+          status: 'failed',
+          code: 1,
+          reason: `vCPU ${vcpu.id}: internal error ${exit.suberror}${bytes ? ` at instruction bytes ${bytes}` : ''}`,
+        })
+      }
+      case 'fail-entry':
+        return end({
+          status: 'failed',
+          code: 1,
+          reason: `vCPU ${vcpu.id}: VM entry failed (hardware reason ${hex(Number(exit.hardwareReason))})`,
+        })
+      case 'error':
+        return end({ status: 'failed', code: 1, reason: `vCPU ${vcpu.id}: running failed with ${exit.code}` })
+      case 'disposed':
+        return end({ status: 'stopped', code: 0, reason: 'the VM was disposed' })
+      default:
+        return end({ status: 'failed', code: 1, reason: `vCPU ${vcpu.id}: unexpected ${exit.kind} exit` })
+    }
+  }
+}

@@ -1,0 +1,9 @@
+// @vmm/core/testing: the in-process test hypervisor, for device and board tests without /dev/kvm.
+export { type CpuBus, RealModeCpu } from './real-mode.js'
+export { TestHypervisor, TestVcpu, TestVm, type TestVmLog } from './test-hypervisor.js'
+
+import type { HypervisorProvider } from '../hypervisor.js'
+import { TestHypervisor } from './test-hypervisor.js'
+
+/** A HypervisorProvider for the test hypervisor (`vmm run --hypervisor test`). */
+export const hypervisorProvider: HypervisorProvider = { open: () => new TestHypervisor() }
