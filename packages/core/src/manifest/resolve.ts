@@ -435,7 +435,8 @@ function toDiagnostics(errors: readonly ErrorObject[], base: string, source: Man
         out.push(pos.diagnostic(path, `expected ${JSON.stringify(p.allowedValue)}`))
         break
       case 'pattern':
-        if (p.propertyName === undefined)
+        // A bad component id also fails `pattern` inside propertyNames; the propertyNames line says it.
+        if (!e.schemaPath.includes('/propertyNames/'))
           out.push(pos.diagnostic(path, `expected text matching ${p.pattern}, got ${describeValue(e.data)}`))
         break
       case 'propertyNames':

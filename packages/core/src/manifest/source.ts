@@ -67,7 +67,7 @@ function readOne(
   }
   files.push(file)
   const lines = new LineCounter()
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false })
+  const doc = parseDocument(text, { lineCounter: lines })
   if (doc.errors.length > 0) {
     throw new ManifestError(
       doc.errors.map((e) => {
@@ -102,7 +102,9 @@ function readOne(
         position: positions.at(pointer('/plugins', i)),
       }))
     : []
-  const includes = own.include === undefined ? [] : Array.isArray(own.include) ? own.include : [own.include]
+  const listed = Array.isArray(own.include)
+  const includes: unknown[] =
+    own.include === undefined ? [] : listed ? (own.include as unknown[]) : [own.include]
   delete own.include
   if (includes.length === 0) return { data: own, positions, plugins: ownPlugins }
 
@@ -110,8 +112,8 @@ function readOne(
   const merged = new SourceMap(file)
   const plugins: PluginRef[] = []
   includes.forEach((inc, i) => {
-    const incPath = Array.isArray(own.include) ? pointer('/include', i) : '/include'
-    const where = positions.at(Array.isArray(data.include) ? pointer('/include', i) : incPath)
+    const incPath = listed ? pointer('/include', i) : '/include'
+    const where = positions.at(incPath)
     if (typeof inc !== 'string')
       throw new ManifestError([{ ...where, path: incPath, message: 'include: expected a file path' }])
     const sub = readOne(resolve(dirname(file), inc), [...stack, file], files, where)
@@ -172,6 +174,10 @@ function walk(
   }
 }
 
+/** yaml's message without the position and source excerpt it appends (we report those ourselves). */
 function firstLine(s: string): string {
-  return s.split('\n')[0]!.trim()
+  return s
+    .split('\n')[0]!
+    .replace(/ at line \d+, column \d+:?$/, '')
+    .trim()
 }
