@@ -24,7 +24,7 @@ const head = 'machine:\n  memory: 1MiB\n  irqchip: true\ncomponents:\n'
 describe('manifest errors name file, line, column and what was expected', () => {
   it('unknown component type', async () => {
     expect(await errors({ 'main.yaml': `${head}  a:\n    type: test-prot\n` })).toEqual([
-      'main.yaml:6:11: unknown component type "test-prot"; expected one of: debugcon, raw-image, test-link, test-mmio, test-port',
+      'main.yaml:6:11: unknown component type "test-prot"; expected one of: debugcon, raw-image, test-broken, test-link, test-mmio, test-port',
     ])
   })
 
@@ -108,6 +108,13 @@ describe('manifest errors name file, line, column and what was expected', () => 
       'main.yaml:20:36: test-mmio has no resource "bogus"; expected one of: regs',
       'main.yaml:20:24: mmio window [0xd0001000, 0xd0002000) of n overlaps mmio window [0xd0000000, 0xd0002000) of m',
       'main.yaml:23:24: mmio window [0x1000, 0x2000) of r overlaps guest RAM; expected an address in a hole or above RAM',
+    ])
+  })
+
+  it('an interrupt line without an irqchip', async () => {
+    const yaml = 'machine:\n  memory: 1MiB\ncomponents:\n  uart:\n    type: test-port\n'
+    expect(await errors({ 'main.yaml': yaml })).toEqual([
+      'main.yaml:5:5: uart (test-port) needs an interrupt line (irq); expected machine.irqchip: true',
     ])
   })
 

@@ -68,10 +68,25 @@ export const linkType: ComponentType = {
   module: new ContainerModule(({ bind }) => void bind(Tokens.Component).to(Link)),
 }
 
+@injectable()
+class Broken {
+  constructor() {
+    throw new Error('broken on purpose')
+  }
+}
+
+export const brokenType: ComponentType = {
+  name: 'test-broken',
+  description: 'test: its constructor throws',
+  schema: { properties: {} },
+  module: new ContainerModule(({ bind }) => void bind(Tokens.Component).to(Broken)),
+}
+
 export function testRegistry(): ComponentRegistry {
   const r = registerBuiltins(new ComponentRegistry())
   r.register(portDeviceType)
   r.register(mmioDeviceType)
   r.register(linkType)
+  r.register(brokenType)
   return r
 }

@@ -193,7 +193,6 @@ export class Machine {
     for (const c of components) {
       const irqs = new Map<string, InterruptLine>()
       for (const [name, irq] of c.irqs) {
-        if (!machine.irqchip) throw new Error(`${c.id} needs an interrupt line; set machine.irqchip: true`)
         irqs.set(name, new IrqChipLine(irq, (n, level) => vm.setIrqLine(n, level)))
       }
       const resources = new ComponentResources(c.id, c.windows, irqs)

@@ -273,6 +273,7 @@ function allocate(
       if (pin === undefined) continue
       if (r.kind === 'irq') {
         const owner = irqOwners.get(pin)
+        if (!machine.irqchip) continue // reported below, once per request
         if (owner !== undefined) {
           diags.push(
             pos.diagnostic(pinPath, `irq ${pin} is already used by ${owner}; expected a free interrupt line`),
@@ -318,6 +319,15 @@ function allocate(
     const pins = (c.node.resources ?? {}) as Record<string, number>
     const alloc = result.get(c.id)!
     for (const r of requests.get(c.id)!) {
+      if (r.kind === 'irq' && !machine.irqchip) {
+        diags.push(
+          pos.diagnostic(
+            path,
+            `${c.id} (${c.type.name}) needs an interrupt line (${r.name}); expected machine.irqchip: true`,
+          ),
+        )
+        continue
+      }
       if (r.kind === 'ram' || pins[r.name] !== undefined) continue
       if (r.kind === 'irq') {
         const free = machine.layout.irqs.find((n) => !irqOwners.has(n))

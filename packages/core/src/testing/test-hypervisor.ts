@@ -138,6 +138,8 @@ export class TestVcpu implements Vcpu {
   readonly cpu = new RealModeCpu()
   private kicked = false
   private running = false
+  /** After a hlt the handler resumed: like KVM with an in-kernel irqchip, wait (until kicked). */
+  private halted = false
   /** Instructions executed, for tests. */
   steps = 0
 
@@ -253,11 +255,16 @@ export class TestVcpu implements Vcpu {
         if (this.kicked) {
           this.kicked = false
           exit = { kind: 'kick' }
+        } else if (this.halted) {
+          // The interpreter has no interrupts to wake it; only a kick ends the wait.
+          await new Promise((resolve) => setTimeout(resolve, 1))
+          continue
         } else {
           this.steps++
           exit = this.cpu.step(bus)
         }
         if (exit !== undefined && handler.onExit(exit, this) === 'stop') return exit
+        if (exit?.kind === 'hlt') this.halted = true
       }
       await new Promise((resolve) => setImmediate(resolve))
     }
