@@ -2,6 +2,9 @@
 // before any @injectable class is defined, so plugins get it by importing core first.
 import 'reflect-metadata'
 
+// Plugins build components with these; taking them from core keeps one InversifyJS in a machine.
+export { ContainerModule, inject, injectable } from 'inversify'
+
 export { addressAdd, GUEST_ADDRESS_LIMIT, type GuestAddress, guestAddress, hex } from './address.js'
 export { isBusDevice, type MmioDevice, type PioDevice, type UnhandledAccess } from './bus/device.js'
 export { BusError, type BusErrorCode } from './bus/errors.js'
