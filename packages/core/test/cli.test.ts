@@ -1,0 +1,118 @@
+import { spawnSync } from 'node:child_process'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { describe, expect, it } from 'vitest'
+import { fixture, helloGuest } from './fixtures.js'
+
+// The CLI is tested as users run it: the built dist/cli/main.js in a child process (`pnpm test`
+// builds first).
+const main = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url))
+const example = fileURLToPath(new URL('../../../examples/debug-exit-machine/machine.yaml', import.meta.url))
+
+function vmm(...args: string[]) {
+  const r = spawnSync(process.execPath, [main, ...args], { encoding: 'utf8' })
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr }
+}
+
+const hello =
+  'machine:\n  memory: 64KiB\ncomponents:\n  g:\n    type: raw-image\n    file: g.bin\n    address: 0x1000\n  con:\n    type: debugcon\n    resources: { port: 0xe9 }\n'
+
+describe('vmm', () => {
+  it('validate: ok, --print, and every error with its position', () => {
+    const dir = fixture({
+      'g.bin': helloGuest,
+      'ok.yaml': hello,
+      'bad.yaml': 'machine:\n  memory: 1MiB\n  cpus: 2\ncomponents:\n  x:\n    type: nic\n',
+    })
+    expect(vmm('validate', join(dir, 'ok.yaml'))).toEqual({
+      code: 0,
+      stdout: `${join(dir, 'ok.yaml')}: ok (2 components)\n`,
+      stderr: '',
+    })
+    const printed = vmm('validate', join(dir, 'ok.yaml'), '--print')
+    expect(printed.code).toBe(0)
+    expect(printed.stdout).toContain(
+      `  g:\n    type: raw-image\n    file: ${join(dir, 'g.bin')}\n    address: 4096\n    vcpu: 0\n`,
+    )
+    expect(printed.stdout).toContain(
+      '  con:\n    type: debugcon\n    output: stdout\n    resources:\n      port: 0xe9\n',
+    )
+    const bad = vmm('validate', join(dir, 'bad.yaml'))
+    expect(bad.code).toBe(1)
+    expect(bad.stderr).toBe(
+      `${dir}/bad.yaml:3:3: unknown field "cpus"; expected one of: memory, vcpus, irqchip, layout\n` +
+        `${dir}/bad.yaml:6:11: unknown component type "nic"; expected one of: debugcon, raw-image\n`,
+    )
+  })
+
+  it('graph: text and dot; svg through Graphviz or a clear error', () => {
+    expect(vmm('graph', example).stdout).toBe(
+      'guest (raw-image)\nconsole (debugcon)  port: pio [0xe9, 0xea)\nexit (debug-exit)  port: pio [0xf4, 0xf8)\n',
+    )
+    expect(vmm('graph', example, '--format', 'dot').stdout).toContain(
+      '"exit" [label="exit\\ndebug-exit\\npio 0xf4"];',
+    )
+    const svg = vmm('graph', example, '--format', 'svg')
+    const hasDot = spawnSync('dot', ['-V']).error === undefined
+    if (hasDot) expect(svg.stdout).toContain('<svg')
+    else {
+      expect(svg.code).toBe(1)
+      expect(svg.stderr).toContain('sudo apt-get install graphviz')
+    }
+    expect(vmm('graph', example, '--format', 'png')).toMatchObject({ code: 2 })
+  })
+
+  it('schema: the merged JSON Schema with every built-in type', () => {
+    const r = vmm('schema')
+    expect(r.code).toBe(0)
+    const schema = JSON.parse(r.stdout)
+    expect(schema.properties.components.additionalProperties.properties.type.enum).toEqual([
+      'debugcon',
+      'raw-image',
+    ])
+    expect(schema.properties.machine.properties.memory.anyOf[0]).toEqual({ type: 'integer', minimum: 0 })
+  })
+
+  it('run: the guest output, and the exit code the guest asked for', () => {
+    expect(vmm('run', example, '--hypervisor', 'test')).toEqual({
+      code: 0,
+      stdout: 'hello from the guest\n',
+      stderr: '',
+    })
+  })
+
+  it('run: a failing guest exits non-zero with the reason', () => {
+    const dir = fixture({ 'g.bin': Uint8Array.of(0x0f, 0x0b), 'm.yaml': hello })
+    expect(vmm('run', join(dir, 'm.yaml'), '--hypervisor', 'test')).toEqual({
+      code: 1,
+      stdout: '',
+      stderr:
+        'vmm: vCPU 0: internal error 1 at instruction bytes 0f 0b 00 00 00 00 00 00 00 00 00 00 00 00 00\n',
+    })
+  })
+
+  it('run: a hypervisor that cannot be loaded is a clear error', () => {
+    const r = vmm('run', example, '--hypervisor', 'vmm-no-such-hypervisor')
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(
+      /^vmm: cannot load the hypervisor module "vmm-no-such-hypervisor": not found from .*machine\.yaml/,
+    )
+    expect(r.stderr).toContain('--hypervisor test')
+  })
+
+  it('usage errors exit 2', () => {
+    expect(vmm()).toMatchObject({ code: 2 })
+    expect(vmm('frobnicate', 'x')).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining('unknown command "frobnicate"'),
+    })
+    expect(vmm('validate')).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining('validate needs a manifest file'),
+    })
+    expect(vmm('validate', 'x', '--bogus')).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining("Unknown option '--bogus'"),
+    })
+  })
+})
