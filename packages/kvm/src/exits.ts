@@ -1,6 +1,7 @@
 // Reading and answering vCPU exits in place, in the vCPU's shared struct kvm_run
 // (include/uapi/linux/kvm.h; offsets below are for x86-64). This is the hot path of every
 // emulated device: no allocation per I/O exit, no copies, one handler call.
+import type { ExitAction, ExitHandler, VcpuExit } from '@vmm/core'
 
 /** KVM_EXIT_* (include/uapi/linux/kvm.h). */
 export const KvmExitReason = {
@@ -30,44 +31,9 @@ export const InternalErrorSuberror = {
   UnexpectedExitReason: 4,
 } as const
 
-/** Exits that are not port or MMIO accesses, handed to ExitHandler.onExit. */
-export type VcpuExit =
-  | { kind: 'hlt' }
-  | { kind: 'shutdown' }
-  | { kind: 'system-event'; type: number; name: string; data: bigint[] }
-  | {
-      kind: 'internal-error'
-      suberror: number
-      /** The instruction bytes KVM could not emulate (suberror 1 with the INSTRUCTION_BYTES flag), else empty. */
-      instructionBytes: Uint8Array
-      data: bigint[]
-    }
-  | { kind: 'fail-entry'; hardwareReason: bigint; cpu: number }
-  | { kind: 'exception'; exception: number; errorCode: number }
-  | { kind: 'debug' }
-  | { kind: 'irq-window-open' }
-  | { kind: 'unknown'; reason: number; hardwareReason: bigint }
-  /** The vCPU was kicked out of KVM_RUN (pause or stop requested). */
-  | { kind: 'kick' }
-  /** KVM_RUN itself failed. */
-  | { kind: 'error'; code: string; errno: number }
-  /** The VM was disposed while the vCPU ran. */
-  | { kind: 'disposed' }
-
-export type ExitAction = 'resume' | 'stop'
-
-/**
- * What a VM needs from the devices. Port and MMIO accesses get a caller-owned `data` view whose
- * length is the access size: a read fills it, a write reads it. Handlers must not keep `data`.
- */
-export interface ExitHandler<V = unknown> {
-  pioIn(port: number, data: Uint8Array, vcpu: V): void
-  pioOut(port: number, data: Uint8Array, vcpu: V): void
-  mmioRead(address: number, data: Uint8Array, vcpu: V): void
-  mmioWrite(address: number, data: Uint8Array, vcpu: V): void
-  /** Any other exit: decide whether the vCPU goes on. */
-  onExit(exit: VcpuExit, vcpu: V): ExitAction
-}
+// The exit and handler shapes are core's (the hypervisor interface the machine programs against);
+// this package produces them from struct kvm_run.
+export type { ExitAction, ExitHandler, VcpuExit } from '@vmm/core'
 
 // struct kvm_run offsets (x86-64)
 const OFF_EXIT_REASON = 8

@@ -65,6 +65,8 @@ export interface NativeVm {
   /** -1, or kind * 65536 + id of a vCPU whose exit now belongs to JS. */
   poll(spinNs: number): number
   complete(id: number, resume: boolean): void
+  /** complete(id, true) then poll(spinNs), in one call. */
+  resumeAndPoll(id: number, spinNs: number): number
   arm(): boolean
   kick(id: number): boolean
   exitErrno(id: number): number

@@ -1,66 +1,7 @@
 // vCPU state as KVM exchanges it (include/uapi/asm/kvm.h, x86-64), with 64-bit fields as bigint.
+// The register shapes every hypervisor shares come from core; the rest is KVM's own.
 
-export interface Regs {
-  rax: bigint
-  rbx: bigint
-  rcx: bigint
-  rdx: bigint
-  rsi: bigint
-  rdi: bigint
-  rsp: bigint
-  rbp: bigint
-  r8: bigint
-  r9: bigint
-  r10: bigint
-  r11: bigint
-  r12: bigint
-  r13: bigint
-  r14: bigint
-  r15: bigint
-  rip: bigint
-  rflags: bigint
-}
-
-export interface Segment {
-  base: bigint
-  limit: number
-  selector: number
-  type: number
-  present: number
-  dpl: number
-  db: number
-  s: number
-  l: number
-  g: number
-  avl: number
-  unusable: number
-}
-
-export interface DescriptorTable {
-  base: bigint
-  limit: number
-}
-
-export interface Sregs {
-  cs: Segment
-  ds: Segment
-  es: Segment
-  fs: Segment
-  gs: Segment
-  ss: Segment
-  tr: Segment
-  ldt: Segment
-  gdt: DescriptorTable
-  idt: DescriptorTable
-  cr0: bigint
-  cr2: bigint
-  cr3: bigint
-  cr4: bigint
-  cr8: bigint
-  efer: bigint
-  apic_base: bigint
-  interrupt_bitmap: bigint[]
-}
+export type { DescriptorTable, Regs, Segment, Sregs } from '@vmm/core'
 
 export interface Fpu {
   /** 8 x87 registers, 16 bytes each. */

@@ -356,26 +356,28 @@ export class Vm {
     this.pumping = true
     try {
       const started = performance.now()
-      let spin = 0
+      let r = this.nvm.poll(0)
       for (let handled = 1; ; handled++) {
-        const r = this.nvm.poll(spin)
         if (r < 0) {
           if (this.running === 0 || this.nvm.arm()) return
+          r = this.nvm.poll(0)
           continue
         }
-        this.handle(r)
-        spin = POLL_SPIN_NS
+        const resumeId = this.handle(r)
         if ((handled & 255) === 0 && performance.now() - started > PUMP_SLICE_MS) {
+          if (resumeId >= 0) this.nvm.complete(resumeId, true)
           setImmediate(this.pump)
           return
         }
+        r = resumeId >= 0 ? this.nvm.resumeAndPoll(resumeId, POLL_SPIN_NS) : this.nvm.poll(POLL_SPIN_NS)
       }
     } finally {
       this.pumping = false
     }
   }
 
-  private handle(r: number): void {
+  /** Handles one exit; returns the vCPU id to resume, or -1 when the vCPU was stopped. */
+  private handle(r: number): number {
     const id = r & 0xffff
     const kind = (r - id) / 65536
     const v = this.vcpuById[id]!
@@ -387,12 +389,9 @@ export class Vm {
       } catch (e) {
         this.nvm.complete(id, false)
         v.finish(undefined, e)
-        return
+        return -1
       }
-      if (action === 'resume') {
-        this.nvm.complete(id, true)
-        return
-      }
+      if (action === 'resume') return id
       exit = v.lastExit ?? { kind: 'unknown', reason: v.runView.exitReason, hardwareReason: 0n }
     } else if (kind === NativeExitKind.Kick) {
       exit = { kind: 'kick' }
@@ -402,6 +401,7 @@ export class Vm {
     }
     this.nvm.complete(id, false)
     v.finish(exit)
+    return -1
   }
 
   /**
@@ -452,7 +452,7 @@ export class Vcpu {
   }
 
   /**
-   * Runs the vCPU until an exit handler says 'stop', pause() kicks it, KVM_RUN fails, or the VM
+   * Runs the vCPU until an exit handler says 'stop', kick() stops it, KVM_RUN fails, or the VM
    * is disposed; resolves with that exit. Rejects if a handler throws (the vCPU is stopped).
    */
   run(handler: ExitHandler<Vcpu>): Promise<VcpuExit> {
@@ -477,8 +477,8 @@ export class Vcpu {
     return done
   }
 
-  /** Kicks the vCPU out of the guest; its run() resolves with { kind: 'kick' }. */
-  pause(): void {
+  /** Kicks the vCPU out of the guest (for pause and stop); its run() resolves with { kind: 'kick' }. */
+  kick(): void {
     if (this.state_ === 'running') this.nvm.kick(this.id)
   }
 

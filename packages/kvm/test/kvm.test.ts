@@ -216,14 +216,14 @@ describe.skipIf(kvmUnavailable)('KVM system and VM (real /dev/kvm)', () => {
     const h = handler({})
     let run = vcpu.run(h)
     await new Promise((r) => setTimeout(r, 100))
-    vcpu.pause()
+    vcpu.kick()
     expect(await run).toEqual({ kind: 'kick' })
     const first = vcpu.getRegs()
     expect(first.rax).toBeGreaterThan(0n)
     expect(first.rip >= BigInt(LOAD) && first.rip < BigInt(LOAD + 16)).toBe(true)
     run = vcpu.run(h)
     await new Promise((r) => setTimeout(r, 100))
-    vcpu.pause()
+    vcpu.kick()
     expect(await run).toEqual({ kind: 'kick' })
     expect(vcpu.getRegs().rax).toBeGreaterThan(first.rax)
   })
@@ -324,7 +324,7 @@ describe.skipIf(kvmUnavailable)('KVM system and VM (real /dev/kvm)', () => {
         pioOut: (port, _d, v) => {
           ports.push(port)
           if (port === 0x10) irq.write(1n) // the guest is ready: raise IRQ 5 through the irqfd
-          if (port === 0x11) v.pause()
+          if (port === 0x11) v.kick()
         },
       }),
     )

@@ -392,7 +392,17 @@ class Vm : public Napi::ObjectWrap<Vm> {
 
   // Called on a vCPU thread after it posted an exit.
   void Notify() {
-    if (jsSleeping_.exchange(0, std::memory_order_seq_cst)) wake_.NonBlockingCall();
+    if (jsSleeping_.exchange(0, std::memory_order_seq_cst)) wake_.NonBlockingCall(CallWake);
+  }
+  // Runs the JS wake function on the event loop. A call still queued while the environment shuts
+  // down finds no JS to run: that is not an error. An exception from JS stays a JS exception.
+  static void CallWake(Napi::Env env, Napi::Function fn) {
+    if (env == nullptr || fn.IsEmpty()) return;
+    try {
+      fn.Call({});
+    } catch (const Napi::Error& e) {
+      if (!e.Value().IsEmpty()) e.ThrowAsJavaScriptException();
+    }
   }
   int fd() const { return fd_; }
   static void CleanupHook(void* self) { static_cast<Vm*>(self)->DisposeAll(); }
@@ -429,6 +439,8 @@ class Vm : public Napi::ObjectWrap<Vm> {
   Napi::Value CreateVcpu(const Napi::CallbackInfo& info);
   Napi::Value Start(const Napi::CallbackInfo& info);
   Napi::Value Poll(const Napi::CallbackInfo& info);
+  Napi::Value ResumeAndPoll(const Napi::CallbackInfo& info);
+  int32_t PollFor(uint64_t spinNs);
   Napi::Value Complete(const Napi::CallbackInfo& info);
   Napi::Value Arm(const Napi::CallbackInfo& info);
   Napi::Value Kick(const Napi::CallbackInfo& info);
@@ -679,10 +691,9 @@ Napi::Value Vm::Start(const Napi::CallbackInfo& info) {
 }
 
 // poll(spinNs) -> -1, or kind * 65536 + vcpuId of a vCPU whose exit now belongs to JS.
-Napi::Value Vm::Poll(const Napi::CallbackInfo& info) {
-  uint64_t spinNs = uint64_t(info[0].As<Napi::Number>().Int64Value());
+int32_t Vm::PollFor(uint64_t spinNs) {
   size_t n = vcpus_.size();
-  uint64_t deadline = 0;
+  uint64_t start = 0, deadline = 0;
   for (unsigned iter = 0;; iter++) {
     for (size_t k = 0; k < n; k++) {
       uint32_t idx = uint32_t((lastPolled_ + 1 + k) % n);
@@ -691,18 +702,31 @@ Napi::Value Vm::Poll(const Napi::CallbackInfo& info) {
         v->exitPending.store(0, std::memory_order_relaxed);
         v->jsState = ST_EXITED;
         lastPolled_ = idx;
-        return Napi::Number::New(info.Env(), double(v->exitKind) * 65536 + idx);
+        return v->exitKind * 65536 + int32_t(idx);
       }
     }
-    if (spinNs == 0) break;
+    if (spinNs == 0) return -1;
     if (iter == 0) {
-      deadline = MonotonicNs() + spinNs;
-    } else if ((iter & 15) == 0 && MonotonicNs() > deadline) {
-      break;
+      start = MonotonicNs();
+      deadline = start + spinNs;
+    } else if (!SpinStep(iter, start, deadline)) {
+      return -1;
     }
-    CpuRelax();
   }
-  return Napi::Number::New(info.Env(), -1);
+}
+
+Napi::Value Vm::Poll(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), PollFor(uint64_t(info[0].As<Napi::Number>().Int64Value())));
+}
+
+// resumeAndPoll(id, spinNs): complete(id, true) and poll(spinNs) in one call — the exit path's
+// steady state, one crossing of the JS/native boundary per exit.
+Napi::Value Vm::ResumeAndPoll(const Napi::CallbackInfo& info) {
+  Vcpu* v = Get(info);
+  if (v->jsState != ST_EXITED) throw Napi::Error::New(info.Env(), "vCPU " + std::to_string(v->id) + " has no exit to complete");
+  v->jsState = ST_RUNNING;
+  Post(v, MSG_RESUME);
+  return Napi::Number::New(info.Env(), PollFor(uint64_t(info[1].As<Napi::Number>().Int64Value())));
 }
 
 // complete(id, resume): hands the exit back; resume=true re-enters KVM_RUN, false stops the vCPU
@@ -1302,6 +1326,7 @@ Napi::Function Vm::Init(Napi::Env env) {
                          InstanceMethod("createVcpu", &Vm::CreateVcpu),
                          InstanceMethod("start", &Vm::Start),
                          InstanceMethod("poll", &Vm::Poll),
+                         InstanceMethod("resumeAndPoll", &Vm::ResumeAndPoll),
                          InstanceMethod("complete", &Vm::Complete),
                          InstanceMethod("arm", &Vm::Arm),
                          InstanceMethod("kick", &Vm::Kick),

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <ctime>
 #include <linux/futex.h>
+#include <sched.h>
 #include <string>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -51,6 +52,20 @@ inline uint64_t MonotonicNs() {
 
 inline void CpuRelax() { __builtin_ia32_pause(); }
 
+// Spinning is only a win while the other side has a CPU. After the first few microseconds a
+// spinner also offers its CPU to other runnable threads (sched_yield), so on an oversubscribed
+// machine the thread it is waiting for gets to run instead of being starved by the spin.
+static constexpr uint64_t kPureSpinNs = 3000;
+
+inline bool SpinStep(unsigned iter, uint64_t start, uint64_t deadline) {
+  CpuRelax();
+  if ((iter & 15) != 0) return true;
+  uint64_t now = MonotonicNs();
+  if (now > deadline) return false;
+  if (now - start > kPureSpinNs && (iter & 63) == 0) sched_yield();
+  return true;
+}
+
 // Waits until `word` differs from `seen`: spins for up to `spinNs` (the other side usually
 // answers within a microsecond on the hot path), then sleeps on the futex. `sleeping` is set
 // around the sleep so the other side knows it must wake us (Dekker-style: we store `sleeping`
@@ -60,12 +75,10 @@ inline uint32_t WaitChange(std::atomic<uint32_t>& word, uint32_t seen, std::atom
   uint32_t v = word.load(std::memory_order_acquire);
   if (v != seen) return v;
   if (spinNs > 0) {
-    uint64_t deadline = MonotonicNs() + spinNs;
-    for (unsigned i = 1;; i++) {
-      CpuRelax();
+    uint64_t start = MonotonicNs(), deadline = start + spinNs;
+    for (unsigned i = 1; SpinStep(i, start, deadline); i++) {
       v = word.load(std::memory_order_acquire);
       if (v != seen) return v;
-      if ((i & 63) == 0 && MonotonicNs() > deadline) break;
     }
   }
   for (;;) {
