@@ -108,6 +108,17 @@ export interface NativeBinding {
   eventfd(initial?: number): number
   eventfdRead(fd: number): bigint | null
   eventfdWrite(fd: number, value?: bigint): void
+  /** MADV_DONTNEED on a page-aligned range of a mapMemory chunk. */
+  discardMemory(buffer: ArrayBuffer, offset: number, length: number): void
+  /** Opens (creating if needed) TAP interface `name`; the fd is non-blocking. */
+  openTap(name: string, options?: { vnetHdr?: boolean }): { fd: number; name: string }
+  setTapOffload(fd: number, flags: number): void
+  /** Bytes read into `view`, or -1 when the fd would block. */
+  readFd(fd: number, view: ArrayBufferView): number
+  /** Bytes written from `view`, or -1 when the fd would block. */
+  writeFd(fd: number, view: ArrayBufferView): number
+  /** writev() of the views (one packet from a descriptor chain), or -1 when the fd would block. */
+  writevFd(fd: number, views: readonly ArrayBufferView[]): number
   FdWatch: new (fd: number, onReadable: (status: number) => void, ref?: boolean) => NativeFdWatch
   Vm: new (systemFd: number, wake: () => void) => NativeVm
 }

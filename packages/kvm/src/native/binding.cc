@@ -26,6 +26,9 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
 #include <uv.h>
 
 #include <atomic>
@@ -259,6 +262,105 @@ static Napi::Value UnmapMemory(const Napi::CallbackInfo& info) {
   for (uint32_t i = 0; i < buffers.Length(); i++) buffers.Get(i).As<Napi::ArrayBuffer>().Detach();
   Release(found);
   return info.Env().Undefined();
+}
+
+// discardMemory(buffer, offset, length): gives the pages of a guest RAM chunk back to the host
+// (MADV_DONTNEED; they read as zero afterwards, or as the memfd's contents). The balloon uses it.
+static Napi::Value DiscardMemory(const Napi::CallbackInfo& info) {
+  Napi::ArrayBuffer buf = info[0].As<Napi::ArrayBuffer>();
+  size_t off = size_t(U64(info[1])), len = size_t(U64(info[2]));
+  if (off % 4096 || len % 4096 || off + len > buf.ByteLength() || off + len < off)
+    throw Napi::RangeError::New(info.Env(), "discardMemory: range must be page-aligned and inside the buffer");
+  // SAFETY: the range lies inside a live mapping made by mapMemory (checked above).
+  if (madvise(static_cast<uint8_t*>(buf.Data()) + off, len, MADV_DONTNEED) < 0) ThrowSys(info.Env(), errno, "madvise");
+  return info.Env().Undefined();
+}
+
+// openTap(name, { vnetHdr, multiQueue }) -> { fd, name }: opens /dev/net/tun as a TAP device,
+// creating it when no interface has that name (Documentation/networking/tuntap.rst). With
+// vnetHdr every packet carries a struct virtio_net_hdr (12 bytes, TUNSETVNETHDRSZ), so checksum
+// and segmentation offloads can pass through. The fd is non-blocking.
+static Napi::Value OpenTap(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = info[0].As<Napi::String>();
+  Napi::Object o = info.Length() > 1 && info[1].IsObject() ? info[1].As<Napi::Object>() : Napi::Object::New(env);
+  bool vnetHdr = GetU32(o, "vnetHdr") != 0;
+  if (name.size() >= IFNAMSIZ) throw Napi::RangeError::New(env, "openTap: interface name longer than 15 bytes");
+  int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) ThrowSys(env, errno, "open");
+  ifreq ifr{};
+  strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (vnetHdr ? IFF_VNET_HDR : 0);
+  // SAFETY: ifr initialised; on success the fd is attached to the interface.
+  if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+    int e = errno;
+    close(fd);
+    ThrowSys(env, e, "ioctl", "TUNSETIFF");
+  }
+  if (vnetHdr) {
+    int sz = 12;  // struct virtio_net_hdr_v1 / _mrg_rxbuf (virtio 1.2 §5.1.6)
+    if (ioctl(fd, TUNSETVNETHDRSZ, &sz) < 0) {
+      int e = errno;
+      close(fd);
+      ThrowSys(env, e, "ioctl", "TUNSETVNETHDRSZ");
+    }
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("fd", Napi::Number::New(env, fd));
+  out.Set("name", Napi::String::New(env, ifr.ifr_name));
+  return out;
+}
+
+// setTapOffload(fd, flags): TUNSETOFFLOAD with TUN_F_CSUM (1) | TUN_F_TSO4 (2) | TUN_F_TSO6 (4) |
+// TUN_F_TSO_ECN (8) | TUN_F_UFO (16): what the guest negotiated, so the tap hands it such packets.
+static Napi::Value SetTapOffload(const Napi::CallbackInfo& info) {
+  // SAFETY: flags by value.
+  IOCTL(info.Env(), Int(info[0]), TUNSETOFFLOAD, (unsigned long)U32(info[1]));
+  return info.Env().Undefined();
+}
+
+// readFd(fd, view) -> bytes read, or -1 when it would block (EAGAIN); writeFd(fd, view) -> bytes
+// written, or -1 when it would block. Non-throwing on EAGAIN because for a packet device (tap) that
+// is the normal end of a drain loop, not an error; reads and writes go straight to/from `view`.
+static Napi::Value ReadFd(const Napi::CallbackInfo& info) {
+  Napi::TypedArray t = info[1].As<Napi::TypedArray>();
+  uint8_t* p = static_cast<uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset();
+  ssize_t n = read(Int(info[0]), p, t.ByteLength());
+  if (n < 0) {
+    if (errno == EAGAIN) return Napi::Number::New(info.Env(), -1);
+    ThrowSys(info.Env(), errno, "read");
+  }
+  return Napi::Number::New(info.Env(), double(n));
+}
+
+static Napi::Value WriteFd(const Napi::CallbackInfo& info) {
+  Napi::TypedArray t = info[1].As<Napi::TypedArray>();
+  const uint8_t* p = static_cast<const uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset();
+  ssize_t n = write(Int(info[0]), p, t.ByteLength());
+  if (n < 0) {
+    if (errno == EAGAIN) return Napi::Number::New(info.Env(), -1);
+    ThrowSys(info.Env(), errno, "write");
+  }
+  return Napi::Number::New(info.Env(), double(n));
+}
+
+// writevFd(fd, [views]) -> bytes written, or -1 when it would block: one packet from several guest
+// buffers (a descriptor chain) without gathering it into one buffer first.
+static Napi::Value WritevFd(const Napi::CallbackInfo& info) {
+  Napi::Array a = info[1].As<Napi::Array>();
+  uint32_t n = std::min<uint32_t>(a.Length(), 1024);
+  std::vector<iovec> iov(n);
+  for (uint32_t i = 0; i < n; i++) {
+    Napi::TypedArray t = a.Get(i).As<Napi::TypedArray>();
+    iov[i].iov_base = static_cast<uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset();
+    iov[i].iov_len = t.ByteLength();
+  }
+  ssize_t r = writev(Int(info[0]), iov.data(), int(n));
+  if (r < 0) {
+    if (errno == EAGAIN) return Napi::Number::New(info.Env(), -1);
+    ThrowSys(info.Env(), errno, "writev");
+  }
+  return Napi::Number::New(info.Env(), double(r));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1369,6 +1471,12 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("eventfdRead", Napi::Function::New(env, EventFdRead));
   exports.Set("eventfdWrite", Napi::Function::New(env, EventFdWrite));
   exports.Set("FdWatch", FdWatch::Init(env));
+  exports.Set("discardMemory", Napi::Function::New(env, DiscardMemory));
+  exports.Set("openTap", Napi::Function::New(env, OpenTap));
+  exports.Set("setTapOffload", Napi::Function::New(env, SetTapOffload));
+  exports.Set("readFd", Napi::Function::New(env, ReadFd));
+  exports.Set("writeFd", Napi::Function::New(env, WriteFd));
+  exports.Set("writevFd", Napi::Function::New(env, WritevFd));
   exports.Set("Vm", Vm::Init(env));
   return exports;
 }
