@@ -1,4 +1,4 @@
-import { type GuestAddress, guestAddress, hex } from '../address.js'
+import { GUEST_ADDRESS_LIMIT, type GuestAddress, guestAddress, hex } from '../address.js'
 import { type MemorySegment, SegmentedMemory } from './guest-memory.js'
 import type { RamBacking } from './ram-backing.js'
 
@@ -45,7 +45,9 @@ export class FlatMemory extends SegmentedMemory {
         readOnly: false,
       })
     }
-    guestAddress(guest + backing.size - placed - 1)
+    const last = segments.at(-1)!
+    if (last.start + last.size > GUEST_ADDRESS_LIMIT)
+      throw new RangeError('guest RAM runs past the 52-bit address space')
     this.setSegments(segments)
   }
 
