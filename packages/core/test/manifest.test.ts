@@ -1,8 +1,12 @@
 import { join } from 'node:path'
+import { Ajv } from 'ajv'
 import { describe, expect, it } from 'vitest'
+import { ComponentRegistry } from '../src/component/registry.js'
+import { registerBuiltins } from '../src/components/builtins.js'
 import { ManifestError } from '../src/manifest/diagnostics.js'
 import { printEffective } from '../src/manifest/print.js'
 import { resolveManifest } from '../src/manifest/resolve.js'
+import { envelopeSchema, manifestSchema, nodeSchema } from '../src/manifest/schema.js'
 import { manifestFromObject, readManifest } from '../src/manifest/source.js'
 import { fixture, helloGuest } from './fixtures.js'
 import { testRegistry } from './test-types.js'
@@ -213,5 +217,16 @@ describe('manifest resolution', () => {
     await expect(resolveManifest(source, testRegistry())).rejects.toThrow(
       '<manifest> at /components/a/registers: must be >= 8',
     )
+  })
+})
+
+describe('schemas', () => {
+  // Runtime compilation skips the meta-schema check (it costs ~70 ms of startup), so check here.
+  it('the envelope and every built-in type are valid JSON Schema', () => {
+    const ajv = new Ajv({ strict: false })
+    const registry = registerBuiltins(new ComponentRegistry())
+    for (const schema of [envelopeSchema, ...registry.all().map(nodeSchema), manifestSchema(registry)]) {
+      expect(ajv.validateSchema(schema), JSON.stringify(ajv.errors)).toBe(true)
+    }
   })
 })

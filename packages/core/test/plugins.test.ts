@@ -50,6 +50,14 @@ export const vmmPluginApi = 1
 export function register(registry) { registry.register(${typeSource('mine')}); registry.register(${typeSource('debugcon')}) }`,
   ),
   ...pkg('vmm-plugin-empty', `export const something = 1`),
+  ...pkg(
+    'vmm-plugin-bad-schema',
+    `import { ContainerModule } from '${inversifyUrl}'
+export const vmmPluginApi = 1
+export function register(registry) {
+  registry.register({ ...${typeSource('odd-device')}, schema: { properties: { level: { type: 'integr' } } } })
+}`,
+  ),
 }
 
 async function load(name: string, registry = registerBuiltins(new ComponentRegistry())) {
@@ -104,6 +112,21 @@ describe('plugin loader', () => {
       'plugin "vmm-plugin-clash": registers component type "debugcon", which built-in already registers',
     )
     expect(registry.get('mine')).toBeUndefined()
+  })
+
+  it('reports a plugin type whose schema cannot be compiled, naming the plugin', async () => {
+    const dir = fixture({
+      ...plugins,
+      'machine.yaml':
+        'plugins: [vmm-plugin-bad-schema]\nmachine:\n  memory: 1MiB\ncomponents:\n  d:\n    type: odd-device\n',
+    })
+    const error = await resolveManifest(
+      readManifest(join(dir, 'machine.yaml')),
+      registerBuiltins(new ComponentRegistry()),
+    ).catch((e: unknown) => e)
+    expect((error as ManifestError).message.replaceAll(`${dir}/`, '')).toBe(
+      'machine.yaml:6:11: component type "odd-device" (plugin "vmm-plugin-bad-schema") has a schema ajv cannot compile: type must be JSONType or JSONType[]: integr',
+    )
   })
 
   it('reports every bad plugin of a manifest at its line, and still validates the rest', async () => {

@@ -1,7 +1,7 @@
-import { ContainerModule, inject, injectable } from 'inversify'
 import type { PioDevice } from '../bus/device.js'
 import type { ComponentType } from '../component/component-type.js'
 import { Tokens } from '../component/tokens.js'
+import { ContainerModule, inject, injectable } from '../vendor/inversify.js'
 
 export interface DebugconConfig {
   output: 'stdout' | 'stderr' | 'none'

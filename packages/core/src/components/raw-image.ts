@@ -1,5 +1,4 @@
 import { readFileSync, statSync } from 'node:fs'
-import { ContainerModule, inject, injectable } from 'inversify'
 import { guestAddress } from '../address.js'
 import {
   type Component,
@@ -9,6 +8,7 @@ import {
 } from '../component/component-type.js'
 import { Tokens } from '../component/tokens.js'
 import { addressSchema, pathSchema } from '../manifest/schema.js'
+import { ContainerModule, inject, injectable } from '../vendor/inversify.js'
 
 export interface RawImageConfig {
   /** The binary, relative to the manifest. */

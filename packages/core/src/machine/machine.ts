@@ -1,5 +1,4 @@
-import 'reflect-metadata'
-import { Container } from 'inversify'
+import '../vendor/reflect-metadata.js'
 import { guestAddress, hex } from '../address.js'
 import { isBusDevice, type UnhandledAccess } from '../bus/device.js'
 import { MmioBus } from '../bus/mmio-bus.js'
@@ -15,6 +14,7 @@ import { type ResolvedManifest, resolveManifest } from '../manifest/resolve.js'
 import { manifestFromObject, readManifest } from '../manifest/source.js'
 import { FlatMemory } from '../memory/flat-memory.js'
 import { RamBacking } from '../memory/ram-backing.js'
+import { Container } from '../vendor/inversify.js'
 
 export type MachineState = 'created' | 'realized' | 'loaded' | 'running' | 'paused' | 'stopped' | 'disposed'
 

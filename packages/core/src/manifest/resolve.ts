@@ -92,7 +92,19 @@ export async function resolveManifest(
       )
       continue
     }
-    const validate = schemas.nodeValidator(type)
+    let validate: ReturnType<SchemaCache['nodeValidator']>
+    try {
+      validate = schemas.nodeValidator(type)
+    } catch (e) {
+      const origin = registry.origin(type.name)
+      diags.push(
+        pos.diagnostic(
+          pointer(path, 'type'),
+          `component type "${type.name}" (${origin === 'built-in' ? 'built-in' : `plugin "${origin}"`}) has a schema ajv cannot compile: ${(e as Error).message}`,
+        ),
+      )
+      continue
+    }
     if (validate.call({ baseDir: baseDirOf(source, path) }, node)) typed.set(id, type)
     else diags.push(...toDiagnostics(validate.errors ?? [], path, source))
   }
