@@ -1,10 +1,11 @@
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { guestAddress } from '../src/address.js'
 import type { Debugcon } from '../src/components/debugcon.js'
 import { Machine, type MachineEvent } from '../src/machine/machine.js'
 import { TestHypervisor } from '../src/testing/test-hypervisor.js'
 import { fixture, helloGuest } from './fixtures.js'
-import { type Registers, testRegistry } from './test-types.js'
+import { type Bar, type Registers, testRegistry } from './test-types.js'
 
 function manifest(
   guest: Uint8Array,
@@ -151,6 +152,43 @@ describe('Machine on the test hypervisor', () => {
     )
     expect(await m.run()).toMatchObject({ status: 'guest-halt' })
     expect(m.component<Registers>('regs').bytes[4]).toBe(0x99)
+    await m.dispose()
+  })
+
+  it('with the stacked memory model, applies slot changes when a region moves', async () => {
+    const guest = Uint8Array.of(
+      0xb8,
+      0x00,
+      0x80, // mov ax, 0x8000
+      0x8e,
+      0xd8, // mov ds, ax        (ds:0 = 0x80000, inside RAM, under the BAR)
+      0xb0,
+      0x5a, // mov al, 0x5a
+      0xa2,
+      0x10,
+      0x00, // mov [0x10], al
+      0xf4,
+    )
+    const { m, vm } = await build(
+      guest,
+      { bar: { type: 'test-bar', address: 0x80000 } },
+      { memoryModel: 'stacked' },
+    )
+    const slots = () =>
+      [...vm.slots.values()]
+        .map((s) => [s.guestAddress, s.size, s.mappingOffset])
+        .sort((x, y) => x[0]! - y[0]!)
+    expect(slots()).toEqual([
+      [0, 0x80000, 0],
+      [0x81000, 0x7f000, 0x81000],
+    ])
+    expect(await m.run()).toMatchObject({ status: 'guest-halt' })
+    const bar = m.component<Bar>('bar')
+    expect(bar.bytes[0x10]).toBe(0x5a)
+    expect(m.memory.isMapped(guestAddress(0x80000), 1)).toBe(false)
+    bar.region.setAddress(0xe000_0000) // the guest reprograms the BAR
+    expect(slots()).toEqual([[0, 0x100000, 0]])
+    expect(m.memory.isMapped(guestAddress(0x80000), 1)).toBe(true)
     await m.dispose()
   })
 

@@ -5,6 +5,7 @@ import type { ComponentResources } from '../src/component/resources.js'
 import { referenceToken, Tokens } from '../src/component/tokens.js'
 import { registerBuiltins } from '../src/components/builtins.js'
 import { sizeSchema } from '../src/manifest/schema.js'
+import { type AddressSpace, MemoryRegion } from '../src/memory/address-space.js'
 
 /** A register file: reads return the last byte written at each offset; raises its IRQ on a write to offset 7. */
 @injectable()
@@ -88,5 +89,32 @@ export function testRegistry(): ComponentRegistry {
   r.register(mmioDeviceType)
   r.register(linkType)
   r.register(brokenType)
+  r.register(barType)
   return r
+}
+
+/** A PCI-BAR-like MMIO region the component places in the stacked address space itself. */
+@injectable()
+export class Bar {
+  readonly bytes = new Uint8Array(0x1000)
+  readonly region: MemoryRegion
+  constructor(
+    @inject(Tokens.AddressSpace) space: AddressSpace,
+    @inject(Tokens.Config) config: { address: number },
+  ) {
+    const bytes = this.bytes
+    const device = {
+      read: (offset: number, data: Uint8Array) => data.set(bytes.subarray(offset, offset + data.length)),
+      write: (offset: number, data: Uint8Array) => bytes.set(data, offset),
+    }
+    this.region = MemoryRegion.mmio('bar', device, 0x1000)
+    space.root.addSubregion(this.region, config.address, 1)
+  }
+}
+
+export const barType: ComponentType = {
+  name: 'test-bar',
+  description: 'test: an MMIO region in the stacked address space',
+  schema: { properties: { address: { type: 'integer' } }, required: ['address'] },
+  module: new ContainerModule(({ bind }) => void bind(Tokens.Component).to(Bar)),
 }

@@ -2,6 +2,7 @@ import type { ServiceIdentifier } from 'inversify'
 import type { MmioBus } from '../bus/mmio-bus.js'
 import type { PioBus } from '../bus/pio-bus.js'
 import type { VirtualMachine } from '../hypervisor.js'
+import type { AddressSpace } from '../memory/address-space.js'
 import type { GuestMemory } from '../memory/guest-memory.js'
 import type { ComponentResources } from './resources.js'
 
@@ -30,6 +31,8 @@ export const Tokens = {
   MmioBus: t<MmioBus>('MmioBus'),
   VirtualMachine: t<VirtualMachine>('VirtualMachine'),
   MachineControl: t<MachineControl>('MachineControl'),
+  /** The stacked address space; bound only with `machine.memoryModel: stacked`. */
+  AddressSpace: t<AddressSpace>('AddressSpace'),
 } as const
 
 /** The token under which a component's referenced instance is bound, by reference property name. */

@@ -1,5 +1,5 @@
 import '../vendor/reflect-metadata.js'
-import { guestAddress, hex } from '../address.js'
+import { GUEST_ADDRESS_LIMIT, type GuestAddress, guestAddress, hex } from '../address.js'
 import { isBusDevice, type UnhandledAccess } from '../bus/device.js'
 import { MmioBus } from '../bus/mmio-bus.js'
 import { PioBus } from '../bus/pio-bus.js'
@@ -8,11 +8,22 @@ import { ComponentRegistry } from '../component/registry.js'
 import { ComponentResources } from '../component/resources.js'
 import { type MachineControl, referenceToken, Tokens } from '../component/tokens.js'
 import { registerBuiltins } from '../components/builtins.js'
-import type { ExitAction, ExitHandler, Hypervisor, Vcpu, VcpuExit, VirtualMachine } from '../hypervisor.js'
+import type {
+  ExitAction,
+  ExitHandler,
+  Hypervisor,
+  MemorySlot,
+  RamMapping,
+  Vcpu,
+  VcpuExit,
+  VirtualMachine,
+} from '../hypervisor.js'
 import { type InterruptLine, IrqChipLine } from '../irq/interrupt-line.js'
 import { type ResolvedManifest, resolveManifest } from '../manifest/resolve.js'
 import { manifestFromObject, readManifest } from '../manifest/source.js'
+import { AddressSpace, MemoryRegion } from '../memory/address-space.js'
 import { FlatMemory } from '../memory/flat-memory.js'
+import type { SegmentedMemory } from '../memory/guest-memory.js'
 import { RamBacking } from '../memory/ram-backing.js'
 import { Container } from '../vendor/inversify.js'
 
@@ -60,7 +71,9 @@ export class Machine {
   private stateValue: MachineState = 'created'
   private readonly listeners = new Set<(e: MachineEvent) => void>()
   private vm: VirtualMachine | undefined
-  private memoryValue: FlatMemory | undefined
+  private memoryValue: SegmentedMemory | undefined
+  /** Set with `memoryModel: stacked`. */
+  private addressSpace: AddressSpace | undefined
   private readonly built: BuiltComponent[] = []
   private readonly vcpuList: Vcpu[] = []
   private runs: Promise<VcpuExit>[] = []
@@ -107,7 +120,8 @@ export class Machine {
     return this.stateValue
   }
 
-  get memory(): FlatMemory {
+  /** Guest memory: a FlatMemory, or with `memoryModel: stacked` the AddressSpace. */
+  get memory(): SegmentedMemory {
     if (!this.memoryValue) throw new Error('the machine is not realized')
     return this.memoryValue
   }
@@ -166,16 +180,27 @@ export class Machine {
     const vm = this.hypervisor.createVm()
     this.vm = vm
     const mapping = vm.mapRam(machine.memory)
-    this.memoryValue = new FlatMemory(new RamBacking(mapping.buffers, mapping.chunkSize), holes)
-    for (const [slot, seg] of this.memoryValue.memorySegments.entries()) {
-      vm.setMemorySlot({
-        slot,
-        guestAddress: guestAddress(seg.start),
-        size: seg.size,
-        mapping,
-        mappingOffset: seg.backingOffset,
-        readOnly: false,
+    const flat = new FlatMemory(new RamBacking(mapping.buffers, mapping.chunkSize), holes)
+    if (machine.memoryModel === 'stacked') {
+      // The same RAM layout as regions of a root container; components add theirs (a PCI BAR)
+      // through Tokens.AddressSpace, and every re-flatten updates the hypervisor's slots.
+      const system = MemoryRegion.container('system', GUEST_ADDRESS_LIMIT)
+      for (const seg of flat.memorySegments) {
+        system.addSubregion(
+          MemoryRegion.ram(`ram@${hex(seg.start)}`, flat.backing, seg.backingOffset, seg.size),
+          seg.start,
+        )
+      }
+      this.addressSpace = new AddressSpace(system, ({ removed, added }) => {
+        for (const s of removed) vm.setMemorySlot({ ...slotOf(s, mapping), size: 0 })
+        for (const s of added) vm.setMemorySlot(slotOf(s, mapping))
       })
+      this.memoryValue = this.addressSpace
+    } else {
+      this.memoryValue = flat
+      for (const [slot, seg] of flat.memorySegments.entries()) {
+        vm.setMemorySlot(slotOf({ ...seg, slot, guestAddress: guestAddress(seg.start) }, mapping))
+      }
     }
     if (machine.irqchip) vm.createIrqchip()
     for (let i = 0; i < machine.vcpus; i++) this.vcpuList.push(vm.createVcpu(i))
@@ -189,6 +214,7 @@ export class Machine {
     root.bind(Tokens.MmioBus).toConstantValue(this.mmioBus)
     root.bind(Tokens.VirtualMachine).toConstantValue(vm)
     root.bind(Tokens.MachineControl).toConstantValue(control)
+    if (this.addressSpace) root.bind(Tokens.AddressSpace).toConstantValue(this.addressSpace)
 
     for (const c of components) {
       const irqs = new Map<string, InterruptLine>()
@@ -368,8 +394,20 @@ export class Machine {
     return {
       pioIn: (port, data) => guard('port read', port, () => this.pioBus.read(port, data), data),
       pioOut: (port, data) => guard('port write', port, () => this.pioBus.write(port, data)),
-      mmioRead: (address, data) => guard('MMIO read', address, () => this.mmioBus.read(address, data), data),
-      mmioWrite: (address, data) => guard('MMIO write', address, () => this.mmioBus.write(address, data)),
+      // MMIO regions of the stacked address space first (they move, e.g. BARs), then the bus.
+      mmioRead: (address, data) =>
+        guard(
+          'MMIO read',
+          address,
+          () => this.addressSpace?.mmioRead(address, data) || this.mmioBus.read(address, data),
+          data,
+        ),
+      mmioWrite: (address, data) =>
+        guard(
+          'MMIO write',
+          address,
+          () => this.addressSpace?.mmioWrite(address, data) || this.mmioBus.write(address, data),
+        ),
       onExit: (exit, vcpu) => this.onExit(exit, vcpu),
     }
   }
@@ -420,5 +458,20 @@ export class Machine {
       default:
         return end({ status: 'failed', code: 1, reason: `vCPU ${vcpu.id}: unexpected ${exit.kind} exit` })
     }
+  }
+}
+
+/** A hypervisor memory slot for a piece of guest RAM; all of it comes from the machine's one mapping. */
+function slotOf(
+  s: { slot: number; guestAddress: GuestAddress; size: number; backingOffset: number; readOnly: boolean },
+  mapping: RamMapping,
+): MemorySlot {
+  return {
+    slot: s.slot,
+    guestAddress: s.guestAddress,
+    size: s.size,
+    mapping,
+    mappingOffset: s.backingOffset,
+    readOnly: s.readOnly,
   }
 }

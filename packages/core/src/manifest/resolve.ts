@@ -15,6 +15,7 @@ export interface MachineConfig {
   readonly memory: number
   readonly vcpus: number
   readonly irqchip: boolean
+  readonly memoryModel: 'flat' | 'stacked'
   readonly layout: {
     readonly mmio: { readonly base: number; readonly size: number }
     readonly pio: { readonly base: number; readonly size: number }

@@ -43,6 +43,12 @@ export const envelopeSchema: JsonSchema = {
         memory: sizeSchema,
         vcpus: { type: 'integer', minimum: 1, maximum: 255, default: 1 },
         irqchip: { type: 'boolean', default: false, description: 'in-kernel PIC/IOAPIC and PIT' },
+        memoryModel: {
+          enum: ['flat', 'stacked'],
+          default: 'flat',
+          description:
+            'flat: RAM with holes; stacked: a region tree components can add to and move regions in (PCI BARs)',
+        },
         layout: {
           type: 'object',
           additionalProperties: false,
