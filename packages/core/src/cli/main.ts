@@ -12,12 +12,17 @@ commands:
   graph <manifest> [--format text|dot|svg]   the component graph
   schema                                 the manifest JSON Schema, for editors
   run <manifest> [--hypervisor <module>] [--timings]
-                                         run the machine; exits with the guest's code
+                                         run the machine; exits with the guest's code;
+                                         --timings: startup milestones and per-component times
 
 --hypervisor names a module exporting \`hypervisorProvider\` (default: @vmm/kvm, or $VMM_HYPERVISOR;
 "test" is the in-process test hypervisor).`
 
 class UsageError extends Error {}
+
+/** Milestones for --timings, in ms since the process started (performance.now()'s origin). */
+const marks: [string, number][] = []
+const mark = (label: string) => void marks.push([label, performance.now()])
 
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -52,6 +57,7 @@ async function main(argv: string[]): Promise<number> {
     throw new UsageError(`unknown command "${command}"`)
   if (file === undefined) throw new UsageError(`${command} needs a manifest file`)
   const resolved = await resolve(file)
+  mark('manifest read, validated and resolved (including module loading)')
   if (command === 'validate') {
     if (values.print) {
       const { printEffective } = await import('../manifest/print.js')
@@ -130,19 +136,27 @@ async function loadProvider(specifier: string, manifestFile: string) {
 }
 
 async function run(resolved: Resolved, specifier: string, timings: boolean): Promise<number> {
-  const t0 = performance.now()
   const provider = await loadProvider(specifier, resolved.source.file)
   const hypervisor = await provider.open()
   const { Machine } = await import('../machine/machine.js')
+  mark(`hypervisor (${hypervisor.name}) opened`)
   const machine = new Machine(resolved, hypervisor)
   const stopOnSignal = () => void machine.stop().catch(() => {})
   process.once('SIGINT', stopOnSignal)
   process.once('SIGTERM', stopOnSignal)
   try {
-    const result = await machine.run()
+    await machine.realize()
+    mark('realized: VM, RAM, vCPUs, components built')
+    await machine.load()
+    await machine.start()
+    mark('loaded and started: first guest instruction')
+    const result = await machine.done
+    mark(`guest ended (${result.status})`)
     if (timings) {
-      process.stderr.write(`vmm: ${hypervisor.name}: run took ${(performance.now() - t0).toFixed(1)} ms\n`)
-      for (const t of machine.timings) process.stderr.write(`  ${t.id} ${t.phase}: ${t.ms.toFixed(2)} ms\n`)
+      process.stderr.write('vmm: timings (ms since process start)\n')
+      for (const [label, at] of marks) process.stderr.write(`  ${at.toFixed(1).padStart(7)}  ${label}\n`)
+      for (const t of machine.timings)
+        process.stderr.write(`  ${t.ms.toFixed(2).padStart(7)}  ${t.id}: ${t.phase}\n`)
     }
     if (result.code !== 0 || result.status === 'failed') process.stderr.write(`vmm: ${result.reason}\n`)
     return result.status === 'failed' && result.code === 0 ? 1 : result.code
