@@ -79,6 +79,10 @@ describe('vmm', () => {
       stdout: 'hello from the guest\n',
       stderr: '',
     })
+    const timed = vmm('run', example, '--hypervisor', 'test', '--timings')
+    expect(timed.stderr).toMatch(/^vmm: timings \(ms since process start\)\n +[\d.]+ +manifest read/)
+    expect(timed.stderr).toMatch(/\n +[\d.]+ +loaded and started: first guest instruction\n/)
+    expect(timed.stderr).toMatch(/\n +[\d.]+ +guest: load\n/)
   })
 
   it('run: a failing guest exits non-zero with the reason', () => {
