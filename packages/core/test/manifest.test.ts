@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest'
 import { ComponentRegistry } from '../src/component/registry.js'
 import { registerBuiltins } from '../src/components/builtins.js'
 import { ManifestError } from '../src/manifest/diagnostics.js'
-import { printEffective } from '../src/manifest/print.js'
+import { graphDot, graphText, printEffective } from '../src/manifest/print.js'
 import { resolveManifest } from '../src/manifest/resolve.js'
 import { envelopeSchema, manifestSchema, nodeSchema } from '../src/manifest/schema.js'
 import { manifestFromObject, readManifest } from '../src/manifest/source.js'
@@ -228,5 +228,51 @@ describe('schemas', () => {
     for (const schema of [envelopeSchema, ...registry.all().map(nodeSchema), manifestSchema(registry)]) {
       expect(ajv.validateSchema(schema), JSON.stringify(ajv.errors)).toBe(true)
     }
+  })
+})
+
+describe('graph and layout', () => {
+  it('draws references as edges, in text and dot', async () => {
+    const source = manifestFromObject({
+      machine: { memory: '1MiB', irqchip: true },
+      components: {
+        uart: { type: 'test-port', resources: { ports: 0x3f8, irq: 4 } },
+        link: { type: 'test-link', parent: 'uart', peers: ['uart'] },
+      },
+    })
+    const m = await resolveManifest(source, testRegistry())
+    expect(graphText(m)).toBe(
+      'uart (test-port)  ports: pio [0x3f8, 0x400), irq: irq 4\nlink (test-link)\n  parent -> uart\n  peers -> uart\n',
+    )
+    const dot = graphDot(m)
+    expect(dot).toContain('"uart" [label="uart\\ntest-port\\npio 0x3f8\\nirq 4"];')
+    expect(dot).toContain('"link" -> "uart" [label="parent"];')
+  })
+
+  it('moves RAM that would cover the MMIO window above 4 GiB, leaving the window for devices', async () => {
+    const source = manifestFromObject({
+      machine: { memory: '4GiB' },
+      components: {
+        pinned: { type: 'test-mmio', resources: { regs: 0xfe00_0000 } },
+        above: { type: 'test-mmio', resources: { regs: 0x1_0000_0000 } },
+        free: { type: 'test-mmio' },
+      },
+    })
+    const error = await resolveManifest(source, testRegistry()).catch((e: unknown) => e)
+    expect((error as ManifestError).diagnostics.map((d) => d.message)).toEqual([
+      'mmio window [0x100000000, 0x100001000) of above overlaps guest RAM; expected an address in a hole or above RAM',
+    ])
+    const ok = await resolveManifest(
+      manifestFromObject({
+        machine: { memory: '4GiB' },
+        components: {
+          pinned: { type: 'test-mmio', resources: { regs: 0xfe00_0000 } },
+          free: { type: 'test-mmio' },
+        },
+      }),
+      testRegistry(),
+    )
+    expect(ok.holes).toEqual([{ base: 0xd000_0000, size: 0x3000_0000 }])
+    expect(ok.components.find((c) => c.id === 'free')!.windows.get('regs')!.base).toBe(0xd000_0000)
   })
 })
