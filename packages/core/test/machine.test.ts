@@ -210,6 +210,22 @@ describe('Machine on the test hypervisor', () => {
     await m.dispose()
   })
 
+  it('fails the run when a component cannot stop, still settling done', async () => {
+    const { m } = await build(helloGuest)
+    Object.assign(m.component<object>('console'), {
+      stop() {
+        throw new Error('stuck')
+      },
+    })
+    expect(await m.run()).toEqual({
+      status: 'failed',
+      code: 1,
+      reason: 'guest halted; then stopping failed: stuck',
+    })
+    expect(m.state).toBe('stopped')
+    await m.dispose()
+  })
+
   it('builds components with their references injected, dependencies first', async () => {
     const { m } = await build(helloGuest, { link: { type: 'test-link', parent: 'console' } })
     expect(m.component<{ parent: unknown }>('link').parent).toBe(m.component('console'))

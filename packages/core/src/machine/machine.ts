@@ -76,7 +76,7 @@ export class Machine {
   private addressSpace: AddressSpace | undefined
   private readonly built: BuiltComponent[] = []
   private readonly vcpuList: Vcpu[] = []
-  private runs: Promise<VcpuExit>[] = []
+  private runs: Promise<unknown>[] = []
   private result: MachineResult | undefined
   private pausing = false
   private resolveDone!: (r: MachineResult) => void
@@ -285,30 +285,40 @@ export class Machine {
 
   private runVcpus(): void {
     const handler = this.exitHandler()
+    // run() promises never reject by contract; a hypervisor that breaks it still fails the run cleanly.
     this.runs = this.vcpuList.map((v) =>
-      v.run(handler).catch((e: unknown): VcpuExit => {
+      v.run(handler).catch((e: unknown) => {
         this.finish({
           status: 'failed',
           code: 1,
           reason: `vCPU ${v.id} failed: ${(e as Error).message}`,
           vcpu: v.id,
         })
-        return { kind: 'error', code: 'EFAULT', errno: 0 }
       }),
     )
     void Promise.all(this.runs).then(() => {
       if (this.pausing) return
       this.finish({ status: 'stopped', code: 0, reason: 'stopped' })
-      this.stopAfterRun()
+      return this.stopAfterRun()
     })
   }
 
+  /** Stops the components (reverse order) and settles `done`; a component failing to stop fails the run. */
   private async stopAfterRun(): Promise<void> {
+    let result = this.result!
     if (this.stateValue === 'running' || this.stateValue === 'paused') {
-      await this.each('stop', true)
+      try {
+        await this.each('stop', true)
+      } catch (e) {
+        result = {
+          status: 'failed',
+          code: 1,
+          reason: `${result.reason}; then stopping failed: ${(e as Error).message}`,
+        }
+      }
       this.setState('stopped')
     }
-    this.resolveDone(this.result!)
+    this.resolveDone(result)
   }
 
   /** Records how the run ended (the first reason wins) and makes every vCPU leave the guest. */
