@@ -8,6 +8,7 @@ import type {
   RamMapping,
   VirtualMachine,
 } from '@vmm/core'
+import type { CpuidEntry } from './types.js'
 import { type GuestRam, Kvm, type Vm } from './vm.js'
 
 /** Addresses KVM needs for Intel's real-mode TSS and identity map, in the 32-bit MMIO gap below
@@ -51,6 +52,11 @@ export class KvmVirtualMachine implements VirtualMachine {
 
   setIrqLine(irq: number, level: boolean): void {
     this.vm.irqLine(irq, level)
+  }
+
+  /** KVM_GET_SUPPORTED_CPUID: the table a board starts from when it sets each vCPU's CPUID. */
+  supportedCpuid(): CpuidEntry[] {
+    return this.vm.kvm.supportedCpuid()
   }
 
   createVcpu(id: number): CoreVcpu {

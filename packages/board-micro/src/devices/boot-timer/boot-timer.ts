@@ -1,0 +1,48 @@
+// Firecracker's boot timer: one MMIO page; when the guest's init writes the byte 123 to it, the
+// VMM records the time since `vmm run` started (Firecracker docs/api_requests/... "boot time",
+// devices/pseudo/boot_timer.rs). Our init writes it with `devmem 0xc0000000 8 123`.
+import { type ComponentType, ContainerModule, inject, injectable, type MmioDevice, Tokens } from '@vmm/core'
+
+export const BOOT_TIMER_MAGIC = 123
+
+export interface BootTimerConfig {
+  /** Print "boot-timer: guest reached init after N ms" on stderr (the machine event is always emitted). */
+  log: boolean
+}
+
+@injectable()
+export class BootTimer implements MmioDevice {
+  /** Milliseconds from process start to the guest's write, once it happened. */
+  bootMs: number | undefined
+  private readonly listeners: ((ms: number) => void)[] = []
+
+  constructor(@inject(Tokens.Config) private readonly config: BootTimerConfig) {}
+
+  /** Calls `f(ms)` when the guest reports that it booted. */
+  onBoot(f: (ms: number) => void): void {
+    this.listeners.push(f)
+  }
+
+  read(_offset: number, data: Uint8Array): void {
+    data.fill(0)
+  }
+
+  write(offset: number, data: Uint8Array): void {
+    if (offset !== 0 || data[0] !== BOOT_TIMER_MAGIC || this.bootMs !== undefined) return
+    // performance.now() counts from the start of this process, which is the start of `vmm run`.
+    this.bootMs = performance.now()
+    if (this.config.log)
+      process.stderr.write(`boot-timer: guest reached init after ${this.bootMs.toFixed(1)} ms\n`)
+    for (const f of this.listeners) f(this.bootMs)
+  }
+}
+
+export const bootTimerType: ComponentType<BootTimerConfig> = {
+  name: 'boot-timer',
+  description: "Firecracker's boot timer: the guest writes 123 to its page when init starts",
+  schema: { properties: { log: { type: 'boolean', default: true } } },
+  resources: () => [{ kind: 'mmio', name: 'page', size: 0x1000, align: 0x1000 }],
+  module: new ContainerModule(({ bind }) => {
+    bind(Tokens.Component).to(BootTimer)
+  }),
+}

@@ -1,0 +1,151 @@
+// The serial console component: a 16550A on 8 ports with an IRQ, connected to a console backend.
+import {
+  type Component,
+  type ComponentResources,
+  type ComponentType,
+  ConfigError,
+  ContainerModule,
+  inject,
+  injectable,
+  type MachineControl,
+  type PioDevice,
+  pathSchema,
+  Tokens,
+} from '@vmm/core'
+import { type ConsoleBackend, FileConsole, SocketConsole, StdioConsole } from './console.js'
+import { Uart16550 } from './uart.js'
+
+export interface SerialConfig {
+  /** stdio: the terminal; file: append output to `path`; socket: listen on Unix socket `path`; none: discard. */
+  console: 'stdio' | 'file' | 'socket' | 'none'
+  path?: string
+}
+
+const CTRL_A = 0x01
+
+/**
+ * A serial port with its console. On the terminal, Ctrl-A x ends the machine (the guest gets every
+ * other key, Ctrl-C included) and Ctrl-A Ctrl-A sends one Ctrl-A, as in QEMU.
+ */
+@injectable()
+export class Serial implements PioDevice, Component {
+  readonly uart: Uart16550
+  private readonly backend: ConsoleBackend | undefined
+  private readonly backlog: Uint8Array[] = []
+  private escape = false
+
+  constructor(
+    @inject(Tokens.Config) config: SerialConfig,
+    @inject(Tokens.Resources) resources: ComponentResources,
+    @inject(Tokens.MachineControl) private readonly machine: MachineControl,
+  ) {
+    this.backend = makeBackend(config)
+    this.uart = new Uart16550(resources.irq('irq'), { write: (b) => this.backend?.write(b) }, () =>
+      this.feed(),
+    )
+  }
+
+  read(offset: number, data: Uint8Array): void {
+    this.uart.read(offset, data)
+  }
+
+  write(offset: number, data: Uint8Array): void {
+    this.uart.write(offset, data)
+  }
+
+  start(): void {
+    this.backend?.start((bytes) => this.input(bytes))
+  }
+
+  pause(): void {
+    this.backend?.flush()
+    this.backend?.pauseInput()
+  }
+
+  resume(): void {
+    this.backend?.resumeInput()
+  }
+
+  stop(): void {
+    this.backend?.flush()
+  }
+
+  dispose(): void {
+    this.backend?.close()
+  }
+
+  /** Host input: escape handling, then into the UART as fast as its FIFO drains. */
+  input(bytes: Uint8Array): void {
+    const out: number[] = []
+    for (const b of bytes) {
+      if (this.escape) {
+        this.escape = false
+        if (b === 0x78 /* x */) {
+          this.machine.requestStop('quit from the console (Ctrl-A x)', 0)
+          return
+        }
+        out.push(b === CTRL_A ? CTRL_A : b)
+      } else if (b === CTRL_A && this.backend instanceof StdioConsole) {
+        this.escape = true
+      } else {
+        out.push(b)
+      }
+    }
+    if (out.length === 0) return
+    this.backlog.push(Uint8Array.from(out))
+    this.feed()
+  }
+
+  private feed(): void {
+    while (this.backlog.length > 0 && this.uart.rxSpace > 0) {
+      const head = this.backlog[0]!
+      const n = this.uart.receive(head)
+      if (n === head.length) this.backlog.shift()
+      else this.backlog[0] = head.subarray(n)
+    }
+    // Backpressure: stop reading the host while more than 64 KiB waits for the guest.
+    const waiting = this.backlog.reduce((s, b) => s + b.length, 0)
+    if (waiting > 65536) this.backend?.pauseInput()
+    else if (waiting === 0) this.backend?.resumeInput()
+  }
+}
+
+function makeBackend(config: SerialConfig): ConsoleBackend | undefined {
+  switch (config.console) {
+    case 'stdio':
+      return new StdioConsole()
+    case 'file':
+      return new FileConsole(config.path!)
+    case 'socket':
+      return new SocketConsole(config.path!)
+    case 'none':
+      return undefined
+  }
+}
+
+export const serialType: ComponentType<SerialConfig> = {
+  name: 'serial',
+  description: 'a 16550A UART (8 ports, one IRQ) whose console is the terminal, a file or a Unix socket',
+  schema: {
+    properties: {
+      console: {
+        enum: ['stdio', 'file', 'socket', 'none'],
+        default: 'stdio',
+        description: 'where the console goes',
+      },
+      path: { ...pathSchema, description: 'the file or Unix socket, for console: file or socket' },
+    },
+  },
+  resources: (config) => {
+    if ((config.console === 'file' || config.console === 'socket') && !config.path) {
+      throw new ConfigError('path', `console: ${config.console} needs a path`)
+    }
+    return [
+      { kind: 'pio', name: 'port', size: 8 },
+      { kind: 'irq', name: 'irq' },
+    ]
+  },
+  module: new ContainerModule(({ bind }) => {
+    bind(Tokens.Component).to(Serial)
+  }),
+}

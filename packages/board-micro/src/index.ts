@@ -1,0 +1,30 @@
+// @vmm/board-micro: the parts of a Firecracker-class machine, as a vmm plugin. A manifest that
+// lists it under `plugins:` can use the component types below (examples/micro.yaml).
+import type { PLUGIN_API_VERSION, PluginRegistry } from '@vmm/core'
+import { bootTimerType } from './devices/boot-timer/boot-timer.js'
+import { i8042Type } from './devices/i8042/i8042.js'
+import { serialType } from './devices/serial/serial.js'
+import { linuxType } from './linux.js'
+
+export { type BzImage, isBzImage, parseBzImage } from './boot/bzimage.js'
+export { BOOT_MSRS, type CpuidEntry, vcpuCpuid, wireLints } from './boot/cpu.js'
+export { type ElfKernel, isElf, parseElf } from './boot/elf.js'
+export { BootError, type BootErrorCode } from './boot/errors.js'
+export { type BootLayout, defaultLayout } from './boot/layout.js'
+export { bootVcpuState, type LinuxBootInput, type LinuxBootPlan, loadLinux } from './boot/linux.js'
+export { writeMpTable } from './boot/mptable.js'
+export { e820Map, PVH_MAGIC, writeStartInfo, writeZeroPage } from './boot/params.js'
+export { BOOT_TIMER_MAGIC, BootTimer, bootTimerType } from './devices/boot-timer/boot-timer.js'
+export { CTRL_ALT_DEL, I8042, I8042Controller, i8042Type } from './devices/i8042/i8042.js'
+export { Serial, type SerialConfig, serialType } from './devices/serial/serial.js'
+export { RX_FIFO_SIZE, Uart16550 } from './devices/serial/uart.js'
+export { Linux, type LinuxConfig, linuxType } from './linux.js'
+
+export const vmmPluginApi: typeof PLUGIN_API_VERSION = 1
+
+export function register(registry: PluginRegistry): void {
+  registry.register(linuxType)
+  registry.register(serialType)
+  registry.register(i8042Type)
+  registry.register(bootTimerType)
+}

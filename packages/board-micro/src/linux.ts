@@ -1,0 +1,150 @@
+// The `linux` component: direct kernel boot of an ELF vmlinux (64-bit or PVH entry) or a bzImage,
+// with an initrd and a command line, on a machine's vCPUs.
+import { readFileSync, statSync } from 'node:fs'
+import {
+  type Component,
+  type ComponentType,
+  ConfigError,
+  ContainerModule,
+  type GuestMemory,
+  inject,
+  injectable,
+  type LoadContext,
+  pathSchema,
+  Tokens,
+  type VirtualMachine,
+} from '@vmm/core'
+import { isBzImage } from './boot/bzimage.js'
+import { isX86Vcpu, isX86VirtualMachine, setupX86Vcpu, vcpuCpuid } from './boot/cpu.js'
+import { isElf } from './boot/elf.js'
+import { type BootLayout, defaultLayout } from './boot/layout.js'
+import { bootVcpuState, type EntryMode, type LinuxBootPlan, loadLinux } from './boot/linux.js'
+
+export interface LinuxConfig {
+  kernel: string
+  initrd?: string
+  cmdline: string
+  entry: EntryMode
+  layout: BootLayout
+  cpu: { hide: string[] }
+}
+
+/** Reads the first bytes of `path` to tell a kernel from anything else, for an early error. */
+function kernelKind(path: string): 'elf' | 'bzimage' | undefined {
+  const head = readFileSync(path).subarray(0, 0x250)
+  if (isElf(head)) return 'elf'
+  if (isBzImage(head)) return 'bzimage'
+  return undefined
+}
+
+@injectable()
+export class Linux implements Component {
+  /** What was loaded, once load() ran. */
+  plan: LinuxBootPlan | undefined
+
+  constructor(
+    @inject(Tokens.Config) private readonly config: LinuxConfig,
+    @inject(Tokens.VirtualMachine) private readonly vm: VirtualMachine,
+  ) {}
+
+  load({ memory, vcpus }: LoadContext): void {
+    const { config } = this
+    const ram = ramOf(memory)
+    const plan = loadLinux(memory, {
+      kernel: { name: config.kernel, bytes: readFileSync(config.kernel) },
+      ...(config.initrd ? { initrd: { name: config.initrd, bytes: readFileSync(config.initrd) } } : {}),
+      cmdline: config.cmdline,
+      entry: config.entry,
+      layout: config.layout,
+      ram,
+      cpus: vcpus.length,
+    })
+    this.plan = plan
+    if (isX86VirtualMachine(this.vm)) {
+      const supported = this.vm.supportedCpuid()
+      for (const v of vcpus) {
+        if (isX86Vcpu(v)) setupX86Vcpu(v, vcpuCpuid(supported, v.id, vcpus.length, config.cpu.hide))
+      }
+    }
+    const boot = vcpus[0]!
+    const { regs, sregs } = bootVcpuState(memory, config.layout, plan, boot.getSregs())
+    boot.setSregs(sregs)
+    boot.setRegs(regs)
+  }
+}
+
+/** The RAM ranges of the machine's memory model (both core models expose their segments). */
+function ramOf(memory: GuestMemory): { start: number; size: number }[] {
+  const segs = (memory as { memorySegments?: readonly { start: number; size: number }[] }).memorySegments
+  if (!segs) throw new Error('linux: the machine memory model does not expose its RAM layout')
+  return segs.map((s) => ({ start: s.start, size: s.size }))
+}
+
+const addr = { type: 'integer', minimum: 0 }
+
+export const linuxType: ComponentType<LinuxConfig> = {
+  name: 'linux',
+  description: 'direct Linux boot: ELF vmlinux (64-bit or PVH entry) or bzImage, initrd and command line',
+  schema: {
+    properties: {
+      kernel: { ...pathSchema, description: 'vmlinux (ELF) or bzImage' },
+      initrd: { ...pathSchema, description: 'initramfs (cpio, possibly compressed)' },
+      cmdline: {
+        type: 'string',
+        default: 'console=ttyS0 reboot=k panic=1',
+        description: 'the kernel command line',
+      },
+      entry: {
+        enum: ['auto', 'pvh', 'linux64'],
+        default: 'auto',
+        description: 'auto: PVH when the ELF has the note, else the 64-bit entry',
+      },
+      layout: {
+        type: 'object',
+        description: 'where the boot structures go (Linux boot protocol / Firecracker layout)',
+        additionalProperties: false,
+        default: {},
+        properties: Object.fromEntries(
+          Object.entries(defaultLayout).map(([k, v]) => [k, { ...addr, default: v }]),
+        ),
+      },
+      cpu: {
+        type: 'object',
+        additionalProperties: false,
+        default: {},
+        properties: {
+          hide: {
+            type: 'array',
+            items: { type: 'string' },
+            default: [],
+            description:
+              'CPUID features to hide from the guest (cx16, popcnt, xsave, avx, x2apic, tsc-deadline, ...)',
+          },
+        },
+      },
+    },
+    required: ['kernel'],
+  },
+  resources: (config) => {
+    for (const key of ['kernel', 'initrd'] as const) {
+      const path = config[key]
+      if (!path) continue
+      let size: number
+      try {
+        size = statSync(path).size
+      } catch {
+        throw new ConfigError(key, `${key} file ${path} does not exist`)
+      }
+      if (size === 0) throw new ConfigError(key, `${key} file ${path} is empty`)
+    }
+    if (kernelKind(config.kernel) === undefined)
+      throw new ConfigError(
+        'kernel',
+        `${config.kernel} is not a kernel: neither an ELF vmlinux nor a bzImage`,
+      )
+    return []
+  },
+  module: new ContainerModule(({ bind }) => {
+    bind(Tokens.Component).to(Linux)
+  }),
+}
