@@ -192,6 +192,17 @@ describe('Machine on the test hypervisor', () => {
     await m.dispose()
   })
 
+  it('keeps application processors waiting for INIT/SIPI while the bootstrap processor runs', async () => {
+    const { m, hypervisor } = await build(helloGuest, {}, { vcpus: 2, irqchip: true })
+    await m.load()
+    await m.start()
+    await new Promise((r) => setTimeout(r, 20))
+    expect(m.component<Debugcon>('console').text).toBe('ok')
+    expect(hypervisor.vms[0]!.vcpus.map((v) => v.steps > 0)).toEqual([true, false])
+    expect(await m.stop()).toMatchObject({ status: 'stopped' })
+    await m.dispose()
+  })
+
   it('turns a device that throws into a failed run naming the access', async () => {
     const { m } = await build(
       Uint8Array.of(0xe6, 0x70, 0xf4),

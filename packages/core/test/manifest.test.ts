@@ -115,6 +115,13 @@ describe('manifest errors name file, line, column and what was expected', () => 
     ])
   })
 
+  it('several vCPUs without an irqchip', async () => {
+    const yaml = 'machine:\n  memory: 1MiB\n  vcpus: 4\ncomponents: {}\n'
+    expect(await errors({ 'main.yaml': yaml })).toEqual([
+      'main.yaml:3:10: 4 vCPUs need machine.irqchip: true',
+    ])
+  })
+
   it('an interrupt line without an irqchip', async () => {
     const yaml = 'machine:\n  memory: 1MiB\ncomponents:\n  uart:\n    type: test-port\n'
     expect(await errors({ 'main.yaml': yaml })).toEqual([

@@ -176,6 +176,11 @@ export async function resolveManifest(
   for (const id of components.keys()) visit(id, [])
   fail()
 
+  if (machine.vcpus > 1 && !machine.irqchip) {
+    // Without the in-kernel LAPIC every vCPU would start at the reset vector together; with it the
+    // application processors wait for INIT/SIPI from the bootstrap processor, as on hardware.
+    diags.push(pos.diagnostic('/machine/vcpus', `${machine.vcpus} vCPUs need machine.irqchip: true`))
+  }
   const holes = memoryHoles(machine)
   const allocated = allocate(
     order.map((id) => components.get(id)!),

@@ -138,15 +138,21 @@ export class TestVcpu implements Vcpu {
   readonly cpu = new RealModeCpu()
   private kicked = false
   private running = false
-  /** After a hlt the handler resumed: like KVM with an in-kernel irqchip, wait (until kicked). */
-  private halted = false
+  /**
+   * Waiting, as a vCPU in KVM's in-kernel LAPIC would after a hlt the handler resumed, or as an
+   * application processor (id != 0) with an irqchip does until INIT/SIPI. The interpreter has no
+   * interrupts, so only a kick ends the wait.
+   */
+  private halted: boolean
   /** Instructions executed, for tests. */
   steps = 0
 
   constructor(
     readonly id: number,
     private readonly vm: TestVm,
-  ) {}
+  ) {
+    this.halted = id !== 0 && vm.log.irqchip
+  }
 
   getRegs(): Regs {
     const c = this.cpu
@@ -256,7 +262,6 @@ export class TestVcpu implements Vcpu {
           this.kicked = false
           exit = { kind: 'kick' }
         } else if (this.halted) {
-          // The interpreter has no interrupts to wake it; only a kick ends the wait.
           await new Promise((resolve) => setTimeout(resolve, 1))
           continue
         } else {
