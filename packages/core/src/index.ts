@@ -52,7 +52,7 @@ export {
   pathSchema,
   SchemaCache,
   sizeSchema,
-  type ValidationContext,
+  type Validator,
 } from './manifest/schema.js'
 export { formatSize, parseSize } from './manifest/size.js'
 export { type ManifestSource, manifestFromObject, readManifest } from './manifest/source.js'

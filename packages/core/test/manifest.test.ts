@@ -59,6 +59,20 @@ describe('manifest errors name file, line, column and what was expected', () => 
     ])
   })
 
+  it('sizes: units are binary, fractions must come to whole bytes', async () => {
+    const yaml = `machine:\n  memory: "1.5"\ncomponents:\n  r:\n    type: test-mmio\n    window: 1.5KiB\n`
+    expect(await errors({ 'main.yaml': yaml })).toEqual(['main.yaml:2:11: expected a whole number of bytes'])
+    const ok = await resolveManifest(
+      manifestFromObject({
+        machine: { memory: '1.5 MiB' },
+        components: { r: { type: 'test-mmio', window: '6k' } },
+      }),
+      testRegistry(),
+    )
+    expect(ok.machine.memory).toBe(1536 * 1024)
+    expect(ok.components[0]!.config.window).toBe(6144)
+  })
+
   it('a manifest without machine or components', async () => {
     expect(await errors({ 'main.yaml': 'plugins: []\n' })).toEqual([
       'main.yaml:1:1: missing required field "machine"',

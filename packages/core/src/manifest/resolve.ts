@@ -7,7 +7,7 @@ import type { Window } from '../component/resources.js'
 import type { MemoryHole } from '../memory/flat-memory.js'
 import { loadPlugin, PluginError } from '../plugin/loader.js'
 import { type Diagnostic, ManifestError, pointer } from './diagnostics.js'
-import { SchemaCache } from './schema.js'
+import { envelopeSchema, nodeSchema, normalizeConfig, SchemaCache, type Validator } from './schema.js'
 import { formatSize } from './size.js'
 import type { ManifestSource } from './source.js'
 
@@ -76,8 +76,10 @@ export async function resolveManifest(
 
   const schemas = options.schemas ?? new SchemaCache()
   const data = source.data
-  const envelope = schemas.envelopeValidator()
-  if (!envelope(data)) diags.push(...toDiagnostics(envelope.errors ?? [], '', source))
+  const envelope = await schemas.validator(envelopeSchema)
+  if (envelope(data))
+    diags.push(...badSizes(normalizeConfig(envelopeSchema, data, process.cwd()), '', source))
+  else diags.push(...toDiagnostics(envelope.errors ?? [], '', source))
   const nodes = isObject(data.components) ? (data.components as Record<string, Record<string, unknown>>) : {}
   const typed = new Map<string, ComponentType>()
   for (const [id, node] of Object.entries(nodes)) {
@@ -93,9 +95,10 @@ export async function resolveManifest(
       )
       continue
     }
-    let validate: ReturnType<SchemaCache['nodeValidator']>
+    const schema = nodeSchema(type)
+    let validate: Validator
     try {
-      validate = schemas.nodeValidator(type)
+      validate = await schemas.validator(schema)
     } catch (e) {
       const origin = registry.origin(type.name)
       diags.push(
@@ -106,8 +109,13 @@ export async function resolveManifest(
       )
       continue
     }
-    if (validate.call({ baseDir: baseDirOf(source, path) }, node)) typed.set(id, type)
-    else diags.push(...toDiagnostics(validate.errors ?? [], path, source))
+    if (!validate(node)) {
+      diags.push(...toDiagnostics(validate.errors ?? [], path, source))
+      continue
+    }
+    const bad = badSizes(normalizeConfig(schema, node, baseDirOf(source, path)), path, source)
+    if (bad.length > 0) diags.push(...bad)
+    else typed.set(id, type)
   }
   fail()
 
@@ -418,6 +426,11 @@ function describeValue(v: unknown): string {
   return `${typeof v} ${JSON.stringify(v)}`
 }
 
+/** Sizes that matched the pattern but are not whole bytes ("1.5"), at their paths under `base`. */
+function badSizes(paths: readonly string[], base: string, source: ManifestSource): Diagnostic[] {
+  return paths.map((p) => source.positions.diagnostic(base + p, 'expected a whole number of bytes'))
+}
+
 /** ajv errors -> diagnostics a person can act on, at the key or value they are about. */
 function toDiagnostics(errors: readonly ErrorObject[], base: string, source: ManifestSource): Diagnostic[] {
   const pos = source.positions
@@ -477,7 +490,14 @@ function toDiagnostics(errors: readonly ErrorObject[], base: string, source: Man
         )
         break
       case 'anyOf':
-        if (path === '/include')
+        if ((e.parentSchema as Record<string, unknown> | undefined)?.vmmSize === true) {
+          out.push(
+            pos.diagnostic(
+              path,
+              `expected a size such as 4096, 0x1000 or "64MiB", got ${JSON.stringify(e.data)}`,
+            ),
+          )
+        } else if (path === '/include')
           out.push(pos.diagnostic(path, 'expected a file path or a list of file paths'))
         else out.push(pos.diagnostic(path, e.message ?? 'is not valid'))
         break

@@ -1,25 +1,29 @@
 import { resolve } from 'node:path'
 import type { ComponentType, JsonSchema } from '../component/component-type.js'
 import type { ComponentRegistry } from '../component/registry.js'
-import { Ajv, type ErrorObject, type ValidateFunction } from '../vendor/ajv.js'
+import type { Ajv, ErrorObject } from '../vendor/ajv.js'
 import { parseSize } from './size.js'
+
+/** What parseSize accepts, as a JSON Schema pattern (binary units; "k" and "KiB" are the same). */
+const SIZE_PATTERN = '^\\s*(0[xX][0-9a-fA-F]+|\\d+(\\.\\d+)?)\\s*([kKmMgGtT]([iI][bB])?|[bB])?\\s*$'
 
 /**
  * A byte size: an integer, or a string such as "64MiB" or "0x1000". Use it in component schemas;
- * the validated config holds the number.
+ * the validated config holds the number. (`vmmSize` is an annotation that normalizeConfig acts on.)
  */
-export const sizeSchema: JsonSchema = { vmmSize: true }
+export const sizeSchema: JsonSchema = {
+  anyOf: [
+    { type: 'integer', minimum: 0 },
+    { type: 'string', pattern: SIZE_PATTERN },
+  ],
+  vmmSize: true,
+}
 
 /**
  * A file path, relative to the manifest that names it; the validated config holds the absolute path,
  * so components never need to know where their manifest was.
  */
 export const pathSchema: JsonSchema = { type: 'string', vmmPath: true }
-
-/** What validators are called with (ajv passContext): where relative paths start. */
-export interface ValidationContext {
-  readonly baseDir: string
-}
 
 /** A guest address or port: an integer (YAML writes hex as 0x...). */
 export const addressSchema: JsonSchema = { type: 'integer', minimum: 0, maximum: 2 ** 52 - 1 }
@@ -110,105 +114,109 @@ export function nodeSchema(type: ComponentType): JsonSchema {
 }
 
 /**
- * An ajv instance that fills defaults and knows `vmmSize` (size strings become numbers) and `vmmPath`
- * (relative paths become absolute). Schemas are not checked against the JSON Schema meta-schema:
- * compiling the meta-schema costs ~70 ms of every `vmm run`; the built-in schemas are checked by a
- * test instead, and a plugin schema that ajv cannot compile is reported naming the plugin.
+ * The ajv options for every manifest validator, including the precompiled ones. Schemas are not
+ * checked against the JSON Schema meta-schema at run time (that costs ~70 ms per `vmm run`): the
+ * built-in schemas are checked by a test, and a plugin schema ajv cannot compile is reported naming
+ * the plugin.
  */
-export function createAjv(): Ajv {
-  const ajv = new Ajv({
-    allErrors: true,
-    useDefaults: true,
-    strict: false,
-    verbose: true,
-    passContext: true,
-    validateSchema: false,
-  })
-  ajv.addKeyword({
-    keyword: 'vmmSize',
-    modifying: true,
-    errors: true,
-    validate: function validateSize(
-      _schema: unknown,
-      data: unknown,
-      _parent: unknown,
-      cxt?: { parentData: Record<string | number, unknown>; parentDataProperty: string | number },
-    ) {
-      const n = parseSize(data)
-      if (n === undefined) {
-        ;(validateSize as { errors?: Partial<ErrorObject>[] }).errors = [
-          {
-            keyword: 'vmmSize',
-            message: `expected a size such as 4096, 0x1000 or "64MiB", got ${JSON.stringify(data)}`,
-            params: {},
-          },
-        ]
-        return false
-      }
-      if (cxt) cxt.parentData[cxt.parentDataProperty] = n
-      return true
-    },
-  })
-  ajv.addKeyword({
-    keyword: 'vmmPath',
-    modifying: true,
-    validate: function (
-      this: ValidationContext | undefined,
-      _schema: unknown,
-      data: unknown,
-      _parent: unknown,
-      cxt?: { parentData: Record<string | number, unknown>; parentDataProperty: string | number },
-    ) {
-      if (typeof data === 'string' && cxt)
-        cxt.parentData[cxt.parentDataProperty] = resolve(this?.baseDir ?? '.', data)
-      return true
-    },
-  })
-  return ajv
+export const ajvOptions = {
+  allErrors: true,
+  useDefaults: true,
+  strict: false,
+  verbose: true,
+  validateSchema: false,
+} as const
+
+/** A compiled validator: ajv's, or the same code precompiled at build time. */
+export interface Validator {
+  (data: unknown): boolean
+  errors?: ErrorObject[] | null
 }
 
-/** Compiles and caches validators per type, so only the types a manifest uses are compiled. */
+/** A short, stable key for a schema, to find its precompiled validator. */
+export function schemaKey(schema: JsonSchema): string {
+  // FNV-1a over the JSON text: fast, and a collision only costs a wrong precompiled lookup that the
+  // full-text comparison below rules out.
+  const text = JSON.stringify(schema)
+  let h = 0x811c9dc5
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193)
+  return `v${(h >>> 0).toString(16)}_${text.length}`
+}
+
+/**
+ * Validators per schema: precompiled ones (dist/manifest/precompiled.js, generated at build time
+ * for the envelope and the built-in types) when the schema is unchanged, else compiled with ajv,
+ * which is only loaded then. Only the types a manifest uses are compiled.
+ */
 export class SchemaCache {
-  private readonly ajv = createAjv()
-  private readonly nodes = new Map<ComponentType, ValidateFunction>()
-  private envelope: ValidateFunction | undefined
+  private ajv: Ajv | undefined
+  private readonly compiled = new Map<string, Validator>()
 
-  envelopeValidator(): ValidateFunction {
-    this.envelope ??= this.ajv.compile(envelopeSchema)
-    return this.envelope
-  }
-
-  nodeValidator(type: ComponentType): ValidateFunction {
-    let v = this.nodes.get(type)
-    if (!v) {
-      v = this.ajv.compile(nodeSchema(type))
-      this.nodes.set(type, v)
+  async validator(schema: JsonSchema): Promise<Validator> {
+    const key = schemaKey(schema)
+    let v = this.compiled.get(key)
+    if (v) return v
+    const pre = (await import('./precompiled.js')).validators[key]
+    if (pre && pre.source === JSON.stringify(schema)) v = pre.validate
+    else {
+      this.ajv ??= new (await import('../vendor/ajv.js')).Ajv(ajvOptions)
+      v = this.ajv.compile(schema)
     }
+    this.compiled.set(key, v)
     return v
   }
 }
 
 /**
- * The whole manifest schema, every registered type included, for editors (`vmm schema`). The
- * `vmmSize` keyword is spelled out as standard JSON Schema here.
+ * Turns `vmmSize` values into numbers and makes `vmmPath` values absolute, in place, after
+ * validation (plain JSON Schema cannot change data, and precompiled validators cannot call back into
+ * core). Returns the paths (relative to `data`) of sizes that match the pattern but are not a whole
+ * number of bytes, such as "1.5".
+ */
+export function normalizeConfig(schema: JsonSchema, data: unknown, baseDir: string, path = ''): string[] {
+  const bad: string[] = []
+  const visit = (
+    s: JsonSchema,
+    parent: Record<string | number, unknown>,
+    key: string | number,
+    p: string,
+  ) => {
+    const value = parent[key]
+    if (value === undefined) return
+    if (s.vmmSize === true) {
+      const n = parseSize(value)
+      if (n === undefined) bad.push(p)
+      else parent[key] = n
+    } else if (s.vmmPath === true && typeof value === 'string') parent[key] = resolve(baseDir, value)
+    else bad.push(...normalizeConfig(s, value, baseDir, p))
+  }
+  if (typeof data !== 'object' || data === null) return bad
+  const obj = data as Record<string | number, unknown>
+  const props = (schema.properties ?? {}) as Record<string, JsonSchema>
+  if (Array.isArray(data)) {
+    const items = schema.items as JsonSchema | undefined
+    if (items && typeof items === 'object')
+      for (let i = 0; i < data.length; i++) visit(items, obj, i, `${path}/${i}`)
+    return bad
+  }
+  const extra = schema.additionalProperties
+  for (const k of Object.keys(obj)) {
+    const s = props[k] ?? (typeof extra === 'object' ? (extra as JsonSchema) : undefined)
+    if (s) visit(s, obj, k, `${path}/${k.replaceAll('~', '~0').replaceAll('/', '~1')}`)
+  }
+  return bad
+}
+
+/**
+ * The whole manifest schema, every registered type included, for editors (`vmm schema`), without
+ * core's own annotations.
  */
 export function manifestSchema(registry: ComponentRegistry): JsonSchema {
   const spelled = (s: unknown): unknown => {
     if (Array.isArray(s)) return s.map(spelled)
     if (typeof s !== 'object' || s === null) return s
-    if ((s as JsonSchema).vmmPath === true) return { type: 'string' }
-    if ((s as JsonSchema).vmmSize === true) {
-      return {
-        anyOf: [
-          { type: 'integer', minimum: 0 },
-          {
-            type: 'string',
-            pattern: '^\\s*(0x[0-9a-fA-F]+|\\d+(\\.\\d+)?)\\s*([KkMmGgTt](i?[Bb])?|[Bb])?\\s*$',
-          },
-        ],
-      }
-    }
-    return Object.fromEntries(Object.entries(s).map(([k, v]) => [k, spelled(v)]))
+    const { vmmSize: _size, vmmPath: _path, ...rest } = s as JsonSchema
+    return Object.fromEntries(Object.entries(rest).map(([k, v]) => [k, spelled(v)]))
   }
   const env = spelled(envelopeSchema) as { properties: { components: JsonSchema } }
   const types = registry.all()

@@ -1,0 +1,62 @@
+// Run after `tsc -b` (the root `pnpm build` does): makes dist/ start fast. Everything works without
+// this step, only slower; see src/vendor/README.md and src/manifest/precompiled.ts.
+//  1. Each dist/vendor/<name>.js (tsc's re-export of a package) becomes a single-file bundle.
+//  2. dist/manifest/precompiled.js gets ajv standalone validators for the manifest envelope and the
+//     built-in component types, so a manifest that uses only built-ins never loads ajv.
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Ajv } from 'ajv'
+import standaloneCode from 'ajv/dist/standalone/index.js'
+import { build } from 'esbuild'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+// ajv is CommonJS; a bundle needs a require() for what it asks of Node.
+const banner = {
+  js: "import { createRequire as __vmmRequire } from 'node:module'; const require = __vmmRequire(import.meta.url);",
+}
+const common = {
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  allowOverwrite: true,
+  logLevel: 'warning',
+  banner,
+}
+
+for (const file of readdirSync(join(root, 'src/vendor')).filter((f) => f.endsWith('.ts'))) {
+  const out = join(root, 'dist/vendor', file.replace(/\.ts$/, '.js'))
+  await build({ ...common, entryPoints: [join(root, 'src/vendor', file)], outfile: out })
+  rmSync(`${out}.map`, { force: true }) // tsc's map describes the re-export, not the bundle
+}
+
+const { ajvOptions, envelopeSchema, nodeSchema, schemaKey } = await import('../dist/manifest/schema.js')
+const { ComponentRegistry } = await import('../dist/component/registry.js')
+const { registerBuiltins } = await import('../dist/components/builtins.js')
+const schemas = [envelopeSchema, ...registerBuiltins(new ComponentRegistry()).all().map(nodeSchema)]
+const ajv = new Ajv({ ...ajvOptions, code: { source: true, esm: true } })
+const exportsByKey = {}
+for (const schema of schemas) {
+  const key = schemaKey(schema)
+  ajv.addSchema(schema, key)
+  exportsByKey[key] = key
+}
+const table = schemas
+  .map(
+    (s) => `  ${schemaKey(s)}: { source: ${JSON.stringify(JSON.stringify(s))}, validate: ${schemaKey(s)} },`,
+  )
+  .join('\n')
+const generated = `${standaloneCode(ajv, exportsByKey)}\nexport const validators = {\n${table}\n}\n`
+const tmp = mkdtempSync(join(tmpdir(), 'vmm-precompiled-'))
+writeFileSync(join(tmp, 'precompiled.mjs'), generated)
+const out = join(root, 'dist/manifest/precompiled.js')
+await build({
+  ...common,
+  entryPoints: [join(tmp, 'precompiled.mjs')],
+  outfile: out,
+  nodePaths: [join(root, 'node_modules')],
+})
+rmSync(`${out}.map`, { force: true })
+rmSync(tmp, { recursive: true })
