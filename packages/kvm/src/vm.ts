@@ -339,7 +339,9 @@ export class Vm {
   /** @internal */
   vcpuStarted(): void {
     if (this.running++ === 0) this.nvm.keepAlive(true)
-    this.pump()
+    // Not synchronously: handlers must never run inside the caller's run() (a caller starting
+    // several vCPUs in a row would otherwise see exits of the first before starting the next).
+    queueMicrotask(this.pump)
   }
 
   /** @internal */

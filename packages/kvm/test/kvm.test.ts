@@ -209,6 +209,29 @@ describe.skipIf(kvmUnavailable)('KVM system and VM (real /dev/kvm)', () => {
     expect(order.slice(0, firstDone).includes(0) && order.slice(0, firstDone).includes(1)).toBe(true)
   })
 
+  it('runs no exit handler inside run(): a handler may kick a vCPU started right after', async () => {
+    // vCPU 1 never gets a SIPI (in-kernel LAPIC: it waits in KVM_RUN); vCPU 0's first exit kicks both.
+    guest = realModeGuest('out 0x10, al\n1: jmp 1b', { irqchip: true })
+    const vcpus = [0, 1].map((id) => guest!.vm.createVcpu(id))
+    realMode(vcpus[0]!)
+    let calledDuringRun = false
+    let inRun = false
+    const h = handler({
+      pioOut: () => {
+        calledDuringRun ||= inRun
+        for (const v of vcpus) v.kick()
+      },
+    })
+    const runs: Promise<VcpuExit>[] = []
+    for (const v of vcpus) {
+      inRun = true
+      runs.push(v.run(h))
+      inRun = false
+    }
+    expect(await Promise.all(runs)).toEqual([{ kind: 'kick' }, { kind: 'kick' }])
+    expect(calledDuringRun).toBe(false)
+  })
+
   it('pauses a spinning vCPU and resumes it where it was', async () => {
     guest = realModeGuest('xor eax, eax\n1: inc eax\njmp 1b')
     const vcpu = guest.vm.createVcpu(0)

@@ -53,7 +53,7 @@ const TSS = gdtEntry(0x008b, 0, 0x67) // present, busy 32-bit TSS
 /** Writes the GDT (null, null, code, data, TSS) and an empty IDT; returns the segments. */
 function writeGdt(memory: GuestMemory, layout: BootLayout, code: bigint) {
   const table = [0n, 0n, code, DATA, TSS]
-  table.forEach((e, i) => memory.writeU64(guestAddress(layout.gdt + i * 8), e))
+  for (const [i, e] of table.entries()) memory.writeU64(guestAddress(layout.gdt + i * 8), e)
   memory.writeU64(guestAddress(layout.idt), 0n)
   return {
     code: segmentFromEntry(code, BOOT_CS),

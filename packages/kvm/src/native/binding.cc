@@ -589,15 +589,16 @@ static bool RunLoop(Vcpu* v) {
     int r = ioctl(v->fd, KVM_RUN, 0);
     int err = errno;
     int32_t kind = EXIT_KVM;
-    if (r < 0) {
-      if (err == EINTR || err == EAGAIN) {
-        v->run->immediate_exit = 0;
-        if (v->quitRequested.load(std::memory_order_acquire)) return false;
-        if (!v->kickRequested.exchange(false)) continue;  // a stray signal
-        kind = EXIT_KICK;
-      } else {
-        kind = EXIT_ERROR;
-      }
+    // A signal or immediate_exit ends KVM_RUN with -EINTR (or -EAGAIN for a vCPU still waiting for
+    // INIT/SIPI), and some KVMs (kvm_pvm here) report it as a successful run with KVM_EXIT_INTR.
+    bool interrupted = r < 0 ? (err == EINTR || err == EAGAIN) : v->run->exit_reason == KVM_EXIT_INTR;
+    if (interrupted) {
+      v->run->immediate_exit = 0;
+      if (v->quitRequested.load(std::memory_order_acquire)) return false;
+      if (!v->kickRequested.exchange(false)) continue;  // a stray signal: back into the guest
+      kind = EXIT_KICK;
+    } else if (r < 0) {
+      kind = EXIT_ERROR;
     }
     v->exitKind = kind;
     v->exitErrno = kind == EXIT_ERROR ? err : 0;
