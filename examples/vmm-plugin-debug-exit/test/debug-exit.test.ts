@@ -9,7 +9,10 @@ import { DebugExit, debugExitType } from '../src/index.js'
 
 function control() {
   const stops: [string, number][] = []
-  const machine: MachineControl = { requestStop: (reason, code) => void stops.push([reason, code]) }
+  const machine: MachineControl = {
+    requestStop: (reason, code) => void stops.push([reason, code]),
+    report: () => {},
+  }
   return { machine, stops }
 }
 

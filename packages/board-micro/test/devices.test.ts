@@ -179,7 +179,12 @@ describe('i8042', () => {
 
 describe('boot timer', () => {
   it('records the time once, on the byte 123 at offset 0', () => {
-    const t = new BootTimer({ log: false })
+    const reports: unknown[] = []
+    const t = new BootTimer(
+      { log: false },
+      { requestStop: () => {}, report: (source, name, data) => reports.push([source, name, data]) },
+      'timer',
+    )
     const seen: number[] = []
     t.onBoot((ms) => seen.push(ms))
     t.write(0, Uint8Array.of(7))
@@ -189,5 +194,6 @@ describe('boot timer', () => {
     t.write(0, Uint8Array.of(123))
     expect(seen).toHaveLength(1)
     expect(t.bootMs).toBeGreaterThan(0)
+    expect(reports).toEqual([['timer', 'boot-time', { ms: t.bootMs }]])
   })
 })

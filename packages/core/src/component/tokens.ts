@@ -10,6 +10,8 @@ import type { ComponentResources } from './resources.js'
 export interface MachineControl {
   /** Ends the run with `code` (0: success); the machine stops all vCPUs. */
   requestStop(reason: string, code: number): void
+  /** Tells the machine's listeners something a device saw (a `device` MachineEvent), e.g. the boot timer. */
+  report(source: string, name: string, data?: Readonly<Record<string, unknown>>): void
 }
 
 // Symbol.for, not Symbol(): a plugin that ends up with its own copy of @vmm/core still resolves

@@ -43,6 +43,13 @@ export type MachineEvent =
   | { readonly type: 'state'; readonly from: MachineState; readonly to: MachineState }
   | { readonly type: 'exit'; readonly vcpu: number; readonly exit: VcpuExit }
   | { readonly type: 'unhandled'; readonly access: UnhandledAccess }
+  /** Something a device reported through MachineControl.report, e.g. the guest's boot-timer write. */
+  | {
+      readonly type: 'device'
+      readonly source: string
+      readonly name: string
+      readonly data: Readonly<Record<string, unknown>>
+    }
 
 export interface ComponentTiming {
   readonly id: string
@@ -208,6 +215,7 @@ export class Machine {
     const root = new Container({ defaultScope: 'Singleton' })
     const control: MachineControl = {
       requestStop: (reason, code) => this.finish({ status: 'guest-exit', code, reason }),
+      report: (source, name, data = {}) => this.emit({ type: 'device', source, name, data }),
     }
     root.bind(Tokens.GuestMemory).toConstantValue(this.memoryValue)
     root.bind(Tokens.PioBus).toConstantValue(this.pioBus)
@@ -389,35 +397,46 @@ export class Machine {
 
   private exitHandler(): ExitHandler {
     // Device code must not take the vCPU loop down: a throw fails the run with the device named.
-    const guard = (what: string, address: number, f: () => void, data?: Uint8Array) => {
-      try {
-        f()
-      } catch (e) {
-        data?.fill(0xff)
-        this.finish({
-          status: 'failed',
-          code: 1,
-          reason: `${what} ${hex(address)}: device threw: ${(e as Error).message}`,
-        })
-      }
+    // Written out per access kind, without a closure per call: this is the path of every exit.
+    const failed = (what: string, address: number, e: unknown, data?: Uint8Array) => {
+      data?.fill(0xff)
+      this.finish({
+        status: 'failed',
+        code: 1,
+        reason: `${what} ${hex(address)}: device threw: ${(e as Error).message}`,
+      })
     }
+    const { pioBus, mmioBus } = this
     return {
-      pioIn: (port, data) => guard('port read', port, () => this.pioBus.read(port, data), data),
-      pioOut: (port, data) => guard('port write', port, () => this.pioBus.write(port, data)),
+      pioIn: (port, data) => {
+        try {
+          pioBus.read(port, data)
+        } catch (e) {
+          failed('port read', port, e, data)
+        }
+      },
+      pioOut: (port, data) => {
+        try {
+          pioBus.write(port, data)
+        } catch (e) {
+          failed('port write', port, e)
+        }
+      },
       // MMIO regions of the stacked address space first (they move, e.g. BARs), then the bus.
-      mmioRead: (address, data) =>
-        guard(
-          'MMIO read',
-          address,
-          () => this.addressSpace?.mmioRead(address, data) || this.mmioBus.read(address, data),
-          data,
-        ),
-      mmioWrite: (address, data) =>
-        guard(
-          'MMIO write',
-          address,
-          () => this.addressSpace?.mmioWrite(address, data) || this.mmioBus.write(address, data),
-        ),
+      mmioRead: (address, data) => {
+        try {
+          if (!this.addressSpace?.mmioRead(address, data)) mmioBus.read(address, data)
+        } catch (e) {
+          failed('MMIO read', address, e, data)
+        }
+      },
+      mmioWrite: (address, data) => {
+        try {
+          if (!this.addressSpace?.mmioWrite(address, data)) mmioBus.write(address, data)
+        } catch (e) {
+          failed('MMIO write', address, e)
+        }
+      },
       onExit: (exit, vcpu) => this.onExit(exit, vcpu),
     }
   }

@@ -1,12 +1,21 @@
 // Firecracker's boot timer: one MMIO page; when the guest's init writes the byte 123 to it, the
-// VMM records the time since `vmm run` started (Firecracker docs/api_requests/... "boot time",
+// VMM records the time since `vmm run` started (Firecracker
 // devices/pseudo/boot_timer.rs). Our init writes it with `devmem 0xc0000000 8 123`.
-import { type ComponentType, ContainerModule, inject, injectable, type MmioDevice, Tokens } from '@vmm/core'
+import {
+  type ComponentType,
+  ContainerModule,
+  inject,
+  injectable,
+  type MachineControl,
+  type MmioDevice,
+  Tokens,
+} from '@vmm/core'
 
 export const BOOT_TIMER_MAGIC = 123
 
 export interface BootTimerConfig {
-  /** Print "boot-timer: guest reached init after N ms" on stderr (the machine event is always emitted). */
+  /** Print "boot-timer: guest reached init after N ms" on stderr (the `device` machine event
+   * named boot-time is always emitted). */
   log: boolean
 }
 
@@ -16,7 +25,11 @@ export class BootTimer implements MmioDevice {
   bootMs: number | undefined
   private readonly listeners: ((ms: number) => void)[] = []
 
-  constructor(@inject(Tokens.Config) private readonly config: BootTimerConfig) {}
+  constructor(
+    @inject(Tokens.Config) private readonly config: BootTimerConfig,
+    @inject(Tokens.MachineControl) private readonly machine: MachineControl,
+    @inject(Tokens.Id) private readonly id: string,
+  ) {}
 
   /** Calls `f(ms)` when the guest reports that it booted. */
   onBoot(f: (ms: number) => void): void {
@@ -33,6 +46,7 @@ export class BootTimer implements MmioDevice {
     this.bootMs = performance.now()
     if (this.config.log)
       process.stderr.write(`boot-timer: guest reached init after ${this.bootMs.toFixed(1)} ms\n`)
+    this.machine.report(this.id, 'boot-time', { ms: this.bootMs })
     for (const f of this.listeners) f(this.bootMs)
   }
 }
