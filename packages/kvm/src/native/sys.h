@@ -75,6 +75,12 @@ inline uint32_t WaitChange(std::atomic<uint32_t>& word, uint32_t seen, std::atom
   uint32_t v = word.load(std::memory_order_acquire);
   if (v != seen) return v;
   if (spinNs > 0) {
+    // The answer usually comes within a microsecond: spin a little before even reading the clock.
+    for (unsigned i = 0; i < 256; i++) {
+      CpuRelax();
+      v = word.load(std::memory_order_acquire);
+      if (v != seen) return v;
+    }
     uint64_t start = MonotonicNs(), deadline = start + spinNs;
     for (unsigned i = 1; SpinStep(i, start, deadline); i++) {
       v = word.load(std::memory_order_acquire);
