@@ -16,7 +16,7 @@ export { writeMpTable } from './boot/mptable.js'
 export { e820Map, PVH_MAGIC, writeStartInfo, writeZeroPage } from './boot/params.js'
 export { BOOT_TIMER_MAGIC, BootTimer, bootTimerType } from './devices/boot-timer/boot-timer.js'
 export { CTRL_ALT_DEL, I8042, I8042Controller, i8042Type } from './devices/i8042/i8042.js'
-export { Serial, type SerialConfig, serialType } from './devices/serial/serial.js'
+export { GUEST_PANIC_EXIT_CODE, Serial, type SerialConfig, serialType } from './devices/serial/serial.js'
 export { RX_FIFO_SIZE, Uart16550 } from './devices/serial/uart.js'
 export { Linux, type LinuxConfig, linuxType } from './linux.js'
 

@@ -6,8 +6,8 @@ import { join } from 'node:path'
 import { ComponentRegistry, Machine, type PluginRegistry, registerBuiltins } from '@vmm/core'
 import { Kvm, KvmHypervisor } from '@vmm/kvm'
 import { describe, expect, it } from 'vitest'
-import { type Linux, register } from '../src/index.js'
-import { bzImageKernel, elf64Kernel, pvhKernel } from './fake-kernels.js'
+import { GUEST_PANIC_EXIT_CODE, type Linux, register } from '../src/index.js'
+import { bzImageKernel, elf64Kernel, panicKernel, pvhKernel, tripleFaultKernel } from './fake-kernels.js'
 
 const kvmUnavailable = Kvm.unavailableReason()
 if (kvmUnavailable) console.warn(`[micro board KVM boot tests skipped] ${kvmUnavailable}`)
@@ -69,5 +69,21 @@ describe.skipIf(kvmUnavailable)('micro board: direct boot on /dev/kvm', () => {
     const { output, plan } = await boot(bzImageKernel())
     expect(plan).toMatchObject({ kind: 'bzimage', mode: 'linux64', entry: 0x100200 })
     expect(output).toBe('bzimage cmdline=console=ttyS0 hello=world initrd=INITRD42\n')
+  })
+
+  it('ends a run with a panic report with its own exit code, after the report is printed', async () => {
+    const { result, output } = await boot(panicKernel(), { entry: 'linux64' })
+    expect(output).toContain('CPU: 0 PID: 1')
+    expect(result).toMatchObject({ status: 'guest-exit', code: GUEST_PANIC_EXIT_CODE })
+    expect(result.reason).toContain('guest kernel panic: ---[ end Kernel panic - not syncing: VFS')
+  })
+
+  it('reports a triple fault as a failure (exit code 1)', async () => {
+    const { result } = await boot(tripleFaultKernel(), { entry: 'linux64' })
+    expect(result).toMatchObject({
+      status: 'failed',
+      code: 1,
+      reason: expect.stringContaining('triple fault'),
+    })
   })
 })

@@ -162,3 +162,38 @@ export function bzImageKernel(): string {
   }
   return out
 }
+
+/** A 64-bit ELF that prints a Linux-style panic report on the serial port, then halts forever. */
+export function panicKernel(): string {
+  return build(
+    'panic',
+    `.text
+.code64
+.globl _start
+_start:
+  mov dx, 0x3f8
+  lea rbx, [rip + msg]
+1: mov al, [rbx]
+  test al, al
+  jz 2f
+  out dx, al
+  inc rbx
+  jmp 1b
+2: hlt
+  jmp 2b
+msg: .ascii "Kernel panic - not syncing: VFS: Unable to mount root fs\\n"
+     .ascii "CPU: 0 PID: 1 Comm: swapper/0\\n"
+     .asciz "---[ end Kernel panic - not syncing: VFS: Unable to mount root fs ]---\\n"
+`,
+    ['-Ttext=0x1000000', '-e', '_start'],
+  )
+}
+
+/** A 64-bit ELF that executes ud2 with an empty IDT: #UD, #GP, #DF, then a triple fault. */
+export function tripleFaultKernel(): string {
+  return build('triple', '.text\n.code64\n.globl _start\n_start:\n  ud2\n', [
+    '-Ttext=0x1000000',
+    '-e',
+    '_start',
+  ])
+}

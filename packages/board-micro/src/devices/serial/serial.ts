@@ -22,6 +22,9 @@ export interface SerialConfig {
 }
 
 const CTRL_A = 0x01
+const PANIC_END = '---[ end Kernel panic'
+/** `vmm run`'s exit code when the guest kernel panicked (1 is a VMM-side failure, 0 a clean end). */
+export const GUEST_PANIC_EXIT_CODE = 3
 
 /**
  * A serial port with its console. On the terminal, Ctrl-A x ends the machine (the guest gets every
@@ -40,9 +43,40 @@ export class Serial implements PioDevice, Component {
     @inject(Tokens.MachineControl) private readonly machine: MachineControl,
   ) {
     this.backend = makeBackend(config)
-    this.uart = new Uart16550(resources.irq('irq'), { write: (b) => this.backend?.write(b) }, () =>
-      this.feed(),
+    this.uart = new Uart16550(
+      resources.irq('irq'),
+      {
+        write: (b) => {
+          this.backend?.write(b)
+          this.watchLine(b)
+        },
+      },
+      () => this.feed(),
     )
+  }
+
+  private readonly line = new Uint8Array(160)
+  private lineLength = 0
+
+  /**
+   * Watches the console for the end of a Linux panic ("---[ end Kernel panic - not syncing: ...").
+   * A micro VM has no ACPI or pvpanic device to say so, and with panic=N the kernel then reboots,
+   * which would look like a clean reboot: ending the run here gives it its own exit code, after
+   * the whole panic report has been printed.
+   */
+  private watchLine(bytes: Uint8Array): void {
+    for (const b of bytes) {
+      if (b !== 0x0a) {
+        if (this.lineLength < this.line.length) this.line[this.lineLength++] = b
+        continue
+      }
+      if (this.lineLength >= PANIC_END.length && this.line[0] === 0x2d /* - */) {
+        const text = new TextDecoder().decode(this.line.subarray(0, this.lineLength)).trimEnd()
+        if (text.startsWith(PANIC_END))
+          this.machine.requestStop(`guest kernel panic: ${text}`, GUEST_PANIC_EXIT_CODE)
+      }
+      this.lineLength = 0
+    }
   }
 
   read(offset: number, data: Uint8Array): void {
