@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# `npm run setup`: everything a fresh Debian machine with Node.js 20, npm, python3, make and g++
+# needs to build, test and run vmm. Debian packages first (tools the tests and the guest-image
+# builder use), then pnpm at a pinned version, the workspace's dependencies (the lockfile is the
+# truth: --frozen-lockfile), the native module and the TypeScript build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# lz4: unpacks Debian's kernel for loader tests; cpio: checks the initramfs writer; acpica-tools:
+# iasl disassembles our ACPI tables in tests; bc bison flex libelf-dev libssl-dev: building the
+# default guest kernel from Debian's linux-source.
+PACKAGES="binutils lz4 cpio acpica-tools bc bison flex libelf-dev libssl-dev xz-utils"
+missing=""
+for p in $PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "vmm setup: installing Debian packages:$missing"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+  else
+    echo "vmm setup: please install these Debian packages (as root):$missing" >&2
+  fi
+fi
+
+npm install --global pnpm@12.21.0
+pnpm install --frozen-lockfile
+pnpm build
