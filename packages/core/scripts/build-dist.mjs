@@ -3,7 +3,7 @@
 //  1. Each dist/vendor/<name>.js (tsc's re-export of a package) becomes a single-file bundle.
 //  2. dist/manifest/precompiled.js gets ajv standalone validators for the manifest envelope and the
 //     built-in component types, so a manifest that uses only built-ins never loads ajv.
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -60,3 +60,34 @@ await build({
 })
 rmSync(`${out}.map`, { force: true })
 rmSync(tmp, { recursive: true })
+
+// 3. dist/index.js becomes one file: core's own ~40 modules plus yaml, inversify and
+//    reflect-metadata, so `vmm run` and every plugin (which imports @vmm/core) share a single
+//    module that Node reads, resolves and compiles once. The entry is src/index.ts read as text
+//    with its imports resolved in dist/ (tsc's output, decorator metadata included), so the bundle
+//    is never built from an earlier bundle. The precompiled validators (step 2) go in, since every
+//    manifest needs the envelope's; ajv stays a separate file, loaded only for plugin schemas.
+await build({
+  ...common,
+  banner: undefined,
+  stdin: {
+    contents: readFileSync(join(root, 'src/index.ts'), 'utf8'),
+    loader: 'ts',
+    resolveDir: join(root, 'dist'),
+    sourcefile: 'index.ts',
+  },
+  outfile: join(root, 'dist/index.js'),
+  plugins: [
+    {
+      name: 'vmm-lazy',
+      setup(b) {
+        b.onResolve({ filter: /\/ajv\.js$/ }, (args) =>
+          join(args.resolveDir, args.path) === join(root, 'dist/vendor/ajv.js')
+            ? { path: './vendor/ajv.js', external: true }
+            : undefined,
+        )
+      },
+    },
+  ],
+})
+rmSync(join(root, 'dist/index.js.map'), { force: true })

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// The `vmm` command. Startup time is part of boot time, so each command imports only what it uses:
-// `schema` never parses YAML, `validate` never builds a container, nothing loads a hypervisor
-// before `run` needs one.
+// The `vmm` command. Startup time is part of boot time. Core is imported as the one module
+// `../index.js`, which `pnpm build` makes a single-file bundle (scripts/build-dist.mjs): plugins
+// import @vmm/core and get that same module, so a run reads and compiles core once; ajv is loaded
+// only for plugin schemas and nothing loads a hypervisor before `run` needs one.
 
 import { parseArgs } from 'node:util'
 
@@ -43,11 +44,7 @@ async function main(argv: string[]): Promise<number> {
   }
   if (extra.length > 0) throw new UsageError(`unexpected arguments: ${extra.join(' ')}`)
   if (command === 'schema') {
-    const [{ ComponentRegistry }, { registerBuiltins }, { manifestSchema }] = await Promise.all([
-      import('../component/registry.js'),
-      import('../components/builtins.js'),
-      import('../manifest/schema.js'),
-    ])
+    const { ComponentRegistry, registerBuiltins, manifestSchema } = await import('../index.js')
     process.stdout.write(
       `${JSON.stringify(manifestSchema(registerBuiltins(new ComponentRegistry())), null, 2)}\n`,
     )
@@ -60,7 +57,7 @@ async function main(argv: string[]): Promise<number> {
   mark('manifest read, validated and resolved (including module loading)')
   if (command === 'validate') {
     if (values.print) {
-      const { printEffective } = await import('../manifest/print.js')
+      const { printEffective } = await import('../index.js')
       process.stdout.write(printEffective(resolved))
     } else process.stdout.write(`${file}: ok (${resolved.components.length} components)\n`)
     return 0
@@ -70,20 +67,14 @@ async function main(argv: string[]): Promise<number> {
 }
 
 async function resolve(file: string) {
-  const [{ ComponentRegistry }, { registerBuiltins }, { readManifest }, { resolveManifest }] =
-    await Promise.all([
-      import('../component/registry.js'),
-      import('../components/builtins.js'),
-      import('../manifest/source.js'),
-      import('../manifest/resolve.js'),
-    ])
+  const { ComponentRegistry, registerBuiltins, readManifest, resolveManifest } = await import('../index.js')
   return resolveManifest(readManifest(file), registerBuiltins(new ComponentRegistry()))
 }
 
 type Resolved = Awaited<ReturnType<typeof resolve>>
 
 async function graph(resolved: Resolved, format: string): Promise<number> {
-  const { graphDot, graphText } = await import('../manifest/print.js')
+  const { graphDot, graphText } = await import('../index.js')
   if (format === 'text') process.stdout.write(graphText(resolved))
   else if (format === 'dot') process.stdout.write(graphDot(resolved))
   else if (format === 'svg') {
@@ -138,7 +129,7 @@ async function loadProvider(specifier: string, manifestFile: string) {
 async function run(resolved: Resolved, specifier: string, timings: boolean): Promise<number> {
   const provider = await loadProvider(specifier, resolved.source.file)
   const hypervisor = await provider.open()
-  const { Machine } = await import('../machine/machine.js')
+  const { Machine } = await import('../index.js')
   mark(`hypervisor (${hypervisor.name}) opened`)
   const machine = new Machine(resolved, hypervisor)
   const stopOnSignal = () => void machine.stop().catch(() => {})

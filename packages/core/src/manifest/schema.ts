@@ -1,4 +1,7 @@
-import { resolve } from 'node:path'
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs'
+import { homedir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import type { ComponentType, JsonSchema } from '../component/component-type.js'
 import type { ComponentRegistry } from '../component/registry.js'
 import type { Ajv, ErrorObject } from '../vendor/ajv.js'
@@ -144,25 +147,82 @@ export function schemaKey(schema: JsonSchema): string {
 }
 
 /**
+ * Where validators compiled at run time (plugin types, changed built-ins) are kept as modules, so
+ * the next run imports ajv's generated code instead of loading ajv and compiling: $VMM_CACHE_DIR,
+ * else $XDG_CACHE_HOME/vmm, else ~/.cache/vmm. VMM_CACHE_DIR=off turns the cache off. The cache is
+ * best effort: a file that cannot be read or written only means compiling with ajv, as without it.
+ */
+export function validatorCacheDir(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (env.VMM_CACHE_DIR === 'off') return undefined
+  if (env.VMM_CACHE_DIR) return resolve(env.VMM_CACHE_DIR, 'validators')
+  try {
+    return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'vmm', 'validators')
+  } catch {
+    return undefined // no home directory
+  }
+}
+
+/** Bumped when the generated module's shape or ajvOptions change, so old cache files are not used. */
+const CACHE_FORMAT = 1
+
+/**
  * Validators per schema: precompiled ones (dist/manifest/precompiled.js, generated at build time
- * for the envelope and the built-in types) when the schema is unchanged, else compiled with ajv,
- * which is only loaded then. Only the types a manifest uses are compiled.
+ * for the envelope and the built-in types) when the schema is unchanged, then ones cached on disk by
+ * an earlier run (validatorCacheDir), else compiled with ajv, which is only loaded then, and written
+ * to the cache. Only the types a manifest uses are compiled.
  */
 export class SchemaCache {
   private ajv: Ajv | undefined
   private readonly compiled = new Map<string, Validator>()
 
+  constructor(private readonly cacheDir: string | undefined = validatorCacheDir()) {}
+
   async validator(schema: JsonSchema): Promise<Validator> {
     const key = schemaKey(schema)
     let v = this.compiled.get(key)
     if (v) return v
+    const text = JSON.stringify(schema)
     const pre = (await import('./precompiled.js')).validators[key]
-    if (pre && pre.source === JSON.stringify(schema)) v = pre.validate
-    else {
-      this.ajv ??= new (await import('../vendor/ajv.js')).Ajv(ajvOptions)
-      v = this.ajv.compile(schema)
-    }
+    if (pre && pre.source === text) v = pre.validate
+    else v = (await this.cached(key, text)) ?? (await this.compile(schema, key, text))
     this.compiled.set(key, v)
+    return v
+  }
+
+  private file(key: string): string | undefined {
+    return this.cacheDir && join(this.cacheDir, `${key}-${CACHE_FORMAT}.mjs`)
+  }
+
+  private async cached(key: string, text: string): Promise<Validator | undefined> {
+    const file = this.file(key)
+    if (file === undefined) return undefined
+    try {
+      const mod = (await import(pathToFileURL(file).href)) as { source?: string; validate?: Validator }
+      return mod.source === text && typeof mod.validate === 'function' ? mod.validate : undefined
+    } catch {
+      return undefined // not cached yet, or unreadable: compile
+    }
+  }
+
+  private async compile(schema: JsonSchema, key: string, text: string): Promise<Validator> {
+    const { Ajv, standaloneCode } = await import('../vendor/ajv.js')
+    this.ajv ??= new Ajv({ ...ajvOptions, code: { source: true, esm: true } })
+    const v = this.ajv.compile(schema)
+    const file = this.file(key)
+    if (file !== undefined) {
+      try {
+        // ajv's code may require() its runtime helpers (ucs2length, equal, ...): resolve them from
+        // core, which depends on ajv.
+        const code =
+          `import { createRequire } from 'node:module'\n` +
+          `const require = createRequire(${JSON.stringify(import.meta.url)})\n` +
+          `${standaloneCode(this.ajv, v)}\nexport const source = ${JSON.stringify(text)}\n`
+        mkdirSync(this.cacheDir!, { recursive: true })
+        const tmp = `${file}.${process.pid}.tmp`
+        writeFileSync(tmp, code)
+        renameSync(tmp, file) // atomic: a concurrent run sees the old file or the new one
+      } catch {} // a read-only or missing cache directory only costs the next run a compile
+    }
     return v
   }
 }
