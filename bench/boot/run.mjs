@@ -1,0 +1,181 @@
+// pnpm bench:boot — boot the same kernel and command line under vmm's micro board and under
+// `qemu-system-x86_64 -M microvm`, alternating, and report when each reaches the milestones of a
+// Linux boot on its serial console, and each VMM's memory overhead (RSS minus the guest RAM it
+// touched). A milestone not reached within the time limit is printed as such, never hidden: on
+// kvm_pvm hosts no Linux reaches /init yet, under either VMM (see ../../shared/docs/host-kvm.md).
+//
+// Environment: VMM_BENCH_KERNEL (default: the default guest's vmlinux when built, else Debian's
+// cloud kernel, fetched with apt-get download), BOOT_TIMEOUT seconds (default 60), ROUNDS (2).
+import { execFileSync, execSync, spawn } from 'node:child_process'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { homedir, tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
+const TIMEOUT = Number(process.env.BOOT_TIMEOUT ?? 60) * 1000
+const ROUNDS = Number(process.env.ROUNDS ?? 2)
+const MEMORY_MIB = 256
+const CMDLINE =
+  'console=ttyS0 earlyprintk=serial,ttyS0 noxsave clearcpuid=cx16,popcnt reboot=k panic=1 i8042.noaux i8042.nomux i8042.dumbkbd'
+
+const MILESTONES = [
+  ['kernel banner', /Linux version/],
+  ['KVM detected', /Hypervisor detected: KVM/],
+  ['paravirt boot', /Booting paravirtualized kernel/],
+  ['/init (boot timer)', /vmm-guest: init reached|boot-timer: guest reached init/],
+]
+
+function debianKernel() {
+  const dir = join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'vmm', 'test-kernels')
+  const vmlinux = join(dir, 'vmlinux')
+  if (existsSync(vmlinux)) return vmlinux
+  mkdirSync(dir, { recursive: true })
+  execFileSync('apt-get', ['download', 'linux-image-6.1.0-56-cloud-amd64'], { cwd: dir, stdio: 'pipe' })
+  const deb = readdirSync(dir).find((f) => f.endsWith('.deb'))
+  execSync(`dpkg-deb --fsys-tarfile ${deb} | tar -xO --wildcards './boot/vmlinuz-*' > vmlinuz`, { cwd: dir })
+  const b = readFileSync(join(dir, 'vmlinuz'))
+  const pm = b.subarray(((b[0x1f1] || 4) + 1) * 512)
+  writeFileSync(
+    join(dir, 'payload.lz4'),
+    pm.subarray(b.readUInt32LE(0x248), b.readUInt32LE(0x248) + b.readUInt32LE(0x24c)),
+  )
+  try {
+    execSync('lz4 -dc payload.lz4 > vmlinux', { cwd: dir, stdio: 'pipe' })
+  } catch {} // lz4 complains about the size word the kernel appends; the ELF is complete
+  return vmlinux
+}
+
+async function defaultKernel() {
+  if (process.env.VMM_BENCH_KERNEL) return { kernel: process.env.VMM_BENCH_KERNEL }
+  try {
+    const image = await import('@vmm/image')
+    const g = await image.defaultGuestIfBuilt?.()
+    if (g) return { kernel: g.vmlinux, initrd: g.initramfs }
+  } catch {}
+  return { kernel: debianKernel() }
+}
+
+/** Total RSS and the RSS of the guest-RAM-sized mapping(s) of `pid`, in KiB. */
+function memory(pid) {
+  try {
+    const smaps = readFileSync(`/proc/${pid}/smaps`, 'utf8')
+    let total = 0
+    let guest = 0
+    let size = 0
+    for (const line of smaps.split('\n')) {
+      const m = /^(\w+):\s+(\d+) kB/.exec(line)
+      if (!m) continue
+      if (m[1] === 'Size') size = Number(m[2])
+      if (m[1] === 'Rss') {
+        total += Number(m[2])
+        if (size >= MEMORY_MIB * 1024 && size <= MEMORY_MIB * 1024 + 4096) guest += Number(m[2])
+      }
+    }
+    return { total, guest }
+  } catch {
+    return undefined
+  }
+}
+
+function run(name, cmd, args) {
+  return new Promise((resolve) => {
+    const t0 = performance.now()
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    const reached = new Map()
+    let mem
+    let text = ''
+    const onData = (d) => {
+      text += d.toString('latin1')
+      for (const [label, re] of MILESTONES)
+        if (!reached.has(label) && re.test(text)) reached.set(label, performance.now() - t0)
+      if (text.length > 65536) text = text.slice(-4096)
+      if (reached.size === MILESTONES.length) finish()
+    }
+    child.stdout.on('data', onData)
+    child.stderr.on('data', onData)
+    const timer = setTimeout(() => finish(), TIMEOUT)
+    let done = false
+    function finish() {
+      if (done) return
+      done = true
+      clearTimeout(timer)
+      mem = memory(child.pid)
+      child.kill('SIGKILL')
+    }
+    child.on('exit', () => {
+      finish()
+      resolve({
+        name,
+        reached,
+        mem,
+        error: reached.size === 0 ? text.trim().split('\n').slice(-2).join(' | ') : undefined,
+      })
+    })
+  })
+}
+
+const { kernel, initrd } = await defaultKernel()
+const dir = mkdtempSync(join(tmpdir(), 'vmm-bench-boot-'))
+const manifest = join(dir, 'micro.yaml')
+writeFileSync(
+  manifest,
+  `plugins: ['@vmm/board-micro']
+machine: { memory: ${MEMORY_MIB}MiB, irqchip: true, layout: { mmio: { base: 0xc0000000, size: 0x3ec00000 } } }
+components:
+  kernel: { type: linux, kernel: ${JSON.stringify(kernel)}, ${initrd ? `initrd: ${JSON.stringify(initrd)}, ` : ''}cmdline: ${JSON.stringify(CMDLINE)} }
+  serial: { type: serial, console: stdio, resources: { port: 0x3f8, irq: 4 } }
+  i8042: { type: i8042, resources: { ports: 0x60, irq: 1 } }
+  timer: { type: boot-timer, resources: { page: 0xc0000000 } }
+`,
+)
+// The manifest's plugin resolves from the repository's node_modules.
+writeFileSync(join(dir, 'package.json'), '{}')
+execSync(`ln -s ${join(root, 'node_modules')} ${join(dir, 'node_modules')}`)
+
+const vmm = () =>
+  run('vmm', process.execPath, [join(root, 'packages/core/dist/cli/main.js'), 'run', manifest])
+const qemu = () =>
+  run('qemu', 'qemu-system-x86_64', [
+    ...['-M', 'microvm,x-option-roms=off,rtc=off', '-enable-kvm', '-m', String(MEMORY_MIB)],
+    ...['-nodefaults', '-nographic', '-serial', 'stdio', '-kernel', kernel],
+    ...(initrd ? ['-initrd', initrd] : []),
+    ...['-append', CMDLINE],
+  ])
+
+let qemuMissing
+try {
+  execFileSync('qemu-system-x86_64', ['--version'], { stdio: 'pipe' })
+} catch {
+  qemuMissing = 'qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)'
+}
+
+const results = { vmm: [], qemu: [] }
+for (let r = 0; r < ROUNDS; r++) {
+  results.vmm.push(await vmm())
+  if (!qemuMissing) results.qemu.push(await qemu())
+}
+
+const median = (xs) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] : undefined)
+const fmt = (ms) => (ms === undefined ? `not reached in ${TIMEOUT / 1000} s` : `${(ms / 1000).toFixed(2)} s`)
+console.log(
+  `bench:boot — ${kernel}${initrd ? ` + ${initrd}` : ''}, ${MEMORY_MIB} MiB, 1 vCPU, ${ROUNDS} rounds (median)`,
+)
+console.log(`command line: ${CMDLINE}`)
+for (const [label] of MILESTONES) {
+  const a = median(results.vmm.filter((x) => x.reached.has(label)).map((x) => x.reached.get(label)))
+  const b = median(results.qemu.filter((x) => x.reached.has(label)).map((x) => x.reached.get(label)))
+  const ratio = a !== undefined && b !== undefined ? `   ratio ${(a / b).toFixed(2)}x` : ''
+  console.log(
+    `${label.padEnd(20)} vmm ${fmt(a).padEnd(22)} qemu ${qemuMissing ? `(${qemuMissing})` : fmt(b)}${ratio}`,
+  )
+}
+for (const [name, rs] of Object.entries(results)) {
+  const m = rs.map((x) => x.mem).filter(Boolean)
+  if (m.length === 0) continue
+  const over = median(m.map((x) => x.total - x.guest))
+  console.log(
+    `${`${name} memory`.padEnd(20)} RSS ${median(m.map((x) => x.total))} KiB, guest RAM touched ${median(m.map((x) => x.guest))} KiB, overhead ${over} KiB`,
+  )
+  for (const x of rs) if (x.error) console.log(`${name}: no milestone reached; last output: ${x.error}`)
+}
