@@ -4,6 +4,7 @@
 //  2. dist/manifest/precompiled.js gets ajv standalone validators for the manifest envelope and the
 //     built-in component types, so a manifest that uses only built-ins never loads ajv.
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -87,6 +88,21 @@ await build({
           const name = /([^/]+)\.js$/.exec(args.path)[1]
           return join(args.resolveDir, args.path) === join(root, 'dist/vendor', `${name}.js`)
             ? { path: join(root, 'src/vendor', `${name}.ts`) }
+            : undefined
+        })
+        // yaml's ES module build (the one it gives bundlers) rather than its CommonJS one: the same
+        // code, but hoisted into the bundle instead of ~70 module wrappers run at import. Its
+        // log.js is the one difference (console.warn for process.emitWarning), so that file stays
+        // Node's.
+        b.onResolve({ filter: /^yaml$/ }, (args) => ({
+          path: createRequire(join(args.resolveDir, 'x.js'))
+            .resolve('yaml')
+            .replace(/dist\/index\.js$/, 'browser/index.js'),
+        }))
+        b.onResolve({ filter: /\/log\.js$/ }, (args) => {
+          const abs = join(args.resolveDir, args.path)
+          return abs.endsWith('/yaml/browser/dist/log.js')
+            ? { path: abs.replace(/browser\/dist\/log\.js$/, 'dist/log.js') }
             : undefined
         })
         // The validators from step 2's generated source, not from its bundle.
