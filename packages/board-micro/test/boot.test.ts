@@ -7,7 +7,14 @@ import { ComponentRegistry, Machine, type PluginRegistry, registerBuiltins } fro
 import { Kvm, KvmHypervisor } from '@vmm/kvm'
 import { describe, expect, it } from 'vitest'
 import { GUEST_PANIC_EXIT_CODE, type Linux, register } from '../src/index.js'
-import { bzImageKernel, elf64Kernel, panicKernel, pvhKernel, tripleFaultKernel } from './fake-kernels.js'
+import {
+  bzImageKernel,
+  elf64Kernel,
+  floodKernel,
+  panicKernel,
+  pvhKernel,
+  tripleFaultKernel,
+} from './fake-kernels.js'
 
 const kvmUnavailable = Kvm.unavailableReason()
 if (kvmUnavailable) console.warn(`[micro board KVM boot tests skipped] ${kvmUnavailable}`)
@@ -85,5 +92,13 @@ describe.skipIf(kvmUnavailable)('micro board: direct boot on /dev/kvm', () => {
       code: 1,
       reason: expect.stringContaining('triple fault'),
     })
+  })
+
+  it('loses no console output when the guest writes as fast as it can', async () => {
+    const count = 50_000
+    const { output } = await boot(floodKernel(count), { entry: 'linux64' })
+    expect(output.length).toBe(count)
+    const expected = Array.from({ length: count }, (_, i) => String.fromCharCode(0x61 + (i % 26))).join('')
+    expect(output === expected).toBe(true)
   })
 })

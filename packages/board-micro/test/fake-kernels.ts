@@ -197,3 +197,30 @@ export function tripleFaultKernel(): string {
     '_start',
   ])
 }
+
+/** A 64-bit ELF that writes `count` bytes (a repeating a-z pattern) to the UART as fast as it can, then resets. */
+export function floodKernel(count: number): string {
+  return build(
+    'flood',
+    `.text
+.code64
+.globl _start
+_start:
+  mov dx, 0x3f8
+  mov ecx, ${count}
+  xor ebx, ebx
+1: mov al, bl
+  add al, 0x61
+  out dx, al
+  inc ebx
+  cmp ebx, 26
+  jne 2f
+  xor ebx, ebx
+2: loop 1b
+  mov al, 0xfe
+  out 0x64, al
+  hlt
+`,
+    ['-Ttext=0x1000000', '-e', '_start'],
+  )
+}
