@@ -50,7 +50,7 @@ async function defaultKernel() {
   if (process.env.VMM_BENCH_KERNEL) return { kernel: process.env.VMM_BENCH_KERNEL }
   try {
     const image = await import('@vmm/image')
-    const g = await image.defaultGuestIfBuilt?.()
+    const g = await image.findDefaultGuest()
     if (g) return { kernel: g.vmlinux, initrd: g.initramfs }
   } catch {}
   return { kernel: debianKernel() }
