@@ -72,10 +72,23 @@ static uint32_t GetU32(const Napi::Object& o, const char* k) {
   return v.As<Napi::Number>().Uint32Value();
 }
 
+// ioctl() again while a signal interrupted it (the JS thread gets signals: profilers' SIGPROF,
+// for one). Not for KVM_RUN, whose EINTR is how a kick arrives.
+static int RetryIoctl(int fd, unsigned long req, unsigned long arg) {
+  int r;
+  do r = ioctl(fd, req, arg);
+  while (r < 0 && errno == EINTR);
+  return r;
+}
+template <typename T>
+static int RetryIoctl(int fd, unsigned long req, T* arg) {
+  return RetryIoctl(fd, req, reinterpret_cast<unsigned long>(arg));
+}
+
 // Runs an ioctl and throws a Node-style error carrying errno and the request's name.
 #define IOCTL(env, fd, req, arg)                                   \
   ({                                                               \
-    int _r = ioctl((fd), (req), (arg));                            \
+    int _r = RetryIoctl((fd), (req), (arg));                       \
     if (_r < 0) ThrowSys((env), errno, "ioctl", #req);              \
     _r;                                                            \
   })
@@ -632,7 +645,7 @@ static void* VcpuThread(void* arg) {
   pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
 
   // SAFETY: KVM_CREATE_VCPU takes the vCPU id by value; the fd is owned by this Vcpu from here.
-  v->fd = ioctl(v->vm->fd(), KVM_CREATE_VCPU, v->id);
+  v->fd = RetryIoctl(v->vm->fd(), KVM_CREATE_VCPU, (unsigned long)v->id);
   if (v->fd < 0) {
     v->createErrno = errno;
     v->createWhat = "KVM_CREATE_VCPU";
@@ -669,10 +682,10 @@ Vm::Vm(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Vm>(info) {
   Napi::Env env = info.Env();
   int sysFd = Int(info[0]);
   // SAFETY: KVM_CREATE_VM with machine type 0 (default).
-  fd_ = ioctl(sysFd, KVM_CREATE_VM, 0);
+  fd_ = RetryIoctl(sysFd, KVM_CREATE_VM, 0ul);
   if (fd_ < 0) ThrowSys(env, errno, "ioctl", "KVM_CREATE_VM");
   fcntl(fd_, F_SETFD, FD_CLOEXEC);
-  int sz = ioctl(sysFd, KVM_GET_VCPU_MMAP_SIZE, 0);
+  int sz = RetryIoctl(sysFd, KVM_GET_VCPU_MMAP_SIZE, 0ul);
   if (sz < 0) {
     int e = errno;
     close(fd_);
@@ -1042,7 +1055,7 @@ Napi::Value Vm::SetGsiRouting(const Napi::CallbackInfo& info) {
   do {                                                             \
     int _err = 0;                                                  \
     RunOnVcpu(env, v, [&] {                                        \
-      if (ioctl(v->fd, req, arg) < 0) _err = errno;                \
+      if (RetryIoctl(v->fd, req, arg) < 0) _err = errno;           \
     });                                                            \
     if (_err) ThrowSys(env, _err, "ioctl", #req);                  \
   } while (0)
