@@ -1,6 +1,7 @@
 // Guests on the real /dev/kvm: the system handle, errors, exits, memory, long mode, SMP, pause.
 import { readdirSync, readFileSync } from 'node:fs'
 import { afterEach, describe, expect, it } from 'vitest'
+import { unavailableFromOpenError } from '../src/errors.js'
 import { Kvm, KvmUnavailableError, type Vcpu, type VcpuExit } from '../src/index.js'
 import { assemble } from './guest.js'
 import {
@@ -32,6 +33,18 @@ describe('opening /dev/kvm', () => {
     expect(e).toBeInstanceOf(KvmUnavailableError)
     expect((e as KvmUnavailableError).reason).toBe('missing')
     expect((e as Error).message).toContain('/nonexistent/kvm does not exist')
+  })
+
+  it('names a device it has no permission to open', () => {
+    // As root we cannot make open() fail with EACCES, so the classification is checked directly.
+    const eacces = Object.assign(new Error('open failed: EACCES (Permission denied)'), {
+      code: 'EACCES',
+      errno: -13,
+      syscall: 'open',
+    })
+    const e = unavailableFromOpenError('/dev/kvm', eacces)
+    expect(e.reason).toBe('permission')
+    expect(e.message).toContain('no permission to open /dev/kvm')
   })
 
   it('names a file that is not the KVM device', () => {
