@@ -15,6 +15,9 @@ commands:
   run <manifest> [--hypervisor <module>] [--timings]
                                          run the machine; exits with the guest's code;
                                          --timings: startup milestones and per-component times
+  image build|path|clean [--json] [--jobs N]
+                                         the default guest (kernel + initramfs from Debian
+                                         packages, cached; needs @vmm/image)
 
 --hypervisor names a module exporting \`hypervisorProvider\` (default: @vmm/kvm, or $VMM_HYPERVISOR;
 "test" is the in-process test hypervisor).`
@@ -26,6 +29,7 @@ const marks: [string, number][] = []
 const mark = (label: string) => void marks.push([label, performance.now()])
 
 async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'image') return image(argv.slice(1))
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -157,6 +161,24 @@ async function run(resolved: Resolved, specifier: string, timings: boolean): Pro
     await machine.dispose()
     hypervisor.dispose()
   }
+}
+
+/** `vmm image ...` is @vmm/image's command, found where a user would install it (like a hypervisor). */
+async function image(argv: string[]): Promise<number> {
+  const { createRequire } = await import('node:module')
+  const { pathToFileURL } = await import('node:url')
+  const { resolve: resolvePath } = await import('node:path')
+  for (const base of [resolvePath('package.json'), import.meta.filename]) {
+    let url: string
+    try {
+      url = pathToFileURL(createRequire(base).resolve('@vmm/image')).href
+    } catch {
+      continue
+    }
+    const mod = (await import(url)) as { runImageCommand(argv: readonly string[]): Promise<number> }
+    return mod.runImageCommand(argv)
+  }
+  throw new Error('vmm image needs the @vmm/image package (not found from the working directory)')
 }
 
 main(process.argv.slice(2)).then(
