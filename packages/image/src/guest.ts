@@ -155,7 +155,7 @@ export async function ensureDefaultGuest(
     progress({ stage: 'download', message: `${BUSYBOX_PACKAGE} ${inputs.busyboxVersion}` })
     await fetchDebianPackage(BUSYBOX_PACKAGE, inputs.busyboxVersion, busyboxRoot)
     progress({ stage: 'initramfs', message: 'busybox + /init into initramfs.cpio.gz' })
-    writeFileSync(join(tmp, 'initramfs.cpio.gz'), buildInitramfs(busyboxRoot, INIT_PATH))
+    writeFileSync(join(tmp, 'initramfs.cpio.gz'), buildInitramfs(busyboxRoot, inputs.init))
   })
   const built = kernelBuilt || initramfsBuilt
   progress({ stage: 'done', message: built ? 'built' : 'cached' })

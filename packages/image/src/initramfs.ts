@@ -48,13 +48,8 @@ export function initramfsEntries(busybox: Uint8Array, applets: readonly string[]
   return entries
 }
 
-/** The gzip-compressed initramfs from an unpacked busybox-static package and an init script. */
-export function buildInitramfs(busyboxPackageRoot: string, initScript: string): Buffer {
+/** The gzip-compressed initramfs from an unpacked busybox-static package and the init script's text. */
+export function buildInitramfs(busyboxPackageRoot: string, init: string): Buffer {
   const busybox = join(busyboxPackageRoot, 'bin', 'busybox')
-  const entries = initramfsEntries(
-    readFileSync(busybox),
-    busyboxApplets(busybox),
-    readFileSync(initScript, 'utf8'),
-  )
-  return gzipCpio(writeCpio(entries))
+  return gzipCpio(writeCpio(initramfsEntries(readFileSync(busybox), busyboxApplets(busybox), init)))
 }

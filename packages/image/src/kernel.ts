@@ -30,7 +30,7 @@ export interface KernelBuildOptions {
  * with Debian's 6.1 source, counted in the build the estimate comes from. The builder records
  * the real count of each build in the cache and uses that next time.
  */
-export const DEFAULT_EXPECTED_MAKE_LINES = 1450
+export const DEFAULT_EXPECTED_MAKE_LINES = 1937
 
 /** A failed command of the build, with the end of its output (the log holds all of it). */
 export class KernelBuildError extends Error {

@@ -95,7 +95,7 @@ describe('initramfs', () => {
     () => {
       // buildInitramfs takes an unpacked package root; / is one for an installed busybox.
       const listing = execFileSync('sh', ['-c', 'gzip -dc | cpio -tv --quiet'], {
-        input: buildInitramfs('/', INIT_PATH),
+        input: buildInitramfs('/', init),
         encoding: 'utf8',
       })
       expect(listing).toMatch(/^-rwxr-xr-x .* init$/m)
