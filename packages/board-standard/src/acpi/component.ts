@@ -1,0 +1,193 @@
+// The `acpi` component: builds the tables at load time from what the machine has (vCPUs, the PCI
+// host bridge, the UARTs), puts them in the BIOS area (the RSDP at 0xE0000 so a legacy scan finds
+// it), tells a directly booted Linux where the RSDP is, and implements the HW-reduced sleep and
+// reset registers the FADT names.
+
+import type { Linux, Serial } from '@vmm/board-micro'
+import {
+  type Component,
+  type ComponentResources,
+  type ComponentType,
+  ContainerModule,
+  guestAddress,
+  hex,
+  type LoadContext,
+  type MachineControl,
+  type PioBus,
+  referenceToken,
+  Tokens,
+} from '@vmm/core'
+import type { PciHostBridgeComponent } from '@vmm/pci'
+import { AcpiPmRegisters, type PmEvent } from './pm.js'
+import { type AcpiBlob, type AcpiMachine, buildAcpi } from './tables.js'
+
+export interface AcpiConfig {
+  /** Where the RSDP and the tables go (in the 0xE0000-0xFFFFF BIOS area by default). */
+  address: number
+  pci?: string
+  serial: string[]
+  kernel?: string
+  i8042: boolean
+  oemId: string
+}
+
+/** The in-kernel IOAPIC: the MP table's choice of id (the first after the CPUs), at the usual base. */
+const IOAPIC_ADDRESS = 0xfec00000
+const SCI_IRQ = 9
+/** boot_params.acpi_rsdp_addr (arch/x86/include/uapi/asm/bootparam.h, boot protocol 2.14). */
+const BOOT_PARAMS_ACPI_RSDP = 0x070
+/** hvm_start_info.rsdp_paddr (xen/include/public/arch-x86/hvm/start_info.h). */
+const START_INFO_RSDP = 32
+const BIOS_AREA_END = 0x100000
+
+export class Acpi implements Component {
+  readonly pm: AcpiPmRegisters
+  blob: AcpiBlob | undefined
+  private readonly pmWindow: { base: number; size: number }
+
+  constructor(
+    readonly id: string,
+    private readonly config: AcpiConfig,
+    resources: ComponentResources,
+    private readonly pioBus: PioBus,
+    private readonly machine: MachineControl,
+    private readonly pci: PciHostBridgeComponent | undefined,
+    private readonly serial: readonly Serial[],
+    private readonly kernel: Linux | undefined,
+  ) {
+    this.pmWindow = resources.window('pm')
+    this.pm = new AcpiPmRegisters((e) => this.event(e))
+    pioBus.insert(this.pm, this.pmWindow.base, this.pmWindow.size)
+  }
+
+  private event(e: PmEvent): void {
+    if (e === 'poweroff') this.machine.requestStop('guest powered off (ACPI S5)', 0)
+    else if (e === 'reset') this.machine.requestStop('guest requested a reset (ACPI reset register)', 0)
+    else this.machine.report(this.id, 'sleep-ignored', { slpTyp: e.sleep })
+  }
+
+  /** What the tables describe, from the machine. */
+  describe(vcpus: number): AcpiMachine {
+    const apicIds = Array.from({ length: vcpus }, (_, i) => i)
+    const serial = this.serial.map((s) => serialResources(this.pioBus, s))
+    const b = this.pci?.bridge
+    return {
+      apicIds,
+      ioapic: { id: vcpus, address: IOAPIC_ADDRESS },
+      ...(b
+        ? {
+            pci: {
+              ecam: b.options.ecam,
+              buses: b.options.buses,
+              mmio32: b.options.mmio32,
+              mmio64: b.options.mmio64,
+              // Slot s pin p (0-based) reaches line (s + p) % 4: the bridge's swizzle.
+              intxGsis: [0, 1, 2, 3].map((i) => b.options.intx[i]!.irq) as [number, number, number, number],
+            },
+          }
+        : {}),
+      serial,
+      pmPort: this.pmWindow.base,
+      i8042: this.config.i8042,
+      sci: SCI_IRQ,
+      oemId: this.config.oemId,
+    }
+  }
+
+  load({ memory, vcpus }: LoadContext): void {
+    const blob = buildAcpi(this.describe(vcpus.length), this.config.address)
+    const end = blob.base + blob.bytes.length
+    if (blob.base < BIOS_AREA_END && end > BIOS_AREA_END)
+      throw new Error(
+        `${this.id}: the ACPI tables (${blob.bytes.length} bytes) run past the BIOS area at ${hex(BIOS_AREA_END)}`,
+      )
+    if (!memory.isMapped(guestAddress(blob.base), blob.bytes.length))
+      throw new Error(`${this.id}: no guest RAM at ${hex(blob.base)} for the ACPI tables`)
+    memory.write(guestAddress(blob.base), blob.bytes)
+    this.blob = blob
+    // Linux finds the RSDP by scanning 0xE0000-0xFFFFF anyway; the boot structures say it directly.
+    const plan = this.kernel?.plan
+    if (plan && this.kernel) {
+      const layout = (
+        this.kernel as unknown as { config: { layout: { zeroPage: number; pvhStartInfo: number } } }
+      ).config.layout
+      if (plan.mode === 'pvh')
+        memory.writeU64(guestAddress(layout.pvhStartInfo + START_INFO_RSDP), BigInt(blob.rsdp))
+      else memory.writeU64(guestAddress(layout.zeroPage + BOOT_PARAMS_ACPI_RSDP), BigInt(blob.rsdp))
+    }
+  }
+
+  dispose(): void {
+    this.pioBus.remove(this.pmWindow.base)
+  }
+}
+
+/**
+ * A serial component's port and IRQ. Core does not hand a component the resources of the nodes
+ * it references, so the port is found on the bus and the IRQ on the UART's line.
+ */
+function serialResources(pioBus: PioBus, serial: Serial): { port: number; irq: number } {
+  let port: number | undefined
+  for (let p = 0; p < 0x10000; p += 8) {
+    const hit = pioBus.lookup(p)
+    if (hit?.device === serial) {
+      port = hit.base
+      break
+    }
+  }
+  const irq = (serial.uart as unknown as { irq?: { irq: number } }).irq?.irq
+  if (port === undefined || irq === undefined)
+    throw new Error("acpi: cannot find a serial port's port and IRQ")
+  return { port, irq }
+}
+
+export const acpiType: ComponentType<AcpiConfig> = {
+  name: 'acpi',
+  description:
+    'ACPI tables (RSDP, XSDT, hardware-reduced FADT, MADT, MCFG, DSDT) and the ACPI sleep/reset registers for a clean power-off',
+  schema: {
+    properties: {
+      address: {
+        type: 'integer',
+        minimum: 0,
+        default: 0xe0000,
+        description: 'where the RSDP and tables go; 0xE0000 is found by the legacy scan',
+      },
+      pci: { type: 'string', description: 'the pci-host-bridge to describe (PCI0, MCFG)' },
+      serial: {
+        type: 'array',
+        items: { type: 'string' },
+        default: [],
+        description: 'serial components (COM1, ...)',
+      },
+      kernel: { type: 'string', description: 'the linux component, told where the RSDP is' },
+      i8042: {
+        type: 'boolean',
+        default: true,
+        description: 'whether the machine has an i8042 (FADT boot flags)',
+      },
+      oemId: { type: 'string', maxLength: 6, default: 'VMM', description: 'OEM ID in every table header' },
+    },
+  },
+  references: [
+    { property: 'pci', types: ['pci-host-bridge'] },
+    { property: 'serial', types: ['serial'] },
+    { property: 'kernel', types: ['linux'] },
+  ],
+  resources: () => [{ kind: 'pio', name: 'pm', size: 4 }],
+  module: new ContainerModule(({ bind }) => {
+    bind(Tokens.Component).toDynamicValue((ctx) => {
+      const ref = <T>(p: string) => ctx.get<T>(referenceToken<T>(p), { optional: true })
+      return new Acpi(
+        ctx.get(Tokens.Id),
+        ctx.get(Tokens.Config) as unknown as AcpiConfig,
+        ctx.get(Tokens.Resources),
+        ctx.get(Tokens.PioBus),
+        ctx.get(Tokens.MachineControl),
+        ref<PciHostBridgeComponent>('pci'),
+        ref<Serial[]>('serial') ?? [],
+        ref<Linux>('kernel'),
+      )
+    })
+  }),
+}

@@ -1,0 +1,27 @@
+// The hardware-reduced ACPI power management registers (ACPI 6.5 §4.8.3.7 "Sleep Control and
+// Status Registers", §4.8.3.6 reset register): three byte-wide ports the FADT points at.
+//   +0 SLEEP_CONTROL_REG: SLP_TYP in bits 4:2, SLP_EN in bit 5. SLP_EN with \_S5's SLP_TYP powers off.
+//   +1 SLEEP_STATUS_REG: WAK_STS (bit 7), write 1 to clear; we never sleep, so it reads 0.
+//   +2 RESET_REG: writing RESET_VALUE resets the machine.
+import type { PioDevice } from '@vmm/core'
+import { RESET_VALUE, S5_SLP_TYP, SLP_EN } from './tables.js'
+
+export type PmEvent = 'poweroff' | 'reset' | { sleep: number }
+
+export class AcpiPmRegisters implements PioDevice {
+  constructor(private readonly onEvent: (e: PmEvent) => void) {}
+
+  read(_offset: number, data: Uint8Array): void {
+    data.fill(0)
+  }
+
+  write(offset: number, data: Uint8Array): void {
+    const v = data[0]!
+    if (offset === 0 && v & SLP_EN) {
+      const typ = (v >> 2) & 7
+      this.onEvent(typ === S5_SLP_TYP ? 'poweroff' : { sleep: typ })
+    } else if (offset === 2 && v === RESET_VALUE) {
+      this.onEvent('reset')
+    }
+  }
+}

@@ -1,0 +1,34 @@
+// @vmm/board-standard: the parts of a PC-like machine on top of the micro board's: a PCI Express
+// host bridge with MSI-X (from @vmm/pci), ACPI tables and ACPI power-off, as a vmm plugin. List it
+// after @vmm/board-micro under `plugins:` (examples/standard.yaml).
+import type { PLUGIN_API_VERSION, PluginRegistry } from '@vmm/core'
+import { pciHostBridgeType, pciTestDeviceType } from '@vmm/pci'
+import { acpiType } from './acpi/component.js'
+
+export * as aml from './acpi/aml.js'
+export { Acpi, type AcpiConfig, acpiType } from './acpi/component.js'
+export { AcpiPmRegisters, type PmEvent } from './acpi/pm.js'
+export {
+  type AcpiBlob,
+  type AcpiMachine,
+  buildAcpi,
+  checksum,
+  dsdt,
+  dsdtAml,
+  fadt,
+  madt,
+  mcfg,
+  RESET_VALUE,
+  rsdp,
+  S5_SLP_TYP,
+  SLP_EN,
+  xsdt,
+} from './acpi/tables.js'
+
+export const vmmPluginApi: typeof PLUGIN_API_VERSION = 1
+
+export function register(registry: PluginRegistry): void {
+  registry.register(pciHostBridgeType)
+  registry.register(pciTestDeviceType)
+  registry.register(acpiType)
+}

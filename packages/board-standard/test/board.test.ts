@@ -1,0 +1,165 @@
+// The standard board as a machine: the manifest's components built by the plugin, the ACPI tables
+// in guest memory where Linux looks, and a guest on the real /dev/kvm that finds the PCI test
+// device through 0xCF8/0xCFC, sizes and programs its BAR, talks to it, reads its MSI-X capability
+// and powers off through ACPI.
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { register as registerMicro } from '@vmm/board-micro'
+import { ComponentRegistry, type Debugcon, Machine, type PluginRegistry, registerBuiltins } from '@vmm/core'
+import { TestHypervisor } from '@vmm/core/testing'
+import { Kvm, KvmHypervisor } from '@vmm/kvm'
+import {
+  type PciHostBridgeComponent,
+  type PciTestDeviceComponent,
+  TESTDEV_DEVICE,
+  TESTDEV_ID,
+  TESTDEV_VENDOR,
+} from '@vmm/pci'
+import { describe, expect, it } from 'vitest'
+import { type Acpi, register } from '../src/index.js'
+import { GUEST_BAR0, pciProbeKernel } from './guest.js'
+
+const kvmUnavailable = Kvm.unavailableReason()
+if (kvmUnavailable) console.warn(`[standard board KVM tests skipped] ${kvmUnavailable}`)
+
+const PM_PORT = 0x600
+
+function registry() {
+  const r = registerBuiltins(new ComponentRegistry())
+  registerMicro(r as unknown as PluginRegistry)
+  register(r as unknown as PluginRegistry)
+  return r
+}
+
+function manifest(kernel: string, memoryModel: 'stacked' | 'flat' = 'stacked', raw?: string) {
+  const boot = raw
+    ? { type: 'raw-image', file: raw, address: 0x10000 }
+    : { type: 'linux', kernel, cmdline: 'console=ttyS0', entry: 'linux64' }
+  return {
+    machine: {
+      memory: '64MiB',
+      vcpus: 2,
+      irqchip: true,
+      memoryModel,
+      layout: { mmio: { base: 0xc0000000, size: 0x3ec00000 } },
+    },
+    components: {
+      kernel: boot,
+      serial: { type: 'serial', console: 'none', resources: { port: 0x3f8, irq: 4 } },
+      pci: {
+        type: 'pci-host-bridge',
+        buses: 1,
+        resources: {
+          config: 0xcf8,
+          ecam: 0xe0000000,
+          mmio32: 0xc0000000,
+          inta: 16,
+          intb: 17,
+          intc: 18,
+          intd: 19,
+        },
+      },
+      testdev: { type: 'pci-testdev', bus: 'pci' },
+      acpi: {
+        type: 'acpi',
+        pci: 'pci',
+        serial: ['serial'],
+        ...(raw ? {} : { kernel: 'kernel' }),
+        i8042: false,
+        resources: { pm: PM_PORT },
+      },
+      console: { type: 'debugcon', output: 'none', resources: { port: 0xe9 } },
+    },
+  }
+}
+
+const kernel = () => pciProbeKernel(((TESTDEV_DEVICE << 16) | TESTDEV_VENDOR) >>> 0, PM_PORT)
+
+/** A real-mode guest for the test hypervisor: S5 to the sleep control register, then hlt. */
+function poweroffImage(): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'vmm-std-')), 'poweroff.bin')
+  // mov dx, 0x600; mov al, 0x34; out dx, al; hlt
+  writeFileSync(file, Uint8Array.of(0xba, PM_PORT & 0xff, PM_PORT >> 8, 0xb0, 0x34, 0xee, 0xf4))
+  return file
+}
+
+describe('standard board components (test hypervisor)', () => {
+  it('builds the bridge, attaches the device, and puts the ACPI tables where Linux finds them', async () => {
+    const hv = new TestHypervisor()
+    const m = await Machine.fromObject(manifest('', 'stacked', poweroffImage()), {
+      hypervisor: hv,
+      registry: registry(),
+    })
+    try {
+      await m.load()
+      const pci = m.component<PciHostBridgeComponent>('pci')
+      const dev = m.component<PciTestDeviceComponent>('testdev')
+      expect(dev.address).toEqual({ bus: 0, device: 1, function: 0 })
+      expect(pci.router.name).toBe('recording')
+      expect(pci.bridge.devices.map((d) => d.device.name)).toEqual(['host-bridge', 'pci-testdev'])
+      const acpi = m.component<Acpi>('acpi')
+      const rsdp = new Uint8Array(8)
+      m.memory.read(0xe0000 as never, rsdp)
+      expect(new TextDecoder().decode(rsdp)).toBe('RSD PTR ')
+      const madt = acpi.blob!.tables.APIC!
+      expect(madt.bytes.length).toBe(36 + 8 + 2 * 8 + 12 + 10 + 10 + 6)
+      expect(acpi.describe(2).serial).toEqual([{ port: 0x3f8, irq: 4 }])
+      expect(acpi.describe(2).pci?.intxGsis).toEqual([16, 17, 18, 19])
+    } finally {
+      await m.dispose()
+    }
+  })
+
+  it('ends the run when the guest writes S5 to the sleep control register', async () => {
+    const hv = new TestHypervisor()
+    const m = await Machine.fromObject(manifest('', 'flat', poweroffImage()), {
+      hypervisor: hv,
+      registry: registry(),
+    })
+    try {
+      const result = await m.run()
+      expect(result).toMatchObject({ status: 'guest-exit', code: 0, reason: 'guest powered off (ACPI S5)' })
+    } finally {
+      await m.dispose()
+    }
+  })
+})
+
+describe.skipIf(kvmUnavailable)('standard board on /dev/kvm', () => {
+  it.each(['stacked', 'flat'] as const)(
+    'a guest finds the device through 0xCF8/0xCFC, sizes and moves BAR0, talks to it and powers off (%s memory)',
+    async (model) => {
+      const hypervisor = new KvmHypervisor(Kvm.open())
+      const m = await Machine.fromObject(manifest(kernel(), model), { hypervisor, registry: registry() })
+      try {
+        const result = await m.run()
+        const text = m.component<Debugcon>('console').text
+        const hex = (n: number) => (n >>> 0).toString(16).padStart(8, '0')
+        expect(text).toBe(
+          [
+            'found at device 00000001',
+            'bar0 mask fffff000',
+            'bar0 size 00001000',
+            `bar0 ${hex(GUEST_BAR0)}`,
+            `id ${hex(TESTDEV_ID)}`,
+            `liveness ${hex(~0x12345678)}`,
+            `msix at ${hex(0x7c)} vectors 00000004`, // after the PCI Express capability at 0x40,
+            'poweroff',
+            '',
+          ].join('\n'),
+        )
+        expect(result).toMatchObject({ status: 'guest-exit', code: 0, reason: 'guest powered off (ACPI S5)' })
+        const dev = m.component<PciTestDeviceComponent>('testdev').device
+        expect(dev.scratch).toBe(0x12345678)
+        expect(dev.decodedAddress(0)).toBe(GUEST_BAR0)
+        expect(m.component<PciHostBridgeComponent>('pci').router.name).toBe('kvm-irqfd')
+        // The 64-bit boot protocol's boot_params.acpi_rsdp_addr points at the RSDP.
+        expect(m.memory.readU64((0x7000 + 0x70) as never)).toBe(0xe0000n)
+      } finally {
+        await m.dispose()
+        hypervisor.dispose()
+      }
+    },
+  )
+})
