@@ -17,6 +17,7 @@ import {
 import { isBzImage } from './boot/bzimage.js'
 import { isX86Vcpu, isX86VirtualMachine, setupX86Vcpu, vcpuCpuid } from './boot/cpu.js'
 import { isElf } from './boot/elf.js'
+import { handleEmulationFailures } from './boot/emulate.js'
 import { type BootLayout, defaultLayout } from './boot/layout.js'
 import { bootVcpuState, type EntryMode, type LinuxBootPlan, loadLinux } from './boot/linux.js'
 
@@ -64,6 +65,9 @@ export class Linux implements Component {
       const supported = this.vm.supportedCpuid()
       for (const v of vcpus) {
         if (isX86Vcpu(v)) setupX86Vcpu(v, vcpuCpuid(supported, v.id, vcpus.length, config.cpu.hide))
+        // kvm_pvm hosts emulate guest kernel code and stop on instructions their emulator lacks
+        // (int3, popcnt): finish those here instead of failing the run (boot/emulate.ts).
+        handleEmulationFailures(v)
       }
     }
     const boot = vcpus[0]!
