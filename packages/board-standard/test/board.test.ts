@@ -163,3 +163,32 @@ describe.skipIf(kvmUnavailable)('standard board on /dev/kvm', () => {
     },
   )
 })
+
+describe.skipIf(kvmUnavailable)('MSI routing on /dev/kvm', () => {
+  it('installs GSI routes with the default irqchip entries and signals vectors through irqfd', async () => {
+    const { KvmMsiRouter } = await import('@vmm/pci')
+    const kvm = Kvm.open()
+    const vm = kvm.createVm()
+    try {
+      vm.createIrqchip()
+      const router = new KvmMsiRouter(vm)
+      const vectors = [router.allocate(), router.allocate()]
+      vectors[0]!.update({ address: 0xfee00000, data: 0x4041 })
+      vectors[1]!.update({ address: 0xfee01000, data: 0x4042 })
+      // KVM_SET_GSI_ROUTING and KVM_IRQFD accept the table and the eventfds; no vCPU runs, so the
+      // interrupt stays pending in the LAPIC.
+      for (const v of vectors) v.signal()
+      expect(
+        router
+          .table()
+          .filter((r) => r.type === 'msi')
+          .map((r) => r.gsi),
+      ).toEqual([24, 25])
+      router.dispose()
+      expect(router.table().some((r) => r.type === 'msi')).toBe(false)
+    } finally {
+      vm.dispose()
+      kvm.close()
+    }
+  })
+})
