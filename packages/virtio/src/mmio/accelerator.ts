@@ -1,0 +1,25 @@
+/** A registration to undo when the transport goes away. */
+export interface Disposable {
+  dispose(): void
+}
+
+/** An interrupt raised without going through the VMM's irqchip calls (KVM irqfd). */
+export interface InterruptTrigger extends Disposable {
+  /** One edge on the line. */
+  trigger(): void
+}
+
+/**
+ * What a hypervisor may offer to take virtio's doorbells and interrupts off the vCPU path (KVM's
+ * ioeventfd and irqfd). Each method answers undefined when it cannot, and the transport falls back
+ * to trapped MMIO writes and its InterruptLine.
+ */
+export interface VirtioAccelerator {
+  /**
+   * Calls `onNotify` on the event loop when the guest writes the 32-bit value `queue` at guest
+   * physical `address`; the write no longer exits to user space.
+   */
+  notifier(address: number, queue: number, onNotify: () => void): Disposable | undefined
+  /** An edge-triggered interrupt on `gsi`. */
+  interrupt(gsi: number): InterruptTrigger | undefined
+}
