@@ -1,0 +1,41 @@
+import { statSync } from 'node:fs'
+import { ConfigError, pathSchema } from '@vmm/core'
+import { virtioMmioType } from '../../component.js'
+import { BLOCK_ID_BYTES, BlockDevice, SECTOR_SIZE } from './device.js'
+
+export interface BlockConfig {
+  /** The raw image, relative to the manifest. */
+  path: string
+  readOnly: boolean
+  /** GET_ID serial; the component id when absent. */
+  serial?: string
+}
+
+export const virtioBlockType = virtioMmioType<BlockConfig>({
+  name: 'virtio-blk',
+  description: 'virtio block device (virtio-mmio) over a raw image file',
+  schema: {
+    properties: {
+      path: { ...pathSchema, description: 'the raw disk image, relative to the manifest' },
+      readOnly: { type: 'boolean', default: false, description: 'offer VIRTIO_BLK_F_RO and refuse writes' },
+      serial: { type: 'string', maxLength: BLOCK_ID_BYTES, description: 'the ID the guest reads (GET_ID)' },
+    },
+    required: ['path'],
+  },
+  resources(config) {
+    let size: number
+    try {
+      size = statSync(config.path).size
+    } catch (e) {
+      throw new ConfigError(
+        'path',
+        `cannot read ${config.path} (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
+      )
+    }
+    if (size < SECTOR_SIZE)
+      throw new ConfigError('path', `${config.path} is smaller than one 512-byte sector`)
+    return []
+  },
+  create: (config, id) =>
+    new BlockDevice({ path: config.path, readOnly: config.readOnly, serial: config.serial ?? id }),
+})

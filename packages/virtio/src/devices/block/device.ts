@@ -1,0 +1,258 @@
+import { closeSync, fdatasync, fstatSync, openSync, readv, write, writev } from 'node:fs'
+import type { GuestMemory } from '@vmm/core'
+import { completeChain, type DeviceContext, drainQueue, type VirtioDevice } from '../../device.js'
+import { gather, scatter, views } from '../../queue/buffers.js'
+import type { DescriptorChain } from '../../queue/split-queue.js'
+import { DeviceType, featureBits } from '../../spec.js'
+
+/** Feature bits (§5.2.3). */
+export const BlockFeature = {
+  SEG_MAX: 2n,
+  RO: 5n,
+  BLK_SIZE: 6n,
+  FLUSH: 9n,
+  DISCARD: 13n,
+  WRITE_ZEROES: 14n,
+} as const
+
+/** Request types (§5.2.6). */
+export const BlockRequest = { IN: 0, OUT: 1, FLUSH: 4, GET_ID: 8, DISCARD: 11, WRITE_ZEROES: 13 } as const
+
+/** Request status (§5.2.6). */
+export const BlockStatus = { OK: 0, IOERR: 1, UNSUPP: 2 } as const
+
+export const SECTOR_SIZE = 512
+/** §5.2.6: the ID is 20 bytes, not NUL-terminated when it fills them. */
+export const BLOCK_ID_BYTES = 20
+const QUEUE_SIZE = 256
+/** Discard / write-zeroes limits advertised in the configuration (§5.2.4). */
+const MAX_ZEROES_SECTORS = 1 << 16
+const MAX_SEGMENTS = 16
+const SEGMENT_SIZE = 16
+const ZEROES = new Uint8Array(256 * 1024)
+
+export interface BlockOptions {
+  /** The raw image. */
+  path: string
+  readOnly: boolean
+  /** The ID a guest reads with GET_ID (/sys/block/vda/serial); at most 20 bytes. */
+  serial: string
+}
+
+/**
+ * virtio-blk over a raw image file (§5.2). Reads and writes go from guest memory straight to the
+ * file with readv/writev on views of guest RAM (no copy), asynchronously on libuv's pool, and
+ * complete in any order. Any host error reaches the guest as VIRTIO_BLK_S_IOERR.
+ */
+export class BlockDevice implements VirtioDevice {
+  readonly deviceType = DeviceType.BLOCK
+  readonly queueSizes = [QUEUE_SIZE]
+  readonly features: bigint
+  /** Capacity in 512-byte sectors, from the file's size. */
+  readonly capacity: number
+  private readonly fd: number
+  private readonly config = new DataView(new ArrayBuffer(60))
+  private readonly serial: Uint8Array
+  private readonly header = new Uint8Array(16)
+  private readonly headerView = new DataView(this.header.buffer)
+  private context: DeviceContext | undefined
+  /** Requests handed to the host and not completed: the count a reset or dispose waits for. */
+  private inFlight = 0
+  private drained: (() => void) | undefined
+
+  constructor(private readonly options: BlockOptions) {
+    this.fd = openSync(options.path, options.readOnly ? 'r' : 'r+')
+    this.capacity = Math.floor(fstatSync(this.fd).size / SECTOR_SIZE)
+    // Zero-padded: a shorter ID ends with a NUL, a 20-byte one has none (§5.2.6).
+    this.serial = new Uint8Array(BLOCK_ID_BYTES)
+    this.serial.set(new TextEncoder().encode(options.serial).subarray(0, BLOCK_ID_BYTES))
+    const f = BlockFeature
+    this.features = featureBits(
+      f.SEG_MAX,
+      f.BLK_SIZE,
+      f.FLUSH,
+      ...(options.readOnly ? [f.RO] : [f.DISCARD, f.WRITE_ZEROES]),
+    )
+    // struct virtio_blk_config (§5.2.4); fields of features not offered stay zero.
+    const c = this.config
+    c.setBigUint64(0, BigInt(this.capacity), true)
+    c.setUint32(12, QUEUE_SIZE - 2, true) // seg_max: a chain also carries the header and status
+    c.setUint32(20, SECTOR_SIZE, true) // blk_size
+    c.setUint16(34, 1, true) // num_queues
+    c.setUint32(36, MAX_ZEROES_SECTORS, true) // max_discard_sectors
+    c.setUint32(40, MAX_SEGMENTS, true) // max_discard_seg
+    c.setUint32(44, 1, true) // discard_sector_alignment
+    c.setUint32(48, MAX_ZEROES_SECTORS, true) // max_write_zeroes_sectors
+    c.setUint32(52, MAX_SEGMENTS, true) // max_write_zeroes_seg
+  }
+
+  readConfig(offset: number, data: Uint8Array): void {
+    const bytes = new Uint8Array(this.config.buffer)
+    if (offset < bytes.length) data.set(bytes.subarray(offset, offset + data.length))
+  }
+
+  /** The configuration is read-only (no CONFIG_WCE): writes are ignored. */
+  writeConfig(): void {}
+
+  activate(context: DeviceContext): void {
+    this.context = context
+  }
+
+  notify(): void {
+    const context = this.context
+    if (context) drainQueue(context, 0, (chain) => this.start(context, chain))
+  }
+
+  reset(): void {
+    this.context = undefined
+  }
+
+  /** Waits for requests in flight, then closes the image. */
+  async dispose(): Promise<void> {
+    this.context = undefined
+    if (this.inFlight > 0) await new Promise<void>((r) => (this.drained = r))
+    closeSync(this.fd)
+  }
+
+  /** Starts one request; completes it now (returning the used length) or later (undefined). */
+  private start(context: DeviceContext, chain: DescriptorChain): number | undefined {
+    const memory = context.memory
+    // The last writable byte is the status (§5.2.6); without it nothing can be reported.
+    if (chain.writableLength < 1) return 0
+    const dataOut = chain.writableLength - 1
+    const done = (status: number, written = 0) => this.finish(context, chain, status, written)
+    const later = (status: number, written = 0) => this.completeLater(context, chain, status, written)
+    if (gather(memory, chain.readable, 0, this.header) < 16) return done(BlockStatus.IOERR)
+    const type = this.headerView.getUint32(0, true)
+    const sector = Number(this.headerView.getBigUint64(8, true))
+    const dataIn = chain.readableLength - 16
+    switch (type) {
+      case BlockRequest.IN:
+        if (!this.inRange(sector, dataOut)) return done(BlockStatus.IOERR)
+        return this.io(readv, views(memory, chain.writable, 0, dataOut), sector, dataOut, later)
+      case BlockRequest.OUT:
+        if (this.options.readOnly || !this.inRange(sector, dataIn)) return done(BlockStatus.IOERR)
+        return this.io(writev, views(memory, chain.readable, 16), sector, 0, later)
+      case BlockRequest.FLUSH:
+        this.inFlight++
+        fdatasync(this.fd, (err) => this.settle(() => later(err ? BlockStatus.IOERR : BlockStatus.OK)))
+        return undefined
+      case BlockRequest.GET_ID: {
+        const n = scatter(
+          memory,
+          chain.writable,
+          0,
+          this.serial.subarray(0, Math.min(dataOut, BLOCK_ID_BYTES)),
+        )
+        return done(BlockStatus.OK, n)
+      }
+      case BlockRequest.DISCARD:
+      case BlockRequest.WRITE_ZEROES: {
+        if (this.options.readOnly) return done(BlockStatus.UNSUPP)
+        const ranges = this.segments(memory, chain, dataIn)
+        if (!ranges) return done(BlockStatus.IOERR)
+        // Discard is a hint (§5.2.6.2: the device MAY deallocate); Node cannot punch holes, so the
+        // range is only checked. Write-zeroes must leave zeroes, so it writes them.
+        if (type === BlockRequest.DISCARD) return done(BlockStatus.OK)
+        this.inFlight++
+        this.zero(ranges, 0, (ok) => this.settle(() => later(ok ? BlockStatus.OK : BlockStatus.IOERR)))
+        return undefined
+      }
+      default:
+        return done(BlockStatus.UNSUPP)
+    }
+  }
+
+  private inRange(sector: number, length: number): boolean {
+    return length % SECTOR_SIZE === 0 && sector + length / SECTOR_SIZE <= this.capacity
+  }
+
+  /** Parses discard / write-zeroes segments (§5.2.6: struct virtio_blk_discard_write_zeroes). */
+  private segments(
+    memory: GuestMemory,
+    chain: DescriptorChain,
+    length: number,
+  ): [number, number][] | undefined {
+    const count = length / SEGMENT_SIZE
+    if (!Number.isInteger(count) || count < 1 || count > MAX_SEGMENTS) return undefined
+    const bytes = new Uint8Array(length)
+    gather(memory, chain.readable, 16, bytes)
+    const view = new DataView(bytes.buffer)
+    const out: [number, number][] = []
+    for (let i = 0; i < count; i++) {
+      const sector = Number(view.getBigUint64(i * SEGMENT_SIZE, true))
+      const sectors = view.getUint32(i * SEGMENT_SIZE + 8, true)
+      if (sectors > MAX_ZEROES_SECTORS || sector + sectors > this.capacity) return undefined
+      out.push([sector * SECTOR_SIZE, sectors * SECTOR_SIZE])
+    }
+    return out
+  }
+
+  private zero(ranges: [number, number][], i: number, cb: (ok: boolean) => void): void {
+    const range = ranges[i]
+    if (!range) {
+      cb(true)
+      return
+    }
+    const [at, length] = range
+    if (length === 0) {
+      this.zero(ranges, i + 1, cb)
+      return
+    }
+    const n = Math.min(length, ZEROES.length)
+    write(this.fd, ZEROES, 0, n, at, (err) => {
+      if (err) {
+        cb(false)
+        return
+      }
+      ranges[i] = [at + n, length - n]
+      this.zero(ranges, i, cb)
+    })
+  }
+
+  /** readv/writev `buffers` at `sector`; a short transfer is an error too. */
+  private io(
+    op: typeof readv | typeof writev,
+    buffers: Uint8Array[],
+    sector: number,
+    written: number,
+    later: (status: number, written: number) => void,
+  ): undefined {
+    const expected = buffers.reduce((n, b) => n + b.length, 0)
+    this.inFlight++
+    op(this.fd, buffers, sector * SECTOR_SIZE, (err, bytes) =>
+      this.settle(() => later(err || bytes !== expected ? BlockStatus.IOERR : BlockStatus.OK, written)),
+    )
+    return undefined
+  }
+
+  private settle(complete: () => void): void {
+    this.inFlight--
+    complete()
+    if (this.inFlight === 0) this.drained?.()
+  }
+
+  /** Writes the status byte and returns the used length: data bytes written plus the status (§5.2.6). */
+  private finish(context: DeviceContext, chain: DescriptorChain, status: number, written: number): number {
+    scatter(context.memory, chain.writable, chain.writableLength - 1, Uint8Array.of(status))
+    return written + 1
+  }
+
+  /** Completes an asynchronous request, unless the device was reset meanwhile. */
+  private completeLater(
+    context: DeviceContext,
+    chain: DescriptorChain,
+    status: number,
+    written: number,
+  ): void {
+    if (!context.active) return
+    let used: number
+    try {
+      used = this.finish(context, chain, status, written)
+    } catch (e) {
+      context.fail(e)
+      return
+    }
+    completeChain(context, 0, chain.head, used)
+  }
+}
