@@ -244,7 +244,8 @@ async function buildKernelEntry(
   }
   progress({ stage: 'verify', message: 'PVH note of vmlinux, setup header of bzImage' })
   verifyKernelFiles(join(tmp, 'vmlinux'), join(tmp, 'bzImage'))
-  // The entry keeps the output only: the 1.5 GiB source tree is not worth keeping.
+  // The entry keeps the output only: the 1.6 GiB source tree is not worth keeping.
+  progress({ stage: 'verify', message: 'removing the source tree' })
   rmSync(workDir, { recursive: true, force: true })
 }
 
