@@ -208,7 +208,14 @@ describe.skipIf(kvmUnavailable !== undefined)('virtio-mmio on /dev/kvm with a ti
           }),
         interrupt: (gsi) => {
           const t = kvmAccel.interrupt(gsi)
-          return t && { trigger: () => (accelerated.interrupts++, t.trigger()), dispose: () => t.dispose() }
+          if (!t) return undefined
+          return {
+            trigger: () => {
+              accelerated.interrupts++
+              t.trigger()
+            },
+            dispose: () => t.dispose(),
+          }
         },
       }
       blk.accelerate(BLK_BASE, counting)
