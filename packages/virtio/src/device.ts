@@ -74,6 +74,22 @@ export function drainQueue(
   if (used) context.signalUsed(index)
 }
 
+/**
+ * Takes one chain from queue `index` for a device that fills buffers only when it has something to
+ * put in them (received packets, console input); undefined when none, or when the ring is bad (the
+ * device then fails).
+ */
+export function takeChain(context: DeviceContext, index: number): DescriptorChain | undefined {
+  const queue = context.queues[index]
+  if (!context.active || !queue?.ready) return undefined
+  try {
+    return queue.pop(context.memory)
+  } catch (e) {
+    context.fail(e)
+    return undefined
+  }
+}
+
 /** Returns a chain kept by `drainQueue` (an asynchronous completion) and signals the driver. */
 export function completeChain(context: DeviceContext, index: number, head: number, written: number): void {
   const queue = context.queues[index]
