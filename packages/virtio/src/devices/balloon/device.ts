@@ -1,0 +1,167 @@
+import { type GuestMemory, guestAddress } from '@vmm/core'
+import { discardGuestPages } from '@vmm/kvm'
+import { completeChain, type DeviceContext, drainQueue, takeChain, type VirtioDevice } from '../../device.js'
+import { gather } from '../../queue/buffers.js'
+import type { DescriptorChain } from '../../queue/split-queue.js'
+import { DeviceType, featureBits, hasFeature } from '../../spec.js'
+
+/** Feature bits (§5.5.3). */
+export const BalloonFeature = { MUST_TELL_HOST: 0n, STATS_VQ: 1n, DEFLATE_ON_OOM: 2n } as const
+
+/** Statistic tags (§5.5.6.3). */
+export const BalloonStat = {
+  SWAP_IN: 0,
+  SWAP_OUT: 1,
+  MAJFLT: 2,
+  MINFLT: 3,
+  MEMFREE: 4,
+  MEMTOT: 5,
+  AVAIL: 6,
+  CACHES: 7,
+  HTLB_PGALLOC: 8,
+  HTLB_PGFAIL: 9,
+} as const
+
+/** The balloon's page size: PFNs count 4 KiB pages whatever the guest's own (§5.5.6). */
+export const BALLOON_PAGE = 4096
+const INFLATE = 0
+const DEFLATE = 1
+const STATS = 2
+const STAT_SIZE = 10
+
+/** Statistics by tag name (the values are bytes or counts as §5.5.6.3 says). */
+export type BalloonStats = Partial<Record<keyof typeof BalloonStat, bigint>>
+
+export interface BalloonOptions {
+  /** Offer the statistics queue. */
+  stats: boolean
+  /** Offer DEFLATE_ON_OOM: the guest may take pages back from the balloon when it runs out. */
+  deflateOnOom: boolean
+  /** Pages the balloon should hold from the start. */
+  targetPages: number
+  /** Gives one page back to the host; the default is MADV_DONTNEED on guest RAM (@vmm/kvm). */
+  discard?: (page: Uint8Array) => void
+}
+
+/**
+ * virtio-balloon (§5.5). The host sets a target in pages (`setTarget`); the guest inflates toward it
+ * by handing PFNs over the inflate queue, whose pages the device gives back to the host kernel, and
+ * deflates by taking them back (they fault in again as zeroes). With STATS_VQ the guest's memory
+ * statistics arrive on request (`requestStats`).
+ */
+export class BalloonDevice implements VirtioDevice {
+  readonly deviceType = DeviceType.BALLOON
+  readonly queueSizes = [256, 256, 16]
+  readonly features: bigint
+  private readonly config = new DataView(new ArrayBuffer(8))
+  private readonly discard: (page: Uint8Array) => void
+  private context: DeviceContext | undefined
+  /** The statistics buffer the driver posted, kept until the host wants fresh numbers. */
+  private statsChain: DescriptorChain | undefined
+  private statsWaiters: ((s: BalloonStats) => void)[] = []
+  private pfns = new Uint8Array(4096)
+  /** Pages discarded since the device was created, for tests and monitoring. */
+  discardedPages = 0
+
+  constructor(options: BalloonOptions) {
+    this.features = featureBits(
+      ...(options.stats ? [BalloonFeature.STATS_VQ] : []),
+      ...(options.deflateOnOom ? [BalloonFeature.DEFLATE_ON_OOM] : []),
+    )
+    this.discard =
+      options.discard ?? ((p) => discardGuestPages(p.buffer as ArrayBuffer, p.byteOffset, p.length))
+    this.config.setUint32(0, options.targetPages, true)
+  }
+
+  /** The pages the guest says it has given (config `actual`). */
+  get actualPages(): number {
+    return this.config.getUint32(4, true)
+  }
+
+  get targetPages(): number {
+    return this.config.getUint32(0, true)
+  }
+
+  /** Asks the guest to hold `pages` pages in the balloon (config `num_pages`, §5.5.6). */
+  setTarget(pages: number): void {
+    this.config.setUint32(0, pages >>> 0, true)
+    this.context?.configChanged()
+  }
+
+  /**
+   * Fresh statistics from the guest (§5.5.6.3): gives the driver its buffer back and resolves when
+   * it posts the refilled one. Rejects when STATS_VQ was not negotiated or the driver has no buffer.
+   */
+  requestStats(): Promise<BalloonStats> {
+    const context = this.context
+    const chain = this.statsChain
+    if (!context || !hasFeature(context.features, BalloonFeature.STATS_VQ) || !chain)
+      return Promise.reject(new Error('the guest has not posted a statistics buffer'))
+    this.statsChain = undefined
+    const answer = new Promise<BalloonStats>((resolve) => this.statsWaiters.push(resolve))
+    completeChain(context, STATS, chain.head, 0)
+    return answer
+  }
+
+  readConfig(offset: number, data: Uint8Array): void {
+    const bytes = new Uint8Array(this.config.buffer)
+    if (offset < bytes.length) data.set(bytes.subarray(offset, offset + data.length))
+  }
+
+  writeConfig(offset: number, data: Uint8Array): void {
+    // Only `actual` (offset 4) is the driver's to write (§5.5.4).
+    if (offset >= 4 && offset + data.length <= 8) new Uint8Array(this.config.buffer).set(data, offset)
+  }
+
+  activate(context: DeviceContext): void {
+    this.context = context
+  }
+
+  notify(index: number): void {
+    const context = this.context
+    if (!context) return
+    if (index === INFLATE) drainQueue(context, INFLATE, (chain) => this.inflate(context.memory, chain))
+    // Deflated pages need nothing from the host: they fault in again, zeroed, when the guest uses them.
+    else if (index === DEFLATE) drainQueue(context, DEFLATE, () => 0)
+    else if (index === STATS) this.receiveStats(context)
+  }
+
+  reset(): void {
+    this.context = undefined
+    this.statsChain = undefined
+    this.config.setUint32(4, 0, true)
+  }
+
+  private inflate(memory: GuestMemory, chain: DescriptorChain): number {
+    for (let at = 0; at < chain.readableLength; at += this.pfns.length) {
+      const n = gather(memory, chain.readable, at, this.pfns) & ~3
+      const view = new DataView(this.pfns.buffer, 0, n)
+      for (let i = 0; i < n; i += 4) {
+        const address = view.getUint32(i, true) * BALLOON_PAGE
+        // A PFN outside RAM is the guest's mistake; the device ignores it (there is nothing to free).
+        if (!memory.isMapped(guestAddress(address), BALLOON_PAGE)) continue
+        this.discard(memory.slice(guestAddress(address), BALLOON_PAGE))
+        this.discardedPages++
+      }
+    }
+    return 0
+  }
+
+  private receiveStats(context: DeviceContext): void {
+    const chain = takeChain(context, STATS)
+    if (!chain) return
+    // A second buffer while one is held: the driver restarted; keep the newer one.
+    if (this.statsChain) completeChain(context, STATS, this.statsChain.head, 0)
+    this.statsChain = chain
+    const bytes = new Uint8Array(Math.min(chain.readableLength, 64 * STAT_SIZE))
+    gather(context.memory, chain.readable, 0, bytes)
+    const view = new DataView(bytes.buffer)
+    const stats: BalloonStats = {}
+    const names = Object.keys(BalloonStat) as (keyof typeof BalloonStat)[]
+    for (let at = 0; at + STAT_SIZE <= bytes.length; at += STAT_SIZE) {
+      const name = names[view.getUint16(at, true)]
+      if (name) stats[name] = view.getBigUint64(at + 2, true)
+    }
+    for (const resolve of this.statsWaiters.splice(0)) resolve(stats)
+  }
+}

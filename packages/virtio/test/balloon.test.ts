@@ -1,0 +1,96 @@
+import { guestAddress } from '@vmm/core'
+import fc from 'fast-check'
+import { describe, expect, it } from 'vitest'
+import { BalloonDevice, BalloonFeature, BalloonStat } from '../src/devices/balloon/device.js'
+import { Interrupt, MmioReg } from '../src/mmio/transport.js'
+import { rig } from './helpers.js'
+import { hostileCase, runHostile } from './hostile.js'
+
+function balloon(discarded: number[] = []) {
+  return new BalloonDevice({
+    stats: true,
+    deflateOnOom: true,
+    targetPages: 16,
+    discard: (page) => {
+      discarded.push(page.byteOffset)
+      page.fill(0)
+    },
+  })
+}
+
+const u32s = (...v: number[]) => new Uint8Array(Uint32Array.from(v).buffer)
+
+describe('virtio-balloon', () => {
+  it('offers STATS_VQ and DEFLATE_ON_OOM and reports the target', () => {
+    const { driver } = rig(balloon())
+    const f = driver.offeredFeatures
+    expect((f >> BalloonFeature.STATS_VQ) & 1n).toBe(1n)
+    expect((f >> BalloonFeature.DEFLATE_ON_OOM) & 1n).toBe(1n)
+    expect(new DataView(driver.readConfig(0, 4).buffer).getUint32(0, true)).toBe(16)
+  })
+
+  it('gives inflated pages back to the host and ignores PFNs outside RAM', () => {
+    const discarded: number[] = []
+    const { driver, device, memory } = rig(balloon(discarded))
+    driver.init()
+    memory.write(guestAddress(0x200000), new Uint8Array(4096).fill(9))
+    driver.queue(0).add([{ address: driver.put(u32s(0x200, 0x201, 0xfffff)), length: 12 }])
+    driver.notify(0)
+    expect(discarded).toEqual([0x200000, 0x201000])
+    expect(device.discardedPages).toBe(2)
+    expect(memory.readU8(guestAddress(0x200000))).toBe(0)
+    driver.queue(1).add([{ address: driver.put(u32s(0x200)), length: 4 }])
+    driver.notify(1)
+    expect(driver.queue(1).takeUsed()).toHaveLength(1)
+  })
+
+  it('changes the target with a configuration interrupt and a new generation; reads actual', () => {
+    const { driver, device } = rig(balloon())
+    driver.init()
+    const generation = driver.readReg(MmioReg.CONFIG_GENERATION)
+    device.setTarget(1024)
+    expect(driver.readReg(MmioReg.INTERRUPT_STATUS) & Interrupt.CONFIG_CHANGE).toBe(Interrupt.CONFIG_CHANGE)
+    expect(driver.readReg(MmioReg.CONFIG_GENERATION)).toBe(generation + 1)
+    expect(new DataView(driver.readConfig(0, 4).buffer).getUint32(0, true)).toBe(1024)
+    driver.writeConfig(4, u32s(1000))
+    driver.writeConfig(0, u32s(7)) // num_pages is the host's: ignored
+    expect(device.actualPages).toBe(1000)
+    expect(device.targetPages).toBe(1024)
+  })
+
+  it('collects statistics on request (§5.5.6.3)', async () => {
+    const { driver, device } = rig(balloon())
+    driver.init({ features: 1n << BalloonFeature.STATS_VQ })
+    const stats = new DataView(new ArrayBuffer(20))
+    stats.setUint16(0, BalloonStat.MEMFREE, true)
+    stats.setBigUint64(2, 123456n, true)
+    stats.setUint16(10, BalloonStat.MEMTOT, true)
+    stats.setBigUint64(12, 999999n, true)
+    const buf = driver.put(new Uint8Array(stats.buffer))
+    driver.queue(2).add([{ address: buf, length: 20 }])
+    driver.notify(2)
+    const pending = device.requestStats()
+    // The driver gets its buffer back, refills it and posts it again.
+    expect(driver.queue(2).takeUsed()).toHaveLength(1)
+    stats.setBigUint64(2, 42n, true)
+    driver.memory.write(buf, new Uint8Array(stats.buffer))
+    driver.queue(2).add([{ address: buf, length: 20 }])
+    driver.notify(2)
+    expect(await pending).toEqual({ MEMFREE: 42n, MEMTOT: 999999n })
+  })
+
+  it('refuses statistics when STATS_VQ was not negotiated', async () => {
+    const { driver, device } = rig(balloon())
+    driver.init()
+    await expect(device.requestStats()).rejects.toThrow(/statistics/)
+  })
+
+  it('survives hostile descriptor tables on every queue (fast-check)', async () => {
+    for (const queue of [0, 1, 2]) {
+      await fc.assert(
+        fc.asyncProperty(hostileCase, (c) => runHostile(() => balloon(), queue, c)),
+        { numRuns: 100 },
+      )
+    }
+  })
+})
