@@ -5,9 +5,10 @@
 // (suberror 1, emulation failure) that carries the instruction bytes at rip. A few of these are
 // instructions a Linux guest executes whatever CPUID says, so the VMM finishes them itself and
 // resumes: `int3` becomes the #BP the guest expects (Linux's int3 self-test and its text patching
-// rely on it) and a register-to-register `popcnt` is computed (hweight, when the kernel's
-// alternatives chose it because the hardware CPUID bit shows through). Anything else still ends
-// the run with the bytes in the reason, as before.
+// rely on it), a register-to-register `popcnt` is computed (hweight, when the kernel's
+// alternatives chose it because the hardware CPUID bit shows through), and `clac`/`stac` (SMAP's
+// user-access brackets in every kernel entry) set EFLAGS.AC, and `fwait` is skipped. Anything else still ends the run with
+// the bytes in the reason, as before.
 import type { ExitHandler, Regs, Vcpu, VcpuExit } from '@vmm/core'
 
 /** KVM_INTERNAL_ERROR_EMULATION */
@@ -95,6 +96,20 @@ export function completeEmulationFailure(exit: VcpuExit, vcpu: Vcpu): string | u
     vcpu.setRegs({ ...regs, rip: regs.rip + 1n })
     vcpu.injectException(BP_VECTOR)
     return 'int3 -> #BP'
+  }
+  // clac / stac (0F 01 CA / CB): the kernel's user-access brackets when the guest sees SMAP;
+  // they only clear / set EFLAGS.AC (bit 18).
+  if (bytes[0] === 0x0f && bytes[1] === 0x01 && (bytes[2] === 0xca || bytes[2] === 0xcb)) {
+    const ac = 1n << 18n
+    const rflags = bytes[2] === 0xca ? regs.rflags & ~ac : regs.rflags | ac
+    vcpu.setRegs({ ...regs, rip: regs.rip + 3n, rflags })
+    return bytes[2] === 0xca ? 'clac' : 'stac'
+  }
+  // fwait (9B): waits for pending unmasked x87 exceptions. The kernel issues it after FPU state
+  // operations where none can be pending (it runs with the x87 exceptions masked): a no-op here.
+  if (bytes[0] === 0x9b) {
+    vcpu.setRegs({ ...regs, rip: regs.rip + 1n })
+    return 'fwait'
   }
   const p = popcnt(bytes, regs)
   if (p) {

@@ -1,0 +1,11 @@
+#!/bin/sh
+# run.sh NAME SECONDS [extra kernel args...]: boots minimal.yaml with the extra arguments appended,
+# log in runs/NAME.log (wall-clock seconds and the exit status at the end).
+cd "$(dirname "$0")/../.." || exit 1
+name=$1; secs=$2; shift 2
+dir=investigations/linux-on-pvm
+sed "s|@EXTRA@|$*|" $dir/minimal.yaml > $dir/runs/$name.yaml
+start=$(date +%s.%N)
+timeout "$secs" node packages/core/dist/cli/main.js run $dir/runs/$name.yaml < /dev/null > $dir/runs/$name.log 2>&1
+rc=$?
+echo "[run.sh] exit $rc after $(echo "$(date +%s.%N) - $start" | bc) s wall; extra args: $*" >> $dir/runs/$name.log
