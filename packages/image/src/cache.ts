@@ -82,6 +82,7 @@ export async function acquireLock(
   lockPath: string,
   onWait: (holder: { pid: number; host: string }) => void = () => {},
   pollMs = 500,
+  signal?: AbortSignal,
 ): Promise<() => void> {
   let told = false
   for (;;) {
@@ -115,7 +116,7 @@ export async function acquireLock(
       told = true
       onWait(owner)
     }
-    await sleep(pollMs)
+    await sleep(pollMs, undefined, signal ? { signal } : {})
   }
 }
 

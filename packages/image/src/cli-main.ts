@@ -57,17 +57,18 @@ export class ProgressDisplay {
     }
   }
 
-  /** Stops redrawing; call once, whether the build succeeded or not. */
-  stop() {
+  /** Stops redrawing; `ok` false marks the stage in progress as failed or interrupted. */
+  stop(ok = true) {
     if (this.timer) clearInterval(this.timer)
-    if (this.stage !== 'done') this.endStage()
+    this.endStage(ok)
+    this.stage = 'done'
   }
 
-  private endStage() {
+  private endStage(ok = true) {
     if (!this.stage || this.stage === 'done') return
     const took = ((Date.now() - this.stageStarted) / 1000).toFixed(1)
-    if (this.stream.isTTY) this.stream.write(`\r\x1b[2K✓ ${this.stage} (${took} s)\n`)
-    else this.stream.write(`${this.stage}: finished in ${took} s\n`)
+    if (this.stream.isTTY) this.stream.write(`\r\x1b[2K${ok ? '✓' : '✗'} ${this.stage} (${took} s)\n`)
+    else this.stream.write(`${this.stage}: ${ok ? 'finished' : 'stopped'} after ${took} s\n`)
   }
 
   private draw() {
@@ -116,11 +117,28 @@ export async function runImageCommand(
       case 'build': {
         const display = new ProgressDisplay(io.err)
         const started = Date.now()
+        // Ctrl-C or a CI timeout: stop make and its compilers and leave nothing half-built
+        // behind (the build's process group is not the terminal's, so it must be told).
+        const stop = new AbortController()
+        const onSignal = () => stop.abort()
+        process.once('SIGINT', onSignal)
+        process.once('SIGTERM', onSignal)
         let g: Awaited<ReturnType<typeof ensureDefaultGuest>>
         try {
-          g = await ensureDefaultGuest({ onProgress: display.update, ...(jobs ? { jobs } : {}) })
-        } finally {
+          g = await ensureDefaultGuest({
+            onProgress: display.update,
+            signal: stop.signal,
+            ...(jobs ? { jobs } : {}),
+          })
           display.stop()
+        } catch (e) {
+          display.stop(false)
+          if (!stop.signal.aborted) throw e
+          io.err.write('vmm image build: interrupted; nothing was added to the cache\n')
+          return 130
+        } finally {
+          process.off('SIGINT', onSignal)
+          process.off('SIGTERM', onSignal)
         }
         io.err.write(
           g.built

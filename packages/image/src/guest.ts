@@ -73,6 +73,8 @@ export interface GuestOptions {
   onProgress?: (e: ProgressEvent) => void
   /** make -j; defaults to CPUs + 1. */
   jobs?: number
+  /** Stops a build (and its make), or a wait for another build's lock; nothing gets cached. */
+  signal?: AbortSignal
 }
 
 /** What the keys are computed from: the content of our files and the Debian versions used. */
@@ -147,16 +149,24 @@ export async function ensureDefaultGuest(
   progress({ stage: 'resolve', message: 'package versions and cache keys' })
   const inputs = await resolveInputs()
   const l = layout(options.cacheDir ?? cacheRoot(), inputs)
-  const kernelBuilt = await ensureEntry(l.kernelDir, progress, (tmp) =>
-    buildKernelEntry(tmp, inputs, l, options, progress),
+  const kernelBuilt = await ensureEntry(
+    l.kernelDir,
+    progress,
+    (tmp) => buildKernelEntry(tmp, inputs, l, options, progress),
+    options.signal,
   )
-  const initramfsBuilt = await ensureEntry(l.initramfsDir, progress, async (tmp) => {
-    const busyboxRoot = join(l.downloads, `${BUSYBOX_PACKAGE}_${inputs.busyboxVersion}`)
-    progress({ stage: 'download', message: `${BUSYBOX_PACKAGE} ${inputs.busyboxVersion}` })
-    await fetchDebianPackage(BUSYBOX_PACKAGE, inputs.busyboxVersion, busyboxRoot)
-    progress({ stage: 'initramfs', message: 'busybox + /init into initramfs.cpio.gz' })
-    writeFileSync(join(tmp, 'initramfs.cpio.gz'), buildInitramfs(busyboxRoot, inputs.init))
-  })
+  const initramfsBuilt = await ensureEntry(
+    l.initramfsDir,
+    progress,
+    async (tmp) => {
+      const busyboxRoot = join(l.downloads, `${BUSYBOX_PACKAGE}_${inputs.busyboxVersion}`)
+      progress({ stage: 'download', message: `${BUSYBOX_PACKAGE} ${inputs.busyboxVersion}` })
+      await fetchDebianPackage(BUSYBOX_PACKAGE, inputs.busyboxVersion, busyboxRoot, options.signal)
+      progress({ stage: 'initramfs', message: 'busybox + /init into initramfs.cpio.gz' })
+      writeFileSync(join(tmp, 'initramfs.cpio.gz'), buildInitramfs(busyboxRoot, inputs.init))
+    },
+    options.signal,
+  )
   const built = kernelBuilt || initramfsBuilt
   progress({ stage: 'done', message: built ? 'built' : 'cached' })
   return { ...l.guest, built }
@@ -170,16 +180,21 @@ export async function ensureEntry(
   dir: string,
   progress: (e: ProgressEvent) => void,
   fill: (tmp: string) => Promise<void>,
+  signal?: AbortSignal,
 ): Promise<boolean> {
   if (existsSync(dir)) return false
   const parent = join(dir, '..')
   const key = dir.slice(parent.length + 1)
   mkdirSync(parent, { recursive: true })
-  const release = await acquireLock(`${dir}.lock`, (holder) =>
-    progress({
-      stage: 'wait',
-      message: `another build (pid ${holder.pid} on ${holder.host}) holds ${dir}.lock`,
-    }),
+  const release = await acquireLock(
+    `${dir}.lock`,
+    (holder) =>
+      progress({
+        stage: 'wait',
+        message: `another build (pid ${holder.pid} on ${holder.host}) holds ${dir}.lock`,
+      }),
+    500,
+    signal,
   )
   try {
     if (existsSync(dir)) return false
@@ -215,7 +230,7 @@ async function buildKernelEntry(
       stage: 'download',
       message: `${LINUX_SOURCE_PACKAGE} ${inputs.linuxSourceVersion} (about 140 MB)`,
     })
-    await fetchDebianPackage(LINUX_SOURCE_PACKAGE, inputs.linuxSourceVersion, root)
+    await fetchDebianPackage(LINUX_SOURCE_PACKAGE, inputs.linuxSourceVersion, root, options.signal)
     tarball = join(root, INSTALLED_LINUX_TARBALL)
   }
   const linesFile = join(l.base, 'kernel', 'make-lines')
@@ -229,11 +244,13 @@ async function buildKernelEntry(
       workDir,
       outDir: tmp,
       onProgress: progress,
+      ...(options.signal ? { signal: options.signal } : {}),
       ...(options.jobs ? { jobs: options.jobs } : {}),
       ...(Number.isFinite(previousLines) ? { expectedLines: previousLines } : {}),
     })
     writeFileSync(linesFile, `${lines}\n`)
   } catch (e) {
+    if (options.signal?.aborted) throw e
     // Keep the log where the error message points: the temporary directory is about to go.
     const kept = join(l.base, 'kernel', `failed-${guestKeys(inputs).kernelKey}.log`)
     try {

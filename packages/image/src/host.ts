@@ -101,16 +101,18 @@ export function requireFreeSpace(dir: string, bytes: number, what: string) {
   }
 }
 
-async function run(cmd: string, args: string[], cwd?: string): Promise<string> {
+async function run(cmd: string, args: string[], cwd?: string, signal?: AbortSignal): Promise<string> {
   try {
     // apt and dpkg translate their messages; parse them in the C locale.
     const { stdout } = await execFile(cmd, args, {
       cwd,
+      ...(signal ? { signal } : {}),
       env: { ...process.env, LC_ALL: 'C' },
       maxBuffer: 64 * 2 ** 20,
     })
     return stdout
   } catch (e) {
+    if (signal?.aborted) throw signal.reason
     const err = e as { stderr?: string; message: string }
     throw new Error(`${cmd} ${args.join(' ')} failed: ${(err.stderr || err.message).trim()}`)
   }
@@ -144,16 +146,21 @@ export async function candidateVersion(pkg: string): Promise<string> {
  * `dest`, through a temporary directory beside it so an interrupted run leaves no half tree.
  * No root needed: apt-get download writes to the working directory.
  */
-export async function fetchDebianPackage(pkg: string, version: string, dest: string): Promise<void> {
+export async function fetchDebianPackage(
+  pkg: string,
+  version: string,
+  dest: string,
+  signal?: AbortSignal,
+): Promise<void> {
   if (existsSync(dest)) return
   const tmp = `${dest}.tmp-${process.pid}`
   rmSync(tmp, { recursive: true, force: true })
   mkdirSync(tmp, { recursive: true })
   try {
-    await run('apt-get', ['download', `${pkg}=${version}`], tmp)
+    await run('apt-get', ['download', `${pkg}=${version}`], tmp, signal)
     const deb = readdirSync(tmp).find((f) => f.endsWith('.deb'))
     if (!deb) throw new Error(`apt-get download ${pkg}=${version} produced no .deb`)
-    await run('dpkg-deb', ['-x', join(tmp, deb), join(tmp, 'root')])
+    await run('dpkg-deb', ['-x', join(tmp, deb), join(tmp, 'root')], undefined, signal)
     rmSync(join(tmp, deb))
     try {
       renameSync(join(tmp, 'root'), dest)

@@ -23,6 +23,8 @@ export interface KernelBuildOptions {
   /** `make` output lines of a previous build, for the percentage; without it a built-in estimate. */
   expectedLines?: number
   onProgress: (e: ProgressEvent) => void
+  /** Stops the build: the running command's process group gets SIGTERM, the promise rejects. */
+  signal?: AbortSignal
 }
 
 /**
@@ -46,15 +48,21 @@ export class KernelBuildError extends Error {
 
 const KBUILD_LINE = /^\s{2}([A-Z][A-Z0-9_-]*)\s+(\S.*)$/
 
-/** Runs one command, appending its output to the log, feeding each output line to `onLine`. */
+/**
+ * Runs one command, appending its output to the log, feeding each output line to `onLine`.
+ * The command gets a process group of its own so that an abort reaches everything make started
+ * (compilers, linkers), not only make.
+ */
 function runLogged(
   step: string,
   cmd: string,
   args: string[],
   cwd: string,
   logPath: string,
+  signal: AbortSignal | undefined,
   onLine: (line: string) => void = () => {},
 ): Promise<void> {
+  signal?.throwIfAborted()
   return new Promise((resolve, reject) => {
     const log = createWriteStream(logPath, { flags: 'a' })
     log.write(`\n$ ${[cmd, ...args].join(' ')}\n`)
@@ -64,7 +72,21 @@ function runLogged(
       cwd,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, LC_ALL: 'C' },
+      detached: true,
     })
+    const abort = () => {
+      try {
+        process.kill(-child.pid!, 'SIGTERM')
+      } catch {}
+    }
+    signal?.addEventListener('abort', abort, { once: true })
+    let settled = false
+    const finish = (error?: unknown) => {
+      if (settled) return
+      settled = true
+      signal?.removeEventListener('abort', abort)
+      log.end(() => (error ? reject(error) : resolve()))
+    }
     const take = (chunk: Buffer) => {
       log.write(chunk)
       const lines = (partial + chunk.toString('utf8')).split('\n')
@@ -77,20 +99,19 @@ function runLogged(
     }
     child.stdout.on('data', take)
     child.stderr.on('data', take)
-    child.on('error', (e) => log.end(() => reject(e)))
-    child.on('close', (code, signal) => {
+    child.on('error', finish)
+    child.on('close', (code, killedBy) => {
       if (partial) tail.push(partial)
-      log.end(() => {
-        if (code === 0) resolve()
-        else
-          reject(
-            new KernelBuildError(
-              `${step} (${signal ? `killed by ${signal}` : `exit status ${code}`})`,
-              logPath,
-              tail.slice(-30).join('\n'),
-            ),
-          )
-      })
+      if (code === 0) finish()
+      else if (signal?.aborted) finish(signal.reason)
+      else
+        finish(
+          new KernelBuildError(
+            `${step} (${killedBy ? `killed by ${killedBy}` : `exit status ${code}`})`,
+            logPath,
+            tail.slice(-30).join('\n'),
+          ),
+        )
     })
   })
 }
@@ -117,19 +138,20 @@ export async function buildKernel(o: KernelBuildOptions): Promise<number> {
     o.onProgress(fraction === undefined ? { stage, message } : { stage, message, fraction })
 
   stage('extract', `unpacking ${o.tarball}`)
-  await runLogged('unpack the source', 'tar', ['-xJf', o.tarball, '-C', o.workDir], o.workDir, log)
+  await runLogged('unpack the source', 'tar', ['-xJf', o.tarball, '-C', o.workDir], o.workDir, log, o.signal)
   const src = join(o.workDir, 'linux-source-6.1')
 
   stage('configure', 'make tinyconfig + kernel/micro.config')
-  await runLogged('make tinyconfig', 'make', ['tinyconfig'], src, log)
+  await runLogged('make tinyconfig', 'make', ['tinyconfig'], src, log, o.signal)
   await runLogged(
     'merge the fragment',
     join(src, 'scripts/kconfig/merge_config.sh'),
     ['-m', '.config', o.fragment],
     src,
     log,
+    o.signal,
   )
-  await runLogged('make olddefconfig', 'make', ['olddefconfig'], src, log)
+  await runLogged('make olddefconfig', 'make', ['olddefconfig'], src, log, o.signal)
   const fragmentText = readFileSync(o.fragment, 'utf8')
   // Fail before the five-minute compile rather than after it.
   requireFragmentHonoured(fragmentText, readFileSync(join(src, '.config'), 'utf8'), o.fragment)
@@ -138,13 +160,21 @@ export async function buildKernel(o: KernelBuildOptions): Promise<number> {
   const expected = o.expectedLines ?? DEFAULT_EXPECTED_MAKE_LINES
   let lines = 0
   stage('compile', `make -j${jobs} vmlinux bzImage`, 0)
-  await runLogged('make vmlinux bzImage', 'make', [`-j${jobs}`, 'vmlinux', 'bzImage'], src, log, (line) => {
-    const m = KBUILD_LINE.exec(line)
-    if (!m) return
-    lines++
-    // Capped below 1: an estimate from an older build may be short; "done" is the make exit.
-    stage('compile', `${m[1]} ${m[2]}`, Math.min(lines / expected, 0.99))
-  })
+  await runLogged(
+    'make vmlinux bzImage',
+    'make',
+    [`-j${jobs}`, 'vmlinux', 'bzImage'],
+    src,
+    log,
+    o.signal,
+    (line) => {
+      const m = KBUILD_LINE.exec(line)
+      if (!m) return
+      lines++
+      // Capped below 1: an estimate from an older build may be short; "done" is the make exit.
+      stage('compile', `${m[1]} ${m[2]}`, Math.min(lines / expected, 0.99))
+    },
+  )
 
   stage('verify', 'checking .config against the fragment')
   // The .config the objects were built from: make may have rewritten it (syncconfig).

@@ -84,14 +84,22 @@ describe('ProgressDisplay', () => {
       .map((l) => l.replace(/\d+\.\d s$/, 'N s').replace(/\[\d+:\d\d\]/, '[T]'))
     expect(lines).toEqual([
       'configure: make tinyconfig',
-      'configure: finished in N s',
+      'configure: finished after N s',
       'compile: CC file0.o',
       'compile: 0% [T]',
       'compile: 10% [T]',
       'compile: 50% [T]',
       'compile: 90% [T]',
-      'compile: finished in N s',
+      'compile: finished after N s',
     ])
+  })
+
+  it('marks the stage in progress as stopped when the build fails or is interrupted', () => {
+    const c = capture(false)
+    const d = new ProgressDisplay(c.io.err)
+    d.update({ stage: 'extract', message: 'unpacking' })
+    d.stop(false)
+    expect(c.err()).toMatch(/^extract: unpacking\nextract: stopped after \d+\.\d s\n$/)
   })
 
   it('on a terminal: redraws one line with spinner, percentage and the latest target', async () => {

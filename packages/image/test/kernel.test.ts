@@ -1,9 +1,10 @@
 // The kernel build's error paths, on a fake linux-source tarball whose Makefile and
 // merge_config.sh are small shell scripts: a failing make, and options kconfig dropped.
 import { execFileSync } from 'node:child_process'
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { afterEach, describe, expect, it } from 'vitest'
 import { MissingHostPackagesError, requireFreeSpace, requireHost } from '../src/host.js'
 import { buildKernel, KernelBuildError } from '../src/kernel.js'
@@ -128,6 +129,39 @@ describe('buildKernel', () => {
     expect(readFileSync(join(b.out, 'vmlinux'), 'utf8')).toBe('elf\n')
     expect(readFileSync(join(b.out, 'bzImage'), 'utf8')).toBe('bz\n')
     expect(readFileSync(join(b.out, 'config'), 'utf8')).toBe('CONFIG_A=y\n')
+  })
+
+  it('an abort kills the running command and everything it started, and rejects', async () => {
+    const root = tmp()
+    const pids = join(root, 'pids')
+    // make runs a shell that starts a grandchild; both must go.
+    const tarball = fakeSource({ tinyconfig: `sleep 60 & echo $$$$ $$! > ${pids}; wait` }, '')
+    const stop = new AbortController()
+    const dir = tmp()
+    writeFileSync(join(dir, 'f'), 'CONFIG_A=y\n')
+    mkdirSync(join(dir, 'work'))
+    const run = buildKernel({
+      tarball,
+      fragment: join(dir, 'f'),
+      workDir: join(dir, 'work'),
+      outDir: join(dir, 'out'),
+      onProgress: () => {},
+      signal: stop.signal,
+    })
+    while (!existsSync(pids) || !readFileSync(pids, 'utf8').includes('\n')) await sleep(20)
+    const started = Date.now()
+    stop.abort()
+    await expect(run).rejects.toMatchObject({ name: 'AbortError' })
+    expect(Date.now() - started).toBeLessThan(5000)
+    // Gone, or a zombie waiting for whichever process it was reparented to to reap it.
+    const alive = (pid: number) => {
+      try {
+        return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]![0] !== 'Z'
+      } catch {
+        return false
+      }
+    }
+    for (const pid of readFileSync(pids, 'utf8').trim().split(' ').map(Number)) expect(alive(pid)).toBe(false)
   })
 })
 
