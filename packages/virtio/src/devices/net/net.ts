@@ -1,0 +1,41 @@
+import { createHash } from 'node:crypto'
+import { virtioMmioType } from '../../component.js'
+import { TapBackend } from './backend.js'
+import { NetDevice, parseMac } from './device.js'
+
+export interface NetConfig {
+  /** The TAP interface to attach to, created if it does not exist (needs CAP_NET_ADMIN). */
+  tap: string
+  /** The guest's MAC; derived from the component id when absent. */
+  mac?: string
+  /** Carry virtio_net_hdr through the TAP so checksum and TSO offloads can be offered. */
+  offloads: boolean
+}
+
+/** A stable, locally administered unicast MAC for `id` (52:54:00 is QEMU's; 06 marks "local"). */
+export function macFor(id: string): Uint8Array {
+  const h = createHash('sha256').update(id).digest()
+  return Uint8Array.of(0x06, 0x76, 0x6d, h[0]!, h[1]!, h[2]!)
+}
+
+export const virtioNetType = virtioMmioType<NetConfig>({
+  name: 'virtio-net',
+  description: 'virtio network device (virtio-mmio) on a Linux TAP interface',
+  schema: {
+    properties: {
+      tap: { type: 'string', minLength: 1, maxLength: 15, description: 'TAP interface name' },
+      mac: { type: 'string', pattern: '^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$' },
+      offloads: {
+        type: 'boolean',
+        default: true,
+        description: 'offer checksum and TSO offloads via vnet_hdr',
+      },
+    },
+    required: ['tap'],
+  },
+  create: (config, id) =>
+    new NetDevice(
+      new TapBackend(config.tap, config.offloads),
+      config.mac ? parseMac(config.mac) : macFor(id),
+    ),
+})
