@@ -1,0 +1,189 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { connect, createServer, type Socket } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { GuestAddress } from '@vmm/core'
+import fc from 'fast-check'
+import { afterEach, describe, expect, it } from 'vitest'
+import { VsockDevice } from '../src/devices/vsock/device.js'
+import {
+  decodeHeader,
+  encodeHeader,
+  HOST_CID,
+  ShutdownFlag,
+  VSOCK_HDR_SIZE,
+  VSOCK_TYPE_STREAM,
+  type VsockHeader,
+  VsockOp,
+} from '../src/devices/vsock/packet.js'
+import { until } from '../src/testing/index.js'
+import { rig } from './helpers.js'
+import { hostileCase, runHostile } from './hostile.js'
+
+const CID = 3
+const cleanups: (() => void)[] = []
+afterEach(() => {
+  for (const c of cleanups.splice(0).reverse()) c()
+})
+
+function setup() {
+  const dir = mkdtempSync(join(tmpdir(), 'vmm-vsock-'))
+  const path = join(dir, 'v.sock')
+  const device = new VsockDevice(CID, path)
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }))
+  cleanups.push(() => device.dispose())
+  const r = rig(device)
+  r.driver.init()
+  const d = r.driver
+  const rx = d.queue(0)
+  const posted: GuestAddress[] = []
+  const received: { h: VsockHeader; data: Buffer }[] = []
+  const postRx = (n: number) => {
+    for (let i = 0; i < n; i++) {
+      const a = d.alloc(4096)
+      const head = rx.add([{ address: a, length: 4096, write: true }])
+      posted[head] = a
+    }
+    d.notify(0)
+  }
+  const collect = () => {
+    for (const u of rx.takeUsed()) {
+      const bytes = d.get(posted[u.id]!, u.length)
+      const h = decodeHeader(bytes)
+      received.push({ h, data: Buffer.from(bytes.subarray(VSOCK_HDR_SIZE, VSOCK_HDR_SIZE + h.len)) })
+    }
+    return received
+  }
+  const send = (h: Partial<VsockHeader>, data = new Uint8Array()) => {
+    const hdr = new Uint8Array(VSOCK_HDR_SIZE)
+    encodeHeader(
+      {
+        srcCid: BigInt(CID),
+        dstCid: BigInt(HOST_CID),
+        srcPort: 0,
+        dstPort: 0,
+        len: data.length,
+        type: VSOCK_TYPE_STREAM,
+        op: VsockOp.RW,
+        flags: 0,
+        bufAlloc: 65536,
+        fwdCnt: 0,
+        ...h,
+      },
+      hdr,
+    )
+    d.queue(1).add([
+      { address: d.put(hdr), length: VSOCK_HDR_SIZE },
+      ...(data.length ? [{ address: d.put(data), length: data.length }] : []),
+    ])
+    d.notify(1)
+  }
+  return { ...r, path, postRx, collect, send }
+}
+
+const waitFor = async (collect: () => { h: VsockHeader }[], op: number) => {
+  await until(() => collect().some((p) => p.h.op === op), 3000, `vsock op ${op}`)
+  return collect().find((p) => p.h.op === op)!
+}
+
+describe('virtio-vsock', () => {
+  it('reports the guest CID in its configuration', () => {
+    const v = setup()
+    expect(new DataView(v.driver.readConfig(0, 8).buffer).getBigUint64(0, true)).toBe(BigInt(CID))
+  })
+
+  it('connects a guest to <path>_<port> and carries data both ways', async () => {
+    const v = setup()
+    const sockets: Socket[] = []
+    const server = createServer((s) => {
+      sockets.push(s)
+      s.on('data', (b) => s.write(`echo:${b}`))
+    })
+    await new Promise<void>((r) => server.listen(`${v.path}_52`, r))
+    cleanups.push(() => server.close())
+    v.postRx(8)
+    v.send({ op: VsockOp.REQUEST, srcPort: 1000, dstPort: 52 })
+    const response = await waitFor(v.collect, VsockOp.RESPONSE)
+    expect(response.h).toMatchObject({ srcPort: 52, dstPort: 1000, dstCid: BigInt(CID) })
+    v.send({ op: VsockOp.RW, srcPort: 1000, dstPort: 52 }, new TextEncoder().encode('ping'))
+    const rw = await waitFor(v.collect, VsockOp.RW)
+    expect(rw.data.toString()).toBe('echo:ping')
+    v.send({ op: VsockOp.SHUTDOWN, srcPort: 1000, dstPort: 52, flags: ShutdownFlag.RCV | ShutdownFlag.SEND })
+    await waitFor(v.collect, VsockOp.RST)
+    await until(() => sockets[0]!.destroyed || sockets[0]!.readableEnded, 3000, 'host socket closed')
+  })
+
+  it('answers a guest connection to a port nobody listens on with RST', async () => {
+    const v = setup()
+    v.postRx(4)
+    v.send({ op: VsockOp.REQUEST, srcPort: 1001, dstPort: 99 })
+    const rst = await waitFor(v.collect, VsockOp.RST)
+    expect(rst.h).toMatchObject({ srcPort: 99, dstPort: 1001 })
+    expect((v.device as VsockDevice).connectionCount).toBe(0)
+  })
+
+  it('lets a host process connect with "CONNECT <port>" and get "OK <port>" once the guest accepts', async () => {
+    const v = setup()
+    v.postRx(8)
+    const host = connect(v.path)
+    cleanups.push(() => host.destroy())
+    const fromGuest: Buffer[] = []
+    host.on('data', (b) => fromGuest.push(b))
+    await new Promise((r) => host.once('connect', r))
+    host.write('CONNECT 5000\n')
+    const request = await waitFor(v.collect, VsockOp.REQUEST)
+    expect(request.h.dstPort).toBe(5000)
+    const local = request.h.srcPort
+    v.send({ op: VsockOp.RESPONSE, srcPort: 5000, dstPort: local })
+    await until(() => Buffer.concat(fromGuest).toString() === `OK ${local}\n`, 3000, 'OK line')
+    host.write('hello guest')
+    const rw = await waitFor(v.collect, VsockOp.RW)
+    expect(rw.data.toString()).toBe('hello guest')
+    v.send({ op: VsockOp.RW, srcPort: 5000, dstPort: local }, new TextEncoder().encode('hello host'))
+    await until(() => Buffer.concat(fromGuest).toString().endsWith('hello host'), 3000, 'data to host')
+  })
+
+  it('sends no more than the guest granted in credit', async () => {
+    const v = setup()
+    v.postRx(16)
+    const host = connect(v.path)
+    cleanups.push(() => host.destroy())
+    await new Promise((r) => host.once('connect', r))
+    host.write('CONNECT 7\n')
+    const request = await waitFor(v.collect, VsockOp.REQUEST)
+    v.send({ op: VsockOp.RESPONSE, srcPort: 7, dstPort: request.h.srcPort, bufAlloc: 100, fwdCnt: 0 })
+    await new Promise((r) => setTimeout(r, 20))
+    host.write(Buffer.alloc(1000, 1))
+    await until(
+      () =>
+        v
+          .collect()
+          .filter((p) => p.h.op === VsockOp.RW)
+          .reduce((n, p) => n + p.h.len, 0) === 100,
+      3000,
+      'credit',
+    )
+    await new Promise((r) => setTimeout(r, 50))
+    const sent = () =>
+      v
+        .collect()
+        .filter((p) => p.h.op === VsockOp.RW)
+        .reduce((n, p) => n + p.h.len, 0)
+    expect(sent()).toBe(100)
+    v.send({ op: VsockOp.CREDIT_UPDATE, srcPort: 7, dstPort: request.h.srcPort, bufAlloc: 100, fwdCnt: 100 })
+    await until(() => sent() === 200, 3000, 'more credit')
+  })
+
+  it('survives hostile descriptor tables on rx and tx (fast-check)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vmm-vsock-p-'))
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }))
+    for (const queue of [0, 1]) {
+      await fc.assert(
+        fc.asyncProperty(hostileCase, (c) =>
+          runHostile(() => new VsockDevice(CID, join(dir, 'p.sock')), queue, c),
+        ),
+        { numRuns: 60 },
+      )
+    }
+  })
+})
