@@ -1,4 +1,9 @@
-// @vmm/virtio: virtio 1.2 split virtqueues, the virtio-mmio transport and the devices.
+// @vmm/virtio: virtio 1.2 split virtqueues, the virtio-mmio transport and its devices (block, net,
+// rng, console, vsock, balloon), each a component type. As a vmm plugin (`plugins: ["@vmm/virtio"]`)
+// it registers them all; a board can call registerVirtio itself.
+import type { PLUGIN_API_VERSION, PluginRegistry } from '@vmm/core'
+import { registerVirtio } from './register.js'
+
 export {
   type VirtioDeviceFactory,
   VirtioMmio,
@@ -6,9 +11,37 @@ export {
   virtioMmioCmdline,
   virtioMmioType,
 } from './component.js'
-export { completeChain, type DeviceContext, drainQueue, type VirtioDevice } from './device.js'
+export { completeChain, type DeviceContext, drainQueue, takeChain, type VirtioDevice } from './device.js'
+export { type BalloonConfig, virtioBalloonType } from './devices/balloon/balloon.js'
+export {
+  BALLOON_PAGE,
+  BalloonDevice,
+  BalloonFeature,
+  type BalloonOptions,
+  BalloonStat,
+  type BalloonStats,
+} from './devices/balloon/device.js'
+export { type BlockConfig, virtioBlockType } from './devices/block/block.js'
+export {
+  BLOCK_ID_BYTES,
+  BlockDevice,
+  BlockFeature,
+  type BlockOptions,
+  BlockRequest,
+  BlockStatus,
+  SECTOR_SIZE,
+} from './devices/block/device.js'
+export { type ConsoleBackend, SocketBackend, StdioBackend } from './devices/console/backend.js'
+export { type ConsoleConfig, virtioConsoleType } from './devices/console/console.js'
+export { CONSOLE_INPUT_LIMIT, ConsoleDevice, ConsoleFeature } from './devices/console/device.js'
+export { type NetBackend, type NetOffloads, TapBackend } from './devices/net/backend.js'
+export { NET_HDR_SIZE, type NetCounters, NetDevice, NetFeature, parseMac } from './devices/net/device.js'
+export { macFor, type NetConfig, virtioNetType } from './devices/net/net.js'
 export { RNG_MAX_REQUEST, RngDevice } from './devices/rng/device.js'
 export { type RngConfig, virtioRngType } from './devices/rng/rng.js'
+export { VSOCK_BUF_ALLOC, VsockDevice } from './devices/vsock/device.js'
+export { HOST_CID, ShutdownFlag, VSOCK_HDR_SIZE, type VsockHeader, VsockOp } from './devices/vsock/packet.js'
+export { type VsockConfig, virtioVsockType } from './devices/vsock/vsock.js'
 export type { Disposable, InterruptTrigger, VirtioAccelerator } from './mmio/accelerator.js'
 export { acceleratorFor, KvmAccelerator } from './mmio/kvm.js'
 export {
@@ -21,7 +54,7 @@ export {
   VirtioMmioTransport,
 } from './mmio/transport.js'
 export { gather, scatter, views } from './queue/buffers.js'
-export { badRange, VirtqueueError, type VirtqueueErrorCode } from './queue/errors.js'
+export { VirtqueueError, type VirtqueueErrorCode } from './queue/errors.js'
 export {
   DescFlags,
   DescriptorChain,
@@ -30,4 +63,12 @@ export {
   memoryFence,
   SplitQueue,
 } from './queue/split-queue.js'
+export { registerVirtio } from './register.js'
 export { DeviceType, Feature, featureBits, hasFeature, Status } from './spec.js'
+
+export const vmmPluginApi: typeof PLUGIN_API_VERSION = 1
+
+/** The plugin entry point: registers every virtio-mmio component type. */
+export function register(registry: PluginRegistry): void {
+  registerVirtio(registry)
+}
