@@ -9,7 +9,8 @@ export interface NetOffloads {
 
 /**
  * Where a virtio-net device's frames go: a non-blocking packet fd. With `vnetHdr` each frame in
- * either direction starts with the 10-byte struct virtio_net_hdr (Linux's default for IFF_VNET_HDR).
+ * either direction starts with the 12-byte struct virtio_net_hdr of virtio 1.x (num_buffers
+ * included; @vmm/kvm's Tap sets TUNSETVNETHDRSZ to 12).
  */
 export interface NetBackend {
   readonly vnetHdr: boolean

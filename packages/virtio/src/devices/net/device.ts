@@ -1,5 +1,6 @@
 import { completeChain, type DeviceContext, drainQueue, takeChain, type VirtioDevice } from '../../device.js'
 import { scatter, views } from '../../queue/buffers.js'
+import type { DescriptorChain } from '../../queue/split-queue.js'
 import { DeviceType, featureBits, hasFeature } from '../../spec.js'
 import type { NetBackend } from './backend.js'
 
@@ -16,12 +17,17 @@ export const NetFeature = {
   STATUS: 16n,
 } as const
 
-/** struct virtio_net_hdr with VERSION_1: num_buffers is always there (§5.1.6). */
+/**
+ * struct virtio_net_hdr with VERSION_1: num_buffers is always there (§5.1.6). @vmm/kvm's TAP uses
+ * the same 12 bytes (TUNSETVNETHDRSZ), so headers pass through unchanged.
+ */
 export const NET_HDR_SIZE = 12
-/** What Linux's TAP puts in front of a frame with IFF_VNET_HDR: the header without num_buffers. */
-const TAP_HDR_SIZE = 10
-/** The largest frame: a 64 KiB GSO packet plus its Ethernet header, plus the TAP header. */
-const MAX_FRAME = 65550 + TAP_HDR_SIZE
+/** Where num_buffers sits in the header; the TAP leaves it alone, the device sets it to 1. */
+const NUM_BUFFERS = 10
+/** The largest frame: a 64 KiB GSO packet plus its Ethernet header. */
+const MAX_FRAME = 65550
+/** The largest frame without guest TSO: 1500 bytes of MTU, Ethernet header and a VLAN tag. */
+const MAX_PLAIN_FRAME = 1518
 const RX = 0
 const TX = 1
 
@@ -37,9 +43,10 @@ export interface NetCounters {
 /**
  * virtio-net (§5.1) over a packet backend (a TAP). Offloads are offered only when the backend
  * carries virtio_net_hdr, and the backend is told which ones the driver accepted, so every flag
- * the guest sees or sets is honoured by the host kernel. Transmit gathers straight from guest
- * memory into writev; receive reads into one buffer allocated up front and copies into the guest's
- * chain, so the steady state allocates no packet buffers.
+ * the guest sees or sets is honoured by the host kernel. Transmit hands views of guest memory to
+ * writev. Receive reads straight into the guest's buffer when it is one piece big enough for any
+ * frame the negotiated features allow (Linux's buffers without MRG_RXBUF are), else into one buffer
+ * allocated up front and copied; either way the steady state allocates no packet buffers.
  */
 export class NetDevice implements VirtioDevice {
   readonly deviceType = DeviceType.NET
@@ -47,12 +54,14 @@ export class NetDevice implements VirtioDevice {
   readonly features: bigint
   readonly counters: NetCounters = { rxFrames: 0, txFrames: 0, rxDropped: 0, txDropped: 0 }
   private readonly config = new Uint8Array(6)
-  private readonly frame = new Uint8Array(MAX_FRAME)
-  /** num_buffers = 1 (no MRG_RXBUF), and a zero header for a backend without one. */
-  private readonly rxHeaderTail = Uint8Array.of(1, 0)
-  private readonly zeroHeader = new Uint8Array(TAP_HDR_SIZE)
+  /** The copy path's frame: header then packet. Without a backend header the header stays zero. */
+  private readonly frame = new Uint8Array(NET_HDR_SIZE + MAX_FRAME)
   private context: DeviceContext | undefined
   private watching = false
+  /** A receive chain taken while no frame was waiting; it gets the next one. */
+  private rxChain: DescriptorChain | undefined
+  /** The frame size a receive buffer must hold to be read into directly. */
+  private directMin = NET_HDR_SIZE + MAX_FRAME
 
   constructor(
     private readonly backend: NetBackend,
@@ -75,6 +84,12 @@ export class NetDevice implements VirtioDevice {
 
   activate(context: DeviceContext): void {
     this.context = context
+    this.directMin =
+      NET_HDR_SIZE +
+      (hasFeature(context.features, NetFeature.GUEST_TSO4) ||
+      hasFeature(context.features, NetFeature.GUEST_TSO6)
+        ? MAX_FRAME
+        : MAX_PLAIN_FRAME)
     if (this.backend.vnetHdr) {
       // TUNSETOFFLOAD: what the kernel may hand us (and so the guest), exactly what was accepted.
       this.backend.setOffloads({
@@ -93,6 +108,7 @@ export class NetDevice implements VirtioDevice {
 
   reset(): void {
     this.context = undefined
+    this.rxChain = undefined
     this.watch(false)
   }
 
@@ -111,12 +127,8 @@ export class NetDevice implements VirtioDevice {
     if (!context) return
     drainQueue(context, TX, (chain) => {
       if (chain.readableLength < NET_HDR_SIZE) return 0
-      const body = views(context.memory, chain.readable, NET_HDR_SIZE)
-      // The TAP wants the 10-byte header: the guest's, without num_buffers (bytes 10-11).
-      const out = this.backend.vnetHdr
-        ? [...views(context.memory, chain.readable, 0, TAP_HDR_SIZE), ...body]
-        : body
-      if (this.backend.write(out) < 0) this.counters.txDropped++
+      const frame = views(context.memory, chain.readable, this.backend.vnetHdr ? 0 : NET_HDR_SIZE)
+      if (this.backend.write(frame) < 0) this.counters.txDropped++
       else this.counters.txFrames++
       return 0
     })
@@ -126,41 +138,51 @@ export class NetDevice implements VirtioDevice {
   private receive(): void {
     const context = this.context
     if (!context) return
-    const queue = context.queues[RX]
     for (;;) {
-      let hasBuffer: boolean
+      const chain = this.rxChain ?? takeChain(context, RX)
+      // No buffer: stop watching until the driver posts some (notify RX), so a waiting frame does
+      // not spin the event loop; it stays queued in the host kernel meanwhile.
+      this.watch(chain !== undefined)
+      if (!chain) return
+      this.rxChain = chain
+      let direct: Uint8Array | undefined
       try {
-        hasBuffer = queue?.ready === true && queue.hasAvailable(context.memory)
+        const v = views(context.memory, chain.writable)
+        if (v.length === 1 && v[0]!.length >= this.directMin) direct = v[0]
       } catch (e) {
         context.fail(e)
         return
       }
-      // No buffer: stop watching until the driver posts some (notify RX), so a waiting frame does
-      // not spin the event loop; the frame stays queued in the host kernel meanwhile.
-      this.watch(hasBuffer)
-      if (!hasBuffer) return
-      const length = this.backend.read(this.frame)
-      if (length < 0) return
-      const chain = takeChain(context, RX)
-      if (!chain) return
-      const hdr = this.backend.vnetHdr ? this.frame.subarray(0, TAP_HDR_SIZE) : this.zeroHeader
-      const packet = this.frame.subarray(this.backend.vnetHdr ? TAP_HDR_SIZE : 0, length)
+      const target = direct ?? this.frame
+      const skip = this.backend.vnetHdr ? 0 : NET_HDR_SIZE
+      const n = this.backend.read(target.subarray(skip))
+      if (n < 0) return
+      this.rxChain = undefined
+      const length = skip + n
       let written = 0
-      if (chain.writableLength >= NET_HDR_SIZE + packet.length) {
+      if (direct) {
+        // A read that filled the buffer may have been cut short (a TAP truncates silently when
+        // its MTU is above what the guest was told): drop it rather than pass a partial frame.
+        if (length < direct.length) {
+          if (skip) direct.fill(0, 0, NET_HDR_SIZE)
+          direct[NUM_BUFFERS] = 1
+          direct[NUM_BUFFERS + 1] = 0
+          written = length
+        }
+      } else if (length <= chain.writableLength) {
+        this.frame[NUM_BUFFERS] = 1
+        this.frame[NUM_BUFFERS + 1] = 0
         try {
-          scatter(context.memory, chain.writable, 0, hdr)
-          scatter(context.memory, chain.writable, TAP_HDR_SIZE, this.rxHeaderTail)
-          scatter(context.memory, chain.writable, NET_HDR_SIZE, packet)
+          scatter(context.memory, chain.writable, 0, this.frame.subarray(0, length))
         } catch (e) {
           context.fail(e)
           return
         }
-        written = NET_HDR_SIZE + packet.length
-        this.counters.rxFrames++
-      } else {
-        // Too big for the buffer the guest gave: a NIC drops it; the buffer goes back empty.
-        this.counters.rxDropped++
+        written = length
       }
+      // A frame too big for the buffer the guest gave is dropped, as by a NIC; the buffer goes back empty.
+      if (written > 0) this.counters.rxFrames++
+      else this.counters.rxDropped++
       completeChain(context, RX, chain.head, written)
     }
   }
