@@ -95,3 +95,23 @@ describe('virtio-mmio transport (§4.2)', () => {
     expect(driver.readReg(MmioReg.QUEUE_DESC_LOW)).toBe(before)
   })
 })
+
+describe('virtio-mmio transport and a faulty device', () => {
+  it('turns an exception from device code into DEVICE_NEEDS_RESET instead of throwing', () => {
+    const device = new RngDevice()
+    device.readConfig = () => {
+      throw new Error('bug')
+    }
+    device.notify = () => {
+      throw new Error('bug')
+    }
+    const { driver, failures } = rig(device)
+    driver.init()
+    expect(() => driver.readConfig(0, 4)).not.toThrow()
+    expect(driver.status & Status.DEVICE_NEEDS_RESET).toBe(Status.DEVICE_NEEDS_RESET)
+    driver.init()
+    expect(() => driver.notify(0)).not.toThrow()
+    expect(driver.status & Status.DEVICE_NEEDS_RESET).toBe(Status.DEVICE_NEEDS_RESET)
+    expect(failures).toHaveLength(2)
+  })
+})

@@ -123,7 +123,7 @@ export class VirtioMmioTransport implements MmioDevice {
   read(offset: number, data: Uint8Array): void {
     if (offset >= MmioReg.CONFIG) {
       data.fill(0)
-      this.device.readConfig(offset - MmioReg.CONFIG, data)
+      this.guarded(() => this.device.readConfig(offset - MmioReg.CONFIG, data))
       return
     }
     // §4.2.2.2: registers are read 32 bits wide and aligned; anything else reads as zero.
@@ -137,12 +137,22 @@ export class VirtioMmioTransport implements MmioDevice {
 
   write(offset: number, data: Uint8Array): void {
     if (offset >= MmioReg.CONFIG) {
-      this.device.writeConfig(offset - MmioReg.CONFIG, data)
+      this.guarded(() => this.device.writeConfig(offset - MmioReg.CONFIG, data))
       return
     }
     if (data.length !== 4 || offset % 4 !== 0) return
     const value = data[0]! | (data[1]! << 8) | (data[2]! << 16) | ((data[3]! << 24) >>> 0)
     this.setRegister(offset, value >>> 0)
+  }
+
+  /** Runs device code on the vCPU path: a device bug becomes DEVICE_NEEDS_RESET, not a crash. */
+  private guarded(f: () => void): void {
+    try {
+      f()
+    } catch (e) {
+      if (this.context) this.context.fail(e)
+      else this.needsReset(e)
+    }
   }
 
   private get selected(): SplitQueue | undefined {
