@@ -37,10 +37,14 @@ export class Tap {
     return native().writevFd(this.fd, views)
   }
 
-  /** Calls `onReadable` on the event loop while packets are waiting. */
-  onReadable(onReadable: () => void): void {
+  /**
+   * Calls `onReadable` on the event loop while packets are waiting (level-triggered), or stops
+   * watching with `undefined` — what a device does while the guest has no receive buffers, so the
+   * loop does not spin on packets it cannot take.
+   */
+  onReadable(onReadable: (() => void) | undefined): void {
     this.watch?.close()
-    this.watch = new (native().FdWatch)(this.fd, () => onReadable(), false)
+    this.watch = onReadable ? new (native().FdWatch)(this.fd, () => onReadable(), false) : undefined
   }
 
   close(): void {

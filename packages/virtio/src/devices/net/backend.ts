@@ -49,16 +49,7 @@ export class TapBackend implements NetBackend {
   }
 
   watch(onReadable: (() => void) | undefined): void {
-    if (onReadable) {
-      this.tap.onReadable(onReadable)
-      return
-    }
-    // @vmm/kvm's Tap has no way to stop watching short of closing the fd; its readiness watch is
-    // level-triggered, so leaving it on while the guest has no receive buffers would spin the
-    // event loop. Close the watch handle directly until Tap grows an API for it.
-    const internal = this.tap as unknown as { watch?: { close(): void } }
-    internal.watch?.close()
-    internal.watch = undefined
+    this.tap.onReadable(onReadable)
   }
 
   setOffloads(o: NetOffloads): void {
