@@ -40,6 +40,7 @@ export const INSTALLED_LINUX_TARBALL = '/usr/src/linux-source-6.1.tar.xz'
 /** The files of this package that define the guest (found beside src/ and dist/ alike). */
 export const FRAGMENT_PATH = fileURLToPath(new URL('../kernel/micro.config', import.meta.url))
 export const INIT_PATH = fileURLToPath(new URL('../guest/init', import.meta.url))
+export const INITTAB_PATH = fileURLToPath(new URL('../guest/inittab', import.meta.url))
 
 /**
  * ../../../shared/docs/anchors.md's default boot-test command line with the serial console on
@@ -81,6 +82,7 @@ export interface GuestOptions {
 export interface GuestInputs {
   fragment: string
   init: string
+  inittab: string
   linuxSourceVersion: string
   /** The tarball when linux-source-6.1 of that version is installed; else it is downloaded. */
   installedTarball: string | undefined
@@ -94,6 +96,7 @@ export async function resolveInputs(): Promise<GuestInputs> {
   return {
     fragment: readFileSync(FRAGMENT_PATH, 'utf8'),
     init: readFileSync(INIT_PATH, 'utf8'),
+    inittab: readFileSync(INITTAB_PATH, 'utf8'),
     linuxSourceVersion: useInstalled ? installed : await candidateVersion(LINUX_SOURCE_PACKAGE),
     installedTarball: useInstalled ? INSTALLED_LINUX_TARBALL : undefined,
     busyboxVersion: await candidateVersion(BUSYBOX_PACKAGE),
@@ -109,6 +112,7 @@ export function guestKeys(i: GuestInputs): { kernelKey: string; initramfsKey: st
   const initramfsKey = contentKey({
     builder: BUILDER_VERSION,
     init: i.init,
+    inittab: i.inittab,
     [BUSYBOX_PACKAGE]: i.busyboxVersion,
   })
   return { kernelKey, initramfsKey, cacheKey: contentKey({ kernel: kernelKey, initramfs: initramfsKey }) }
@@ -163,7 +167,7 @@ export async function ensureDefaultGuest(
       progress({ stage: 'download', message: `${BUSYBOX_PACKAGE} ${inputs.busyboxVersion}` })
       await fetchDebianPackage(BUSYBOX_PACKAGE, inputs.busyboxVersion, busyboxRoot, options.signal)
       progress({ stage: 'initramfs', message: 'busybox + /init into initramfs.cpio.gz' })
-      writeFileSync(join(tmp, 'initramfs.cpio.gz'), buildInitramfs(busyboxRoot, inputs.init))
+      writeFileSync(join(tmp, 'initramfs.cpio.gz'), buildInitramfs(busyboxRoot, inputs.init, inputs.inittab))
     },
     options.signal,
   )

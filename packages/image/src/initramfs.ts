@@ -1,5 +1,5 @@
 // The default guest's initramfs: Debian's busybox-static as /bin/busybox with a link per applet,
-// our /init, and the device nodes the kernel needs before /init mounts devtmpfs.
+// our /init and /etc/inittab, and the device nodes the kernel needs before /init mounts devtmpfs.
 import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -30,7 +30,12 @@ export function busyboxApplets(busybox: string): string[] {
 }
 
 /** The archive's entries, in the order they are written. */
-export function initramfsEntries(busybox: Uint8Array, applets: readonly string[], init: string): CpioEntry[] {
+export function initramfsEntries(
+  busybox: Uint8Array,
+  applets: readonly string[],
+  init: string,
+  inittab: string,
+): CpioEntry[] {
   const entries: CpioEntry[] = [
     ...['bin', 'sbin', 'usr/bin', 'usr/sbin', 'dev', 'proc', 'sys', 'root', 'etc'].map(
       (path): CpioEntry => ({ type: 'dir', path }),
@@ -44,12 +49,13 @@ export function initramfsEntries(busybox: Uint8Array, applets: readonly string[]
     if (applet === 'bin/busybox') continue
     entries.push({ type: 'symlink', path: applet, target: '/bin/busybox' })
   }
+  entries.push({ type: 'file', path: 'etc/inittab', data: inittab, mode: 0o644 })
   entries.push({ type: 'file', path: 'init', data: init, mode: 0o755 })
   return entries
 }
 
-/** The gzip-compressed initramfs from an unpacked busybox-static package and the init script's text. */
-export function buildInitramfs(busyboxPackageRoot: string, init: string): Buffer {
+/** The gzip-compressed initramfs from an unpacked busybox-static package, /init and /etc/inittab. */
+export function buildInitramfs(busyboxPackageRoot: string, init: string, inittab: string): Buffer {
   const busybox = join(busyboxPackageRoot, 'bin', 'busybox')
-  return gzipCpio(writeCpio(initramfsEntries(readFileSync(busybox), busyboxApplets(busybox), init)))
+  return gzipCpio(writeCpio(initramfsEntries(readFileSync(busybox), busyboxApplets(busybox), init, inittab)))
 }

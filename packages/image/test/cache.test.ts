@@ -38,6 +38,7 @@ describe('cache keys', () => {
   const inputs: GuestInputs = {
     fragment: 'CONFIG_A=y\n',
     init: '#!/bin/sh\n',
+    inittab: '::respawn:/bin/sh\n',
     linuxSourceVersion: '6.1.192-2',
     installedTarball: '/usr/src/linux-source-6.1.tar.xz',
     busyboxVersion: '1:1.35.0-4+deb12u1+b1',
@@ -57,10 +58,11 @@ describe('cache keys', () => {
     expect(contentKey({ a: 'xy', b: '' })).not.toBe(contentKey({ a: 'x', b: 'y' }))
   })
 
-  it('the kernel key follows the fragment and source version only; the initramfs key init and busybox only', () => {
+  it('the kernel key follows the fragment and source version only; the initramfs key init, inittab and busybox only', () => {
     const k = guestKeys(inputs)
     const changed = (patch: Partial<GuestInputs>) => guestKeys({ ...inputs, ...patch })
     expect(changed({ init: 'x' }).kernelKey).toBe(k.kernelKey)
+    expect(changed({ inittab: 'x' }).kernelKey).toBe(k.kernelKey)
     expect(changed({ busyboxVersion: 'x' }).kernelKey).toBe(k.kernelKey)
     expect(changed({ fragment: 'x' }).initramfsKey).toBe(k.initramfsKey)
     expect(changed({ linuxSourceVersion: 'x' }).initramfsKey).toBe(k.initramfsKey)
@@ -70,6 +72,7 @@ describe('cache keys', () => {
       { fragment: 'x' },
       { linuxSourceVersion: 'x' },
       { init: 'x' },
+      { inittab: 'x' },
       { busyboxVersion: 'x' },
     ])
       expect(changed(patch).cacheKey).not.toBe(k.cacheKey)
@@ -171,5 +174,5 @@ describe('ensureEntry', () => {
 
 // guestKeys() of the inputs above with BUILDER_VERSION '1'.
 const KERNEL_KEY = '18d5ce8027ad2c6b149b'
-const INITRAMFS_KEY = '7e0042f1fb4120eeeb0c'
-const CACHE_KEY = 'a0a18d4f56b1d9ecf9f8'
+const INITRAMFS_KEY = 'da533d5be5f7c8f0c1e4'
+const CACHE_KEY = 'e04bd04c77131c982a63'

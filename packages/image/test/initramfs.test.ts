@@ -1,84 +1,93 @@
-// guest/init and the initramfs around it. The guest cannot boot to /init on our host yet
-// (../../../shared/docs/host-kvm.md), so the script is checked for content and, with Debian's
-// busybox, for syntax and for applets that exist; never run: it writes to physical memory.
-import { execFileSync, spawnSync } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
+// guest/init, guest/inittab and the initramfs around them. The guest cannot boot to /init on our
+// host yet (../../../shared/docs/host-kvm.md), so /init is checked for content and, with Debian's
+// busybox, for syntax and applets; it is never run here: it writes to physical memory. busybox
+// init with our inittab is run, as PID 1 of a PID namespace in a chroot of the initramfs.
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { INIT_PATH } from '../src/guest.js'
+import { INIT_PATH, INITTAB_PATH } from '../src/guest.js'
 import { buildInitramfs, busyboxApplets, DEVICE_NODES, initramfsEntries } from '../src/initramfs.js'
 
 const init = readFileSync(INIT_PATH, 'utf8')
+const inittab = readFileSync(INITTAB_PATH, 'utf8')
 // Debian's busybox-static installs /bin/busybox; busybox (dynamic) too: either has the applets.
 const busybox = existsSync('/bin/busybox') ? '/bin/busybox' : undefined
 if (!busybox)
-  console.warn('busybox checks of guest/init skipped: no /bin/busybox (apt-get install -y busybox-static)')
+  console.warn('busybox checks of guest/ skipped: no /bin/busybox (apt-get install -y busybox-static)')
 const hasCpio = spawnSync('cpio', ['--version']).status === 0
+// A PID namespace needs CAP_SYS_ADMIN; `unshare` is util-linux.
+const canUnshare =
+  process.getuid?.() === 0 && spawnSync('unshare', ['--pid', '--fork', '--mount', 'true']).status === 0
+if (!canUnshare) console.warn('busybox init test skipped: needs root and unshare(1) for a PID namespace')
 
-/** The script's lines without comments and blank lines. */
-const code = init
-  .split('\n')
-  .map((l) => l.trim())
-  .filter((l) => l !== '' && !l.startsWith('#'))
+/** Lines without comments and blank lines. */
+const code = (text: string) =>
+  text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#'))
 
 describe('guest/init', () => {
+  const lines = code(init)
+
   it('is a shell script', () => {
     expect(init.startsWith('#!/bin/sh\n')).toBe(true)
   })
 
-  it('mounts proc, sysfs and devtmpfs before anything uses them', () => {
-    const at = (s: string) => code.findIndex((l) => l.startsWith(s))
-    expect(at('mount -t proc proc /proc')).toBeGreaterThanOrEqual(0)
-    expect(at('mount -t sysfs sysfs /sys')).toBeGreaterThanOrEqual(0)
-    expect(at('mount -t devtmpfs devtmpfs /dev')).toBeGreaterThanOrEqual(0)
-    // cttyhack finds the console through /sys/class/tty/console/active.
-    expect(at('mount -t sysfs')).toBeLessThan(at('setsid cttyhack sh'))
-  })
-
-  it('writes the boot-timer byte 123 at 0xC0000000, then prints the marker line', () => {
-    const timer = code.findIndex((l) => /^devmem 0xc0000000 8 123\b/.test(l))
-    const marker = code.indexOf('echo "vmm-guest: init reached"')
-    expect(timer).toBeGreaterThanOrEqual(0)
-    expect(marker).toBeGreaterThan(timer)
-  })
-
-  it('gives a shell on the console and powers off after it, and on poweroff/reboot/halt', () => {
-    expect(code).toContain('setsid cttyhack sh -l &')
-    expect(code).toContain('wait $!')
-    expect(code.at(-1)).toBe('poweroff -f')
-    // busybox's halt.c: halt -> SIGUSR1, poweroff -> SIGUSR2, reboot -> SIGTERM to PID 1.
-    expect(code).toEqual(
-      expect.arrayContaining(["trap 'poweroff -f' USR2", "trap 'reboot -f' TERM", "trap 'halt -f' USR1"]),
+  it('mounts proc, sysfs and devtmpfs', () => {
+    expect(lines).toEqual(
+      expect.arrayContaining([
+        'mount -t proc proc /proc',
+        'mount -t sysfs sysfs /sys',
+        'mount -t devtmpfs devtmpfs /dev',
+      ]),
     )
+  })
+
+  it('writes the boot-timer byte 123 at 0xC0000000, prints the marker line, then becomes busybox init', () => {
+    const timer = lines.findIndex((l) => /^devmem 0xc0000000 8 123\b/.test(l))
+    const marker = lines.indexOf('echo "vmm-guest: init reached"')
+    expect(timer).toBeGreaterThan(lines.indexOf('mount -t devtmpfs devtmpfs /dev'))
+    expect(marker).toBeGreaterThan(timer)
+    expect(lines.at(-1)).toBe('exec /sbin/init')
   })
 
   it.skipIf(!busybox)('parses with busybox sh, and every command it runs is a busybox applet', () => {
     expect(spawnSync(busybox!, ['sh', '-n', INIT_PATH]).status).toBe(0)
     const applets = new Set(busyboxApplets(busybox!).map((a) => a.split('/').at(-1)))
-    const builtins = new Set(['export', 'echo', 'trap', 'wait'])
-    // A command's first word, and the command that setsid or cttyhack runs in turn.
-    const wrappers = new Set(['setsid', 'cttyhack'])
-    const commands = code.flatMap((l) =>
-      l.split(/\|\||&&|[;&]/).flatMap((part) => {
-        const words = part.trim().split(/\s+/)
-        let n = 1
-        while (n < words.length && wrappers.has(words[n - 1]!)) n++
-        return words.slice(0, n).filter((w) => w !== '')
-      }),
+    const builtins = new Set(['export', 'echo', 'exec'])
+    const commands = lines.flatMap((l) => l.split(/\|\||&&|;/).map((part) => part.trim().split(/\s+/)))
+    const missing = commands.flatMap((words) =>
+      words[0] === 'exec' ? [words[1]!.split('/').at(-1)!] : builtins.has(words[0]!) ? [] : [words[0]!],
     )
-    const missing = commands.filter((c) => !builtins.has(c) && !applets.has(c))
-    expect(missing).toEqual([])
-    expect(commands).toEqual(
-      expect.arrayContaining(['mount', 'devmem', 'setsid', 'cttyhack', 'sh', 'poweroff']),
-    )
+    expect(missing.filter((c) => !applets.has(c))).toEqual([])
+    expect(missing).toEqual(expect.arrayContaining(['mount', 'devmem', 'init']))
+  })
+})
+
+describe('guest/inittab', () => {
+  it('respawns a shell on the console through cttyhack, and reboots on Ctrl-Alt-Del', () => {
+    expect(code(inittab)).toEqual(['::respawn:/bin/cttyhack /bin/sh -l', '::ctrlaltdel:/sbin/reboot'])
+  })
+
+  it.skipIf(!busybox)('names busybox applets at the paths the initramfs links them', () => {
+    const applets = new Set(busyboxApplets(busybox!))
+    for (const l of code(inittab)) {
+      const command = l.split(':').at(-1)!.split(' ')[0]!
+      expect(applets.has(command.slice(1)), command).toBe(true)
+    }
   })
 })
 
 describe('initramfs', () => {
-  it('has /dev/console and the other nodes, busybox, links to it and an executable /init', () => {
+  it('has /dev/console and the other nodes, busybox, links to it, /etc/inittab and an executable /init', () => {
     const entries = initramfsEntries(
       new Uint8Array([1, 2]),
       ['bin/sh', 'sbin/poweroff', 'bin/busybox'],
-      '#!/bin/sh\n',
+      'I',
+      'T',
     )
     expect(entries).toEqual(expect.arrayContaining([...DEVICE_NODES]))
     expect(entries).toContainEqual({ type: 'char', path: 'dev/console', major: 5, minor: 1, mode: 0o600 })
@@ -87,7 +96,8 @@ describe('initramfs', () => {
     expect(entries.filter((e) => e.path === 'bin/busybox')).toEqual([
       { type: 'file', path: 'bin/busybox', data: new Uint8Array([1, 2]), mode: 0o755 },
     ])
-    expect(entries.at(-1)).toEqual({ type: 'file', path: 'init', data: '#!/bin/sh\n', mode: 0o755 })
+    expect(entries).toContainEqual({ type: 'file', path: 'etc/inittab', data: 'T', mode: 0o644 })
+    expect(entries.at(-1)).toEqual({ type: 'file', path: 'init', data: 'I', mode: 0o755 })
   })
 
   it.skipIf(!busybox || !hasCpio)(
@@ -95,14 +105,55 @@ describe('initramfs', () => {
     () => {
       // buildInitramfs takes an unpacked package root; / is one for an installed busybox.
       const listing = execFileSync('sh', ['-c', 'gzip -dc | cpio -tv --quiet'], {
-        input: buildInitramfs('/', init),
+        input: buildInitramfs('/', init, inittab),
         encoding: 'utf8',
       })
       expect(listing).toMatch(/^-rwxr-xr-x .* init$/m)
+      expect(listing).toMatch(/^-rw-r--r-- .* etc\/inittab$/m)
       expect(listing).toMatch(/^-rwxr-xr-x .* bin\/busybox$/m)
       expect(listing).toMatch(/^lrwxrwxrwx .* bin\/sh -> \/bin\/busybox$/m)
       expect(listing).toMatch(/^lrwxrwxrwx .* sbin\/devmem -> \/bin\/busybox$/m)
       expect(listing).toMatch(/^crw------- .* 5,\s+1 .* dev\/console$/m)
     },
+  )
+
+  it.skipIf(!busybox || !hasCpio || !canUnshare)(
+    'busybox init with our inittab: a shell that respawns, and poweroff ends PID 1',
+    async () => {
+      // The archive unpacked without dev/ (its nodes would be the host's console and memory);
+      // /init is not run (devmem). In a PID namespace, poweroff makes the kernel kill the
+      // namespace's init with SIGINT (reboot(2)), which unshare passes on.
+      const root = mkdtempSync(join(tmpdir(), 'vmm-initramfs-'))
+      try {
+        execFileSync('sh', ['-c', `gzip -dc | cpio -id --quiet --nonmatching 'dev/*'`], {
+          cwd: root,
+          input: buildInitramfs('/', init, inittab),
+        })
+        const child = spawn('unshare', ['--pid', '--fork', '--mount', 'chroot', root, '/sbin/init'], {
+          env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
+          stdio: ['pipe', 'pipe', 'pipe'],
+        })
+        let out = ''
+        child.stdout.on('data', (d) => (out += d))
+        child.stderr.on('data', (d) => (out += d))
+        const ended = new Promise<NodeJS.Signals | number | null>((resolve) =>
+          child.on('exit', (code, signal) => resolve(signal ?? code)),
+        )
+        const waitFor = async (text: string) => {
+          for (let i = 0; i < 200 && !out.includes(text); i++) await new Promise((r) => setTimeout(r, 50))
+          expect(out).toContain(text)
+        }
+        // The shell reads commands from the pipe; `exit` ends it and init starts another.
+        child.stdin.write('echo first-$((6*7))\nexit\n')
+        await waitFor('first-42')
+        child.stdin.write('echo second-$((6*7))\npoweroff\n')
+        await waitFor('second-42')
+        expect(await ended).toBe('SIGINT')
+        expect(out).toContain('Requesting system poweroff')
+      } finally {
+        rmSync(root, { recursive: true, force: true })
+      }
+    },
+    20_000,
   )
 })
