@@ -6,6 +6,6 @@ name=$1; secs=$2; shift 2
 dir=investigations/linux-on-pvm
 sed "s|@EXTRA@|$*|" $dir/minimal.yaml > $dir/runs/$name.yaml
 start=$(date +%s.%N)
-timeout "$secs" node packages/core/dist/cli/main.js run $dir/runs/$name.yaml < /dev/null > $dir/runs/$name.log 2>&1
+VMM_PROFILE_GUEST=$dir/runs/$name.profile VMM_TRACE_EMULATION=${VMM_TRACE_EMULATION:-1} timeout "$secs" node packages/core/dist/cli/main.js run $dir/runs/$name.yaml < /dev/null > $dir/runs/$name.log 2>&1
 rc=$?
 echo "[run.sh] exit $rc after $(echo "$(date +%s.%N) - $start" | bc) s wall; extra args: $*" >> $dir/runs/$name.log

@@ -1,6 +1,7 @@
 // The `linux` component: direct kernel boot of an ELF vmlinux (64-bit or PVH entry) or a bzImage,
 // with an initrd and a command line, on a machine's vCPUs.
-import { readFileSync, statSync } from 'node:fs'
+import { existsSync, readFileSync, statSync } from 'node:fs'
+import { gunzipSync } from 'node:zlib'
 import {
   type Component,
   type ComponentType,
@@ -53,7 +54,7 @@ export class Linux implements Component {
     const ram = ramOf(memory)
     const plan = loadLinux(memory, {
       kernel: { name: config.kernel, bytes: readFileSync(config.kernel) },
-      ...(config.initrd ? { initrd: { name: config.initrd, bytes: readFileSync(config.initrd) } } : {}),
+      ...(config.initrd ? { initrd: { name: config.initrd, bytes: initrdBytes(config.initrd) } } : {}),
       cmdline: config.cmdline,
       entry: config.entry,
       layout: config.layout,
@@ -67,7 +68,7 @@ export class Linux implements Component {
         if (isX86Vcpu(v)) setupX86Vcpu(v, vcpuCpuid(supported, v.id, vcpus.length, config.cpu.hide))
         // kvm_pvm hosts emulate guest kernel code and stop on instructions their emulator lacks
         // (int3, popcnt): finish those here instead of failing the run (boot/emulate.ts).
-        handleEmulationFailures(v)
+        handleEmulationFailures(v, memory)
       }
     }
     const boot = vcpus[0]!
@@ -75,6 +76,23 @@ export class Linux implements Component {
     boot.setSregs(sregs)
     boot.setRegs(regs)
   }
+}
+
+/**
+ * On kvm_pvm hosts the guest kernel's code runs through KVM's instruction emulator, where
+ * inflating a 1 MiB gzip initramfs takes minutes (investigations/linux-on-pvm/README.md). Linux
+ * takes an uncompressed cpio as well, so there the VMM inflates a gzip initrd itself (all its
+ * members: concatenated archives stay concatenated). Elsewhere the file goes in as it is.
+ */
+function initrdBytes(path: string): Uint8Array {
+  const bytes = readFileSync(path)
+  const gzip = bytes[0] === 0x1f && bytes[1] === 0x8b
+  return gzip && emulatesGuestKernel() ? gunzipSync(bytes) : bytes
+}
+
+/** Whether /dev/kvm is kvm_pvm (guest kernel code emulated; ../../../shared/docs/host-kvm.md). */
+function emulatesGuestKernel(): boolean {
+  return existsSync('/sys/module/kvm_pvm')
 }
 
 /** The RAM ranges of the machine's memory model (both core models expose their segments). */

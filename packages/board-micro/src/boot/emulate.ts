@@ -9,7 +9,8 @@
 // alternatives chose it because the hardware CPUID bit shows through), and `clac`/`stac` (SMAP's
 // user-access brackets in every kernel entry) set EFLAGS.AC, and `fwait` is skipped. Anything else still ends the run with
 // the bytes in the reason, as before.
-import type { ExitHandler, Regs, Vcpu, VcpuExit } from '@vmm/core'
+import { writeFileSync } from 'node:fs'
+import type { ExitHandler, GuestMemory, Regs, Vcpu, VcpuExit } from '@vmm/core'
 
 /** KVM_INTERNAL_ERROR_EMULATION */
 const EMULATION_FAILURE = 1
@@ -127,7 +128,9 @@ export const emulated = new Map<string, number>()
  * completeEmulationFailure and resumes the vCPU when it handled one. The machine's own handler
  * (which ends the run on an internal error) sees only the failures left.
  */
-export function handleEmulationFailures(vcpu: Vcpu): void {
+export function handleEmulationFailures(vcpu: Vcpu, memory?: GuestMemory): void {
+  const trace = process.env.VMM_TRACE_EMULATION === '1'
+  const profile = memory && process.env.VMM_PROFILE_GUEST ? guestProfiler(memory, process.env.VMM_PROFILE_GUEST) : undefined
   const run = vcpu.run.bind(vcpu)
   const wrapped = (handler: ExitHandler): Promise<VcpuExit> =>
     run({
@@ -136,13 +139,66 @@ export function handleEmulationFailures(vcpu: Vcpu): void {
       mmioRead: handler.mmioRead.bind(handler),
       mmioWrite: handler.mmioWrite.bind(handler),
       onExit: (exit, v) => {
+        const rip = trace ? v.getRegs().rip : 0n
+        if (profile && exit.kind === 'internal-error') profile(v)
         const done = completeEmulationFailure(exit, v)
         if (done) {
-          emulated.set(done, (emulated.get(done) ?? 0) + 1)
+          const n = (emulated.get(done) ?? 0) + 1
+          emulated.set(done, n)
+          // VMM_TRACE_EMULATION=1: the first few of each kind, then every 10,000th, on stderr.
+          if (trace && (n <= 5 || n % 10000 === 0))
+            process.stderr.write(`[emulate] vCPU ${v.id}: ${done} #${n} at rip 0x${rip.toString(16)}\r\n`)
           return 'resume'
         }
         return handler.onExit(exit, v)
       },
     })
   Object.defineProperty(vcpu, 'run', { value: wrapped, configurable: true, writable: true })
+}
+
+/**
+ * A sampling profile of the guest kernel for investigations (VMM_PROFILE_GUEST=<file>): on kvm_pvm
+ * hosts every interrupt entry stops at its `clac`, with the interrupted context's frame (rip, cs,
+ * rflags, rsp, ss) on the stack; the interrupted rip is counted, and the counts are written to
+ * <file> (hex rip, count) every 200 samples and when the process exits.
+ */
+function guestProfiler(memory: GuestMemory, file: string): (vcpu: Vcpu) => void {
+  const counts = new Map<bigint, number>()
+  let total = 0
+  const dump = () => {
+    const rows = [...counts].sort((a, b) => b[1] - a[1])
+    writeFileSync(file, `${rows.map(([rip, n]) => `${rip.toString(16)} ${n}`).join('\n')}\n`)
+  }
+  process.on('exit', dump)
+  const PA = 0x000ffffffffff000n
+  const read = (pa: bigint) => memory.readU64(Number(pa) as never)
+  const translate = (cr3: bigint, va: bigint): bigint | undefined => {
+    let table = cr3 & PA
+    for (const shift of [39n, 30n, 21n, 12n]) {
+      const e = read(table + ((va >> shift) & 511n) * 8n)
+      if (!(e & 1n)) return undefined
+      if ((shift === 30n || shift === 21n) && e & 0x80n) {
+        const mask = (1n << shift) - 1n
+        return (e & PA & ~mask) + (va & mask)
+      }
+      table = e & PA
+    }
+    return table + (va & 0xfffn)
+  }
+  return (vcpu) => {
+    try {
+      const { rsp } = vcpu.getRegs()
+      const cr3 = vcpu.getSregs().cr3
+      const pa = translate(cr3, rsp)
+      const cs = pa === undefined ? undefined : translate(cr3, rsp + 8n)
+      if (pa === undefined || cs === undefined) return
+      const frameCs = read(cs)
+      if (frameCs !== 0x10n && frameCs !== 0x33n) return // not an interrupt frame
+      const rip = frameCs === 0x33n ? 0n : read(pa) // user mode counts as 0
+      counts.set(rip, (counts.get(rip) ?? 0) + 1)
+      if (++total % 200 === 0) dump() // also when the run is killed
+    } catch {
+      // a stack outside RAM: not a sample
+    }
+  }
 }
