@@ -12,6 +12,7 @@ import {
   elf64Kernel,
   floodKernel,
   panicKernel,
+  powerDownKernel,
   pvhKernel,
   tripleFaultKernel,
 } from './fake-kernels.js'
@@ -100,5 +101,14 @@ describe.skipIf(kvmUnavailable)('micro board: direct boot on /dev/kvm', () => {
     expect(output.length).toBe(count)
     const expected = Array.from({ length: count }, (_, i) => String.fromCharCode(0x61 + (i % 26))).join('')
     expect(output === expected).toBe(true)
+  })
+
+  it('ends the run as a power-off when Linux powers down without ACPI', async () => {
+    const { result } = await boot(powerDownKernel(), { entry: 'linux64' })
+    expect(result).toMatchObject({
+      status: 'guest-exit',
+      code: 0,
+      reason: 'guest powered off (reboot: Power down)',
+    })
   })
 })

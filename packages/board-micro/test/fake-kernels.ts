@@ -181,9 +181,9 @@ _start:
   jmp 1b
 2: hlt
   jmp 2b
-msg: .ascii "Kernel panic - not syncing: VFS: Unable to mount root fs\\n"
-     .ascii "CPU: 0 PID: 1 Comm: swapper/0\\n"
-     .asciz "---[ end Kernel panic - not syncing: VFS: Unable to mount root fs ]---\\n"
+msg: .ascii "[    1.000000] Kernel panic - not syncing: VFS: Unable to mount root fs\\n"
+     .ascii "[    1.000001] CPU: 0 PID: 1 Comm: swapper/0\\n"
+     .asciz "[    1.000002] ---[ end Kernel panic - not syncing: VFS: Unable to mount root fs ]---\\n"
 `,
     ['-Ttext=0x1000000', '-e', '_start'],
   )
@@ -220,6 +220,31 @@ _start:
   mov al, 0xfe
   out 0x64, al
   hlt
+`,
+    ['-Ttext=0x1000000', '-e', '_start'],
+  )
+}
+
+/** A 64-bit ELF that prints what Linux prints when it powers off without ACPI, then halts. */
+export function powerDownKernel(): string {
+  return build(
+    'powerdown',
+    `.text
+.code64
+.globl _start
+_start:
+  mov dx, 0x3f8
+  lea rbx, [rip + msg]
+1: mov al, [rbx]
+  test al, al
+  jz 2f
+  out dx, al
+  inc rbx
+  jmp 1b
+2: cli
+  hlt
+  jmp 2b
+msg: .asciz "[   10.000000] reboot: Power down\\n"
 `,
     ['-Ttext=0x1000000', '-e', '_start'],
   )

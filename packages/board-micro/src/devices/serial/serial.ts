@@ -23,6 +23,7 @@ export interface SerialConfig {
 
 const CTRL_A = 0x01
 const PANIC_END = '---[ end Kernel panic'
+const POWER_DOWN = 'reboot: Power down'
 /** `vmm run`'s exit code when the guest kernel panicked (1 is a VMM-side failure, 0 a clean end). */
 export const GUEST_PANIC_EXIT_CODE = 3
 
@@ -59,10 +60,11 @@ export class Serial implements PioDevice, Component {
   private lineLength = 0
 
   /**
-   * Watches the console for the end of a Linux panic ("---[ end Kernel panic - not syncing: ...").
-   * A micro VM has no ACPI or pvpanic device to say so, and with panic=N the kernel then reboots,
-   * which would look like a clean reboot: ending the run here gives it its own exit code, after
-   * the whole panic report has been printed.
+   * Watches the console for how a Linux guest ends, which a micro VM has no device to report: the
+   * last line of a panic report ("---[ end Kernel panic - not syncing: ..."; with panic=N the
+   * kernel would then reboot, which would look like a clean reboot) ends the run with its own exit
+   * code once the whole report is out, and "reboot: Power down" (poweroff without ACPI: the kernel
+   * halts its CPUs) ends it as a power-off.
    */
   private watchLine(bytes: Uint8Array): void {
     for (const b of bytes) {
@@ -70,10 +72,15 @@ export class Serial implements PioDevice, Component {
         if (this.lineLength < this.line.length) this.line[this.lineLength++] = b
         continue
       }
-      if (this.lineLength >= PANIC_END.length && this.line[0] === 0x2d /* - */) {
-        const text = new TextDecoder().decode(this.line.subarray(0, this.lineLength)).trimEnd()
+      if (this.lineLength > 0) {
+        // printk's "[   12.345678] " prefix, when the kernel has PRINTK_TIME
+        const text = new TextDecoder()
+          .decode(this.line.subarray(0, this.lineLength))
+          .trimEnd()
+          .replace(/^\[\s*\d+\.\d+\]\s*/, '')
         if (text.startsWith(PANIC_END))
           this.machine.requestStop(`guest kernel panic: ${text}`, GUEST_PANIC_EXIT_CODE)
+        else if (text === POWER_DOWN) this.machine.requestStop('guest powered off (reboot: Power down)', 0)
       }
       this.lineLength = 0
     }
