@@ -1,6 +1,6 @@
 #!/bin/sh
 # profile.sh PROFILE: the sampled guest rips (VMM_PROFILE_GUEST) per kernel function, from System.map.
-map=$(dirname "$(grep -m1 '^    kernel:' "$(dirname "$0")/minimal.yaml" | awk '{print $2}')")/System.map
+map=$(dirname "$(node packages/image/dist/cli.js path --json | node -e 'console.log(JSON.parse(require("fs").readFileSync(0)).vmlinux)')")/System.map
 grep -E ' [tTwW] ' "$map" | sort > /tmp/pvm-syms.txt
 sort "$1" | join -a1 -j1 /dev/null - 2>/dev/null >/dev/null
 python3 - "$1" /tmp/pvm-syms.txt <<'P'

@@ -4,7 +4,11 @@
 cd "$(dirname "$0")/../.." || exit 1
 name=$1; secs=$2; shift 2
 dir=investigations/linux-on-pvm
-sed "s|@EXTRA@|$*|" $dir/minimal.yaml > $dir/runs/$name.yaml
+# The default guest's current paths (packages/image's cache; its keys change with its inputs).
+paths=$(node packages/image/dist/cli.js path --json) || exit 1
+kernel=$(echo "$paths" | node -e 'console.log(JSON.parse(require("fs").readFileSync(0)).vmlinux)')
+initrd=$(echo "$paths" | node -e 'console.log(JSON.parse(require("fs").readFileSync(0)).initramfs)')
+sed "s|@EXTRA@|$*|; s|@KERNEL@|$kernel|; s|@INITRD@|$initrd|" $dir/minimal.yaml > $dir/runs/$name.yaml
 start=$(date +%s.%N)
 VMM_PROFILE_GUEST=$dir/runs/$name.profile VMM_TRACE_EMULATION=${VMM_TRACE_EMULATION:-1} timeout "$secs" node packages/core/dist/cli/main.js run $dir/runs/$name.yaml < /dev/null > $dir/runs/$name.log 2>&1
 rc=$?

@@ -130,7 +130,8 @@ export const emulated = new Map<string, number>()
  */
 export function handleEmulationFailures(vcpu: Vcpu, memory?: GuestMemory): void {
   const trace = process.env.VMM_TRACE_EMULATION === '1'
-  const profile = memory && process.env.VMM_PROFILE_GUEST ? guestProfiler(memory, process.env.VMM_PROFILE_GUEST) : undefined
+  const profile =
+    memory && process.env.VMM_PROFILE_GUEST ? guestProfiler(memory, process.env.VMM_PROFILE_GUEST) : undefined
   const run = vcpu.run.bind(vcpu)
   const wrapped = (handler: ExitHandler): Promise<VcpuExit> =>
     run({
