@@ -6,9 +6,9 @@
 // instructions a Linux guest executes whatever CPUID says, so the VMM finishes them itself and
 // resumes: `int3` becomes the #BP the guest expects (Linux's int3 self-test and its text patching
 // rely on it), a register-to-register `popcnt` is computed (hweight, when the kernel's
-// alternatives chose it because the hardware CPUID bit shows through), and `clac`/`stac` (SMAP's
-// user-access brackets in every kernel entry) set EFLAGS.AC, and `fwait` is skipped. Anything else still ends the run with
-// the bytes in the reason, as before.
+// alternatives chose it because the hardware CPUID bit shows through), `clac`/`stac` (SMAP's
+// user-access brackets in every kernel entry) set EFLAGS.AC, and `fwait` is skipped. Anything
+// else still ends the run with the bytes in the reason, as before.
 import { writeFileSync } from 'node:fs'
 import type { ExitHandler, GuestMemory, Regs, Vcpu, VcpuExit } from '@vmm/core'
 
