@@ -163,10 +163,11 @@ export function bzImageKernel(): string {
   return out
 }
 
-/** A 64-bit ELF that prints a Linux-style panic report on the serial port, then halts forever. */
-export function panicKernel(): string {
+/** A 64-bit ELF that prints `lines` on the serial port, then halts for good (interrupts off). */
+function printingKernel(name: string, lines: readonly string[]): string {
+  const text = lines.map((l) => `.ascii ${JSON.stringify(`${l}\n`)}`).join('\n')
   return build(
-    'panic',
+    name,
     `.text
 .code64
 .globl _start
@@ -179,14 +180,29 @@ _start:
   out dx, al
   inc rbx
   jmp 1b
-2: hlt
+2: cli
+  hlt
   jmp 2b
-msg: .ascii "[    1.000000] Kernel panic - not syncing: VFS: Unable to mount root fs\\n"
-     .ascii "[    1.000001] CPU: 0 PID: 1 Comm: swapper/0\\n"
-     .asciz "[    1.000002] ---[ end Kernel panic - not syncing: VFS: Unable to mount root fs ]---\\n"
+msg:
+${text}
+.byte 0
 `,
     ['-Ttext=0x1000000', '-e', '_start'],
   )
+}
+
+/** Prints a Linux-style panic report (printk timestamps included), then halts. */
+export function panicKernel(): string {
+  return printingKernel('panic', [
+    '[    1.000000] Kernel panic - not syncing: VFS: Unable to mount root fs',
+    '[    1.000001] CPU: 0 PID: 1 Comm: swapper/0',
+    '[    1.000002] ---[ end Kernel panic - not syncing: VFS: Unable to mount root fs ]---',
+  ])
+}
+
+/** Prints what Linux prints when it powers off without ACPI, then halts. */
+export function powerDownKernel(): string {
+  return printingKernel('powerdown', ['[   10.000000] reboot: Power down'])
 }
 
 /** A 64-bit ELF that executes ud2 with an empty IDT: #UD, #GP, #DF, then a triple fault. */
@@ -220,31 +236,6 @@ _start:
   mov al, 0xfe
   out 0x64, al
   hlt
-`,
-    ['-Ttext=0x1000000', '-e', '_start'],
-  )
-}
-
-/** A 64-bit ELF that prints what Linux prints when it powers off without ACPI, then halts. */
-export function powerDownKernel(): string {
-  return build(
-    'powerdown',
-    `.text
-.code64
-.globl _start
-_start:
-  mov dx, 0x3f8
-  lea rbx, [rip + msg]
-1: mov al, [rbx]
-  test al, al
-  jz 2f
-  out dx, al
-  inc rbx
-  jmp 1b
-2: cli
-  hlt
-  jmp 2b
-msg: .asciz "[   10.000000] reboot: Power down\\n"
 `,
     ['-Ttext=0x1000000', '-e', '_start'],
   )

@@ -164,3 +164,15 @@ export interface Sregs {
   apic_base: bigint
   interrupt_bitmap: bigint[]
 }
+
+/** One CPUID leaf as KVM exchanges it (struct kvm_cpuid_entry2); boards set them per vCPU. */
+export interface CpuidEntry {
+  function: number
+  index: number
+  /** KVM_CPUID_FLAG_SIGNIFCANT_INDEX = 1 */
+  flags: number
+  eax: number
+  ebx: number
+  ecx: number
+  edx: number
+}

@@ -1,7 +1,7 @@
 // vCPU state as KVM exchanges it (include/uapi/asm/kvm.h, x86-64), with 64-bit fields as bigint.
 // The register shapes every hypervisor shares come from core; the rest is KVM's own.
 
-export type { DescriptorTable, Regs, Segment, Sregs } from '@vmm/core'
+export type { CpuidEntry, DescriptorTable, Regs, Segment, Sregs } from '@vmm/core'
 
 export interface Fpu {
   /** 8 x87 registers, 16 bytes each. */
@@ -15,17 +15,6 @@ export interface Fpu {
   /** 16 XMM registers, 16 bytes each. */
   xmm: Uint8Array
   mxcsr: number
-}
-
-export interface CpuidEntry {
-  function: number
-  index: number
-  /** KVM_CPUID_FLAG_SIGNIFCANT_INDEX = 1 */
-  flags: number
-  eax: number
-  ebx: number
-  ecx: number
-  edx: number
 }
 
 export interface VcpuEvents {

@@ -1,6 +1,6 @@
 // Shared set-up for tests that run tiny guests on the real /dev/kvm.
 import { type ExitHandler, Kvm, type Vcpu, type VcpuExit, type Vm } from '../src/index.js'
-import { assemble } from './guest.js'
+import { assemble } from '../src/testing.js'
 
 /** Why KVM tests must skip here, printed once; undefined where /dev/kvm is usable. */
 export const kvmUnavailable = Kvm.unavailableReason()

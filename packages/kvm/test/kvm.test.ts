@@ -3,7 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { afterEach, describe, expect, it } from 'vitest'
 import { unavailableFromOpenError } from '../src/errors.js'
 import { Kvm, KvmUnavailableError, type Vcpu, type VcpuExit } from '../src/index.js'
-import { assemble } from './guest.js'
+import { assemble } from '../src/testing.js'
 import {
   type Guest,
   handler,

@@ -8,13 +8,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { FlatMemory, guestAddress, IrqChipLine, RamBacking } from '@vmm/core'
 import { type ExitHandler, Kvm, type Vcpu } from '@vmm/kvm'
+import { assemble } from '@vmm/kvm/testing'
 import { afterAll, describe, expect, it } from 'vitest'
 import { BlockDevice } from '../src/devices/block/device.js'
 import { RngDevice } from '../src/devices/rng/device.js'
 import type { VirtioAccelerator } from '../src/mmio/accelerator.js'
 import { KvmAccelerator } from '../src/mmio/kvm.js'
 import { VirtioMmioTransport } from '../src/mmio/transport.js'
-import { assemble } from './guest.js'
 
 const kvmUnavailable = Kvm.unavailableReason()
 if (kvmUnavailable) console.warn(`[virtio kvm tests skipped] ${kvmUnavailable}`)

@@ -2,17 +2,9 @@
 // machine's topology, boot MSRs, the LAPIC's LINT pins wired like a PC, and a reset FPU. These are
 // KVM-level calls the core hypervisor interface leaves optional; a hypervisor without them (the
 // in-process test hypervisor) skips this step.
-import type { Vcpu, VirtualMachine } from '@vmm/core'
+import type { CpuidEntry, Vcpu, VirtualMachine } from '@vmm/core'
 
-export interface CpuidEntry {
-  function: number
-  index: number
-  flags: number
-  eax: number
-  ebx: number
-  ecx: number
-  edx: number
-}
+export type { CpuidEntry }
 
 /** What a vCPU must offer for this setup (satisfied by @vmm/kvm's Vcpu). */
 export interface X86Vcpu extends Vcpu {

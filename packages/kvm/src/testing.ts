@@ -1,5 +1,6 @@
-// Builds tiny guests from assembly at test time with the system toolchain (binutils `as` + `ld`),
-// so the tests carry readable source instead of opaque blobs. Results are cached per source text.
+// @vmm/kvm/testing: builds tiny guests from assembly at test time with the system toolchain
+// (binutils `as` + `ld`), so tests carry readable source instead of opaque blobs. Results are
+// cached per source text. Shared by this package's tests and other packages' KVM tests.
 import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
