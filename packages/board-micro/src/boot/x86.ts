@@ -50,15 +50,24 @@ const CODE32 = gdtEntry(0xc09b, 0, 0xfffff) // present, code exec/read accessed,
 const DATA = gdtEntry(0xc093, 0, 0xfffff) // present, data read/write accessed, B, G
 const TSS = gdtEntry(0x008b, 0, 0x67) // present, busy 32-bit TSS
 
-/** Writes the GDT (null, null, code, data, TSS) and an empty IDT; returns the segments. */
-function writeGdt(memory: GuestMemory, layout: BootLayout, code: bigint) {
+/**
+ * Writes the GDT (null, null, code, data, TSS) and an empty IDT, and returns `sregs` with every
+ * segment register, GDTR and IDTR loaded from them (flat segments, as both entry points expect).
+ */
+function flatSegments(memory: GuestMemory, layout: BootLayout, code: bigint, sregs: Sregs): Sregs {
   const table = [0n, 0n, code, DATA, TSS]
   for (const [i, e] of table.entries()) memory.writeU64(guestAddress(layout.gdt + i * 8), e)
   memory.writeU64(guestAddress(layout.idt), 0n)
+  const data = segmentFromEntry(DATA, BOOT_DS)
   return {
-    code: segmentFromEntry(code, BOOT_CS),
-    data: segmentFromEntry(DATA, BOOT_DS),
-    tss: segmentFromEntry(TSS, BOOT_TSS),
+    ...sregs,
+    cs: segmentFromEntry(code, BOOT_CS),
+    ds: data,
+    es: data,
+    fs: data,
+    gs: data,
+    ss: data,
+    tr: segmentFromEntry(TSS, BOOT_TSS),
     gdt: { base: BigInt(layout.gdt), limit: table.length * 8 - 1 },
     idt: { base: BigInt(layout.idt), limit: 7 },
   }
@@ -91,19 +100,10 @@ const EFER_LMA = 0x400n
 
 /** Long mode with paging on the identity map, as the 64-bit boot protocol requires. */
 export function longModeSregs(memory: GuestMemory, layout: BootLayout, sregs: Sregs): Sregs {
-  const seg = writeGdt(memory, layout, CODE64)
+  const flat = flatSegments(memory, layout, CODE64, sregs)
   const pml4 = writeIdentityPageTables(memory, layout)
   return {
-    ...sregs,
-    cs: seg.code,
-    ds: seg.data,
-    es: seg.data,
-    fs: seg.data,
-    gs: seg.data,
-    ss: seg.data,
-    tr: seg.tss,
-    gdt: seg.gdt,
-    idt: seg.idt,
+    ...flat,
     cr0: (sregs.cr0 | CR0_PE | CR0_PG) & ~0x60000000n, // caches on (CD, NW clear)
     cr3: BigInt(pml4),
     cr4: sregs.cr4 | CR4_PAE,
@@ -113,18 +113,8 @@ export function longModeSregs(memory: GuestMemory, layout: BootLayout, sregs: Sr
 
 /** 32-bit protected mode, paging off, flat segments: the PVH entry state (hvm/start_info.h). */
 export function protectedModeSregs(memory: GuestMemory, layout: BootLayout, sregs: Sregs): Sregs {
-  const seg = writeGdt(memory, layout, CODE32)
   return {
-    ...sregs,
-    cs: seg.code,
-    ds: seg.data,
-    es: seg.data,
-    fs: seg.data,
-    gs: seg.data,
-    ss: seg.data,
-    tr: seg.tss,
-    gdt: seg.gdt,
-    idt: seg.idt,
+    ...flatSegments(memory, layout, CODE32, sregs),
     cr0: (sregs.cr0 | CR0_PE) & ~(CR0_PG | 0x60000000n),
     cr4: 0n,
     efer: 0n,
