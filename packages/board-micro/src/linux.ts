@@ -155,7 +155,11 @@ export const linuxType: ComponentType<LinuxConfig> = {
       try {
         size = statSync(path).size
       } catch {
-        throw new ConfigError(key, `${key} file ${path} does not exist`)
+        // examples/micro.yaml points into .guest/, which `pnpm start` fills with the default guest.
+        const hint = /[/\\]\.guest[/\\]/.test(path)
+          ? ' (the default guest: `pnpm start` builds it and links it there)'
+          : ''
+        throw new ConfigError(key, `${key} file ${path} does not exist${hint}`)
       }
       if (size === 0) throw new ConfigError(key, `${key} file ${path} is empty`)
     }
