@@ -115,8 +115,6 @@ export interface NativeBinding {
   setTapOffload(fd: number, flags: number): void
   /** Bytes read into `view`, or -1 when the fd would block. */
   readFd(fd: number, view: ArrayBufferView): number
-  /** Bytes written from `view`, or -1 when the fd would block. */
-  writeFd(fd: number, view: ArrayBufferView): number
   /** writev() of the views (one packet from a descriptor chain), or -1 when the fd would block. */
   writevFd(fd: number, views: readonly ArrayBufferView[]): number
   FdWatch: new (fd: number, onReadable: (status: number) => void, ref?: boolean) => NativeFdWatch

@@ -332,29 +332,26 @@ static Napi::Value SetTapOffload(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// readFd(fd, view) -> bytes read, or -1 when it would block (EAGAIN); writeFd(fd, view) -> bytes
-// written, or -1 when it would block. Non-throwing on EAGAIN because for a packet device (tap) that
-// is the normal end of a drain loop, not an error; reads and writes go straight to/from `view`.
-static Napi::Value ReadFd(const Napi::CallbackInfo& info) {
-  Napi::TypedArray t = info[1].As<Napi::TypedArray>();
-  uint8_t* p = static_cast<uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset();
-  ssize_t n = read(Int(info[0]), p, t.ByteLength());
-  if (n < 0) {
-    if (errno == EAGAIN) return Napi::Number::New(info.Env(), -1);
-    ThrowSys(info.Env(), errno, "read");
-  }
-  return Napi::Number::New(info.Env(), double(n));
+// The bytes of a typed array (a view of guest memory, usually) as a pointer and length.
+static iovec BytesOf(const Napi::Value& v) {
+  Napi::TypedArray t = v.As<Napi::TypedArray>();
+  return {static_cast<uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset(), t.ByteLength()};
 }
 
-static Napi::Value WriteFd(const Napi::CallbackInfo& info) {
-  Napi::TypedArray t = info[1].As<Napi::TypedArray>();
-  const uint8_t* p = static_cast<const uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset();
-  ssize_t n = write(Int(info[0]), p, t.ByteLength());
+// A read/write result for JS: the byte count, or -1 when the fd would block. EAGAIN does not throw
+// because for a packet device (tap) it is the normal end of a drain loop, not an error.
+static Napi::Value IoResult(Napi::Env env, ssize_t n, const char* syscall) {
   if (n < 0) {
-    if (errno == EAGAIN) return Napi::Number::New(info.Env(), -1);
-    ThrowSys(info.Env(), errno, "write");
+    if (errno == EAGAIN) return Napi::Number::New(env, -1);
+    ThrowSys(env, errno, syscall);
   }
-  return Napi::Number::New(info.Env(), double(n));
+  return Napi::Number::New(env, double(n));
+}
+
+// readFd(fd, view) -> bytes read straight into `view`, or -1 when nothing is waiting.
+static Napi::Value ReadFd(const Napi::CallbackInfo& info) {
+  iovec b = BytesOf(info[1]);
+  return IoResult(info.Env(), read(Int(info[0]), b.iov_base, b.iov_len), "read");
 }
 
 // writevFd(fd, [views]) -> bytes written, or -1 when it would block: one packet from several guest
@@ -363,17 +360,8 @@ static Napi::Value WritevFd(const Napi::CallbackInfo& info) {
   Napi::Array a = info[1].As<Napi::Array>();
   uint32_t n = std::min<uint32_t>(a.Length(), 1024);
   std::vector<iovec> iov(n);
-  for (uint32_t i = 0; i < n; i++) {
-    Napi::TypedArray t = a.Get(i).As<Napi::TypedArray>();
-    iov[i].iov_base = static_cast<uint8_t*>(t.ArrayBuffer().Data()) + t.ByteOffset();
-    iov[i].iov_len = t.ByteLength();
-  }
-  ssize_t r = writev(Int(info[0]), iov.data(), int(n));
-  if (r < 0) {
-    if (errno == EAGAIN) return Napi::Number::New(info.Env(), -1);
-    ThrowSys(info.Env(), errno, "writev");
-  }
-  return Napi::Number::New(info.Env(), double(r));
+  for (uint32_t i = 0; i < n; i++) iov[i] = BytesOf(a.Get(i));
+  return IoResult(info.Env(), writev(Int(info[0]), iov.data(), int(n)), "writev");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1489,7 +1477,6 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("openTap", Napi::Function::New(env, OpenTap));
   exports.Set("setTapOffload", Napi::Function::New(env, SetTapOffload));
   exports.Set("readFd", Napi::Function::New(env, ReadFd));
-  exports.Set("writeFd", Napi::Function::New(env, WriteFd));
   exports.Set("writevFd", Napi::Function::New(env, WritevFd));
   exports.Set("Vm", Vm::Init(env));
   return exports;
