@@ -1,16 +1,7 @@
 // The typed contract of the native module (src/native/binding.cc) and its loader.
 // Every function here is a thin syscall wrapper; policy lives in the TypeScript around it.
 import { createRequire } from 'node:module'
-
-export interface NativeCpuidEntry {
-  function: number
-  index: number
-  flags: number
-  eax: number
-  ebx: number
-  ecx: number
-  edx: number
-}
+import type { CpuidEntry } from '@vmm/core'
 
 export interface NativeMapping {
   /** One contiguous host mapping, seen by JS as chunks of `chunkSize` bytes (the last may be shorter). */
@@ -80,8 +71,8 @@ export interface NativeVm {
   setFpu(id: number, fpu: unknown): void
   getMsrs(id: number, indices: readonly number[]): bigint[]
   setMsrs(id: number, entries: readonly { index: number; data: bigint }[]): void
-  setCpuid(id: number, entries: readonly NativeCpuidEntry[]): void
-  getCpuid(id: number): NativeCpuidEntry[]
+  setCpuid(id: number, entries: readonly CpuidEntry[]): void
+  getCpuid(id: number): CpuidEntry[]
   getLapic(id: number): Uint8Array
   setLapic(id: number, regs: Uint8Array): void
   getMpState(id: number): number
@@ -101,7 +92,7 @@ export interface NativeBinding {
   apiVersion(fd: number): number
   checkExtension(fd: number, cap: number): number
   vcpuMmapSize(fd: number): number
-  supportedCpuid(fd: number): NativeCpuidEntry[]
+  supportedCpuid(fd: number): CpuidEntry[]
   msrIndexList(fd: number, feature: boolean): number[]
   mapMemory(size: number | bigint, memfdName: string | null, hugepages?: boolean): NativeMapping
   unmapMemory(buffers: ArrayBuffer[]): void
