@@ -9,8 +9,8 @@ cd "$(dirname "$0")/.."
 # binutils: tests assemble their tiny guests; lz4: unpacks Debian's kernel for loader tests (and
 # the guest kernel's LZ4 bzImage); cpio: checks the initramfs writer; acpica-tools: iasl
 # disassembles our ACPI tables in tests; make gcc libc6-dev bc bison flex perl libelf-dev xz-utils
-# tar: building the default guest kernel from Debian's linux-source (packages/image).
-PACKAGES="binutils lz4 cpio acpica-tools make gcc libc6-dev bc bison flex perl libelf-dev xz-utils tar"
+# tar patch: building the default guest kernel from Debian's linux-source (packages/image).
+PACKAGES="binutils lz4 cpio acpica-tools make gcc libc6-dev bc bison flex perl libelf-dev xz-utils tar patch"
 missing=""
 for p in $PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -8,7 +8,7 @@
 // The kernel and the initramfs have keys of their own so that editing /init does not cost a
 // five-minute kernel build; the guest's cacheKey combines both.
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { acquireLock, cacheRoot, contentKey, lockHolder, removeTemporaries } from './cache.js'
 import {
@@ -41,6 +41,20 @@ export const INSTALLED_LINUX_TARBALL = '/usr/src/linux-source-6.1.tar.xz'
 export const FRAGMENT_PATH = fileURLToPath(new URL('../kernel/micro.config', import.meta.url))
 export const INIT_PATH = fileURLToPath(new URL('../guest/init', import.meta.url))
 export const INITTAB_PATH = fileURLToPath(new URL('../guest/inittab', import.meta.url))
+/**
+ * Kernel source patches, applied in name order. Kept to what the guest cannot run without on the
+ * hosts we support; each file says why (kernel/patches/0001-*: SYSCALL on kvm_pvm hosts, issue 5).
+ */
+export const PATCHES_DIR = fileURLToPath(new URL('../kernel/patches/', import.meta.url))
+
+/** The patch files of PATCHES_DIR in the order they are applied. */
+export function kernelPatchPaths(dir = PATCHES_DIR): string[] {
+  if (!existsSync(dir)) return []
+  return readdirSync(dir)
+    .filter((n) => n.endsWith('.patch'))
+    .sort()
+    .map((n) => join(dir, n))
+}
 
 /**
  * ../../../shared/docs/anchors.md's default boot-test command line with the serial console on
@@ -81,6 +95,8 @@ export interface GuestOptions {
 /** What the keys are computed from: the content of our files and the Debian versions used. */
 export interface GuestInputs {
   fragment: string
+  /** Name and content of each kernel patch, in the order they are applied. */
+  patches: readonly { name: string; text: string }[]
   init: string
   inittab: string
   linuxSourceVersion: string
@@ -95,6 +111,7 @@ export async function resolveInputs(): Promise<GuestInputs> {
   const useInstalled = installed !== undefined && existsSync(INSTALLED_LINUX_TARBALL)
   return {
     fragment: readFileSync(FRAGMENT_PATH, 'utf8'),
+    patches: kernelPatchPaths().map((p) => ({ name: basename(p), text: readFileSync(p, 'utf8') })),
     init: readFileSync(INIT_PATH, 'utf8'),
     inittab: readFileSync(INITTAB_PATH, 'utf8'),
     linuxSourceVersion: useInstalled ? installed : await candidateVersion(LINUX_SOURCE_PACKAGE),
@@ -107,6 +124,8 @@ export function guestKeys(i: GuestInputs): { kernelKey: string; initramfsKey: st
   const kernelKey = contentKey({
     builder: BUILDER_VERSION,
     fragment: i.fragment,
+    // Absent when there are none, so that keys made before patches existed still match.
+    ...(i.patches.length > 0 ? { patches: JSON.stringify(i.patches) } : {}),
     [LINUX_SOURCE_PACKAGE]: i.linuxSourceVersion,
   })
   const initramfsKey = contentKey({
@@ -245,6 +264,7 @@ async function buildKernelEntry(
     const lines = await buildKernel({
       tarball,
       fragment: FRAGMENT_PATH,
+      patches: kernelPatchPaths(),
       workDir,
       outDir: tmp,
       onProgress: progress,

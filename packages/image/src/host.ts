@@ -35,6 +35,8 @@ export const KERNEL_TOOLS: readonly HostTool[] = [
   // CONFIG_KERNEL_LZ4 (kernel/micro.config) compresses the bzImage payload with the lz4 program.
   { command: 'lz4', aptPackage: 'lz4' },
   { command: 'tar', aptPackage: 'tar' },
+  // kernel/patches/*.patch
+  { command: 'patch', aptPackage: 'patch' },
 ]
 
 /** Programs that fetch and unpack Debian packages. */

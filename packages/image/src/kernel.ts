@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process'
 import { copyFileSync, createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 import { checkKconfig, describeMismatches, parseKconfig } from './kconfig.js'
 import type { ProgressEvent } from './progress.js'
 
@@ -14,6 +14,8 @@ export interface KernelBuildOptions {
   tarball: string
   /** The config fragment (kernel/micro.config). */
   fragment: string
+  /** Patch files (kernel/patches/*.patch) applied in this order with `patch -p1` before configuring. */
+  patches?: readonly string[]
   /** An empty scratch directory for the source tree. */
   workDir: string
   /** Where vmlinux, bzImage and config are written. */
@@ -140,6 +142,17 @@ export async function buildKernel(o: KernelBuildOptions): Promise<number> {
   stage('extract', `unpacking ${o.tarball}`)
   await runLogged('unpack the source', 'tar', ['-xJf', o.tarball, '-C', o.workDir], o.workDir, log, o.signal)
   const src = join(o.workDir, 'linux-source-6.1')
+  for (const patch of o.patches ?? []) {
+    stage('extract', `applying ${basename(patch)}`)
+    await runLogged(
+      `patch ${basename(patch)}`,
+      'patch',
+      ['-p1', '--forward', '--batch', '-i', patch],
+      src,
+      log,
+      o.signal,
+    )
+  }
 
   stage('configure', 'make tinyconfig + kernel/micro.config')
   await runLogged('make tinyconfig', 'make', ['tinyconfig'], src, log, o.signal)

@@ -37,6 +37,7 @@ describe('cacheRoot', () => {
 describe('cache keys', () => {
   const inputs: GuestInputs = {
     fragment: 'CONFIG_A=y\n',
+    patches: [],
     init: '#!/bin/sh\n',
     inittab: '::respawn:/bin/sh\n',
     linuxSourceVersion: '6.1.192-2',
@@ -58,7 +59,7 @@ describe('cache keys', () => {
     expect(contentKey({ a: 'xy', b: '' })).not.toBe(contentKey({ a: 'x', b: 'y' }))
   })
 
-  it('the kernel key follows the fragment and source version only; the initramfs key init, inittab and busybox only', () => {
+  it('the kernel key follows the fragment, patches and source version only; the initramfs key init, inittab and busybox only', () => {
     const k = guestKeys(inputs)
     const changed = (patch: Partial<GuestInputs>) => guestKeys({ ...inputs, ...patch })
     expect(changed({ init: 'x' }).kernelKey).toBe(k.kernelKey)
@@ -66,6 +67,11 @@ describe('cache keys', () => {
     expect(changed({ busyboxVersion: 'x' }).kernelKey).toBe(k.kernelKey)
     expect(changed({ fragment: 'x' }).initramfsKey).toBe(k.initramfsKey)
     expect(changed({ linuxSourceVersion: 'x' }).initramfsKey).toBe(k.initramfsKey)
+    const patched = changed({ patches: [{ name: '0001-a.patch', text: 'x' }] })
+    expect(patched.initramfsKey).toBe(k.initramfsKey)
+    expect(patched.kernelKey).not.toBe(k.kernelKey)
+    // A patch's content and its place in the order both count.
+    expect(changed({ patches: [{ name: '0001-a.patch', text: 'y' }] }).kernelKey).not.toBe(patched.kernelKey)
     // Where the tarball comes from (installed or downloaded) is not part of what gets built.
     expect(changed({ installedTarball: undefined })).toEqual(k)
     for (const patch of [

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterEach, describe, expect, it } from 'vitest'
+import { INSTALLED_LINUX_TARBALL, kernelPatchPaths } from '../src/guest.js'
 import { MissingHostPackagesError, requireFreeSpace, requireHost } from '../src/host.js'
 import { buildKernel, KernelBuildError } from '../src/kernel.js'
 import type { ProgressEvent } from '../src/progress.js'
@@ -42,16 +43,22 @@ function fakeSource(recipes: Record<string, string>, mergeConfig: string): strin
   return tarball
 }
 
-function build(tarball: string, fragmentText: string, events: ProgressEvent[] = []) {
+function build(tarball: string, fragmentText: string, events: ProgressEvent[] = [], patches: string[] = []) {
   const dir = tmp()
   const fragment = join(dir, 'micro.config')
   writeFileSync(fragment, fragmentText)
+  const patchFiles = patches.map((text, i) => {
+    const f = join(dir, `000${i}.patch`)
+    writeFileSync(f, text)
+    return f
+  })
   mkdirSync(join(dir, 'work'))
   return {
     out: join(dir, 'out'),
     run: buildKernel({
       tarball,
       fragment,
+      patches: patchFiles,
       workDir: join(dir, 'work'),
       outDir: join(dir, 'out'),
       jobs: 1,
@@ -93,6 +100,36 @@ describe('buildKernel', () => {
       /1 option\(s\) of .*micro\.config.*\n {2}CONFIG_B: wanted =y, got absent/,
     )
     expect(readFileSync(join(b.out, 'build.log'), 'utf8')).not.toContain('compiled')
+  })
+
+  it('applies the patches in order before configuring; one that does not apply stops the build', async () => {
+    const recipes = {
+      tinyconfig: 'true > .config',
+      olddefconfig: 'true',
+      bzImage: 'true',
+      vmlinux:
+        'echo elf > vmlinux; mkdir -p arch/x86/boot; echo bz > arch/x86/boot/bzImage; echo map > System.map',
+    }
+    // Makes the fake merge_config.sh write the option: the config shows the patch was applied.
+    const mergeWrites = [
+      '--- a/scripts/kconfig/merge_config.sh',
+      '+++ b/scripts/kconfig/merge_config.sh',
+      '@@ -1,2 +1,2 @@',
+      ' #!/bin/sh',
+      '-true',
+      '+echo CONFIG_A=y >> "$2"',
+      '',
+    ].join('\n')
+    const ok = build(fakeSource(recipes, 'true'), 'CONFIG_A=y\n', [], [mergeWrites])
+    await ok.run
+    expect(readFileSync(join(ok.out, 'config'), 'utf8')).toBe('CONFIG_A=y\n')
+
+    // The same patch twice: the second finds its change already made (--forward) and fails.
+    const twice = build(fakeSource(recipes, 'true'), 'CONFIG_A=y\n', [], [mergeWrites, mergeWrites])
+    const err = await twice.run.catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(KernelBuildError)
+    expect((err as KernelBuildError).step).toMatch(/^patch 0001\.patch \(exit status 1\)$/)
+    expect(existsSync(join(twice.out, 'config'))).toBe(false)
   })
 
   it('reports the compile as a fraction from kbuild lines, and copies the artefacts', async () => {
@@ -191,5 +228,26 @@ describe('host checks', () => {
     expect(() => requireFreeSpace(tmp(), 2 ** 60, 'the kernel build')).toThrow(
       /not enough disk space for the kernel build: .* GiB free in .*, 1073741824\.0 GiB needed.*VMM_CACHE_DIR/,
     )
+  })
+})
+
+// The project's own patches against the real source: a new Debian linux-source-6.1 upload that
+// moves the patched lines must fail here, not five minutes into a build.
+const tarballMissing = existsSync(INSTALLED_LINUX_TARBALL)
+  ? undefined
+  : `${INSTALLED_LINUX_TARBALL} is not installed (apt-get install linux-source-6.1)`
+if (tarballMissing) console.warn(`[kernel patch check skipped] ${tarballMissing}`)
+describe.skipIf(tarballMissing)('kernel/patches against linux-source-6.1', () => {
+  it('each patch applies to the installed source, in order', { timeout: 120_000 }, () => {
+    const patches = kernelPatchPaths()
+    expect(patches.length).toBeGreaterThan(0)
+    const files = new Set<string>()
+    for (const p of patches)
+      for (const m of readFileSync(p, 'utf8').matchAll(/^\+\+\+ b\/(\S+)/gm))
+        files.add(`linux-source-6.1/${m[1]}`)
+    const root = tmp()
+    execFileSync('tar', ['-xJf', INSTALLED_LINUX_TARBALL, '-C', root, ...files])
+    for (const p of patches)
+      execFileSync('patch', ['-p1', '--forward', '--batch', '-i', p], { cwd: join(root, 'linux-source-6.1') })
   })
 })
