@@ -49,13 +49,13 @@ export class Linux implements Component {
     @inject(Tokens.VirtualMachine) private readonly vm: VirtualMachine,
   ) {}
 
-  load({ memory, vcpus }: LoadContext): void {
+  load({ memory, vcpus, kernelCmdline }: LoadContext): void {
     const { config } = this
     const ram = ramOf(memory)
     const plan = loadLinux(memory, {
       kernel: { name: config.kernel, bytes: readFileSync(config.kernel) },
       ...(config.initrd ? { initrd: { name: config.initrd, bytes: initrdBytes(config.initrd) } } : {}),
-      cmdline: config.cmdline,
+      cmdline: withDeviceParameters(config.cmdline, kernelCmdline),
       entry: config.entry,
       layout: config.layout,
       ram,
@@ -93,6 +93,16 @@ function initrdBytes(path: string): Uint8Array {
 /** Whether /dev/kvm is kvm_pvm (guest kernel code emulated; ../../../shared/docs/host-kvm.md). */
 function emulatesGuestKernel(): boolean {
   return existsSync('/sys/module/kvm_pvm')
+}
+
+/**
+ * The manifest's command line plus the parameters devices announce themselves with
+ * (`virtio_mmio.device=4K@0xd0000000:5`), each once: one the manifest already has is not repeated.
+ */
+export function withDeviceParameters(cmdline: string, parameters: readonly string[]): string {
+  const words = new Set(cmdline.split(/\s+/))
+  const missing = parameters.filter((p) => !words.has(p))
+  return [cmdline.trim(), ...new Set(missing)].filter((w) => w !== '').join(' ')
 }
 
 /** The RAM ranges of the machine's memory model (both core models expose their segments). */

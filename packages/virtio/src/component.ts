@@ -58,7 +58,7 @@ export class VirtioMmio implements MmioDevice, Component {
   }
 
   /** The kernel command line parameter that announces this device to Linux. */
-  get cmdline(): string {
+  get kernelCmdline(): string {
     return virtioMmioCmdline(this.base, this.transport.irqNumber)
   }
 

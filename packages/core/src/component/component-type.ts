@@ -54,6 +54,12 @@ export interface ComponentType<C = Record<string, unknown>> {
 
 /** What a component may do at each lifecycle step; every method is optional. */
 export interface Component {
+  /**
+   * A kernel command-line parameter that announces this component to the guest, for devices the
+   * guest cannot discover (`virtio_mmio.device=...`): a boot component appends the ones its
+   * command line lacks (LoadContext.kernelCmdline).
+   */
+  readonly kernelCmdline?: string
   /** Put images in guest memory and set initial vCPU state (after every component is built). */
   load?(context: LoadContext): void | Promise<void>
   start?(): void | Promise<void>
@@ -67,4 +73,6 @@ export interface Component {
 export interface LoadContext {
   readonly memory: GuestMemory
   readonly vcpus: readonly Vcpu[]
+  /** Every component's `kernelCmdline`, in build order. */
+  readonly kernelCmdline: readonly string[]
 }

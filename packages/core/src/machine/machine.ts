@@ -259,7 +259,10 @@ export class Machine {
   /** Lets every component put its images in memory and set initial vCPU state. */
   async load(): Promise<void> {
     this.expect('realized')
-    const context = { memory: this.memory, vcpus: this.vcpuList }
+    const kernelCmdline = this.built
+      .map((c) => (c.instance as Component).kernelCmdline)
+      .filter((p): p is string => typeof p === 'string' && p !== '')
+    const context = { memory: this.memory, vcpus: this.vcpuList, kernelCmdline }
     for (const c of this.built) {
       const comp = c.instance as Component
       if (comp.load) await this.timed(c.id, 'load', () => comp.load!(context))
