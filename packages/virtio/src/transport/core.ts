@@ -1,0 +1,213 @@
+// What every virtio transport does the same way, whatever its registers look like (§2, §3): device
+// status and reset, feature negotiation in 32-bit windows, queue set-up rules, activation with a
+// DeviceContext, notification and DEVICE_NEEDS_RESET. virtio-mmio (§4.2) and virtio-pci (§4.1)
+// differ only in where these live and how an interrupt reaches the driver, so each transport owns
+// its register decoding and an InterruptSink, and delegates the rest here.
+import type { GuestMemory } from '@vmm/core'
+import type { DeviceContext, VirtioDevice } from '../device.js'
+import { SplitQueue } from '../queue/split-queue.js'
+import { Feature, Status } from '../spec.js'
+
+/** Features every device gets from the transport and the queues. */
+export const TRANSPORT_FEATURES: bigint =
+  (1n << Feature.VERSION_1) | (1n << Feature.RING_INDIRECT_DESC) | (1n << Feature.RING_EVENT_IDX)
+
+/** How the transport reports what happened to the device, for logs and tests. */
+export interface TransportEvents {
+  /** The device went to DEVICE_NEEDS_RESET. */
+  onNeedsReset?(error: unknown): void
+}
+
+/** How a transport tells the driver something happened (an ISR bit and a line, an MSI-X vector). */
+export interface InterruptSink {
+  /** Queue `index` has used buffers the driver asked to hear about (§2.7.7 / §2.7.10). */
+  usedBuffer(index: number): void
+  /** The configuration changed, or the device needs a reset (§2.5.1, §2.1.2). */
+  configChange(): void
+}
+
+/**
+ * Status, features, queues and activation of one device, shared by the transports. It never throws
+ * for what the guest does: a device exception becomes DEVICE_NEEDS_RESET.
+ */
+export class TransportCore {
+  readonly queues: SplitQueue[]
+  private status = 0
+  private driverFeatures = 0n
+  private generation = 0
+  private context: (DeviceContext & { active: boolean }) | undefined
+
+  constructor(
+    readonly device: VirtioDevice,
+    private readonly memory: GuestMemory,
+    private readonly interrupts: InterruptSink,
+    private readonly events: TransportEvents = {},
+  ) {
+    this.queues = device.queueSizes.map((n) => new SplitQueue(n))
+  }
+
+  /** Every feature bit offered to the driver. */
+  get offeredFeatures(): bigint {
+    return this.device.features | TRANSPORT_FEATURES
+  }
+
+  get deviceStatus(): number {
+    return this.status
+  }
+
+  /** The configuration generation (§2.5.1); transports show as many bits of it as they have. */
+  get configGeneration(): number {
+    return this.generation
+  }
+
+  /** 32 bits of the offered features, window `select` (0: bits 0-31, 1: bits 32-63, more: 0). */
+  deviceFeatureWord(select: number): number {
+    return select > 1 ? 0 : Number((this.offeredFeatures >> BigInt(32 * select)) & 0xffff_ffffn)
+  }
+
+  /** 32 bits of what the driver accepted so far. */
+  driverFeatureWord(select: number): number {
+    return select > 1 ? 0 : Number((this.driverFeatures >> BigInt(32 * select)) & 0xffff_ffffn)
+  }
+
+  /** The driver writes window `select` of its features; §2.2.2: fixed once FEATURES_OK is set. */
+  setDriverFeatureWord(select: number, value: number): void {
+    if (this.status & Status.FEATURES_OK || select > 1) return
+    const shift = BigInt(32 * select)
+    this.driverFeatures = (this.driverFeatures & ~(0xffff_ffffn << shift)) | (BigInt(value >>> 0) << shift)
+  }
+
+  /**
+   * The queue whose size and ring addresses the driver may still write, or undefined: §4.2.3.2 /
+   * §4.1.4.3.2, queue registers are written before the queue is enabled, and a live queue keeps
+   * its set-up. Values are only checked when the driver sets DRIVER_OK (SplitQueue.validate), so a
+   * bad size or ring fails the device instead of being silently changed.
+   */
+  queueForSetup(index: number): SplitQueue | undefined {
+    const q = this.queues[index]
+    return q !== undefined && !q.ready && !(this.status & Status.DRIVER_OK) ? q : undefined
+  }
+
+  /** Enables (or, on MMIO, disables) queue `index` before DRIVER_OK. */
+  setQueueReady(index: number, ready: boolean): void {
+    const q = this.queues[index]
+    if (q && !(this.status & Status.DRIVER_OK)) q.ready = ready
+  }
+
+  /** A device_status write (§2.1): 0 resets, FEATURES_OK is checked, DRIVER_OK activates. */
+  setStatus(value: number): void {
+    if (value === 0) {
+      this.reset()
+      return
+    }
+    const before = this.status
+    let next = (value & ~Status.DEVICE_NEEDS_RESET) | (before & Status.DEVICE_NEEDS_RESET)
+    if (next & Status.FEATURES_OK && !(before & Status.FEATURES_OK)) {
+      // §2.2.1 / §3.1.1: accept only a subset of what was offered, and VERSION_1 (§4.2.3.1.1, §4.1.2).
+      const ok =
+        (this.driverFeatures & ~this.offeredFeatures) === 0n &&
+        ((this.driverFeatures >> Feature.VERSION_1) & 1n) === 1n
+      if (!ok) next &= ~Status.FEATURES_OK
+    }
+    // §2.1.2: FEATURES_OK, once set, is not cleared by the driver short of a reset.
+    if (before & Status.FEATURES_OK) next |= Status.FEATURES_OK
+    this.status = next
+    if (next & Status.DRIVER_OK && !(before & Status.DRIVER_OK) && next & Status.FEATURES_OK) this.activate()
+  }
+
+  /** The driver notified queue `index` (§2.7.13.3); ignored unless the device is live. */
+  notify(index: number): void {
+    const context = this.context
+    if (!context?.active || !this.queues[index]?.ready) return
+    try {
+      this.device.notify(index)
+    } catch (e) {
+      context.fail(e)
+    }
+  }
+
+  /** Runs device code on the vCPU path: a device bug becomes DEVICE_NEEDS_RESET, not a crash. */
+  guarded(f: () => void): void {
+    try {
+      f()
+    } catch (e) {
+      if (this.context) this.context.fail(e)
+      else this.needsReset(e)
+    }
+  }
+
+  /** §2.1.2 / §4.2.3.1 / §4.1.4.3.2: status 0 resets the device, its queues and the features. */
+  reset(): void {
+    if (this.context) this.context.active = false
+    this.context = undefined
+    this.device.reset()
+    for (const q of this.queues) q.reset()
+    this.status = 0
+    this.driverFeatures = 0n
+  }
+
+  private activate(): void {
+    const features = this.driverFeatures
+    const core = this
+    const context = {
+      memory: this.memory,
+      queues: this.queues,
+      features,
+      active: true,
+      signalUsed(index: number) {
+        if (!context.active) return
+        const q = core.queues[index]
+        try {
+          if (q?.needsInterrupt(core.memory)) core.interrupts.usedBuffer(index)
+        } catch (e) {
+          context.fail(e)
+        }
+      },
+      configChanged() {
+        if (!context.active) return
+        core.generation = (core.generation + 1) >>> 0
+        core.interrupts.configChange()
+      },
+      fail(error: unknown) {
+        if (!context.active) return
+        context.active = false
+        core.needsReset(error)
+      },
+    }
+    this.context = context
+    try {
+      for (const q of this.queues) {
+        q.eventIdx = ((features >> Feature.RING_EVENT_IDX) & 1n) === 1n
+        q.indirect = ((features >> Feature.RING_INDIRECT_DESC) & 1n) === 1n
+        if (q.ready) q.validate(this.memory)
+      }
+      this.device.activate(context)
+    } catch (e) {
+      context.fail(e)
+    }
+  }
+
+  /** §2.1.2: the device stops using the queues and tells the driver through a config interrupt. */
+  private needsReset(error: unknown): void {
+    this.status |= Status.DEVICE_NEEDS_RESET
+    this.events.onNeedsReset?.(error)
+    this.interrupts.configChange()
+  }
+}
+
+/** The low 32 bits of a ring address (registers show 64-bit addresses as two halves). */
+export function low(v: number | undefined): number {
+  return (v ?? 0) % 2 ** 32
+}
+
+export function high(v: number | undefined): number {
+  return Math.floor((v ?? 0) / 2 ** 32)
+}
+
+/**
+ * Sets one 32-bit half of a 64-bit address. A high half past 2^21 is clamped there: the address is
+ * then 2^53 or more, beyond any guest, so validation fails instead of wrapping into RAM.
+ */
+export function setHalf(current: number, isHigh: boolean, value: number): number {
+  return isHigh ? Math.min(value, 2 ** 21) * 2 ** 32 + low(current) : high(current) * 2 ** 32 + value
+}
