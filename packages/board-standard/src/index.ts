@@ -1,8 +1,10 @@
 // @vmm/board-standard: the parts of a PC-like machine on top of the micro board's: a PCI Express
-// host bridge with MSI-X (from @vmm/pci), ACPI tables and ACPI power-off, as a vmm plugin. List it
-// after @vmm/board-micro under `plugins:` (examples/standard.yaml).
+// host bridge with MSI-X (from @vmm/pci), virtio devices on it (virtio-pci from @vmm/virtio), ACPI
+// tables and ACPI power-off, as a vmm plugin. List it after @vmm/board-micro under `plugins:`
+// (examples/standard.yaml).
 import type { PLUGIN_API_VERSION, PluginRegistry } from '@vmm/core'
 import { pciHostBridgeType, pciTestDeviceType } from '@vmm/pci'
+import { registerVirtioPci } from '@vmm/virtio'
 import { acpiType } from './acpi/component.js'
 
 export * as aml from './acpi/aml.js'
@@ -31,4 +33,6 @@ export function register(registry: PluginRegistry): void {
   registry.register(pciHostBridgeType)
   registry.register(pciTestDeviceType)
   registry.register(acpiType)
+  // virtio-blk-pci, virtio-rng-pci, ...: the virtio devices on the host bridge, with MSI-X.
+  registerVirtioPci(registry)
 }

@@ -270,8 +270,20 @@ export class PciDevice {
 
   private updateBars(): void {
     if (!this.attachment) return
-    for (const bar of this.bars) bar?.window?.place(this.decodedAddress(bar.index))
+    for (const bar of this.bars) {
+      const window = bar?.window
+      if (!window) continue
+      const before = window.address
+      window.place(this.decodedAddress(bar.index))
+      if (window.address !== before) this.onBarMoved(bar.index, window.address)
+    }
   }
+
+  /**
+   * For subclasses that keep something at an address inside a BAR (a KVM ioeventfd on a doorbell):
+   * BAR `index` now decodes at `address`, or nowhere (decoding off, moved to a clash, sizing).
+   */
+  protected onBarMoved(_index: number, _address: number | undefined): void {}
 
   /** A configuration read from the bus (offset within this function's space). */
   configRead(offset: number, data: Uint8Array): void {

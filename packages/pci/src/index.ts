@@ -19,6 +19,7 @@ export {
   CONFIG_SPACE_SIZE,
   Command,
   ConfigSpace,
+  overlaps,
   PCIE_CONFIG_SPACE_SIZE,
   Reg,
   readLe,

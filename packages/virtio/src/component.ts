@@ -25,7 +25,8 @@ export interface VirtioMmioOptions {
 /** Builds the device of a virtio component from its validated config. */
 export type VirtioDeviceFactory = (config: Record<string, unknown>, id: string) => VirtioDevice
 
-const DeviceFactory: symbol = Symbol.for('@vmm/virtio:DeviceFactory')
+/** Where a virtio component type's module binds its VirtioDeviceFactory (the PCI variants reuse it). */
+export const DeviceFactory: symbol = Symbol.for('@vmm/virtio:DeviceFactory')
 
 /**
  * A virtio device on the virtio-mmio transport as a machine component: an MMIO window `regs` of

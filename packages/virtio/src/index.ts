@@ -1,10 +1,12 @@
-// @vmm/virtio: virtio 1.2 split virtqueues, the virtio-mmio transport and its devices (block, net,
-// rng, console, vsock, balloon), each a component type. As a vmm plugin (`plugins: ["@vmm/virtio"]`)
-// it registers them all; a board can call registerVirtio itself.
+// @vmm/virtio: virtio 1.2 split virtqueues, the virtio-mmio and virtio-pci transports and the
+// devices (block, net, rng, console, vsock, balloon), each a component type. As a vmm plugin
+// (`plugins: ["@vmm/virtio"]`) it registers the virtio-mmio ones; a board can call registerVirtio
+// itself, and a board with PCI registerVirtioPci (the `<device>-pci` types).
 import type { PLUGIN_API_VERSION, PluginRegistry } from '@vmm/core'
 import { registerVirtio } from './register.js'
 
 export {
+  DeviceFactory,
   type VirtioDeviceFactory,
   VirtioMmio,
   type VirtioMmioOptions,
@@ -42,7 +44,7 @@ export { type RngConfig, virtioRngType } from './devices/rng/rng.js'
 export { VSOCK_BUF_ALLOC, VsockDevice } from './devices/vsock/device.js'
 export { HOST_CID, ShutdownFlag, VSOCK_HDR_SIZE, type VsockHeader, VsockOp } from './devices/vsock/packet.js'
 export { type VsockConfig, virtioVsockType } from './devices/vsock/vsock.js'
-export type { Disposable, InterruptTrigger, VirtioAccelerator } from './mmio/accelerator.js'
+export type { Disposable, DoorbellMatch, InterruptTrigger, VirtioAccelerator } from './mmio/accelerator.js'
 export { acceleratorFor, KvmAccelerator } from './mmio/kvm.js'
 export {
   Interrupt,
@@ -53,6 +55,20 @@ export {
   VENDOR_ID,
   VirtioMmioTransport,
 } from './mmio/transport.js'
+export { VirtioPci, type VirtioPciOptions, virtioPciType } from './pci/component.js'
+export { registerVirtioPci, virtioPciTypes } from './pci/register.js'
+export {
+  CommonCfg,
+  IsrBit,
+  Layout as VirtioPciLayout,
+  type NotifyCounters,
+  PciCapType,
+  VIRTIO_MSI_NO_VECTOR,
+  VIRTIO_PCI_DEVICE_BASE,
+  VIRTIO_PCI_REVISION,
+  VIRTIO_PCI_VENDOR,
+  VirtioPciTransport,
+} from './pci/transport.js'
 export { gather, scatter, views } from './queue/buffers.js'
 export { VirtqueueError, type VirtqueueErrorCode } from './queue/errors.js'
 export {
@@ -65,6 +81,7 @@ export {
 } from './queue/split-queue.js'
 export { registerVirtio } from './register.js'
 export { DeviceType, Feature, featureBits, hasFeature, Status } from './spec.js'
+export { type InterruptSink, TRANSPORT_FEATURES, TransportCore } from './transport/core.js'
 
 export const vmmPluginApi: typeof PLUGIN_API_VERSION = 1
 

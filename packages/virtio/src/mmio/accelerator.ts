@@ -10,6 +10,17 @@ export interface InterruptTrigger extends Disposable {
 }
 
 /**
+ * Which guest writes ring a doorbell: virtio-mmio's QueueNotify is 32 bits wide and carries the
+ * queue index (the default); a virtio-pci queue has its own address, written 16 bits wide
+ * (§4.1.4.4), so any value there is a notification of that queue.
+ */
+export interface DoorbellMatch {
+  readonly length: 2 | 4
+  /** Only writes of the queue index ring it. */
+  readonly datamatch: boolean
+}
+
+/**
  * What a hypervisor may offer to take virtio's doorbells and interrupts off the vCPU path (KVM's
  * ioeventfd and irqfd). Each method answers undefined when it cannot, and the transport falls back
  * to trapped MMIO writes and its InterruptLine.
@@ -17,9 +28,14 @@ export interface InterruptTrigger extends Disposable {
 export interface VirtioAccelerator {
   /**
    * Calls `onNotify` on the event loop when the guest writes the 32-bit value `queue` at guest
-   * physical `address`; the write no longer exits to user space.
+   * physical `address` (or a write that `match` describes); the write no longer exits to user space.
    */
-  notifier(address: number, queue: number, onNotify: () => void): Disposable | undefined
+  notifier(
+    address: number,
+    queue: number,
+    onNotify: () => void,
+    match?: DoorbellMatch,
+  ): Disposable | undefined
   /** An edge-triggered interrupt on `gsi`. */
   interrupt(gsi: number): InterruptTrigger | undefined
 }

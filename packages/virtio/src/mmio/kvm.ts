@@ -1,6 +1,6 @@
 import type { VirtualMachine } from '@vmm/core'
 import { KvmVirtualMachine, type Vm } from '@vmm/kvm'
-import type { Disposable, InterruptTrigger, VirtioAccelerator } from './accelerator.js'
+import type { Disposable, DoorbellMatch, InterruptTrigger, VirtioAccelerator } from './accelerator.js'
 
 /**
  * VirtioAccelerator on /dev/kvm: a queue doorbell is an ioeventfd (the guest's write completes in
@@ -10,10 +10,21 @@ import type { Disposable, InterruptTrigger, VirtioAccelerator } from './accelera
 export class KvmAccelerator implements VirtioAccelerator {
   constructor(private readonly vm: Vm) {}
 
-  notifier(address: number, queue: number, onNotify: () => void): Disposable | undefined {
+  notifier(
+    address: number,
+    queue: number,
+    onNotify: () => void,
+    match: DoorbellMatch = { length: 4, datamatch: true },
+  ): Disposable | undefined {
     if (this.vm.checkExtension('Ioeventfd') === 0) return undefined
     const eventfd = this.vm.createEventFd()
-    const registration = { eventfd, address, length: 4 as const, datamatch: BigInt(queue) }
+    // Without KVM_CAP_IOEVENTFD_ANY_LENGTH the length must be the access width exactly.
+    const registration = {
+      eventfd,
+      address,
+      length: match.length,
+      ...(match.datamatch ? { datamatch: BigInt(queue) } : {}),
+    }
     this.vm.ioeventfd(registration)
     eventfd.onSignal(onNotify)
     return {

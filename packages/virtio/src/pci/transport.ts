@@ -1,0 +1,496 @@
+// The virtio-pci modern transport (virtio 1.2 §4.1) for any VirtioDevice: a PCI Express function with
+// vendor 0x1af4 and device 0x1040 + type (§4.1.2), one 64-bit memory BAR holding the common
+// configuration, ISR, device configuration and notification structures and the MSI-X table and PBA,
+// and vendor-specific capabilities that tell the driver where each structure is (§4.1.4). Status,
+// features and queue set-up are the shared TransportCore's, as for virtio-mmio; this file decodes
+// the registers and chooses how interrupts go out (MSI-X vectors, else ISR + INTx).
+import type { GuestMemory, MmioDevice } from '@vmm/core'
+import { CapabilityId, overlaps, PciDevice, readLe, writeLe } from '@vmm/pci'
+import type { VirtioDevice } from '../device.js'
+import type { Disposable, VirtioAccelerator } from '../mmio/accelerator.js'
+import type { SplitQueue } from '../queue/split-queue.js'
+import { DeviceType } from '../spec.js'
+import { high, low, setHalf, TransportCore, type TransportEvents } from '../transport/core.js'
+
+/** PCI vendor of every virtio device; device IDs are 0x1040 + the virtio device type (§4.1.2.1). */
+export const VIRTIO_PCI_VENDOR = 0x1af4
+export const VIRTIO_PCI_DEVICE_BASE = 0x1040
+/** §4.1.2.1: non-transitional devices have revision 1 or higher and a subsystem device ID >= 0x40. */
+export const VIRTIO_PCI_REVISION = 1
+/** "No vector" for config_msix_vector and queue_msix_vector (§4.1.5.1.2). */
+export const VIRTIO_MSI_NO_VECTOR = 0xffff
+
+/** cfg_type of the virtio vendor capabilities (§4.1.4). */
+export const PciCapType = { COMMON: 1, NOTIFY: 2, ISR: 3, DEVICE: 4, PCI: 5 } as const
+
+/** struct virtio_pci_common_cfg (§4.1.4.3), offsets and natural widths. */
+export const CommonCfg = {
+  DEVICE_FEATURE_SELECT: 0x00,
+  DEVICE_FEATURE: 0x04,
+  DRIVER_FEATURE_SELECT: 0x08,
+  DRIVER_FEATURE: 0x0c,
+  CONFIG_MSIX_VECTOR: 0x10,
+  NUM_QUEUES: 0x12,
+  DEVICE_STATUS: 0x14,
+  CONFIG_GENERATION: 0x15,
+  QUEUE_SELECT: 0x16,
+  QUEUE_SIZE: 0x18,
+  QUEUE_MSIX_VECTOR: 0x1a,
+  QUEUE_ENABLE: 0x1c,
+  QUEUE_NOTIFY_OFF: 0x1e,
+  QUEUE_DESC: 0x20,
+  QUEUE_DRIVER: 0x28,
+  QUEUE_DEVICE: 0x30,
+  /** The structure's length without the VIRTIO_F_NOTIFICATION_DATA / queue-reset fields we do not offer. */
+  SIZE: 0x38,
+} as const
+
+/** ISR status bits (§4.1.4.5). */
+export const IsrBit = { QUEUE: 1, CONFIG: 2 } as const
+
+/**
+ * Where the structures sit in BAR 0, one 4 KiB page each as QEMU lays them out, so each could be
+ * mapped on its own. The notification area gives queue `n` its own doorbell at 4 * n.
+ */
+export const Layout = {
+  BAR: 0,
+  COMMON: 0x0000,
+  ISR: 0x1000,
+  DEVICE: 0x2000,
+  NOTIFY: 0x3000,
+  MSIX_TABLE: 0x4000,
+  MSIX_PBA: 0x5000,
+  SIZE: 0x8000,
+  NOTIFY_OFF_MULTIPLIER: 4,
+} as const
+
+/** Device configuration the driver may map; a device's own structure is shorter and reads 0 past its end. */
+const DEVICE_CFG_LENGTH = 0x1000
+
+/**
+ * Class codes per device type (PCI Code and ID Assignment, Appendix D), the ones virtio-pci devices
+ * have always reported, so guests that look at the class see the usual kind of device.
+ */
+const CLASS_CODES: Readonly<Record<number, number>> = {
+  [DeviceType.NET]: 0x020000, // network controller, Ethernet
+  [DeviceType.BLOCK]: 0x010000, // mass storage controller, SCSI
+  [DeviceType.CONSOLE]: 0x078000, // simple communication controller, other
+}
+const OTHER_CLASS = 0x00ff00
+
+/** Notifications by path, to show where doorbells went (tests, benchmarks). */
+export interface NotifyCounters {
+  /** Writes to the notification area that exited to the VMM. */
+  trapped: number
+  /** Doorbells taken by a hypervisor eventfd (KVM ioeventfd). */
+  eventfd: number
+}
+
+/**
+ * A virtio device on PCI (§4.1). Construct, attach to a host bridge, then optionally `accelerate`.
+ * It never throws for what the guest does.
+ */
+export class VirtioPciTransport extends PciDevice {
+  readonly counters: NotifyCounters = { trapped: 0, eventfd: 0 }
+  private readonly core: TransportCore
+  /** Offset in configuration space of the PCI configuration access capability (§4.1.4.9). */
+  private readonly cfgCap: number
+  private deviceFeatureSelect = 0
+  private driverFeatureSelect = 0
+  private queueSelect = 0
+  private isr = 0
+  private configVector: number = VIRTIO_MSI_NO_VECTOR
+  private readonly queueVectors: number[]
+  private accelerator: VirtioAccelerator | undefined
+  private doorbells: Disposable[] = []
+  private closed = false
+
+  constructor(
+    readonly device: VirtioDevice,
+    memory: GuestMemory,
+    events: TransportEvents = {},
+    name = `virtio-pci-${device.deviceType}`,
+  ) {
+    const deviceId = VIRTIO_PCI_DEVICE_BASE + device.deviceType
+    super({
+      name,
+      vendorId: VIRTIO_PCI_VENDOR,
+      deviceId,
+      classCode: CLASS_CODES[device.deviceType] ?? OTHER_CLASS,
+      revision: VIRTIO_PCI_REVISION,
+      subsystemVendorId: VIRTIO_PCI_VENDOR,
+      subsystemId: deviceId,
+      interruptPin: 1,
+      pcie: true,
+    })
+    this.core = new TransportCore(
+      device,
+      memory,
+      { usedBuffer: (i) => this.usedBuffer(i), configChange: () => this.configChange() },
+      events,
+    )
+    const queues = device.queueSizes.length
+    if (queues * Layout.NOTIFY_OFF_MULTIPLIER > Layout.MSIX_TABLE - Layout.NOTIFY)
+      throw new RangeError(`${name}: ${queues} queues do not fit the notification area`)
+    this.queueVectors = new Array(queues).fill(VIRTIO_MSI_NO_VECTOR)
+    const bar: MmioDevice = { read: (o, d) => this.barRead(o, d), write: (o, d) => this.barWrite(o, d) }
+    // §4.1.4: 64-bit BARs; the host bridge puts them in its 64-bit window when it has one.
+    this.addBar(Layout.BAR, { kind: 'memory64', size: Layout.SIZE, device: bar })
+    // One vector for configuration changes and one per queue (§4.1.5.1.2), as Linux asks first.
+    this.addMsix(queues + 1, Layout.BAR, Layout.MSIX_TABLE, Layout.MSIX_PBA)
+    this.addVirtioCap(PciCapType.COMMON, Layout.COMMON, CommonCfg.SIZE)
+    const notify = this.addVirtioCap(
+      PciCapType.NOTIFY,
+      Layout.NOTIFY,
+      queues * Layout.NOTIFY_OFF_MULTIPLIER,
+      4,
+    )
+    this.config.set32(notify + 16, Layout.NOTIFY_OFF_MULTIPLIER)
+    this.addVirtioCap(PciCapType.ISR, Layout.ISR, 1)
+    this.addVirtioCap(PciCapType.DEVICE, Layout.DEVICE, DEVICE_CFG_LENGTH)
+    // §4.1.4.9: bar, offset and length are the driver's to write, then pci_cfg_data reaches the BAR.
+    this.cfgCap = this.addVirtioCap(PciCapType.PCI, 0, 0, 4)
+    this.config.writable(this.cfgCap + 4, 1, 0xff)
+    this.config.writable(this.cfgCap + 8, 4, 0xffffffff)
+    this.config.writable(this.cfgCap + 12, 4, 0xffffffff)
+    this.config.writable(this.cfgCap + 16, 4, 0xffffffff)
+  }
+
+  get queues(): readonly SplitQueue[] {
+    return this.core.queues
+  }
+
+  get offeredFeatures(): bigint {
+    return this.core.offeredFeatures
+  }
+
+  get deviceStatus(): number {
+    return this.core.deviceStatus
+  }
+
+  /** The guest physical address of queue `index`'s doorbell, while BAR 0 decodes. */
+  notifyAddress(index: number): number | undefined {
+    const base = this.decodedAddress(Layout.BAR)
+    return base === undefined ? undefined : base + Layout.NOTIFY + index * Layout.NOTIFY_OFF_MULTIPLIER
+  }
+
+  /**
+   * Takes doorbells off the vCPU path where `accelerator` can (KVM ioeventfd): a 2-byte eventfd
+   * without datamatch at each queue's own address, which is what a driver writes (§4.1.4.4; hosts
+   * without KVM_CAP_IOEVENTFD_ANY_LENGTH match the width exactly, other widths still trap). They
+   * follow BAR 0 when the guest moves it or turns decoding off. Interrupts need nothing here: MSI-X
+   * goes through the bus's MsiRouter (GSI routes + irqfd on KVM).
+   */
+  accelerate(accelerator: VirtioAccelerator): void {
+    this.accelerator = accelerator
+    this.placeDoorbells(this.decodedAddress(Layout.BAR))
+  }
+
+  protected override onBarMoved(index: number, address: number | undefined): void {
+    if (index === Layout.BAR) this.placeDoorbells(address)
+  }
+
+  private placeDoorbells(base: number | undefined): void {
+    for (const d of this.doorbells.splice(0)) d.dispose()
+    const accelerator = this.accelerator
+    if (!accelerator || base === undefined || this.closed) return
+    this.core.queues.forEach((_, i) => {
+      const r = accelerator.notifier(
+        base + Layout.NOTIFY + i * Layout.NOTIFY_OFF_MULTIPLIER,
+        i,
+        () => {
+          this.counters.eventfd++
+          this.core.notify(i)
+        },
+        { length: 2, datamatch: false },
+      )
+      if (r) this.doorbells.push(r)
+    })
+  }
+
+  /** Unmaps the BAR, drops doorbells and MSI-X routes; the host bridge calls it too, so it may run twice. */
+  override dispose(): void {
+    this.accelerator = undefined
+    this.placeDoorbells(undefined)
+    super.dispose()
+  }
+
+  /** Resets the device, then `dispose`, then releases the device's host resources; once. */
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.resetDevice()
+    this.dispose()
+    this.closed = true
+    await this.device.dispose?.()
+  }
+
+  // --- capabilities (§4.1.4) ---
+
+  /**
+   * struct virtio_pci_cap: cap_vndr, cap_next, cap_len, cfg_type, bar, id, padding[2], offset,
+   * length; `extra` bytes follow (notify_off_multiplier, pci_cfg_data).
+   */
+  private addVirtioCap(type: number, offset: number, length: number, extra = 0): number {
+    const at = this.addCapability(CapabilityId.VendorSpecific, 16 + extra)
+    const c = this.config
+    c.set8(at + 2, 16 + extra)
+    c.set8(at + 3, type)
+    c.set8(at + 4, type === PciCapType.PCI ? 0 : Layout.BAR)
+    c.set32(at + 8, offset)
+    c.set32(at + 12, length)
+    return at
+  }
+
+  override configRead(offset: number, data: Uint8Array): void {
+    if (overlaps(offset, data.length, this.cfgCap + 16, 4)) this.cfgAccess(false)
+    super.configRead(offset, data)
+  }
+
+  protected override onConfigWrite(offset: number, length: number): void {
+    if (overlaps(offset, length, this.cfgCap + 16, 4)) this.cfgAccess(true)
+  }
+
+  /**
+   * §4.1.4.9.1: an access to pci_cfg_data is an access of cap.length bytes at cap.offset of BAR
+   * cap.bar. Anything but an aligned 1, 2 or 4 byte access inside our BAR is ignored.
+   */
+  private cfgAccess(write: boolean): void {
+    const c = this.config
+    const at = this.cfgCap
+    const bar = c.u8(at + 4)
+    const offset = c.u32(at + 8)
+    const length = c.u32(at + 12)
+    if (bar !== Layout.BAR || ![1, 2, 4].includes(length) || offset % length !== 0) return
+    if (offset + length > Layout.SIZE) return
+    const data = c.bytes.subarray(at + 16, at + 16 + length)
+    if (write) this.barWrite(offset, data.slice())
+    else this.barRead(offset, data)
+  }
+
+  // --- BAR 0 ---
+
+  private barRead(offset: number, data: Uint8Array): void {
+    if (offset >= Layout.MSIX_TABLE) {
+      this.msix!.mmio.read(offset, data)
+      return
+    }
+    data.fill(0)
+    if (offset < Layout.ISR) this.commonRead(offset - Layout.COMMON, data)
+    else if (offset < Layout.DEVICE) {
+      if (offset === Layout.ISR) data[0] = this.readIsr()
+    } else if (offset < Layout.NOTIFY) {
+      this.core.guarded(() => this.device.readConfig(offset - Layout.DEVICE, data))
+    }
+    // The notification area is write-only: reads are 0.
+  }
+
+  private barWrite(offset: number, data: Uint8Array): void {
+    if (offset >= Layout.MSIX_TABLE) this.msix!.mmio.write(offset, data)
+    else if (offset < Layout.ISR) this.commonWrite(offset - Layout.COMMON, data)
+    else if (offset < Layout.DEVICE) {
+      // ISR status is read-only (§4.1.4.5).
+    } else if (offset < Layout.NOTIFY) {
+      this.core.guarded(() => this.device.writeConfig(offset - Layout.DEVICE, data))
+    } else {
+      // §4.1.4.4: queue n's doorbell is at queue_notify_off * notify_off_multiplier; the value
+      // written (the queue index, without VIRTIO_F_NOTIFICATION_DATA) adds nothing.
+      const rel = offset - Layout.NOTIFY
+      if (rel % Layout.NOTIFY_OFF_MULTIPLIER !== 0) return
+      this.counters.trapped++
+      this.core.notify(rel / Layout.NOTIFY_OFF_MULTIPLIER)
+    }
+  }
+
+  // --- common configuration (§4.1.4.3) ---
+
+  private get selected(): SplitQueue | undefined {
+    return this.core.queues[this.queueSelect]
+  }
+
+  /**
+   * §4.1.3.1: each field is accessed with its natural width, 64-bit ones also as two 32-bit
+   * halves. Other accesses read 0 and are ignored when written.
+   */
+  private commonRead(offset: number, data: Uint8Array): void {
+    if (data.length === 8 && isAddressField(offset)) {
+      writeLe(data, this.queueAddress(offset))
+      return
+    }
+    if (fieldWidth(offset) !== data.length) return
+    writeLe(data, this.commonField(offset))
+  }
+
+  private commonField(offset: number): number {
+    const q = this.selected
+    const C = CommonCfg
+    switch (offset) {
+      case C.DEVICE_FEATURE_SELECT:
+        return this.deviceFeatureSelect
+      case C.DEVICE_FEATURE:
+        return this.core.deviceFeatureWord(this.deviceFeatureSelect)
+      case C.DRIVER_FEATURE_SELECT:
+        return this.driverFeatureSelect
+      case C.DRIVER_FEATURE:
+        return this.core.driverFeatureWord(this.driverFeatureSelect)
+      case C.CONFIG_MSIX_VECTOR:
+        return this.configVector
+      case C.NUM_QUEUES:
+        return this.core.queues.length
+      case C.DEVICE_STATUS:
+        return this.core.deviceStatus
+      case C.CONFIG_GENERATION:
+        return this.core.configGeneration & 0xff
+      case C.QUEUE_SELECT:
+        return this.queueSelect
+      case C.QUEUE_SIZE:
+        // §4.1.4.3: 0 says the queue is unavailable.
+        return q?.size ?? 0
+      case C.QUEUE_MSIX_VECTOR:
+        return q ? this.queueVectors[this.queueSelect]! : VIRTIO_MSI_NO_VECTOR
+      case C.QUEUE_ENABLE:
+        return q?.ready ? 1 : 0
+      case C.QUEUE_NOTIFY_OFF:
+        return q ? this.queueSelect : 0
+      default: {
+        // A 32-bit half of queue_desc, queue_driver or queue_device.
+        const field = offset & ~7
+        const value = this.queueAddress(field)
+        return offset === field ? low(value) : high(value)
+      }
+    }
+  }
+
+  private queueAddress(field: number): number {
+    const q = this.selected
+    if (!q) return 0
+    return field === CommonCfg.QUEUE_DESC
+      ? q.descTable
+      : field === CommonCfg.QUEUE_DRIVER
+        ? q.availRing
+        : q.usedRing
+  }
+
+  private commonWrite(offset: number, data: Uint8Array): void {
+    if (data.length === 8 && isAddressField(offset)) {
+      this.commonWrite(offset, data.subarray(0, 4))
+      this.commonWrite(offset + 4, data.subarray(4, 8))
+      return
+    }
+    if (fieldWidth(offset) !== data.length) return
+    const value = readLe(data)
+    const C = CommonCfg
+    switch (offset) {
+      case C.DEVICE_FEATURE_SELECT:
+        this.deviceFeatureSelect = value
+        return
+      case C.DRIVER_FEATURE_SELECT:
+        this.driverFeatureSelect = value
+        return
+      case C.DRIVER_FEATURE:
+        this.core.setDriverFeatureWord(this.driverFeatureSelect, value)
+        return
+      case C.CONFIG_MSIX_VECTOR:
+        this.configVector = this.vectorOrNone(value)
+        return
+      case C.DEVICE_STATUS:
+        if (value === 0) this.resetDevice()
+        else this.core.setStatus(value)
+        return
+      case C.QUEUE_SELECT:
+        this.queueSelect = value
+        return
+      case C.QUEUE_SIZE: {
+        const q = this.core.queueForSetup(this.queueSelect)
+        if (q) q.size = value
+        return
+      }
+      case C.QUEUE_MSIX_VECTOR:
+        if (this.selected) this.queueVectors[this.queueSelect] = this.vectorOrNone(value)
+        return
+      case C.QUEUE_ENABLE:
+        // §4.1.4.3.2: the driver never writes 0 here (a queue is disabled by a reset); ignore it.
+        if (value === 1) this.core.setQueueReady(this.queueSelect, true)
+        return
+      case C.DEVICE_FEATURE:
+      case C.NUM_QUEUES:
+      case C.CONFIG_GENERATION:
+      case C.QUEUE_NOTIFY_OFF:
+        return // read-only
+      default: {
+        const q = this.core.queueForSetup(this.queueSelect)
+        if (!q) return
+        const field = offset & ~7
+        const isHigh = offset !== field
+        if (field === C.QUEUE_DESC) q.descTable = setHalf(q.descTable, isHigh, value)
+        else if (field === C.QUEUE_DRIVER) q.availRing = setHalf(q.availRing, isHigh, value)
+        else q.usedRing = setHalf(q.usedRing, isHigh, value)
+      }
+    }
+  }
+
+  /** §4.1.5.1.2: a vector the function does not have reads back as NO_VECTOR (mapping failed). */
+  private vectorOrNone(value: number): number {
+    return value < (this.msix?.count ?? 0) ? value : VIRTIO_MSI_NO_VECTOR
+  }
+
+  // --- interrupts (§4.1.4.5, §4.1.5.1.2) ---
+
+  private usedBuffer(index: number): void {
+    if (this.msix?.enabled) {
+      const vector = this.queueVectors[index] ?? VIRTIO_MSI_NO_VECTOR
+      if (vector !== VIRTIO_MSI_NO_VECTOR) this.msix.notify(vector)
+      return
+    }
+    this.raiseIsr(IsrBit.QUEUE)
+  }
+
+  private configChange(): void {
+    if (this.msix?.enabled) {
+      // §4.1.4.5.1: the configuration bit is set even when the vector carries the news.
+      this.isr |= IsrBit.CONFIG
+      if (this.configVector !== VIRTIO_MSI_NO_VECTOR) this.msix.notify(this.configVector)
+      return
+    }
+    this.raiseIsr(IsrBit.CONFIG)
+  }
+
+  /** Without MSI-X, INTx is the OR of the ISR bits (§4.1.4.5.1). */
+  private raiseIsr(bit: number): void {
+    this.isr |= bit
+    this.setIntx(true)
+  }
+
+  /** §4.1.4.5: reading ISR status clears it and deasserts INTx. */
+  private readIsr(): number {
+    const value = this.isr
+    this.isr = 0
+    if (this.intxAsserted) this.setIntx(false)
+    return value
+  }
+
+  /** §4.1.4.3.2: writing 0 to device_status resets the device and the transport's registers. */
+  private resetDevice(): void {
+    this.core.reset()
+    this.deviceFeatureSelect = this.driverFeatureSelect = this.queueSelect = 0
+    this.configVector = VIRTIO_MSI_NO_VECTOR
+    this.queueVectors.fill(VIRTIO_MSI_NO_VECTOR)
+    this.isr = 0
+    if (this.intxAsserted) this.setIntx(false)
+  }
+}
+
+function isAddressField(offset: number): boolean {
+  return (
+    offset === CommonCfg.QUEUE_DESC || offset === CommonCfg.QUEUE_DRIVER || offset === CommonCfg.QUEUE_DEVICE
+  )
+}
+
+/** The natural width of the common configuration field at `offset`; 0 where none starts. */
+function fieldWidth(offset: number): number {
+  const C = CommonCfg
+  if (offset < C.CONFIG_MSIX_VECTOR) return offset % 4 === 0 ? 4 : 0
+  if (offset === C.DEVICE_STATUS || offset === C.CONFIG_GENERATION) return 1
+  if (offset < C.QUEUE_DESC) return offset % 2 === 0 ? 2 : 0
+  if (offset < C.SIZE) return offset % 4 === 0 ? 4 : 0
+  return 0
+}
