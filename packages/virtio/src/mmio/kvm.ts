@@ -25,7 +25,14 @@ export class KvmAccelerator implements VirtioAccelerator {
       length: match.length,
       ...(match.datamatch ? { datamatch: BigInt(queue) } : {}),
     }
-    this.vm.ioeventfd(registration)
+    try {
+      this.vm.ioeventfd(registration)
+    } catch {
+      // EEXIST: the guest put two devices' doorbells at one address (a BAR over another). The
+      // write then traps, and the transport decodes it as before.
+      eventfd.close()
+      return undefined
+    }
     eventfd.onSignal(onNotify)
     return {
       dispose: () => {
