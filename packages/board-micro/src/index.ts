@@ -18,7 +18,7 @@ export { BOOT_TIMER_MAGIC, BootTimer, bootTimerType } from './devices/boot-timer
 export { CTRL_ALT_DEL, I8042, I8042Controller, i8042Type } from './devices/i8042/i8042.js'
 export { GUEST_PANIC_EXIT_CODE, Serial, type SerialConfig, serialType } from './devices/serial/serial.js'
 export { RX_FIFO_SIZE, Uart16550 } from './devices/serial/uart.js'
-export { Linux, type LinuxConfig, linuxType } from './linux.js'
+export { Linux, type LinuxBootInputs, type LinuxConfig, linuxType } from './linux.js'
 
 export const vmmPluginApi: typeof PLUGIN_API_VERSION = 1
 

@@ -39,15 +39,32 @@ function kernelKind(path: string): 'elf' | 'bzimage' | undefined {
   return undefined
 }
 
+/**
+ * What other components of the board hand the kernel through the boot structures. A component
+ * that references the `linux` component provides them when it is built (before any load).
+ */
+export interface LinuxBootInputs {
+  /** The ACPI RSDP's guest physical address: boot_params.acpi_rsdp_addr or hvm_start_info.rsdp_paddr. */
+  acpiRsdp?: number
+}
+
 @injectable()
 export class Linux implements Component {
   /** What was loaded, once load() ran. */
   plan: LinuxBootPlan | undefined
+  /** What the board's other components provide (provideBootInputs). */
+  private readonly inputs: LinuxBootInputs = {}
 
   constructor(
     @inject(Tokens.Config) private readonly config: LinuxConfig,
     @inject(Tokens.VirtualMachine) private readonly vm: VirtualMachine,
   ) {}
+
+  /** Adds boot inputs (e.g. the ACPI component's RSDP address); they take effect at load. */
+  provideBootInputs(inputs: LinuxBootInputs): void {
+    if (this.plan) throw new Error('linux: boot inputs must be provided before the kernel is loaded')
+    Object.assign(this.inputs, inputs)
+  }
 
   load({ memory, vcpus, kernelCmdline }: LoadContext): void {
     const { config } = this
@@ -60,6 +77,7 @@ export class Linux implements Component {
       layout: config.layout,
       ram,
       cpus: vcpus.length,
+      ...(this.inputs.acpiRsdp !== undefined ? { acpiRsdp: this.inputs.acpiRsdp } : {}),
     })
     this.plan = plan
     if (isX86VirtualMachine(this.vm)) {

@@ -11,6 +11,7 @@ import {
   bzImageKernel,
   elf64Kernel,
   floodKernel,
+  haltKernel,
   panicKernel,
   powerDownKernel,
   pvhKernel,
@@ -109,6 +110,15 @@ describe.skipIf(kvmUnavailable)('micro board: direct boot on /dev/kvm', () => {
       status: 'guest-exit',
       code: 0,
       reason: 'guest powered off (reboot: Power down)',
+    })
+  })
+
+  it('ends the run as a power-off when Linux halts because it has no power-off method', async () => {
+    const { result } = await boot(haltKernel(), { entry: 'linux64' })
+    expect(result).toMatchObject({
+      status: 'guest-exit',
+      code: 0,
+      reason: 'guest powered off (reboot: System halted)',
     })
   })
 })

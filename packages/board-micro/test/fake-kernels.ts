@@ -205,6 +205,11 @@ export function powerDownKernel(): string {
   return printingKernel('powerdown', ['[   10.000000] reboot: Power down'])
 }
 
+/** Prints what Linux prints when poweroff(8) finds no power-off method and halts instead. */
+export function haltKernel(): string {
+  return printingKernel('halt', ['[  123.335990] reboot: System halted'])
+}
+
 /** A 64-bit ELF that executes ud2 with an empty IDT: #UD, #GP, #DF, then a triple fault. */
 export function tripleFaultKernel(): string {
   return build('triple', '.text\n.code64\n.globl _start\n_start:\n  ud2\n', [

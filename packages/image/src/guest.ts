@@ -7,7 +7,16 @@
 //   downloads/<pkg>_<ver>/     unpacked Debian packages
 // The kernel and the initramfs have keys of their own so that editing /init does not cost a
 // five-minute kernel build; the guest's cacheKey combines both.
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs'
 import { basename, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { acquireLock, cacheRoot, contentKey, lockHolder, removeTemporaries } from './cache.js'
@@ -308,4 +317,26 @@ export function cleanDefaultGuest(options: Pick<GuestOptions, 'cacheDir'> = {}):
   }
   rmSync(base, { recursive: true, force: true })
   return base
+}
+
+/**
+ * Points `<dir>/vmlinux`, `bzImage` and `initramfs.cpio.gz` at the cached files (symbolic links,
+ * replaced if present), where a manifest such as examples/micro.yaml names them (`.guest/...`).
+ */
+export function linkDefaultGuest(
+  guest: Pick<DefaultGuest, 'vmlinux' | 'bzImage' | 'initramfs'>,
+  dir: string,
+) {
+  mkdirSync(dir, { recursive: true })
+  for (const [name, target] of [
+    ['vmlinux', guest.vmlinux],
+    ['bzImage', guest.bzImage],
+    ['initramfs.cpio.gz', guest.initramfs],
+  ] as const) {
+    // A fresh link renamed over the old one: a concurrent reader never sees the name missing.
+    const tmp = join(dir, `.${name}.${process.pid}`)
+    rmSync(tmp, { force: true })
+    symlinkSync(target, tmp)
+    renameSync(tmp, join(dir, name))
+  }
 }

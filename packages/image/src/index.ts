@@ -7,6 +7,7 @@ export {
   ensureDefaultGuest,
   findDefaultGuest,
   type GuestOptions,
+  linkDefaultGuest,
   SUGGESTED_CMDLINE,
 } from './guest.js'
 export { MissingHostPackagesError } from './host.js'

@@ -25,6 +25,8 @@ export interface LinuxBootInput {
   /** The guest's RAM, sorted (from the memory model). */
   readonly ram: readonly { readonly start: number; readonly size: number }[]
   readonly cpus: number
+  /** Where the board's ACPI RSDP is (boot_params.acpi_rsdp_addr / hvm_start_info.rsdp_paddr). */
+  readonly acpiRsdp?: number
 }
 
 export interface LinuxBootPlan {
@@ -165,6 +167,7 @@ export function loadLinux(memory: GuestMemory, input: LinuxBootInput): LinuxBoot
       cmdline: layout.cmdline,
       e820,
       ...(initrd ? { initrd } : {}),
+      ...(input.acpiRsdp !== undefined ? { rsdp: input.acpiRsdp } : {}),
     })
   } else {
     writeZeroPage(memory, layout.zeroPage, {
@@ -172,6 +175,7 @@ export function loadLinux(memory: GuestMemory, input: LinuxBootInput): LinuxBoot
       cmdline: { address: layout.cmdline, size: cmdlineBytes.length },
       e820,
       ...(initrd ? { initrd } : {}),
+      ...(input.acpiRsdp !== undefined ? { acpiRsdp: input.acpiRsdp } : {}),
     })
   }
   return { ...plan, e820, ...(initrd ? { initrd } : {}) }

@@ -30,6 +30,8 @@ export function e820Map(ram: readonly { start: number; size: number }[], ebda: n
 }
 
 // boot_params offsets (arch/x86/include/uapi/asm/bootparam.h)
+/** boot_params.acpi_rsdp_addr (a u64; Linux reads it since boot protocol 2.14 / Linux 5.0). */
+const ACPI_RSDP_ADDR = 0x070
 const E820_ENTRIES = 0x1e8
 const E820_TABLE = 0x2d0
 const E820_MAX = 128
@@ -41,6 +43,8 @@ export interface ZeroPageInput {
   readonly cmdline: { readonly address: number; readonly size: number }
   readonly initrd?: { readonly address: number; readonly size: number }
   readonly e820: readonly E820Entry[]
+  /** ACPI RSDP address, when the board has ACPI tables. */
+  readonly acpiRsdp?: number
 }
 
 /** Writes boot_params at `address` (boot.rst "Details of Header Fields", 64-bit protocol). */
@@ -65,6 +69,7 @@ export function writeZeroPage(memory: GuestMemory, address: number, input: ZeroP
     dv.setUint32(SetupHeader.ramdiskImage, input.initrd.address, true)
     dv.setUint32(SetupHeader.ramdiskSize, input.initrd.size, true)
   }
+  if (input.acpiRsdp !== undefined) dv.setBigUint64(ACPI_RSDP_ADDR, BigInt(input.acpiRsdp), true)
   if (input.e820.length > E820_MAX)
     throw new RangeError(`e820 map has ${input.e820.length} entries; at most ${E820_MAX}`)
   dv.setUint8(E820_ENTRIES, input.e820.length)

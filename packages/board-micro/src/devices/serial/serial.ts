@@ -24,6 +24,7 @@ export interface SerialConfig {
 const CTRL_A = 0x01
 const PANIC_END = '---[ end Kernel panic'
 const POWER_DOWN = 'reboot: Power down'
+const HALTED = 'reboot: System halted'
 /** `vmm run`'s exit code when the guest kernel panicked (1 is a VMM-side failure, 0 a clean end). */
 export const GUEST_PANIC_EXIT_CODE = 3
 
@@ -63,8 +64,10 @@ export class Serial implements PioDevice, Component {
    * Watches the console for how a Linux guest ends, which a micro VM has no device to report: the
    * last line of a panic report ("---[ end Kernel panic - not syncing: ..."; with panic=N the
    * kernel would then reboot, which would look like a clean reboot) ends the run with its own exit
-   * code once the whole report is out, and "reboot: Power down" (poweroff without ACPI: the kernel
-   * halts its CPUs) ends it as a power-off.
+   * code once the whole report is out, and "reboot: Power down" or "reboot: System halted" end it
+   * as a power-off: without a power-off method (no ACPI on this board) the kernel turns the
+   * reboot(2) POWER_OFF command into HALT (kernel/reboot.c) and stops its CPUs for good, which is
+   * what busybox's `poweroff` gets on a micro VM.
    */
   private watchLine(bytes: Uint8Array): void {
     for (const b of bytes) {
@@ -80,7 +83,8 @@ export class Serial implements PioDevice, Component {
           .replace(/^\[\s*\d+\.\d+\]\s*/, '')
         if (text.startsWith(PANIC_END))
           this.machine.requestStop(`guest kernel panic: ${text}`, GUEST_PANIC_EXIT_CODE)
-        else if (text === POWER_DOWN) this.machine.requestStop('guest powered off (reboot: Power down)', 0)
+        else if (text === POWER_DOWN || text === HALTED)
+          this.machine.requestStop(`guest powered off (${text})`, 0)
       }
       this.lineLength = 0
     }
