@@ -89,6 +89,19 @@ describe('direct boot loader', () => {
     expect(mem.readU32(guestAddress(si + 48))).toBe(2)
   })
 
+  it('hands over an ACPI RSDP address in boot_params.acpi_rsdp_addr or hvm_start_info.rsdp_paddr', () => {
+    const [mem64, in64] = input(bzImageKernel(), { acpiRsdp: 0xe0000 })
+    loadLinux(mem64, in64)
+    expect(mem64.readU64(guestAddress(defaultLayout.zeroPage + 0x070))).toBe(0xe0000n)
+    const [memPvh, inPvh] = input(pvhKernel(), { acpiRsdp: 0xe0000 })
+    loadLinux(memPvh, inPvh)
+    expect(memPvh.readU64(guestAddress(defaultLayout.pvhStartInfo + 32))).toBe(0xe0000n)
+    // Without one, both fields stay 0 (the kernel then scans the BIOS area itself).
+    const [memNone, inNone] = input(pvhKernel())
+    loadLinux(memNone, inNone)
+    expect(memNone.readU64(guestAddress(defaultLayout.pvhStartInfo + 32))).toBe(0n)
+  })
+
   it('loads ELF segments at their physical addresses, zeroing .bss', () => {
     const [mem, inp] = input(elf64Kernel(), { entry: 'linux64' })
     const elf = parseElf(inp.kernel.bytes, 'k')

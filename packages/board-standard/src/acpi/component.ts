@@ -34,10 +34,6 @@ export interface AcpiConfig {
 /** The in-kernel IOAPIC: the MP table's choice of id (the first after the CPUs), at the usual base. */
 const IOAPIC_ADDRESS = 0xfec00000
 const SCI_IRQ = 9
-/** boot_params.acpi_rsdp_addr (arch/x86/include/uapi/asm/bootparam.h, boot protocol 2.14). */
-const BOOT_PARAMS_ACPI_RSDP = 0x070
-/** hvm_start_info.rsdp_paddr (xen/include/public/arch-x86/hvm/start_info.h). */
-const START_INFO_RSDP = 32
 const BIOS_AREA_END = 0x100000
 
 export class Acpi implements Component {
@@ -53,8 +49,11 @@ export class Acpi implements Component {
     private readonly machine: MachineControl,
     private readonly pci: PciHostBridgeComponent | undefined,
     private readonly serial: readonly Serial[],
-    private readonly kernel: Linux | undefined,
+    kernel: Linux | undefined,
   ) {
+    // buildAcpi puts the RSDP first, at `address`. Linux would find it by scanning
+    // 0xE0000-0xFFFFF anyway; boot_params / hvm_start_info say it directly.
+    kernel?.provideBootInputs({ acpiRsdp: config.address })
     this.pmWindow = resources.window('pm')
     this.pm = new AcpiPmRegisters((e) => this.event(e))
     pioBus.insert(this.pm, this.pmWindow.base, this.pmWindow.size)
@@ -105,16 +104,6 @@ export class Acpi implements Component {
       throw new Error(`${this.id}: no guest RAM at ${hex(blob.base)} for the ACPI tables`)
     memory.write(guestAddress(blob.base), blob.bytes)
     this.blob = blob
-    // Linux finds the RSDP by scanning 0xE0000-0xFFFFF anyway; the boot structures say it directly.
-    const plan = this.kernel?.plan
-    if (plan && this.kernel) {
-      const layout = (
-        this.kernel as unknown as { config: { layout: { zeroPage: number; pvhStartInfo: number } } }
-      ).config.layout
-      if (plan.mode === 'pvh')
-        memory.writeU64(guestAddress(layout.pvhStartInfo + START_INFO_RSDP), BigInt(blob.rsdp))
-      else memory.writeU64(guestAddress(layout.zeroPage + BOOT_PARAMS_ACPI_RSDP), BigInt(blob.rsdp))
-    }
   }
 
   dispose(): void {

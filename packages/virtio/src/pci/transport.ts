@@ -135,7 +135,10 @@ export class VirtioPciTransport extends PciDevice {
     this.queueVectors = new Array(queues).fill(VIRTIO_MSI_NO_VECTOR)
     const bar: MmioDevice = { read: (o, d) => this.barRead(o, d), write: (o, d) => this.barWrite(o, d) }
     // §4.1.4: 64-bit BARs; the host bridge puts them in its 64-bit window when it has one.
-    this.addBar(Layout.BAR, { kind: 'memory64', size: Layout.SIZE, device: bar })
+    // Prefetchable, as QEMU's modern virtio BAR is: an OS puts a non-prefetchable BAR only in a
+    // non-prefetchable window, and a PC host bridge's 64-bit window is prefetchable (Linux cannot
+    // claim a non-prefetchable BAR there and moves it below 4 GiB).
+    this.addBar(Layout.BAR, { kind: 'memory64', size: Layout.SIZE, prefetchable: true, device: bar })
     // One vector for configuration changes and one per queue (§4.1.5.1.2), as Linux asks first.
     this.addMsix(queues + 1, Layout.BAR, Layout.MSIX_TABLE, Layout.MSIX_PBA)
     this.addVirtioCap(PciCapType.COMMON, Layout.COMMON, CommonCfg.SIZE)
