@@ -9,7 +9,9 @@ import { completeEmulationFailure } from '../../packages/board-micro/dist/boot/e
 import { longModeVm } from './lab.mjs'
 
 const dir = mkdtempSync(join(tmpdir(), 'pvm-emu-'))
-writeFileSync(join(dir, 'g.S'), `.intel_syntax noprefix
+writeFileSync(
+  join(dir, 'g.S'),
+  `.intel_syntax noprefix
 .code64
 start: jmp main
 .align 8
@@ -40,27 +42,49 @@ main:
   int3
   out 0x10, al
   hlt
-`)
+`,
+)
 execFileSync('as', ['--64', '-o', join(dir, 'g.o'), join(dir, 'g.S')])
-execFileSync('ld', ['-m', 'elf_x86_64', '-Ttext=0x10000', '--oformat=binary', '-e', '0', '-o', join(dir, 'g.bin'), join(dir, 'g.o')])
+execFileSync('ld', [
+  '-m',
+  'elf_x86_64',
+  '-Ttext=0x10000',
+  '--oformat=binary',
+  '-e',
+  '0',
+  '-o',
+  join(dir, 'g.bin'),
+  join(dir, 'g.o'),
+])
 const g = longModeVm(new Uint8Array(readFileSync(join(dir, 'g.bin'))), { pit: false })
 const log = []
 await g.vcpu.run({
   pioIn: (p, d) => d.fill(0),
   pioOut: (p, d, v) => {
-    if (p === 0xe0) log.push(`exception ${d[0]} in the guest, frame rip 0x${g.dv.getBigUint64(Number(v.getRegs().rsp), true).toString(16)}`)
-    if (p === 0x10) { log.push('reached the end'); v.kick() }
+    if (p === 0xe0)
+      log.push(
+        `exception ${d[0]} in the guest, frame rip 0x${g.dv.getBigUint64(Number(v.getRegs().rsp), true).toString(16)}`,
+      )
+    if (p === 0x10) {
+      log.push('reached the end')
+      v.kick()
+    }
   },
   mmioRead: (a, d) => d.fill(0),
   mmioWrite: () => {},
   onExit: (e, v) => {
     const done = completeEmulationFailure(e, v)
-    if (done) { log.push(`VMM completed: ${done}`); return 'resume' }
+    if (done) {
+      log.push(`VMM completed: ${done}`)
+      return 'resume'
+    }
     log.push(`exit ${e.kind}`)
     return 'stop'
   },
 })
 const r = (a) => g.dv.getBigUint64(a, true)
-log.push(`popcnt 64 = ${r(0x7100)} (want 33), popcnt 32 = ${r(0x7108)} (want 17), ZF after popcnt of 0 = ${(r(0x7110) >> 6n) & 1n} (want 1)`)
+log.push(
+  `popcnt 64 = ${r(0x7100)} (want 33), popcnt 32 = ${r(0x7108)} (want 17), ZF after popcnt of 0 = ${(r(0x7110) >> 6n) & 1n} (want 1)`,
+)
 console.log(log.join('\n'))
 g.dispose()

@@ -93,7 +93,8 @@ export const INSTRUCTIONS = [
 function build() {
   const dir = mkdtempSync(join(tmpdir(), 'pvm-insn-'))
   const body = INSTRUCTIONS.map(
-    (ins, i) => `i${i}s:\n  ${ins}\ni${i}e:\n  mov rsi, 0x7200\n  mov rdi, 0x7300\n  mov rcx, 4\n  xor eax, eax\n  xor edx, edx\n  mov rbx, 1\n`,
+    (ins, i) =>
+      `i${i}s:\n  ${ins}\ni${i}e:\n  mov rsi, 0x7200\n  mov rdi, 0x7300\n  mov rcx, 4\n  xor eax, eax\n  xor edx, edx\n  mov rbx, 1\n`,
   ).join('')
   const src = `.intel_syntax noprefix
 .code64
@@ -128,8 +129,27 @@ ${INSTRUCTIONS.map((_, i) => `.quad i${i}s, i${i}e`).join('\n')}
 `
   writeFileSync(join(dir, 'g.S'), src)
   execFileSync('as', ['--64', '-o', join(dir, 'g.o'), join(dir, 'g.S')])
-  execFileSync('ld', ['-m', 'elf_x86_64', `-Ttext=0x${LOAD.toString(16)}`, '--oformat=binary', '-e', '0', '-o', join(dir, 'g.bin'), join(dir, 'g.o')])
-  execFileSync('ld', ['-m', 'elf_x86_64', `-Ttext=0x${LOAD.toString(16)}`, '-e', '0', '-o', join(dir, 'g.elf'), join(dir, 'g.o')])
+  execFileSync('ld', [
+    '-m',
+    'elf_x86_64',
+    `-Ttext=0x${LOAD.toString(16)}`,
+    '--oformat=binary',
+    '-e',
+    '0',
+    '-o',
+    join(dir, 'g.bin'),
+    join(dir, 'g.o'),
+  ])
+  execFileSync('ld', [
+    '-m',
+    'elf_x86_64',
+    `-Ttext=0x${LOAD.toString(16)}`,
+    '-e',
+    '0',
+    '-o',
+    join(dir, 'g.elf'),
+    join(dir, 'g.o'),
+  ])
   const nm = execFileSync('nm', [join(dir, 'g.elf')]).toString()
   const table = Number.parseInt(/^([0-9a-f]+) t table$/m.exec(nm)[1], 16)
   return { code: new Uint8Array(readFileSync(join(dir, 'g.bin'))), table }
@@ -142,7 +162,10 @@ export async function runInstructions({ osxsave = true } = {}) {
   const { code, table } = build()
   const g = longModeVm(code, { pit: false })
   const { vcpu, dv } = g
-  const ranges = INSTRUCTIONS.map((_, i) => [Number(dv.getBigUint64(LOAD + table - LOAD + i * 16 - 0, true)), 0])
+  const ranges = INSTRUCTIONS.map((_, i) => [
+    Number(dv.getBigUint64(LOAD + table - LOAD + i * 16 - 0, true)),
+    0,
+  ])
   for (let i = 0; i < INSTRUCTIONS.length; i++) {
     const off = table + i * 16
     ranges[i] = [Number(dv.getBigUint64(off, true)), Number(dv.getBigUint64(off + 8, true))]
@@ -182,7 +205,8 @@ export async function runInstructions({ osxsave = true } = {}) {
         const r = v.getRegs()
         const i = which(Number(r.rip))
         if (i < 0) return 'stop'
-        result[i] = `EMULATION FAILURE (suberror ${e.suberror}, bytes ${[...e.instructionBytes].map((b) => b.toString(16).padStart(2, '0')).join(' ')})`
+        result[i] =
+          `EMULATION FAILURE (suberror ${e.suberror}, bytes ${[...e.instructionBytes].map((b) => b.toString(16).padStart(2, '0')).join(' ')})`
         v.setRegs({ ...r, rip: BigInt(ranges[i][1]) })
         return 'resume'
       }
@@ -192,7 +216,8 @@ export async function runInstructions({ osxsave = true } = {}) {
   const watchdog = setTimeout(() => vcpu.kick(), 20000)
   const exit = await vcpu.run(h)
   clearTimeout(watchdog)
-  if (exit.kind === 'kick' && result.every((r) => r === 'ok')) console.log(`stopped at rip ${hex(vcpu.getRegs().rip)}`)
+  if (exit.kind === 'kick' && result.every((r) => r === 'ok'))
+    console.log(`stopped at rip ${hex(vcpu.getRegs().rip)}`)
   g.dispose()
   return { exit, result }
 }

@@ -18,7 +18,17 @@ function assemble(src) {
   const s = join(tmp, 'g.S')
   writeFileSync(s, `.intel_syntax noprefix\n.code64\n${src}\n`)
   execFileSync('as', ['--64', '-o', join(tmp, 'g.o'), s])
-  execFileSync('ld', ['-m', 'elf_x86_64', `-Ttext=0x${LOAD.toString(16)}`, '--oformat=binary', '-e', '0', '-o', join(tmp, 'g.bin'), join(tmp, 'g.o')])
+  execFileSync('ld', [
+    '-m',
+    'elf_x86_64',
+    `-Ttext=0x${LOAD.toString(16)}`,
+    '--oformat=binary',
+    '-e',
+    '0',
+    '-o',
+    join(tmp, 'g.bin'),
+    join(tmp, 'g.o'),
+  ])
   return new Uint8Array(readFileSync(join(tmp, 'g.bin')))
 }
 
@@ -124,7 +134,8 @@ const IOAPIC_PIN = (pin) => `
 
 export const experiments = {
   // --- the timers ---
-  'x2apic-periodic': { setup: `${X2APIC_ON}
+  'x2apic-periodic': {
+    setup: `${X2APIC_ON}
     mov ecx, 0x83e
     mov eax, 0xb
     xor edx, edx
@@ -134,8 +145,10 @@ export const experiments = {
     wrmsr
     mov ecx, 0x838
     mov eax, 2100000
-    wrmsr` },
-  'x2apic-oneshot': { setup: `${X2APIC_ON}
+    wrmsr`,
+  },
+  'x2apic-oneshot': {
+    setup: `${X2APIC_ON}
     mov ecx, 0x83e
     mov eax, 0xb
     xor edx, edx
@@ -145,11 +158,14 @@ export const experiments = {
     wrmsr
     mov ecx, 0x838
     mov eax, 2100000
-    wrmsr`, handler: `mov ecx, 0x838
+    wrmsr`,
+    handler: `mov ecx, 0x838
     mov eax, 2100000
     xor edx, edx
-    wrmsr` },
-  'x2apic-tscdeadline': { setup: `${X2APIC_ON}
+    wrmsr`,
+  },
+  'x2apic-tscdeadline': {
+    setup: `${X2APIC_ON}
     mov ecx, 0x832
     mov eax, 0x40030
     xor edx, edx
@@ -158,27 +174,45 @@ export const experiments = {
     add eax, 2100000
     adc edx, 0
     mov ecx, 0x6e0
-    wrmsr`, handler: `rdtsc
+    wrmsr`,
+    handler: `rdtsc
     add eax, 2100000
     adc edx, 0
     mov ecx, 0x6e0
-    wrmsr` },
-  'xapic-periodic': { eoi: EOI.xapic, setup: `${XAPIC_ON}
+    wrmsr`,
+  },
+  'xapic-periodic': {
+    eoi: EOI.xapic,
+    setup: `${XAPIC_ON}
     mov dword ptr [rbx + 0x3e0], 0xb
     mov dword ptr [rbx + 0x320], 0x20030
-    mov dword ptr [rbx + 0x380], 2100000` },
-  'xapic-oneshot': { eoi: EOI.xapic, setup: `${XAPIC_ON}
+    mov dword ptr [rbx + 0x380], 2100000`,
+  },
+  'xapic-oneshot': {
+    eoi: EOI.xapic,
+    setup: `${XAPIC_ON}
     mov dword ptr [rbx + 0x3e0], 0xb
     mov dword ptr [rbx + 0x320], 0x30
-    mov dword ptr [rbx + 0x380], 2100000`, handler: `mov rcx, 0xfee00000
-    mov dword ptr [rcx + 0x380], 2100000` },
+    mov dword ptr [rbx + 0x380], 2100000`,
+    handler: `mov rcx, 0xfee00000
+    mov dword ptr [rcx + 0x380], 2100000`,
+  },
   'pit-pic': { eoi: EOI.pic, lint0ExtInt: true, setup: `${PIC_INIT(0xfe)}${PIT_100HZ}` },
   'pit-ioapic-pin0': { eoi: EOI.xapic, setup: `${XAPIC_ON}${PIC_INIT(0xff)}${IOAPIC_PIN(0)}${PIT_100HZ}` },
   'pit-ioapic-pin2': { eoi: EOI.xapic, setup: `${XAPIC_ON}${PIC_INIT(0xff)}${IOAPIC_PIN(2)}${PIT_100HZ}` },
-  'pit-ioapic-pin0-x2apic': { eoi: EOI.x2apic, setup: `${X2APIC_ON}${PIC_INIT(0xff)}${IOAPIC_PIN(0)}${PIT_100HZ}` },
+  'pit-ioapic-pin0-x2apic': {
+    eoi: EOI.x2apic,
+    setup: `${X2APIC_ON}${PIC_INIT(0xff)}${IOAPIC_PIN(0)}${PIT_100HZ}`,
+  },
   // The same PIT/IOAPIC route, but the guest spins (no hlt): are interrupts taken while running?
-  'pit-ioapic-pin0-spin': { eoi: EOI.xapic, loop: 'pause', setup: `${XAPIC_ON}${PIC_INIT(0xff)}${IOAPIC_PIN(0)}${PIT_100HZ}` },
-  'x2apic-periodic-spin': { loop: 'pause', setup: `${X2APIC_ON}
+  'pit-ioapic-pin0-spin': {
+    eoi: EOI.xapic,
+    loop: 'pause',
+    setup: `${XAPIC_ON}${PIC_INIT(0xff)}${IOAPIC_PIN(0)}${PIT_100HZ}`,
+  },
+  'x2apic-periodic-spin': {
+    loop: 'pause',
+    setup: `${X2APIC_ON}
     mov ecx, 0x83e
     mov eax, 0xb
     xor edx, edx
@@ -188,7 +222,8 @@ export const experiments = {
     wrmsr
     mov ecx, 0x838
     mov eax, 2100000
-    wrmsr` },
+    wrmsr`,
+  },
   // --- the clocks: no interrupts, the loop stores rdtsc and a kvmclock read ---
   'tsc-kvmclock': {
     setup: `
@@ -255,7 +290,9 @@ export function longModeVm(code, { pit = true, lint0ExtInt = false } = {}) {
   }
   buildIdt(dv, code)
   const vcpu = vm.createVcpu(0)
-  const cpuid = kvm.supportedCpuid().map((e) => (e.function === 1 ? { ...e, ebx: e.ebx & 0xffffff, ecx: (e.ecx | (1 << 31)) >>> 0 } : e))
+  const cpuid = kvm
+    .supportedCpuid()
+    .map((e) => (e.function === 1 ? { ...e, ebx: e.ebx & 0xffffff, ecx: (e.ecx | (1 << 31)) >>> 0 } : e))
   vcpu.setCpuid(cpuid)
   if (lint0ExtInt) {
     const l = vcpu.getLapic()
@@ -274,7 +311,17 @@ export function longModeVm(code, { pit = true, lint0ExtInt = false } = {}) {
   s.efer = 0x500n
   vcpu.setSregs(s)
   vcpu.setRegs({ ...vcpu.getRegs(), rip: BigInt(LOAD), rsp: 0x8000n, rflags: 2n })
-  return { kvm, vm, vcpu, mem, dv, dispose: () => { vm.dispose(); kvm.close() } }
+  return {
+    kvm,
+    vm,
+    vcpu,
+    mem,
+    dv,
+    dispose: () => {
+      vm.dispose()
+      kvm.close()
+    },
+  }
 }
 
 const hex = (n) => `0x${n.toString(16)}`
@@ -290,17 +337,47 @@ export async function runTimer(name, seconds = 3) {
     pioOut: (p, d, v) => {
       if (p === 0xe0) {
         const r = v.getRegs()
-        events.push(`exception ${d[0]} (rip on stack ${hex(dv.getBigUint64(Number(r.rsp), true))} / ${hex(dv.getBigUint64(Number(r.rsp) + 8, true))})`)
+        events.push(
+          `exception ${d[0]} (rip on stack ${hex(dv.getBigUint64(Number(r.rsp), true))} / ${hex(dv.getBigUint64(Number(r.rsp) + 8, true))})`,
+        )
       }
     },
-    mmioRead: (a, d) => { events.push(`mmio read ${hex(a)}`); d.fill(0) },
+    mmioRead: (a, d) => {
+      events.push(`mmio read ${hex(a)}`)
+      d.fill(0)
+    },
     mmioWrite: (a) => events.push(`mmio write ${hex(a)}`),
-    onExit: (e) => { if (e.kind === 'hlt') return 'resume'; if (e.kind !== 'kick') events.push(JSON.stringify(e, (k, x) => (typeof x === 'bigint' ? hex(x) : x instanceof Uint8Array ? [...x].map((b) => b.toString(16)).join(' ') : x))); return 'stop' },
+    onExit: (e) => {
+      if (e.kind === 'hlt') return 'resume'
+      if (e.kind !== 'kick')
+        events.push(
+          JSON.stringify(e, (k, x) =>
+            typeof x === 'bigint'
+              ? hex(x)
+              : x instanceof Uint8Array
+                ? [...x].map((b) => b.toString(16)).join(' ')
+                : x,
+          ),
+        )
+      return 'stop'
+    },
   }
   const t0 = performance.now()
   const samples = []
   const rd = (a) => dv.getBigUint64(a, true)
-  const timer = setInterval(() => samples.push({ t: (performance.now() - t0) / 1000, irqs: rd(C.irqs), tsc: rd(C.tsc), loops: rd(C.loops), aux: rd(C.aux), aux2: rd(C.aux2), aux3: rd(C.aux3) }), 500)
+  const timer = setInterval(
+    () =>
+      samples.push({
+        t: (performance.now() - t0) / 1000,
+        irqs: rd(C.irqs),
+        tsc: rd(C.tsc),
+        loops: rd(C.loops),
+        aux: rd(C.aux),
+        aux2: rd(C.aux2),
+        aux3: rd(C.aux3),
+      }),
+    500,
+  )
   const stop = setTimeout(() => vcpu.kick(), seconds * 1000)
   const exit = await vcpu.run(h)
   clearInterval(timer)
@@ -315,8 +392,13 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   for (const n of names) {
     const res = await runTimer(n, Number(process.env.SECONDS ?? 3))
     const last = res.samples.at(-1) ?? {}
-    console.log(`== ${n}: exit ${res.exit} at rip ${res.rip}; irqs ${last.irqs} loops ${last.loops} ${res.events.join('; ')}`)
+    console.log(
+      `== ${n}: exit ${res.exit} at rip ${res.rip}; irqs ${last.irqs} loops ${last.loops} ${res.events.join('; ')}`,
+    )
     if (process.env.VERBOSE || n.startsWith('tsc'))
-      for (const s of res.samples) console.log(`   t=${s.t.toFixed(2)} irqs=${s.irqs} loops=${s.loops} tsc=${s.tsc} aux=${s.aux} aux2=${s.aux2} aux3=${s.aux3}`)
+      for (const s of res.samples)
+        console.log(
+          `   t=${s.t.toFixed(2)} irqs=${s.irqs} loops=${s.loops} tsc=${s.tsc} aux=${s.aux} aux2=${s.aux2} aux3=${s.aux3}`,
+        )
   }
 }

@@ -11,7 +11,9 @@ import { longModeVm } from './lab.mjs'
 
 const entry = process.env.ENTRY ?? 'syscall'
 const dir = mkdtempSync(join(tmpdir(), 'pvm-sys-'))
-writeFileSync(join(dir, 'g.S'), `.intel_syntax noprefix
+writeFileSync(
+  join(dir, 'g.S'),
+  `.intel_syntax noprefix
 .code64
 start: jmp main
 .align 8
@@ -61,9 +63,20 @@ user:
   ${entry === 'int80' ? 'int 0x80' : entry === 'ud2' ? 'ud2' : 'syscall'}
   mov al, 0x55
   jmp user
-`)
+`,
+)
 execFileSync('as', ['--64', '-o', join(dir, 'g.o'), join(dir, 'g.S')])
-execFileSync('ld', ['-m', 'elf_x86_64', '-Ttext=0x10000', '--oformat=binary', '-e', '0', '-o', join(dir, 'g.bin'), join(dir, 'g.o')])
+execFileSync('ld', [
+  '-m',
+  'elf_x86_64',
+  '-Ttext=0x10000',
+  '--oformat=binary',
+  '-e',
+  '0',
+  '-o',
+  join(dir, 'g.bin'),
+  join(dir, 'g.o'),
+])
 const g = longModeVm(new Uint8Array(readFileSync(join(dir, 'g.bin'))), { pit: false })
 const { dv, vcpu } = g
 // GDT: 0x18 user data (DPL 3), 0x20 user code 64 (DPL 3), 0x28 64-bit TSS at 0x800 (RSP0 0x8000).
@@ -88,14 +101,29 @@ const exit = await vcpu.run({
     const r = v.getRegs()
     const cs = v.getSregs().cs
     log.push(`  (KVM_GET_SREGS at that exit: cs 0x${cs.selector.toString(16)} dpl ${cs.dpl})`)
-    if (p === 0xe1) log.push(`${entry}: kernel handler reached, CS & 3 = ${d[0] & 3} (rcx = user rip 0x${r.rcx.toString(16)})`)
-    if (p === 0xe0) log.push(`${entry}: exception ${d[0]}, frame rip 0x${dv.getBigUint64(Number(r.rsp) + (d[0] === 14 || d[0] === 13 ? 8 : 0), true).toString(16)} error code 0x${dv.getBigUint64(Number(r.rsp), true).toString(16)}`)
+    if (p === 0xe1)
+      log.push(
+        `${entry}: kernel handler reached, CS & 3 = ${d[0] & 3} (rcx = user rip 0x${r.rcx.toString(16)})`,
+      )
+    if (p === 0xe0)
+      log.push(
+        `${entry}: exception ${d[0]}, frame rip 0x${dv.getBigUint64(Number(r.rsp) + (d[0] === 14 || d[0] === 13 ? 8 : 0), true).toString(16)} error code 0x${dv.getBigUint64(Number(r.rsp), true).toString(16)}`,
+      )
     v.kick()
   },
   mmioRead: (a, d) => d.fill(0),
   mmioWrite: () => {},
-  onExit: (e) => { log.push(`exit ${e.kind} ${e.kind === 'internal-error' ? [...e.instructionBytes].map((b) => b.toString(16)).join(' ') : ''}`); return 'stop' },
+  onExit: (e) => {
+    log.push(
+      `exit ${e.kind} ${e.kind === 'internal-error' ? [...e.instructionBytes].map((b) => b.toString(16)).join(' ') : ''}`,
+    )
+    return 'stop'
+  },
 })
 clearTimeout(t)
-console.log(log.length ? log.join('\n') : `nothing reported; exit ${exit.kind} at rip 0x${vcpu.getRegs().rip.toString(16)} cs 0x${vcpu.getSregs().cs.selector.toString(16)}`)
+console.log(
+  log.length
+    ? log.join('\n')
+    : `nothing reported; exit ${exit.kind} at rip 0x${vcpu.getRegs().rip.toString(16)} cs 0x${vcpu.getSregs().cs.selector.toString(16)}`,
+)
 g.dispose()

@@ -16,7 +16,7 @@ import {
   type VirtualMachine,
 } from '@vmm/core'
 import { isBzImage } from './boot/bzimage.js'
-import { isX86Vcpu, isX86VirtualMachine, setupX86Vcpu, vcpuCpuid } from './boot/cpu.js'
+import { HIDDEN_ON_KVM_PVM, isX86Vcpu, isX86VirtualMachine, setupX86Vcpu, vcpuCpuid } from './boot/cpu.js'
 import { isElf } from './boot/elf.js'
 import { handleEmulationFailures } from './boot/emulate.js'
 import { type BootLayout, defaultLayout } from './boot/layout.js'
@@ -82,8 +82,11 @@ export class Linux implements Component {
     this.plan = plan
     if (isX86VirtualMachine(this.vm)) {
       const supported = this.vm.supportedCpuid()
+      const hide = emulatesGuestKernel()
+        ? [...new Set([...config.cpu.hide, ...HIDDEN_ON_KVM_PVM])]
+        : config.cpu.hide
       for (const v of vcpus) {
-        if (isX86Vcpu(v)) setupX86Vcpu(v, vcpuCpuid(supported, v.id, vcpus.length, config.cpu.hide))
+        if (isX86Vcpu(v)) setupX86Vcpu(v, vcpuCpuid(supported, v.id, vcpus.length, hide))
         // kvm_pvm hosts emulate guest kernel code and stop on instructions their emulator lacks
         // (int3, popcnt): finish those here instead of failing the run (boot/emulate.ts).
         handleEmulationFailures(v, memory)

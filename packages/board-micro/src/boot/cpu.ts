@@ -33,7 +33,7 @@ export function isX86VirtualMachine(vm: VirtualMachine): vm is X86VirtualMachine
 }
 
 /** CPUID feature bits by name, for `cpu.hide` in a manifest: [leaf, register, bit]. */
-export const CPUID_FEATURES: Record<string, readonly [number, 'ecx' | 'edx' | 'ebx', number]> = {
+export const CPUID_FEATURES: Record<string, readonly [number, 'eax' | 'ecx' | 'edx' | 'ebx', number]> = {
   cx16: [1, 'ecx', 13],
   popcnt: [1, 'ecx', 23],
   xsave: [1, 'ecx', 26],
@@ -43,7 +43,20 @@ export const CPUID_FEATURES: Record<string, readonly [number, 'ecx' | 'edx' | 'e
   rdrand: [1, 'ecx', 30],
   movbe: [1, 'ecx', 22],
   pdpe1gb: [0x80000001, 'edx', 26],
+  // KVM paravirtual features (CPUID 0x40000001 EAX, Linux Documentation/virt/kvm/x86/cpuid.rst)
+  // that make the guest issue hypercalls.
+  'kvm-pv-unhalt': [0x40000001, 'eax', 7], // paravirt spinlocks: KVM_HC_KICK_CPU
+  'kvm-pv-send-ipi': [0x40000001, 'eax', 11], // IPIs by KVM_HC_SEND_IPI
+  'kvm-pv-sched-yield': [0x40000001, 'eax', 13], // KVM_HC_SCHED_YIELD to a preempted vCPU
 }
+
+/**
+ * What a guest must not see on kvm_pvm hosts, whatever the manifest says: a `vmcall` there is
+ * re-executed for ever (investigations/linux-on-pvm: ptp_kvm's clock pairing spun on one; with
+ * two vCPUs, CPU 1's first IPI by KVM_HC_SEND_IPI never returned while CPU 0 spun on the lock
+ * it held), so no feature that issues hypercalls.
+ */
+export const HIDDEN_ON_KVM_PVM: readonly string[] = ['kvm-pv-unhalt', 'kvm-pv-send-ipi', 'kvm-pv-sched-yield']
 
 function log2ceil(n: number): number {
   let s = 0
