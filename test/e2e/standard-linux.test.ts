@@ -75,7 +75,17 @@ describe.skipIf(kvmUnavailable)('examples/standard.yaml on /dev/kvm, with the de
     })
     // Where the example names them (pnpm start links them the same way).
     linkDefaultGuest(guest, join(root, 'examples/.guest'))
-    const msiKernel = /^CONFIG_PCI_MSI=y$/m.test(readFileSync(guest.config, 'utf8'))
+    // VMM_E2E_KERNEL runs another vmlinux with the default initramfs, e.g. one built with
+    // CONFIG_PCI_MSI to check MSI-X; its kconfig must lie beside it (.config or config).
+    const otherKernel = process.env.VMM_E2E_KERNEL
+    const kconfig = otherKernel
+      ? [join(dirname(otherKernel), '.config'), join(dirname(otherKernel), 'config')].find((f) =>
+          existsSync(f),
+        )
+      : guest.config
+    if (!kconfig) throw new Error(`VMM_E2E_KERNEL: no .config or config beside ${otherKernel}`)
+    const msiKernel = /^CONFIG_PCI_MSI=y$/m.test(readFileSync(kconfig, 'utf8'))
+    if (otherKernel) console.log(`[e2e standard] kernel ${otherKernel} (CONFIG_PCI_MSI: ${msiKernel})`)
 
     const dir = mkdtempSync(join(tmpdir(), 'vmm-standard-e2e-'))
     const disk = diskImage()
@@ -90,6 +100,11 @@ describe.skipIf(kvmUnavailable)('examples/standard.yaml on /dev/kvm, with the de
       [
         `include: ${JSON.stringify(join(root, 'examples/standard.yaml'))}`,
         'components:',
+        ...(otherKernel
+          ? [
+              `  kernel: { kernel: ${JSON.stringify(otherKernel)}, initrd: ${JSON.stringify(guest.initramfs)} }`,
+            ]
+          : []),
         `  disk: { path: ${JSON.stringify(join(dir, 'disk.img'))} }`,
         ...(noNet ? [] : [`  net: { type: virtio-net-pci, bus: pci, tap: ${TAP} }`]),
         '',
