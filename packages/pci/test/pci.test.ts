@@ -211,7 +211,7 @@ describe('type 0 header semantics', () => {
 
     t.cfgWrite(1, 0x18, 0xffffffff)
     t.cfgWrite(1, 0x1c, 0xffffffff)
-    expect(t.cfgRead(1, 0x18)).toBe(0xfffff004) // type 10b: 64-bit
+    expect(t.cfgRead(1, 0x18)).toBe(0xfffff00c) // type 10b: 64-bit, bit 3: prefetchable
     expect(t.cfgRead(1, 0x1c)).toBe(0xffffffff)
   })
 

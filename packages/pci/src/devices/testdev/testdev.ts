@@ -63,7 +63,8 @@ export class PciTestDevice extends PciDevice {
     this.addBar(1, { kind: 'io', size: 0x20, device: regs })
     if (config.msixVectors > 0) {
       const msix = this.addMsix(config.msixVectors, 2, 0, 0x800)
-      this.addBar(2, { kind: 'memory64', size: 0x1000, prefetchable: false, device: msix.mmio })
+      // Prefetchable like the virtio-pci BAR: the host bridge's 64-bit window is a prefetchable one.
+      this.addBar(2, { kind: 'memory64', size: 0x1000, prefetchable: true, device: msix.mmio })
     }
     if (config.msiVectors > 0) this.addMsi(config.msiVectors)
   }
