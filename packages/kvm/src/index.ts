@@ -15,7 +15,7 @@ export {
   SystemEventType,
   type VcpuExit,
 } from './exits.js'
-export { discardGuestPages, Tap, TapOffload } from './host.js'
+export { deallocateFileRange, discardGuestPages, Tap, TapOffload } from './host.js'
 export { hypervisorProvider, KvmHypervisor, KvmVirtualMachine } from './hypervisor.js'
 export {
   type CpuidEntry,

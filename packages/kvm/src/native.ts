@@ -101,6 +101,7 @@ export interface NativeBinding {
   eventfdWrite(fd: number, value?: bigint): void
   /** MADV_DONTNEED on a page-aligned range of a mapMemory chunk. */
   discardMemory(buffer: ArrayBuffer, offset: number, length: number): void
+  deallocateFileRange(fd: number, offset: number, length: number, zeroOnly: boolean): void
   /** Opens (creating if needed) TAP interface `name`; the fd is non-blocking. */
   openTap(name: string, options?: { vnetHdr?: boolean }): { fd: number; name: string }
   setTapOffload(fd: number, flags: number): void

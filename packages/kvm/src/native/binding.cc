@@ -20,6 +20,7 @@
 #include <napi.h>
 
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <linux/kvm.h>
 #include <pthread.h>
 #include <signal.h>
@@ -286,6 +287,24 @@ static Napi::Value DiscardMemory(const Napi::CallbackInfo& info) {
     throw Napi::RangeError::New(info.Env(), "discardMemory: range must be page-aligned and inside the buffer");
   // SAFETY: the range lies inside a live mapping made by mapMemory (checked above).
   if (madvise(static_cast<uint8_t*>(buf.Data()) + off, len, MADV_DONTNEED) < 0) ThrowSys(info.Env(), errno, "madvise");
+  return info.Env().Undefined();
+}
+
+// deallocateFileRange(fd, offset, length, zeroOnly): fallocate(2) on a disk image. zeroOnly false:
+// FALLOC_FL_PUNCH_HOLE | KEEP_SIZE (the blocks go back to the file system, the range reads as
+// zeroes); true: FALLOC_FL_ZERO_RANGE | KEEP_SIZE (zeroes, blocks may stay allocated). Errors keep
+// errno: EOPNOTSUPP where the file system has neither, so callers can fall back to writing zeroes.
+static Napi::Value DeallocateFileRange(const Napi::CallbackInfo& info) {
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  uint64_t off = U64(info[1]), len = U64(info[2]);
+  bool zeroOnly = info[3].ToBoolean();
+  if (off > uint64_t(INT64_MAX) || len > uint64_t(INT64_MAX) - off)
+    throw Napi::RangeError::New(info.Env(), "deallocateFileRange: range beyond the largest file offset");
+  int mode = FALLOC_FL_KEEP_SIZE | (zeroOnly ? FALLOC_FL_ZERO_RANGE : FALLOC_FL_PUNCH_HOLE);
+  int r;
+  do r = fallocate(fd, mode, off_t(off), off_t(len));
+  while (r < 0 && errno == EINTR);
+  if (r < 0) ThrowSys(info.Env(), errno, "fallocate");
   return info.Env().Undefined();
 }
 
@@ -1474,6 +1493,7 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("eventfdWrite", Napi::Function::New(env, EventFdWrite));
   exports.Set("FdWatch", FdWatch::Init(env));
   exports.Set("discardMemory", Napi::Function::New(env, DiscardMemory));
+  exports.Set("deallocateFileRange", Napi::Function::New(env, DeallocateFileRange));
   exports.Set("openTap", Napi::Function::New(env, OpenTap));
   exports.Set("setTapOffload", Napi::Function::New(env, SetTapOffload));
   exports.Set("readFd", Napi::Function::New(env, ReadFd));
