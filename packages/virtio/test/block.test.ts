@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -123,6 +123,44 @@ describe('virtio-blk', () => {
     expect((await blk.request(BlockRequest.DISCARD, 0, { out: segment })).status).toBe(BlockStatus.OK)
     seg.setBigUint64(0, 15n, true) // 15 + 4 sectors runs past the 16-sector disk
     expect((await blk.request(BlockRequest.DISCARD, 0, { out: segment })).status).toBe(BlockStatus.IOERR)
+  })
+
+  it('discard punches a hole in the image; write-zeroes with unmap too; unknown flags are UNSUPP', async () => {
+    const MiB = 1 << 20
+    const path = image(4 * MiB, 0x5a)
+    const blk = setup(path)
+    const segment = (sector: number, sectors: number, flags = 0) => {
+      const seg = new DataView(new ArrayBuffer(16))
+      seg.setBigUint64(0, BigInt(sector), true)
+      seg.setUint32(8, sectors, true)
+      seg.setUint32(12, flags, true)
+      return new Uint8Array(seg.buffer)
+    }
+    const blocks = () => statSync(path).blocks
+    const before = blocks()
+    // §5.2.6.2: DISCARD with unmap, or any unknown flag, is UNSUPP and changes nothing.
+    expect((await blk.request(BlockRequest.DISCARD, 0, { out: segment(0, 2048, 1) })).status).toBe(
+      BlockStatus.UNSUPP,
+    )
+    expect((await blk.request(BlockRequest.WRITE_ZEROES, 0, { out: segment(0, 2048, 2) })).status).toBe(
+      BlockStatus.UNSUPP,
+    )
+    expect(blocks()).toBe(before)
+    // 1 MiB at 1 MiB discarded: those blocks go back to the file system and read as zeroes.
+    expect((await blk.request(BlockRequest.DISCARD, 0, { out: segment(2048, 2048) })).status).toBe(
+      BlockStatus.OK,
+    )
+    expect(before - blocks()).toBe(MiB / 512)
+    // Write-zeroes with unmap over the next MiB: a hole as well.
+    expect((await blk.request(BlockRequest.WRITE_ZEROES, 0, { out: segment(4096, 2048, 1) })).status).toBe(
+      BlockStatus.OK,
+    )
+    expect(before - blocks()).toBe((2 * MiB) / 512)
+    const file = readFileSync(path)
+    expect(file.length).toBe(4 * MiB)
+    expect(file.subarray(MiB, 3 * MiB).every((b) => b === 0)).toBe(true)
+    expect(file.subarray(0, MiB).every((b) => b === 0x5a)).toBe(true)
+    expect(file.subarray(3 * MiB).every((b) => b === 0x5a)).toBe(true)
   })
 
   it('reports a host I/O error as IOERR', async () => {

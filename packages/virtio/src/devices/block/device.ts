@@ -1,5 +1,6 @@
 import { closeSync, fdatasync, fstatSync, openSync, readv, write, writev } from 'node:fs'
 import type { GuestMemory } from '@vmm/core'
+import { deallocateFileRange } from '@vmm/kvm'
 import { completeChain, type DeviceContext, drainQueue, type VirtioDevice } from '../../device.js'
 import { gather, scatter, views } from '../../queue/buffers.js'
 import type { DescriptorChain } from '../../queue/split-queue.js'
@@ -29,6 +30,8 @@ const QUEUE_SIZE = 256
 const MAX_ZEROES_SECTORS = 1 << 16
 const MAX_SEGMENTS = 16
 const SEGMENT_SIZE = 16
+/** struct virtio_blk_discard_write_zeroes flags: bit 0 unmap (§5.2.6). */
+const UNMAP = 1
 const ZEROES = new Uint8Array(256 * 1024)
 
 export interface BlockOptions {
@@ -84,6 +87,7 @@ export class BlockDevice implements VirtioDevice {
     c.setUint32(44, 1, true) // discard_sector_alignment
     c.setUint32(48, MAX_ZEROES_SECTORS, true) // max_write_zeroes_sectors
     c.setUint32(52, MAX_SEGMENTS, true) // max_write_zeroes_seg
+    c.setUint8(56, 1) // write_zeroes_may_unmap: an unmap request punches a hole
   }
 
   readConfig(offset: number, data: Uint8Array): void {
@@ -151,11 +155,29 @@ export class BlockDevice implements VirtioDevice {
         if (this.options.readOnly) return done(BlockStatus.UNSUPP)
         const ranges = this.segments(memory, chain, dataIn)
         if (!ranges) return done(BlockStatus.IOERR)
-        // Discard is a hint (§5.2.6.2: the device MAY deallocate); Node cannot punch holes, so the
-        // range is only checked. Write-zeroes must leave zeroes, so it writes them.
-        if (type === BlockRequest.DISCARD) return done(BlockStatus.OK)
+        // §5.2.6.2: unknown flags, or unmap on a discard, are UNSUPP.
+        if (ranges.some((r) => r.flags & ~(type === BlockRequest.WRITE_ZEROES ? UNMAP : 0)))
+          return done(BlockStatus.UNSUPP)
+        if (type === BlockRequest.DISCARD) {
+          // A hint (§5.2.6.2: the device MAY deallocate): the file's blocks go back to the host's
+          // file system; where it cannot punch holes, nothing happens and that is still OK.
+          for (const r of ranges) {
+            const status = this.deallocate(r.at, r.length, false)
+            if (status === 'error') return done(BlockStatus.IOERR)
+          }
+          return done(BlockStatus.OK)
+        }
+        // Write-zeroes must leave zeroes: a hole (unmap allowed) or a zeroed range, else written
+        // zeroes where the file system has neither.
+        const toWrite: [number, number][] = []
+        for (const r of ranges) {
+          const status = this.deallocate(r.at, r.length, !(r.flags & UNMAP))
+          if (status === 'error') return done(BlockStatus.IOERR)
+          if (status === 'unsupported') toWrite.push([r.at, r.length])
+        }
+        if (toWrite.length === 0) return done(BlockStatus.OK)
         this.inFlight++
-        this.zero(ranges, 0, (ok) => this.settle(() => later(ok ? BlockStatus.OK : BlockStatus.IOERR)))
+        this.zero(toWrite, 0, (ok) => this.settle(() => later(ok ? BlockStatus.OK : BlockStatus.IOERR)))
         return undefined
       }
       default:
@@ -167,23 +189,35 @@ export class BlockDevice implements VirtioDevice {
     return length % SECTOR_SIZE === 0 && sector + length / SECTOR_SIZE <= this.capacity
   }
 
+  /** fallocate on the image: done, not supported by its file system, or a host error. */
+  private deallocate(at: number, length: number, zeroOnly: boolean): 'done' | 'unsupported' | 'error' {
+    if (length === 0) return 'done'
+    try {
+      deallocateFileRange(this.fd, at, length, zeroOnly)
+      return 'done'
+    } catch (e) {
+      return (e as { code?: string }).code === 'EOPNOTSUPP' ? 'unsupported' : 'error'
+    }
+  }
+
   /** Parses discard / write-zeroes segments (§5.2.6: struct virtio_blk_discard_write_zeroes). */
   private segments(
     memory: GuestMemory,
     chain: DescriptorChain,
     length: number,
-  ): [number, number][] | undefined {
+  ): { at: number; length: number; flags: number }[] | undefined {
     const count = length / SEGMENT_SIZE
     if (!Number.isInteger(count) || count < 1 || count > MAX_SEGMENTS) return undefined
     const bytes = new Uint8Array(length)
     gather(memory, chain.readable, 16, bytes)
     const view = new DataView(bytes.buffer)
-    const out: [number, number][] = []
+    const out: { at: number; length: number; flags: number }[] = []
     for (let i = 0; i < count; i++) {
       const sector = Number(view.getBigUint64(i * SEGMENT_SIZE, true))
       const sectors = view.getUint32(i * SEGMENT_SIZE + 8, true)
+      const flags = view.getUint32(i * SEGMENT_SIZE + 12, true)
       if (sectors > MAX_ZEROES_SECTORS || sector + sectors > this.capacity) return undefined
-      out.push([sector * SECTOR_SIZE, sectors * SECTOR_SIZE])
+      out.push({ at: sector * SECTOR_SIZE, length: sectors * SECTOR_SIZE, flags })
     }
     return out
   }
