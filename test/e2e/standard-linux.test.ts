@@ -5,9 +5,9 @@
 // checks, in the guest:
 //  - /sys/bus/pci/devices lists the host bridge and the virtio-pci functions (vendor 0x1af4),
 //  - the virtio-blk-pci disk reads back the pattern the test wrote into its backing file,
-//  - /proc/interrupts has virtio interrupts that fired (PCI-MSI(-X) when the guest kernel has
-//    CONFIG_PCI_MSI; the default guest is built without it, so there they are IO-APIC lines routed
-//    by the DSDT's _PRT),
+//  - /proc/interrupts has virtio interrupts that fired, all PCI-MSI (MSI-X vectors: the default
+//    guest has CONFIG_PCI_MSI; a kernel without it, given by VMM_E2E_KERNEL, gets IO-APIC lines
+//    routed by the DSDT's _PRT),
 //  - a virtio-net-pci interface (eth0) on a TAP answers a ping from the host side,
 // then `poweroff` goes through ACPI S5 and vmm exits with status 0.
 //
@@ -187,7 +187,7 @@ describe.skipIf(kvmUnavailable)('examples/standard.yaml on /dev/kvm, with the de
       }
 
       // Interrupts: the virtio devices' lines have fired. With CONFIG_PCI_MSI the virtio-pci driver
-      // takes MSI-X vectors (config + one per queue); without it (the default guest) INTx through
+      // takes MSI-X vectors (config + one per queue; the default guest); without it INTx through
       // the IOAPIC, as the DSDT's _PRT routes it.
       const interrupts = await shell(con, stdin, 'cat /proc/interrupts', 4)
       console.log(`[e2e standard] /proc/interrupts:\n${interrupts.trim()}`)
@@ -201,7 +201,7 @@ describe.skipIf(kvmUnavailable)('examples/standard.yaml on /dev/kvm, with the de
         expect(virtioLines.every((l) => /PCI-MSI/.test(l.line))).toBe(true)
       } else {
         console.warn(
-          '[e2e standard] the default guest kernel has no CONFIG_PCI_MSI: virtio-pci uses INTx, MSI-X is not exercised by Linux here',
+          '[e2e standard] this guest kernel has no CONFIG_PCI_MSI: virtio-pci uses INTx, MSI-X is not exercised by Linux here',
         )
         expect(virtioLines.every((l) => /IO-APIC/.test(l.line))).toBe(true)
       }
