@@ -1,5 +1,15 @@
 // The serial console of a `vmm run` child process, for end-to-end tests that drive a guest's shell.
 import type { ChildProcessWithoutNullStreams } from 'node:child_process'
+import { type DefaultGuest, ensureDefaultGuest } from '@vmm/image'
+
+/** The default guest, built first when it is not cached (printing the build's stages). */
+export function defaultGuest(): Promise<DefaultGuest> {
+  return ensureDefaultGuest({
+    onProgress: (e) => {
+      if (e.stage !== 'compile') console.log(`[default guest] ${e.stage}: ${e.message}`)
+    },
+  })
+}
 
 export type GuestConsole = ReturnType<typeof consoleOf>
 
@@ -24,6 +34,18 @@ export function consoleOf(child: ChildProcessWithoutNullStreams) {
   return {
     text: () => text,
     exited,
+    /** How vmm exited; rejects, with the console's end, when it still runs after `timeoutMs`. */
+    exitWithin(timeoutMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+      let timer: NodeJS.Timeout | undefined
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`vmm still running ${timeoutMs / 1000} s later:\n${text.slice(-3000)}`)),
+          timeoutMs,
+        )
+        timer.unref()
+      })
+      return Promise.race([exited, late]).finally(() => clearTimeout(timer))
+    },
     /** Resolves with the text after `from` once it matches; rejects on exit or timeout, with the console's end. */
     async waitFor(pattern: RegExp, from: number, timeoutMs: number): Promise<string> {
       const deadline = Date.now() + timeoutMs

@@ -10,10 +10,10 @@
 import { spawn } from 'node:child_process'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { ensureDefaultGuest, linkDefaultGuest } from '@vmm/image'
+import { linkDefaultGuest } from '@vmm/image'
 import { Kvm } from '@vmm/kvm'
 import { describe, expect, it } from 'vitest'
-import { consoleOf } from './console.js'
+import { consoleOf, defaultGuest } from './console.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '../..')
 const cli = join(root, 'packages/core/dist/cli/main.js')
@@ -26,11 +26,7 @@ describe.skipIf(kvmUnavailable)('examples/micro.yaml on /dev/kvm, with the defau
   it('boots to the shell, runs a command typed on the serial console, and powers off with exit status 0', {
     timeout: 45 * 60_000,
   }, async () => {
-    const guest = await ensureDefaultGuest({
-      onProgress: (e) => {
-        if (e.stage !== 'compile') console.log(`[default guest] ${e.stage}: ${e.message}`)
-      },
-    })
+    const guest = await defaultGuest()
     // Where the example names them (pnpm start links them the same way).
     linkDefaultGuest(guest, join(root, 'examples/.guest'))
 
@@ -57,15 +53,7 @@ describe.skipIf(kvmUnavailable)('examples/micro.yaml on /dev/kvm, with the defau
       console.log(`[e2e] guest answered: ${/e2e: 42 Linux \S+/.exec(answer)![0]}`)
 
       child.stdin.write('poweroff\n')
-      const exit = await Promise.race([
-        con.exited,
-        new Promise<never>((_, reject) =>
-          setTimeout(
-            () => reject(new Error(`vmm still running 5 min after poweroff:\n${con.text().slice(-3000)}`)),
-            5 * 60_000,
-          ).unref(),
-        ),
-      ])
+      const exit = await con.exitWithin(5 * 60_000)
       // No ACPI on the micro board: the kernel halts instead of powering off, and says so.
       expect(con.text()).toMatch(/reboot: (Power down|System halted)/)
       expect(exit, con.text().slice(-3000)).toEqual({ code: 0, signal: null })
