@@ -261,8 +261,8 @@ export class GuestShell {
   }
 }
 
-/** Parses busybox dd's summary ("... copied, 1.23 seconds, 12.3MB/s"): bytes and seconds. */
-export function parseDd(text) {
-  const m = /(\d+) bytes \([^)]*\) copied, ([\d.]+) seconds/.exec(text)
-  return m ? { bytes: Number(m[1]), seconds: Number(m[2]) } : undefined
+/** Seconds of busybox's `time` report ("real\t0m 3.12s"); Debian's busybox dd prints no rate. */
+export function parseRealTime(text) {
+  const m = /real\s+(\d+)m ([\d.]+)s/.exec(text)
+  return m ? Number(m[1]) * 60 + Number(m[2]) : undefined
 }
