@@ -225,5 +225,5 @@ export async function runInstructions({ osxsave = true } = {}) {
 if (import.meta.url === `file://${process.argv[1]}`) {
   const { exit, result } = await runInstructions()
   console.log(`final exit: ${exit.kind}`)
-  INSTRUCTIONS.forEach((ins, i) => console.log(`${ins.padEnd(34)} ${result[i]}`))
+  for (const [i, ins] of INSTRUCTIONS.entries()) console.log(`${ins.padEnd(34)} ${result[i]}`)
 }
