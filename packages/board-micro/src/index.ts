@@ -3,6 +3,7 @@
 import type { PLUGIN_API_VERSION, PluginRegistry } from '@vmm/core'
 import { bootTimerType } from './devices/boot-timer/boot-timer.js'
 import { i8042Type } from './devices/i8042/i8042.js'
+import { cmosRtcType } from './devices/rtc/rtc.js'
 import { serialType } from './devices/serial/serial.js'
 import { linuxType } from './linux.js'
 
@@ -16,6 +17,29 @@ export { writeMpTable } from './boot/mptable.js'
 export { e820Map, PVH_MAGIC, writeStartInfo, writeZeroPage } from './boot/params.js'
 export { BOOT_TIMER_MAGIC, BootTimer, bootTimerType } from './devices/boot-timer/boot-timer.js'
 export { CTRL_ALT_DEL, I8042, I8042Controller, i8042Type } from './devices/i8042/i8042.js'
+export {
+  A_UIP,
+  B_24H,
+  B_AIE,
+  B_DM_BINARY,
+  B_PIE,
+  B_SET,
+  B_UIE,
+  C_AF,
+  C_IRQF,
+  C_PF,
+  C_UF,
+  hostClock,
+  Mc146818,
+  periodicIntervalMs,
+  REG_A,
+  REG_B,
+  REG_C,
+  REG_CENTURY,
+  REG_D,
+  type RtcClock,
+} from './devices/rtc/mc146818.js'
+export { CmosRtc, type CmosRtcConfig, cmosRtcType, rtcStartMs } from './devices/rtc/rtc.js'
 export { GUEST_PANIC_EXIT_CODE, Serial, type SerialConfig, serialType } from './devices/serial/serial.js'
 export { RX_FIFO_SIZE, Uart16550 } from './devices/serial/uart.js'
 export { Linux, type LinuxBootInputs, type LinuxConfig, linuxType } from './linux.js'
@@ -27,4 +51,5 @@ export function register(registry: PluginRegistry): void {
   registry.register(serialType)
   registry.register(i8042Type)
   registry.register(bootTimerType)
+  registry.register(cmosRtcType)
 }
