@@ -168,6 +168,29 @@ describe('virtio-pci common configuration and queues (§4.1.4.3, §4.1.5)', () =
     expect(msi.deliveries.map((d) => d.data)).toEqual([0x31, 0x31])
   })
 
+  it('touches no queue and sends no message while Bus Master Enable is off (PCI 3.0 §6.2.2)', () => {
+    const device = new FakeDevice()
+    const { driver, msi } = pciRig(device)
+    driver.init()
+    driver.cfgWrite(Reg.Command, Command.MemorySpace, 2) // decoding on, bus mastering off
+    driver.notify(1)
+    driver.notify(0)
+    expect(device.notified).toEqual([])
+    device.context!.configChanged()
+    device.context!.signalUsed(0)
+    expect(msi.deliveries).toEqual([])
+    // Bus mastering back on: the doorbells run in the order they rang, then the interrupts go out.
+    driver.cfgWrite(Reg.Command, Command.MemorySpace | Command.BusMaster, 2)
+    expect(device.notified).toEqual([1, 0])
+    expect(msi.deliveries.length).toBeGreaterThan(0)
+    // A device reset drops what was held.
+    driver.cfgWrite(Reg.Command, Command.MemorySpace, 2)
+    driver.notify(0)
+    driver.setCommon(CommonCfg.DEVICE_STATUS, 0, 1)
+    driver.cfgWrite(Reg.Command, Command.MemorySpace | Command.BusMaster, 2)
+    expect(device.notified).toEqual([1, 0])
+  })
+
   it('sends nothing for VIRTIO_MSI_NO_VECTOR and reads back NO_VECTOR for a vector it lacks', () => {
     const { driver, msi, lines } = pciRig(new RngDevice())
     driver.init()

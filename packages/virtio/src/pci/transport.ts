@@ -5,7 +5,7 @@
 // features and queue set-up are the shared TransportCore's, as for virtio-mmio; this file decodes
 // the registers and chooses how interrupts go out (MSI-X vectors, else ISR + INTx).
 import type { GuestMemory, MmioDevice } from '@vmm/core'
-import { CapabilityId, overlaps, PciDevice, readLe, writeLe } from '@vmm/pci'
+import { CapabilityId, Command, overlaps, PciDevice, Reg, readLe, writeLe } from '@vmm/pci'
 import type { VirtioDevice } from '../device.js'
 import type { Disposable, VirtioAccelerator } from '../mmio/accelerator.js'
 import type { SplitQueue } from '../queue/split-queue.js'
@@ -129,6 +129,8 @@ export class VirtioPciTransport extends PciDevice {
       { usedBuffer: (i) => this.usedBuffer(i), configChange: () => this.configChange() },
       events,
     )
+    // A PCI function comes out of reset with bus mastering off (Command = 0, PCI 3.0 §6.2.2).
+    this.core.setBusMaster(false)
     const queues = device.queueSizes.length
     if (queues * Layout.NOTIFY_OFF_MULTIPLIER > Layout.MSIX_TABLE - Layout.NOTIFY)
       throw new RangeError(`${name}: ${queues} queues do not fit the notification area`)
@@ -251,6 +253,8 @@ export class VirtioPciTransport extends PciDevice {
 
   protected override onConfigWrite(offset: number, length: number): void {
     if (overlaps(offset, length, this.cfgCap + 16, 4)) this.cfgAccess(true)
+    if (overlaps(offset, length, Reg.Command, 2))
+      this.core.setBusMaster((this.config.u16(Reg.Command) & Command.BusMaster) !== 0)
   }
 
   /**

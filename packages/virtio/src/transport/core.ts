@@ -36,6 +36,12 @@ export class TransportCore {
   private driverFeatures = 0n
   private generation = 0
   private context: (DeviceContext & { active: boolean }) | undefined
+  /** Whether the device may touch guest memory and signal the driver (PCI Bus Master Enable). */
+  private busMaster = true
+  /** Held while bus mastering is off: doorbells, used-buffer interrupts, a configuration interrupt. */
+  private readonly heldNotify = new Set<number>()
+  private readonly heldUsed = new Set<number>()
+  private heldConfig = false
 
   constructor(
     readonly device: VirtioDevice,
@@ -115,10 +121,35 @@ export class TransportCore {
     if (next & Status.DRIVER_OK && !(before & Status.DRIVER_OK) && next & Status.FEATURES_OK) this.activate()
   }
 
+  /**
+   * PCI Bus Master Enable (PCI 3.0 §6.2.2; virtio-mmio has no such bit and never clears it). While
+   * it is off the device must not read or write guest memory, and an MSI-X message is a memory
+   * write: doorbells and interrupts are held (reading a ring to decide on an interrupt is guest
+   * memory too) and run, in order, once the driver turns bus mastering back on.
+   */
+  setBusMaster(enabled: boolean): void {
+    if (enabled === this.busMaster) return
+    this.busMaster = enabled
+    if (!enabled) return
+    const kicks = [...this.heldNotify]
+    const used = [...this.heldUsed]
+    const config = this.heldConfig
+    this.heldNotify.clear()
+    this.heldUsed.clear()
+    this.heldConfig = false
+    for (const i of kicks) this.notify(i)
+    for (const i of used) this.context?.signalUsed(i)
+    if (config) this.interrupts.configChange()
+  }
+
   /** The driver notified queue `index` (§2.7.13.3); ignored unless the device is live. */
   notify(index: number): void {
     const context = this.context
     if (!context?.active || !this.queues[index]?.ready) return
+    if (!this.busMaster) {
+      this.heldNotify.add(index)
+      return
+    }
     try {
       this.device.notify(index)
     } catch (e) {
@@ -144,6 +175,9 @@ export class TransportCore {
     for (const q of this.queues) q.reset()
     this.status = 0
     this.driverFeatures = 0n
+    this.heldNotify.clear()
+    this.heldUsed.clear()
+    this.heldConfig = false
   }
 
   private activate(): void {
@@ -156,6 +190,10 @@ export class TransportCore {
       active: true,
       signalUsed(index: number) {
         if (!context.active) return
+        if (!core.busMaster) {
+          core.heldUsed.add(index)
+          return
+        }
         const q = core.queues[index]
         try {
           if (q?.needsInterrupt(core.memory)) core.interrupts.usedBuffer(index)
@@ -166,7 +204,7 @@ export class TransportCore {
       configChanged() {
         if (!context.active) return
         core.generation = (core.generation + 1) >>> 0
-        core.interrupts.configChange()
+        core.configInterrupt()
       },
       fail(error: unknown) {
         if (!context.active) return
@@ -191,7 +229,12 @@ export class TransportCore {
   private needsReset(error: unknown): void {
     this.status |= Status.DEVICE_NEEDS_RESET
     this.events.onNeedsReset?.(error)
-    this.interrupts.configChange()
+    this.configInterrupt()
+  }
+
+  private configInterrupt(): void {
+    if (this.busMaster) this.interrupts.configChange()
+    else this.heldConfig = true
   }
 }
 
