@@ -1,7 +1,25 @@
 // The legacy devices against their datasheets, with a recording interrupt line: no VM needed.
-import type { InterruptLine } from '@vmm/core'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import {
+  ComponentRegistry,
+  type InterruptLine,
+  Machine,
+  type PluginRegistry,
+  registerBuiltins,
+} from '@vmm/core'
+import { TestHypervisor } from '@vmm/core/testing'
 import { describe, expect, it } from 'vitest'
-import { BootTimer, CTRL_ALT_DEL, I8042Controller, RX_FIFO_SIZE, Uart16550 } from '../src/index.js'
+import {
+  BootTimer,
+  CTRL_ALT_DEL,
+  type I8042,
+  I8042Controller,
+  RX_FIFO_SIZE,
+  register,
+  Uart16550,
+} from '../src/index.js'
 
 function line() {
   const events: string[] = []
@@ -174,6 +192,51 @@ describe('i8042', () => {
     const { c } = ctl()
     c.writeData(0xf2)
     expect([c.readData(), c.readData(), c.readData()]).toEqual([0xfa, 0xab, 0x83])
+  })
+})
+
+describe('a clean shutdown request (Machine.requestShutdown, vmm run on SIGTERM)', () => {
+  async function spinning(withI8042: boolean) {
+    const dir = mkdtempSync(join(tmpdir(), 'vmm-shutdown-'))
+    writeFileSync(join(dir, 'spin.bin'), Uint8Array.of(0xeb, 0xfe)) // jmp $
+    const registry = registerBuiltins(new ComponentRegistry())
+    register(registry as unknown as PluginRegistry)
+    return Machine.fromObject(
+      {
+        machine: { memory: '1MiB', irqchip: true },
+        components: {
+          guest: { type: 'raw-image', file: join(dir, 'spin.bin'), address: 0x7c00 },
+          ...(withI8042 ? { i8042: { type: 'i8042', resources: { ports: 0x60, irq: 1 } } } : {}),
+        },
+      },
+      { hypervisor: new TestHypervisor(), registry },
+    )
+  }
+
+  it('goes to the i8042 as Ctrl-Alt-Del while the machine runs, and to nobody when nothing can ask', async () => {
+    const m = await spinning(true)
+    try {
+      expect(m.requestShutdown()).toBeUndefined() // not running yet
+      await m.load()
+      await m.start()
+      expect(m.requestShutdown()).toBe('i8042')
+      const c = m.component<I8042>('i8042').controller
+      const got: number[] = []
+      while (c.readStatus() & 1) got.push(c.readData())
+      expect(got).toEqual(CTRL_ALT_DEL)
+      await m.stop()
+    } finally {
+      await m.dispose()
+    }
+    const bare = await spinning(false)
+    try {
+      await bare.load()
+      await bare.start()
+      expect(bare.requestShutdown()).toBeUndefined()
+      await bare.stop()
+    } finally {
+      await bare.dispose()
+    }
   })
 })
 

@@ -25,6 +25,7 @@ export const machine: AcpiMachine = {
     intxGsis: [16, 17, 18, 19],
   },
   serial: [{ port: 0x3f8, irq: 4 }],
+  rtc: { port: 0x70, irq: 8 },
   pmPort: 0x600,
   i8042: true,
   sci: 9,
@@ -114,8 +115,22 @@ describe('ACPI tables', () => {
       expect(dsl).toMatch(/IO \(Decode16,\s*0x03F8,[^\n]*\n\s*0x03F8,/)
       expect(dsl).toContain('EisaId ("PNP0C0C")')
       expect(dsl).toContain('EisaId ("PNP0C02")')
+      expect(dsl).toMatch(
+        /Device \(RTC\)[\s\S]*?EisaId \("PNP0B00"\)[\s\S]*?IO \(Decode16,\s*0x0070,\s*\/\/[^\n]*\n\s*0x0070,[\s\S]*?0x02,[\s\S]*?IRQNoFlags \(\)\s*\{8\}/,
+      )
       expect(dsl).toMatch(/Memory32Fixed \(ReadWrite,\s*0xE0000000,[^\n]*\n\s*0x01000000,/)
       expect(dsl).toMatch(/Name \(\\_S5, Package \(0x04\)[^\n]*\n\s*\{\s*0x05,/)
+      // The GED: its interrupt (the SCI line, level, active-high) and the _EVT that reads the
+      // event byte at pm + 3 and notifies the power button.
+      expect(dsl).toMatch(/Device \(GED\)[\s\S]*?Name \(_HID, "ACPI0013"/)
+      expect(dsl).toMatch(
+        /Interrupt \(ResourceConsumer, Level, ActiveHigh, Exclusive[^)]*\)\s*\{\s*0x00000009,/,
+      )
+      expect(dsl).toMatch(/OperationRegion \(EREG, SystemIO, 0x0603, One\)/)
+      expect(dsl).toMatch(/Field \(EREG, ByteAcc, NoLock, Preserve\)\s*\{\s*ESEL,\s*8\s*\}/)
+      expect(dsl).toMatch(
+        /Method \(_EVT, 1, Serialized\)[^\n]*\s*\{\s*Local0 = ESEL[^\n]*\n\s*If \(\(Local0 & One\)\)\s*\{\s*Notify \(\\_SB\.PWRB, 0x80\)/,
+      )
     })
 
     it('shows a hardware-reduced FADT with sleep control and reset registers, and the MADT entries', () => {
@@ -124,6 +139,13 @@ describe('ACPI tables', () => {
       expect(fadt).toMatch(/Sleep Control Register[\s\S]*?Address : 0000000000000600/)
       expect(fadt).toMatch(/Reset Register[\s\S]*?Address : 0000000000000602/)
       expect(fadt).toMatch(/Sleep Status Register[\s\S]*?Address : 0000000000000601/)
+      // The RTC is there: its century byte at CMOS 0x32, and no "CMOS RTC not present" flag.
+      expect(fadt).toMatch(/Century Index[^:]*: 32/)
+      expect(fadt).toMatch(/CMOS RTC Not Present[^:]*: 0/)
+      const { rtc: _, ...noRtc } = machine
+      const without = disassemble('FACP', buildAcpi(noRtc, 0xe0000).tables.FACP!.bytes).dsl
+      expect(without).toMatch(/Century Index[^:]*: 00/)
+      expect(without).toMatch(/CMOS RTC Not Present[^:]*: 1/)
       const madt = disassemble('APIC', blob.tables.APIC!.bytes).dsl
       expect(madt.match(/Subtable Type : 00 \[Processor Local APIC\]/g)).toHaveLength(4)
       expect(madt).toContain('[I/O APIC]')

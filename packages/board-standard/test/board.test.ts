@@ -67,7 +67,7 @@ function manifest(kernel: string, memoryModel: 'stacked' | 'flat' = 'stacked', r
         serial: ['serial'],
         ...(raw ? {} : { kernel: 'kernel' }),
         i8042: false,
-        resources: { pm: PM_PORT },
+        resources: { pm: PM_PORT, sci: 9 },
       },
       console: { type: 'debugcon', output: 'none', resources: { port: 0xe9 } },
     },
@@ -106,6 +106,35 @@ describe('standard board components (test hypervisor)', () => {
       expect(madt.bytes.length).toBe(36 + 8 + 2 * 8 + 12 + 10 + 10 + 6)
       expect(acpi.describe(2).serial).toEqual([{ port: 0x3f8, irq: 4 }])
       expect(acpi.describe(2).pci?.intxGsis).toEqual([16, 17, 18, 19])
+    } finally {
+      await m.dispose()
+    }
+  })
+
+  it('presses the power button: the GED line (SCI, IRQ 9) stays up until _EVT reads the event byte', async () => {
+    const hv = new TestHypervisor()
+    const m = await Machine.fromObject(manifest('', 'stacked', poweroffImage()), {
+      hypervisor: hv,
+      registry: registry(),
+    })
+    try {
+      await m.load()
+      const acpi = m.component<Acpi>('acpi')
+      const levels = hv.vms[0]!.log.irqEvents.filter((e) => e.irq === 9)
+      expect(levels).toEqual([])
+      acpi.pressPowerButton()
+      acpi.pressPowerButton() // a second press before the guest looked: one event, line still up
+      expect(hv.vms[0]!.log.irqLevels.get(9)).toBe(true)
+      // What the DSDT's _EVT does: read pm + 3 (the event byte, GED_POWER_BUTTON = bit 0).
+      const read = () => {
+        const d = new Uint8Array(1)
+        m.pioBus.lookup(PM_PORT + 3)!.device.read(3, d)
+        return d[0]
+      }
+      expect(read()).toBe(0x01)
+      expect(hv.vms[0]!.log.irqLevels.get(9)).toBe(false)
+      expect(read()).toBe(0) // read clears
+      expect(acpi.describe(1).sci).toBe(9)
     } finally {
       await m.dispose()
     }

@@ -66,7 +66,7 @@ function manifest(image: string, devices: Record<string, unknown>, memoryModel =
         },
       },
       ...devices,
-      acpi: { type: 'acpi', pci: 'pci', serial: [], i8042: false, resources: { pm: PM_PORT } },
+      acpi: { type: 'acpi', pci: 'pci', serial: [], i8042: false, resources: { pm: PM_PORT, sci: 9 } },
       console: { type: 'debugcon', output: 'none', resources: { port: 0xe9 } },
     },
   }

@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
@@ -104,7 +104,25 @@ describe('vmm', () => {
     expect(r.stderr).toContain('--hypervisor test')
   })
 
+  it('run: SIGTERM stops a machine that has no way to ask its guest to shut down', async () => {
+    const dir = fixture({ 'g.bin': Uint8Array.of(0xeb, 0xfe), 'm.yaml': hello }) // jmp $
+    const child = spawn(process.execPath, [main, 'run', join(dir, 'm.yaml'), '--hypervisor', 'test'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stderr = ''
+    child.stderr.on('data', (d) => (stderr += d))
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
+    await new Promise((r) => setTimeout(r, 1500))
+    child.kill('SIGTERM')
+    expect(await exited).toBe(0)
+    expect(stderr).not.toContain('asked the guest to shut down')
+  })
+
   it('usage errors exit 2', () => {
+    expect(vmm('run', example, '--shutdown-timeout', 'soon')).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining('--shutdown-timeout must be a number of seconds, not "soon"'),
+    })
     expect(vmm()).toMatchObject({ code: 2 })
     expect(vmm('frobnicate', 'x')).toMatchObject({
       code: 2,

@@ -3,7 +3,7 @@
 // busybox, for syntax and applets; it is never run here: it writes to physical memory. busybox
 // init with our inittab is run, as PID 1 of a PID namespace in a chroot of the initramfs.
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -54,6 +54,27 @@ describe('guest/init', () => {
     expect(lines.at(-1)).toBe('exec /sbin/init')
   })
 
+  it.skipIf(!busybox)(
+    'writes the power-button action busybox acpid runs: an executable script that powers off',
+    () => {
+      const action = '/etc/acpi/PWRF/00000080'
+      const steps = lines.filter((l) => l.includes('/etc/acpi'))
+      expect(steps.length).toBeGreaterThanOrEqual(2)
+      const dir = mkdtempSync(join(tmpdir(), 'vmm-init-acpi-'))
+      try {
+        const script = steps.map((l) => l.replaceAll('/etc/acpi', `${dir}/etc/acpi`)).join('\n')
+        expect(spawnSync(busybox!, ['sh', '-e', '-c', script]).status).toBe(0)
+        const written = `${dir}${action}`
+        expect(statSync(written).mode & 0o777).toBe(0o755)
+        const text = readFileSync(written, 'utf8')
+        expect(text.startsWith('#!/bin/sh\n')).toBe(true)
+        expect(code(text)).toEqual(['exec poweroff'])
+      } finally {
+        rmSync(dir, { recursive: true, force: true })
+      }
+    },
+  )
+
   it.skipIf(!busybox)('parses with busybox sh, and every command it runs is a busybox applet', () => {
     expect(spawnSync(busybox!, ['sh', '-n', INIT_PATH]).status).toBe(0)
     const applets = new Set(busyboxApplets(busybox!).map((a) => a.split('/').at(-1)))
@@ -68,8 +89,12 @@ describe('guest/init', () => {
 })
 
 describe('guest/inittab', () => {
-  it('respawns a shell on the console through cttyhack, and reboots on Ctrl-Alt-Del', () => {
-    expect(code(inittab)).toEqual(['::respawn:/bin/cttyhack /bin/sh -l', '::ctrlaltdel:/sbin/reboot'])
+  it('starts acpid for the power button, respawns a shell on the console through cttyhack, and reboots on Ctrl-Alt-Del', () => {
+    expect(code(inittab)).toEqual([
+      '::sysinit:/sbin/acpid -l /dev/null',
+      '::respawn:/bin/cttyhack /bin/sh -l',
+      '::ctrlaltdel:/sbin/reboot',
+    ])
   })
 
   it.skipIf(!busybox)('names busybox applets at the paths the initramfs links them', () => {

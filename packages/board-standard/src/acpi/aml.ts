@@ -216,3 +216,62 @@ export function dwordMemory(min: number, length: number, prefetchable = false): 
 export function qwordMemory(min: number, length: number, prefetchable = false): Aml {
   return addressSpace(0x8a, 8, 'memory', min, length, prefetchable ? 0x07 : 0x01)
 }
+
+// Named objects and the few statements a generated event method needs (§20.2.5).
+
+/** OperationRegion(name, space, offset, length) (§20.2.5.2 DefOpRegion); space 1 is SystemIO. */
+export function operationRegion(
+  n: string,
+  space: 'SystemMemory' | 'SystemIO',
+  offset: number,
+  length: number,
+): Aml {
+  return concat(
+    bytes(0x5b, 0x80),
+    nameString(n),
+    bytes(space === 'SystemIO' ? 1 : 0),
+    integer(offset),
+    integer(length),
+  )
+}
+
+/**
+ * Field(region, ByteAcc, NoLock, Preserve) { name, bits; ... } (§20.2.5.2 DefField). Each named
+ * field's width is encoded like a PkgLength, but it counts bits, not bytes that follow.
+ */
+export function field(region: string, ...fields: readonly [string, number][]): Aml {
+  const list = fields.map(([n, bits]) => {
+    if (bits < 1 || bits > 63) throw new RangeError(`field ${n}: ${bits} bits (1-63 supported)`)
+    return concat(nameSeg(n), bytes(bits))
+  })
+  const body = concat(nameString(region), bytes(0x01), ...list) // ByteAcc, NoLock, Preserve
+  return concat(bytes(0x5b, 0x81), pkgLength(body.length), body)
+}
+
+/** Local0-Local7 (§20.2.6.2) and Arg0-Arg6 (§20.2.6.1). */
+export const local = (i: number): Aml => bytes(0x60 + i)
+export const arg = (i: number): Aml => bytes(0x68 + i)
+
+/** A reference to a named object, as an operand. */
+export const ref = (path: string): Aml => nameString(path)
+
+/** Store(value, target) (§20.2.5.4 DefStore). */
+export function store(value: Aml, target: Aml): Aml {
+  return concat(bytes(0x70), value, target)
+}
+
+/** And(a, b) with no target (§20.2.5.4 DefAnd: Target is NullName). */
+export function and(a: Aml, b: Aml): Aml {
+  return concat(bytes(0x7b), a, b, bytes(0x00))
+}
+
+/** If(predicate) { terms } (§20.2.5.3 DefIfElse, without Else). */
+export function ifThen(predicate: Aml, ...terms: Aml[]): Aml {
+  const body = concat(predicate, ...terms)
+  return concat(bytes(0xa0), pkgLength(body.length), body)
+}
+
+/** Notify(object, value) (§20.2.5.3 DefNotify). */
+export function notify(object: string, value: number): Aml {
+  return concat(bytes(0x86), nameString(object), integer(value))
+}

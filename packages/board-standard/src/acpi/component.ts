@@ -3,7 +3,7 @@
 // it), tells a directly booted Linux where the RSDP is, and implements the HW-reduced sleep and
 // reset registers the FADT names.
 
-import type { Linux, Serial } from '@vmm/board-micro'
+import type { CmosRtc, Linux, Serial } from '@vmm/board-micro'
 import {
   type Component,
   type ComponentResources,
@@ -19,7 +19,7 @@ import {
 } from '@vmm/core'
 import type { PciHostBridgeComponent } from '@vmm/pci'
 import { AcpiPmRegisters, type PmEvent } from './pm.js'
-import { type AcpiBlob, type AcpiMachine, buildAcpi } from './tables.js'
+import { type AcpiBlob, type AcpiMachine, buildAcpi, GED_POWER_BUTTON } from './tables.js'
 
 export interface AcpiConfig {
   /** Where the RSDP and the tables go (in the 0xE0000-0xFFFFF BIOS area by default). */
@@ -27,19 +27,20 @@ export interface AcpiConfig {
   pci?: string
   serial: string[]
   kernel?: string
+  rtc?: string
   i8042: boolean
   oemId: string
 }
 
 /** The in-kernel IOAPIC: the MP table's choice of id (the first after the CPUs), at the usual base. */
 const IOAPIC_ADDRESS = 0xfec00000
-const SCI_IRQ = 9
 const BIOS_AREA_END = 0x100000
 
 export class Acpi implements Component {
   readonly pm: AcpiPmRegisters
   blob: AcpiBlob | undefined
   private readonly pmWindow: { base: number; size: number }
+  private readonly sci: number
 
   constructor(
     readonly id: string,
@@ -50,12 +51,15 @@ export class Acpi implements Component {
     private readonly pci: PciHostBridgeComponent | undefined,
     private readonly serial: readonly Serial[],
     kernel: Linux | undefined,
+    private readonly rtc: CmosRtc | undefined,
   ) {
     // buildAcpi puts the RSDP first, at `address`. Linux would find it by scanning
     // 0xE0000-0xFFFFF anyway; boot_params / hvm_start_info say it directly.
     kernel?.provideBootInputs({ acpiRsdp: config.address })
     this.pmWindow = resources.window('pm')
-    this.pm = new AcpiPmRegisters((e) => this.event(e))
+    const sci = resources.irq('sci')
+    this.sci = sci.irq
+    this.pm = new AcpiPmRegisters((e) => this.event(e), sci)
     pioBus.insert(this.pm, this.pmWindow.base, this.pmWindow.size)
   }
 
@@ -63,6 +67,23 @@ export class Acpi implements Component {
     if (e === 'poweroff') this.machine.requestStop('guest powered off (ACPI S5)', 0)
     else if (e === 'reset') this.machine.requestStop('guest requested a reset (ACPI reset register)', 0)
     else this.machine.report(this.id, 'sleep-ignored', { slpTyp: e.sleep })
+  }
+
+  /**
+   * Presses the power button, as `system_powerdown` does in QEMU: the GED interrupt runs the
+   * DSDT's _EVT, which notifies \_SB.PWRB; Linux's button driver reports KEY_POWER, and the guest's
+   * userspace decides (the default guest's acpid powers off). Nothing happens to a guest that
+   * ignores it; the host may stop the machine after a grace period of its choosing.
+   */
+  pressPowerButton(): void {
+    this.machine.report(this.id, 'power-button', {})
+    this.pm.raiseGedEvent(GED_POWER_BUTTON)
+  }
+
+  /** A clean shutdown request (Machine.requestShutdown, `vmm run` on SIGTERM): the power button. */
+  requestShutdown(): boolean {
+    this.pressPowerButton()
+    return true
   }
 
   /** What the tables describe, from the machine. */
@@ -86,9 +107,10 @@ export class Acpi implements Component {
           }
         : {}),
       serial,
+      ...(this.rtc ? { rtc: { port: this.rtc.port, irq: this.rtc.irq } } : {}),
       pmPort: this.pmWindow.base,
       i8042: this.config.i8042,
-      sci: SCI_IRQ,
+      sci: this.sci,
       oemId: this.config.oemId,
     }
   }
@@ -133,7 +155,7 @@ function serialResources(pioBus: PioBus, serial: Serial): { port: number; irq: n
 export const acpiType: ComponentType<AcpiConfig> = {
   name: 'acpi',
   description:
-    'ACPI tables (RSDP, XSDT, hardware-reduced FADT, MADT, MCFG, DSDT) and the ACPI sleep/reset registers for a clean power-off',
+    'ACPI tables (RSDP, XSDT, hardware-reduced FADT, MADT, MCFG, DSDT with PCI0, UARTs, RTC, power button), the sleep/reset registers for a clean power-off, and a power button the host can press',
   schema: {
     properties: {
       address: {
@@ -150,6 +172,10 @@ export const acpiType: ComponentType<AcpiConfig> = {
         description: 'serial components (COM1, ...)',
       },
       kernel: { type: 'string', description: 'the linux component, told where the RSDP is' },
+      rtc: {
+        type: 'string',
+        description: 'the cmos-rtc to describe (PNP0B00; the FADT then says a CMOS RTC is present)',
+      },
       i8042: {
         type: 'boolean',
         default: true,
@@ -162,8 +188,14 @@ export const acpiType: ComponentType<AcpiConfig> = {
     { property: 'pci', types: ['pci-host-bridge'] },
     { property: 'serial', types: ['serial'] },
     { property: 'kernel', types: ['linux'] },
+    { property: 'rtc', types: ['cmos-rtc'] },
   ],
-  resources: () => [{ kind: 'pio', name: 'pm', size: 4 }],
+  // pm: sleep control/status, reset and GED event status ports. sci: the SCI line, which the GED
+  // uses (ISA IRQ 9 on a PC; the MADT gives it a level-triggered, active-high override).
+  resources: () => [
+    { kind: 'pio', name: 'pm', size: 4 },
+    { kind: 'irq', name: 'sci' },
+  ],
   module: new ContainerModule(({ bind }) => {
     bind(Tokens.Component).toDynamicValue((ctx) => {
       const ref = <T>(p: string) => ctx.get<T>(referenceToken<T>(p), { optional: true })
@@ -176,6 +208,7 @@ export const acpiType: ComponentType<AcpiConfig> = {
         ref<PciHostBridgeComponent>('pci'),
         ref<Serial[]>('serial') ?? [],
         ref<Linux>('kernel'),
+        ref<CmosRtc>('rtc'),
       )
     })
   }),

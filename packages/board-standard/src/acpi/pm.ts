@@ -3,16 +3,39 @@
 //   +0 SLEEP_CONTROL_REG: SLP_TYP in bits 4:2, SLP_EN in bit 5. SLP_EN with \_S5's SLP_TYP powers off.
 //   +1 SLEEP_STATUS_REG: WAK_STS (bit 7), write 1 to clear; we never sleep, so it reads 0.
 //   +2 RESET_REG: writing RESET_VALUE resets the machine.
-import type { PioDevice } from '@vmm/core'
-import { RESET_VALUE, S5_SLP_TYP, SLP_EN } from './tables.js'
+//   +3 event status of the Generic Event Device (ours, not the spec's: the DSDT's GED _EVT method
+//      reads it, §5.6.9): a bit per event source (GED_POWER_BUTTON); reading returns and clears
+//      them and lowers the GED's interrupt line, which is high while any bit is set.
+import type { InterruptLine, PioDevice } from '@vmm/core'
+import { GED_EVENT_OFFSET, RESET_VALUE, S5_SLP_TYP, SLP_EN } from './tables.js'
 
 export type PmEvent = 'poweroff' | 'reset' | { sleep: number }
 
 export class AcpiPmRegisters implements PioDevice {
-  constructor(private readonly onEvent: (e: PmEvent) => void) {}
+  private gedEvents = 0
 
-  read(_offset: number, data: Uint8Array): void {
+  constructor(
+    private readonly onEvent: (e: PmEvent) => void,
+    private readonly gedLine?: InterruptLine,
+  ) {}
+
+  /** Latches GED event bits and raises the GED interrupt (level-triggered: it stays up until read). */
+  raiseGedEvent(bits: number): void {
+    this.gedEvents |= bits
+    if (this.gedEvents) this.gedLine?.setLevel(true)
+  }
+
+  get pendingGedEvents(): number {
+    return this.gedEvents
+  }
+
+  read(offset: number, data: Uint8Array): void {
     data.fill(0)
+    if (offset === GED_EVENT_OFFSET) {
+      data[0] = this.gedEvents
+      if (this.gedEvents) this.gedLine?.setLevel(false)
+      this.gedEvents = 0
+    }
   }
 
   write(offset: number, data: Uint8Array): void {

@@ -20,11 +20,20 @@ export interface AcpiMachine {
   }
   /** 16550s to describe as PNP0501 (COM1, COM2, ...). */
   readonly serial: readonly { readonly port: number; readonly irq: number }[]
-  /** The HW-reduced sleep control/status and reset registers: port, port + 1, port + 2. */
+  /** The CMOS RTC (PNP0B00): its index port (data at port + 1) and IRQ; absent when the board has none. */
+  readonly rtc?: { readonly port: number; readonly irq: number }
+  /**
+   * The HW-reduced sleep control/status and reset registers: port, port + 1, port + 2; the
+   * Generic Event Device's event status at port + 3.
+   */
   readonly pmPort: number
   /** An i8042 is present (IA-PC boot architecture flags). */
   readonly i8042: boolean
-  /** The SCI's GSI (ISA IRQ 9 by convention). */
+  /**
+   * The SCI's GSI (ISA IRQ 9 by convention). A hardware-reduced machine has no SCI events; the
+   * Generic Event Device signals on this line instead (level-triggered, active-high, as the
+   * MADT's override says).
+   */
   readonly sci: number
   readonly oemId?: string
   readonly oemTableId?: string
@@ -36,6 +45,13 @@ export const S5_SLP_TYP = 5
 export const SLP_EN = 1 << 5
 /** The value the FADT's RESET_REG takes to reset the machine. */
 export const RESET_VALUE = 0x01
+/** The GED's event status register, at this offset from the PM port. */
+export const GED_EVENT_OFFSET = 3
+/** GED event bits: the power button (the DSDT's _EVT notifies \_SB.PWRB with 0x80). */
+export const GED_POWER_BUTTON = 0x01
+
+/** Where the CMOS RTC keeps the century (the IBM PC/AT location, @vmm/board-micro REG_CENTURY). */
+export const RTC_CENTURY_INDEX = 0x32
 
 export const LOCAL_APIC_ADDRESS = 0xfee00000
 const HEADER_SIZE = 36
@@ -151,7 +167,7 @@ export function fadt(oem: Oem, m: AcpiMachine, dsdtAddress: number): Uint8Array 
   const flags = (1 << 0) | (1 << 4) | (1 << 5) | (1 << 10) | (1 << 20)
   // IA-PC boot architecture flags (table 5.11): legacy devices (1 << 0) when there is a UART,
   // 8042 (1 << 1), VGA not present (1 << 2), ASPM controls off (1 << 4), CMOS RTC not present (1 << 5).
-  const iapc = (m.serial.length > 0 ? 1 : 0) | (m.i8042 ? 2 : 0) | (1 << 2) | (1 << 4) | (1 << 5)
+  const iapc = (m.serial.length > 0 ? 1 : 0) | (m.i8042 ? 2 : 0) | (1 << 2) | (1 << 4) | (m.rtc ? 0 : 1 << 5)
   const w = new Writer()
     .u32(0) // FIRMWARE_CTRL: no FACS in hardware-reduced ACPI
     .u32(dsdtAddress < 2 ** 32 ? dsdtAddress : 0)
@@ -169,7 +185,8 @@ export function fadt(oem: Oem, m: AcpiMachine, dsdtAddress: number): Uint8Array 
     .u16(0) // P_LVL2_LAT, P_LVL3_LAT
     .u16(0)
     .u16(0) // FLUSH_SIZE, FLUSH_STRIDE
-    .zeros(5) // DUTY_OFFSET, DUTY_WIDTH, DAY_ALRM, MON_ALRM, CENTURY
+    .zeros(4) // DUTY_OFFSET, DUTY_WIDTH, DAY_ALRM, MON_ALRM: no day or month alarm
+    .u8(m.rtc ? RTC_CENTURY_INDEX : 0) // CENTURY: the CMOS index of the century byte
     .u16(iapc)
     .u8(0)
     .u32(flags)
@@ -219,7 +236,7 @@ export function mcfg(oem: Oem, ecam: { base: number }, buses: number): Uint8Arra
   return table('MCFG', 1, oem, w.done())
 }
 
-/** The DSDT's AML: PCI0 with _CRS and _PRT, the ECAM reservation, the UARTs, a power button, \_S5. */
+/** The DSDT's AML: PCI0 with _CRS and _PRT, the ECAM reservation, the UARTs, the RTC, a power button and the GED that presses it, \_S5. */
 export function dsdtAml(m: AcpiMachine): Uint8Array {
   const sb: aml.Aml[] = []
   if (m.pci) {
@@ -292,12 +309,45 @@ export function dsdtAml(m: AcpiMachine): Uint8Array {
       ),
     )
   })
+  if (m.rtc) {
+    sb.push(
+      aml.device(
+        'RTC',
+        aml.name('_HID', aml.eisaId('PNP0B00')), // AT real-time clock (MC146818 compatible)
+        aml.name(
+          '_CRS',
+          aml.resourceTemplate(
+            aml.ioPort(m.rtc.port, m.rtc.port, 1, 2),
+            m.rtc.irq < 16 ? aml.irqNoFlags(m.rtc.irq) : aml.extendedInterrupt(m.rtc.irq, false, false),
+          ),
+        ),
+      ),
+    )
+  }
   sb.push(
     aml.device(
       'PWRB',
       aml.name('_HID', aml.eisaId('PNP0C0C')), // control-method power button (FADT PWR_BUTTON = 1)
       aml.name('_UID', aml.integer(0)),
       aml.method('_STA', 0, false, aml.ret(aml.integer(0x0f))),
+    ),
+    // The Generic Event Device (ACPI0013, §5.6.9): how a hardware-reduced machine signals events.
+    // Its interrupt runs _EVT, which reads (and so clears) the event status byte and notifies
+    // the power button: Notify(PWRB, 0x80) is "button pressed" (§4.8.2.2.1.2).
+    aml.device(
+      'GED',
+      aml.name('_HID', aml.string('ACPI0013')),
+      aml.name('_UID', aml.integer(0)),
+      aml.name('_CRS', aml.resourceTemplate(aml.extendedInterrupt(m.sci, true, false))),
+      aml.operationRegion('EREG', 'SystemIO', m.pmPort + GED_EVENT_OFFSET, 1),
+      aml.field('EREG', ['ESEL', 8]),
+      aml.method(
+        '_EVT',
+        1,
+        true,
+        aml.store(aml.ref('ESEL'), aml.local(0)),
+        aml.ifThen(aml.and(aml.local(0), aml.integer(GED_POWER_BUTTON)), aml.notify('\\_SB.PWRB', 0x80)),
+      ),
     ),
   )
   return aml.concat(

@@ -12,9 +12,13 @@ commands:
   validate <manifest> [--print]          check a manifest; --print shows the effective machine
   graph <manifest> [--format text|dot|svg]   the component graph
   schema                                 the manifest JSON Schema, for editors
-  run <manifest> [--hypervisor <module>] [--timings]
+  run <manifest> [--hypervisor <module>] [--timings] [--shutdown-timeout <s>]
                                          run the machine; exits with the guest's code;
-                                         --timings: startup milestones and per-component times
+                                         --timings: startup milestones and per-component times;
+                                         SIGTERM asks the guest to shut down (ACPI power
+                                         button, Ctrl-Alt-Del) and stops it after
+                                         --shutdown-timeout seconds (default 30) or a second
+                                         SIGTERM; SIGINT stops it at once
   image build|path|clean [--json] [--jobs N]
                                          the default guest (kernel + initramfs from Debian
                                          packages, cached; needs @vmm/image)
@@ -38,6 +42,7 @@ async function main(argv: string[]): Promise<number> {
       format: { type: 'string', default: 'text' },
       hypervisor: { type: 'string' },
       timings: { type: 'boolean' },
+      'shutdown-timeout': { type: 'string', default: '30' },
       help: { type: 'boolean', short: 'h' },
     },
   })
@@ -67,7 +72,17 @@ async function main(argv: string[]): Promise<number> {
     return 0
   }
   if (command === 'graph') return graph(resolved, values.format ?? 'text')
-  return run(resolved, values.hypervisor ?? process.env.VMM_HYPERVISOR ?? '@vmm/kvm', values.timings === true)
+  const shutdownTimeout = Number(values['shutdown-timeout'])
+  if (!Number.isFinite(shutdownTimeout) || shutdownTimeout < 0)
+    throw new UsageError(
+      `--shutdown-timeout must be a number of seconds, not "${values['shutdown-timeout']}"`,
+    )
+  return run(
+    resolved,
+    values.hypervisor ?? process.env.VMM_HYPERVISOR ?? '@vmm/kvm',
+    values.timings === true,
+    shutdownTimeout,
+  )
 }
 
 async function resolve(file: string) {
@@ -130,15 +145,38 @@ async function loadProvider(specifier: string, manifestFile: string) {
   return mod.hypervisorProvider
 }
 
-async function run(resolved: Resolved, specifier: string, timings: boolean): Promise<number> {
+async function run(
+  resolved: Resolved,
+  specifier: string,
+  timings: boolean,
+  shutdownTimeout: number,
+): Promise<number> {
   const provider = await loadProvider(specifier, resolved.source.file)
   const hypervisor = await provider.open()
   const { Machine } = await import('../index.js')
   mark(`hypervisor (${hypervisor.name}) opened`)
   const machine = new Machine(resolved, hypervisor)
-  const stopOnSignal = () => void machine.stop().catch(() => {})
-  process.once('SIGINT', stopOnSignal)
-  process.once('SIGTERM', stopOnSignal)
+  const stopNow = () => void machine.stop().catch(() => {})
+  // SIGTERM is how a service manager asks a VM to stop: first ask the guest, as a user pressing
+  // the power button would (libvirt's shutdown, Firecracker's SendCtrlAltDel), and stop it only
+  // if it has not powered off in time. A second SIGTERM, or SIGINT, does not wait.
+  let shutdownAsked: NodeJS.Timeout | undefined
+  const onSigterm = () => {
+    const by = shutdownAsked === undefined ? machine.requestShutdown() : undefined
+    if (by === undefined) {
+      stopNow()
+      return
+    }
+    process.stderr.write(
+      `vmm: SIGTERM: asked the guest to shut down (through ${by}); stopping it in ${shutdownTimeout} s, or at the next SIGTERM\n`,
+    )
+    shutdownAsked = setTimeout(() => {
+      process.stderr.write(`vmm: the guest did not shut down within ${shutdownTimeout} s; stopping it\n`)
+      stopNow()
+    }, shutdownTimeout * 1000)
+  }
+  process.once('SIGINT', stopNow)
+  process.on('SIGTERM', onSigterm)
   try {
     await machine.realize()
     mark('realized: VM, RAM, vCPUs, components built')
@@ -156,8 +194,9 @@ async function run(resolved: Resolved, specifier: string, timings: boolean): Pro
     if (result.code !== 0 || result.status === 'failed') process.stderr.write(`vmm: ${result.reason}\n`)
     return result.status === 'failed' && result.code === 0 ? 1 : result.code
   } finally {
-    process.off('SIGINT', stopOnSignal)
-    process.off('SIGTERM', stopOnSignal)
+    clearTimeout(shutdownAsked)
+    process.off('SIGINT', stopNow)
+    process.off('SIGTERM', onSigterm)
     await machine.dispose()
     hypervisor.dispose()
   }

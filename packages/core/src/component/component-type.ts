@@ -62,6 +62,12 @@ export interface Component {
   readonly kernelCmdline?: string
   /** Put images in guest memory and set initial vCPU state (after every component is built). */
   load?(context: LoadContext): void | Promise<void>
+  /**
+   * Asks the guest to shut itself down, as a user at the machine would: press the ACPI power
+   * button, send Ctrl-Alt-Del. Returns true when this component delivered the request; what the
+   * guest does with it is the guest's business (Machine.requestShutdown).
+   */
+  requestShutdown?(): boolean
   start?(): void | Promise<void>
   pause?(): void | Promise<void>
   resume?(): void | Promise<void>

@@ -362,6 +362,21 @@ export class Machine {
     this.runVcpus()
   }
 
+  /**
+   * Asks the guest to shut down cleanly through the first component that can ask (the ACPI power
+   * button, the i8042's Ctrl-Alt-Del), in build order. Returns that component's id, or undefined
+   * when none can (or the machine is not running); the run ends when the guest powers off,
+   * and a caller that will not wait for ever follows up with stop().
+   */
+  requestShutdown(): string | undefined {
+    if (this.stateValue !== 'running') return undefined
+    for (const c of this.built) {
+      const instance = c.instance as Component
+      if (typeof instance.requestShutdown === 'function' && instance.requestShutdown()) return c.id
+    }
+    return undefined
+  }
+
   /** Ends the run from outside; resolves with the result once everything has stopped. */
   async stop(): Promise<MachineResult> {
     if (this.stateValue === 'paused') {

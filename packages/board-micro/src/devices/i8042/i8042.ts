@@ -3,6 +3,7 @@
 // (data) and 0x64 (status/command); command set from the IBM PS/2 Technical Reference (8042
 // "Keyboard Controller" commands) and the scancodes of set 2.
 import {
+  type Component,
   type ComponentResources,
   type ComponentType,
   ContainerModule,
@@ -131,7 +132,7 @@ export class I8042Controller {
 
 /** The component: ports 0x60 and 0x64 are one window of 5 ports (0x60-0x64). */
 @injectable()
-export class I8042 implements PioDevice {
+export class I8042 implements PioDevice, Component {
   readonly controller: I8042Controller
 
   constructor(
@@ -158,6 +159,15 @@ export class I8042 implements PioDevice {
   /** Delivers Ctrl-Alt-Del to the guest, as a user at the keyboard would. */
   sendCtrlAltDel(): void {
     this.controller.keyboard(CTRL_ALT_DEL)
+  }
+
+  /**
+   * A clean shutdown request (Machine.requestShutdown): Ctrl-Alt-Del, Firecracker's SendCtrlAltDel.
+   * The default guest reboots on it, and with reboot=k the reset through this controller ends the run.
+   */
+  requestShutdown(): boolean {
+    this.sendCtrlAltDel()
+    return true
   }
 }
 
