@@ -176,8 +176,9 @@ export function writeMicroManifest(dir, options) {
 // --- the guest's shell ---
 
 /**
- * The serial console of a child VMM (its stdout and stderr together), with the interface of
- * console.ts's consoleOf (which TypeScript tests use; this copy is for plain-node benchmarks).
+ * The guest's console (vmm's stdout and stderr together) of a `vmm run` child process, and ways
+ * to wait for text in it and for the process to end. The one implementation for the end-to-end
+ * tests (console.ts types it) and the benchmarks.
  */
 export function watchConsole(child) {
   let text = ''
@@ -200,13 +201,29 @@ export function watchConsole(child) {
   return {
     text: () => text,
     exited,
+    /** How vmm exited; rejects, with the console's end, when it still runs after `timeoutMs`. */
+    exitWithin(timeoutMs) {
+      let timer
+      const late = new Promise((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`vmm still running ${timeoutMs / 1000} s later:\n${text.slice(-3000)}`)),
+          timeoutMs,
+        )
+        timer.unref()
+      })
+      return Promise.race([exited, late]).finally(() => clearTimeout(timer))
+    },
+    /** Resolves with the text after `from` once it matches; rejects on exit or timeout, with the console's end. */
     async waitFor(pattern, from, timeoutMs) {
       const deadline = Date.now() + timeoutMs
       for (;;) {
         const seen = text.slice(from)
         if (pattern.test(seen)) return seen
         if (done || Date.now() > deadline)
-          throw new Error(`${done ? 'the VMM exited' : `no ${pattern} within ${timeoutMs / 1000} s`}`)
+          throw new Error(
+            `${done ? 'vmm exited' : `no ${pattern} within ${timeoutMs / 1000} s`} ` +
+              `before ${pattern} appeared; console so far ends with:\n${text.slice(-3000)}`,
+          )
         await new Promise((resolve) => {
           waiters.push(resolve)
           setTimeout(resolve, 1000).unref()

@@ -269,11 +269,22 @@ async function buildKernelEntry(
   const previousLines = Number.parseInt(existsSync(linesFile) ? readFileSync(linesFile, 'utf8') : '', 10)
   const workDir = join(tmp, 'src')
   mkdirSync(workDir)
+  // The build reads the fragment and patches the cache key was computed from (inputs), not the
+  // files again: an edit in between must not cache a kernel under the other content's key.
+  const inputDir = join(workDir, 'vmm-inputs')
+  mkdirSync(join(inputDir, 'patches'), { recursive: true })
+  const fragment = join(inputDir, basename(FRAGMENT_PATH))
+  writeFileSync(fragment, inputs.fragment)
+  const patches = inputs.patches.map((p) => {
+    const file = join(inputDir, 'patches', p.name)
+    writeFileSync(file, p.text)
+    return file
+  })
   try {
     const lines = await buildKernel({
       tarball,
-      fragment: FRAGMENT_PATH,
-      patches: kernelPatchPaths(),
+      fragment,
+      patches,
       workDir,
       outDir: tmp,
       onProgress: progress,
