@@ -9,7 +9,9 @@
 //    guest has CONFIG_PCI_MSI; a kernel without it, given by VMM_E2E_KERNEL, gets IO-APIC lines
 //    routed by the DSDT's _PRT),
 //  - a virtio-net-pci interface (eth0) on a TAP answers a ping from the host side,
-// then `poweroff` goes through ACPI S5 and vmm exits with status 0.
+//  - the CMOS RTC (PNP0B00) set the clock, and the ACPI power button is an input device,
+// then SIGTERM to vmm presses the power button, the guest powers off through ACPI S5 and vmm
+// exits with status 0.
 //
 // The test runs a manifest that includes examples/standard.yaml and only changes the disk's
 // backing file and adds the network device. vmm runs inside a network namespace of its own
@@ -65,7 +67,7 @@ async function shell(con: GuestConsole, stdin: NodeJS.WritableStream, command: s
 }
 
 describe.skipIf(kvmUnavailable)('examples/standard.yaml on /dev/kvm, with the default guest', () => {
-  it('enumerates the virtio-pci devices through ACPI and the host bridge, reads the virtio-blk-pci disk, pings over virtio-net-pci and powers off through ACPI with exit status 0', {
+  it('enumerates the virtio-pci devices through ACPI and the host bridge, reads the virtio-blk-pci disk, pings over virtio-net-pci, has the RTC, and powers off on the ACPI power button with exit status 0', {
     timeout: 45 * 60_000,
   }, async () => {
     const guest = await defaultGuest()
@@ -202,8 +204,28 @@ describe.skipIf(kvmUnavailable)('examples/standard.yaml on /dev/kvm, with the de
         expect(virtioLines.every((l) => /IO-APIC/.test(l.line))).toBe(true)
       }
 
-      stdin.write('poweroff\n')
+      // The legacy devices ACPI describes: the RTC (PNP0B00) that rtc-cmos set the clock from, and
+      // the power button (PNP0C0C) whose input device busybox acpid (from the default guest's
+      // inittab) watches.
+      const legacy = await shell(
+        con,
+        stdin,
+        'echo "rtc $(tr \' \' _ </sys/class/rtc/rtc0/name) $(date +%s)"; cat /sys/bus/pnp/devices/*/id; grep -h "^N:" /proc/bus/input/devices; echo "acpid $(pidof acpid)"',
+        5,
+      )
+      console.log(`[e2e standard] RTC, PNP ids, input devices, acpid:\n${legacy.trim()}`)
+      const [, rtcName, guestNow] = /^rtc (\S+) (\d+)\r?$/m.exec(legacy) ?? []
+      expect(rtcName).toMatch(/^rtc_cmos/)
+      expect(Math.abs(Number(guestNow) - Date.now() / 1000)).toBeLessThan(600)
+      expect(legacy).toMatch(/^PNP0b00\r?$/m)
+      expect(legacy).toMatch(/Name="Power Button"/)
+      expect(legacy).toMatch(/^acpid \d+\r?$/m)
+
+      // A clean shutdown from the host: SIGTERM makes vmm press the ACPI power button (GED ->
+      // _EVT -> Notify(PWRB)); acpid runs the guest's power-off action, and S5 ends the run.
+      child.kill('SIGTERM')
       const exit = await con.exitWithin(COMMAND_LIMIT_MS)
+      expect(con.text()).toMatch(/asked the guest to shut down \(through acpi\)/)
       expect(con.text()).toContain('reboot: Power down')
       // Had the ACPI S5 write not ended the run, init would exit and the kernel would panic (and
       // reboot=acpi would then end the run with 0 through the reset register).

@@ -9,6 +9,7 @@ import { acpiType } from './acpi/component.js'
 
 export * as aml from './acpi/aml.js'
 export { Acpi, type AcpiConfig, acpiType } from './acpi/component.js'
+export { PCI_HOTPLUG_REGISTERS_SIZE, PciHotplugRegisters } from './acpi/pci-hotplug.js'
 export { AcpiPmRegisters, type PmEvent } from './acpi/pm.js'
 export {
   type AcpiBlob,
@@ -18,12 +19,16 @@ export {
   dsdt,
   dsdtAml,
   fadt,
+  GED_EVENT_OFFSET,
+  GED_PCI_HOTPLUG,
+  GED_POWER_BUTTON,
   madt,
   mcfg,
   RESET_VALUE,
   rsdp,
   S5_SLP_TYP,
   SLP_EN,
+  slotName,
   xsdt,
 } from './acpi/tables.js'
 

@@ -23,6 +23,7 @@ export const machine: AcpiMachine = {
     mmio32: { base: 0xc0000000, size: 0x10000000 },
     mmio64: { base: 0x4000000000, size: 0x4000000000 },
     intxGsis: [16, 17, 18, 19],
+    hotplugPort: 0x610,
   },
   serial: [{ port: 0x3f8, irq: 4 }],
   rtc: { port: 0x70, irq: 8 },
@@ -131,6 +132,27 @@ describe('ACPI tables', () => {
       expect(dsl).toMatch(
         /Method \(_EVT, 1, Serialized\)[^\n]*\s*\{\s*Local0 = ESEL[^\n]*\n\s*If \(\(Local0 & One\)\)\s*\{\s*Notify \(\\_SB\.PWRB, 0x80\)/,
       )
+    })
+
+    it('describes bus 0 for ACPI PCI hot-plug: slot devices with _EJ0, PCNT, and the GED calling it', () => {
+      const { dsl } = disassemble('DSDT', blob.tables.DSDT!.bytes)
+      expect(dsl).toMatch(/OperationRegion \(PHPR, SystemIO, 0x0610, 0x0C\)/)
+      expect(dsl).toMatch(
+        /Field \(PHPR, DWordAcc, NoLock, WriteAsZeros\)\s*\{\s*PCIU,\s*32,\s*PCID,\s*32,\s*B0EJ,\s*32\s*\}/,
+      )
+      expect(dsl.match(/Device \(S[0-9A-F]{2}\)/g)).toHaveLength(31)
+      expect(dsl).toMatch(
+        /Device \(S1F\)\s*\{\s*Name \(_ADR, 0x001F0000\)[^\n]*\n\s*Name \(_SUN, 0x1F\)[^\n]*\n\s*Method \(_EJ0, 1, NotSerialized\)[^\n]*\s*\{\s*B0EJ = 0x80000000/,
+      )
+      expect(dsl).toMatch(/Method \(PCNT, 0, Serialized\)[^\n]*\s*\{\s*Local0 = PCIU[^\n]*\n\s*Local1 = PCID/)
+      expect(dsl).toMatch(/If \(\(Local0 & 0x02\)\)\s*\{\s*Notify \(S01, One\)/)
+      expect(dsl).toMatch(/If \(\(Local1 & 0x80000000\)\)\s*\{\s*Notify \(S1F, 0x03\)/)
+      expect(dsl).toMatch(/If \(\(Local0 & 0x02\)\)\s*\{\s*\\_SB\.PCI0\.PCNT \(\)/)
+      // Without the registers, no slots and no call.
+      const plain = buildAcpi({ ...machine, pci: { ...machine.pci!, hotplugPort: undefined } }, 0xe0000)
+      const plainDsl = disassemble('DSDT', plain.tables.DSDT!.bytes).dsl
+      expect(plainDsl).not.toContain('PCNT')
+      expect(plainDsl).not.toMatch(/Device \(S01\)/)
     })
 
     it('shows a hardware-reduced FADT with sleep control and reset registers, and the MADT entries', () => {

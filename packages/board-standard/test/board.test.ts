@@ -140,6 +140,79 @@ describe('standard board components (test hypervisor)', () => {
     }
   })
 
+  it('hot-plugs a PCI device into the running machine and unplugs it when the guest ejects its slot', async () => {
+    const hv = new TestHypervisor()
+    const dir = mkdtempSync(join(tmpdir(), 'vmm-std-'))
+    writeFileSync(join(dir, 'spin.bin'), Uint8Array.of(0xeb, 0xfe)) // jmp $
+    const m = await Machine.fromObject(manifest('', 'stacked', join(dir, 'spin.bin')), {
+      hypervisor: hv,
+      registry: registry(),
+    })
+    try {
+      await m.load()
+      await m.start()
+      const acpi = m.component<Acpi>('acpi')
+      const pci = m.component<PciHostBridgeComponent>('pci')
+      const hp = acpi.pciHotplug!
+      const hpPort = acpi.describe(1).pci!.hotplugPort!
+      const port = (offset: number, value?: number) => {
+        const d = new Uint8Array(4)
+        const hit = m.pioBus.lookup(hpPort + offset)!
+        if (value === undefined) {
+          hit.device.read(hpPort + offset - hit.base, d)
+          return new DataView(d.buffer).getUint32(0, true)
+        }
+        new DataView(d.buffer).setUint32(0, value, true)
+        hit.device.write(hpPort + offset - hit.base, d)
+        return 0
+      }
+      const events: string[] = []
+      m.on((e) => {
+        if (e.type === 'device') events.push(`${e.source}:${e.name}`)
+      })
+
+      // A bad node is a manifest error naming the field, and leaves nothing behind.
+      await expect(m.hotplug('bad', { type: 'pci-testdev', bus: 'pci', slot: 99 })).rejects.toThrow(
+        /\/components\/bad\/slot/,
+      )
+      await expect(m.hotplug('testdev', { type: 'pci-testdev', bus: 'pci' })).rejects.toThrow(/already/)
+
+      await m.hotplug('extra', { type: 'pci-testdev', bus: 'pci' })
+      const extra = m.component<PciTestDeviceComponent>('extra')
+      const slot = extra.address.device
+      expect(slot).toBe(2) // testdev took slot 1
+      expect(pci.bridge.device(slot)).toBe(extra.device)
+      // The guest is told: the GED line (SCI, IRQ 9) is up, the event byte says PCI, PCIU has the slot.
+      expect(hv.vms[0]!.log.irqLevels.get(9)).toBe(true)
+      expect(acpi.pm.pendingGedEvents).toBe(0x02)
+      expect(port(0)).toBe(1 << slot)
+      expect(port(0)).toBe(0) // read clears
+      expect(events).toContain('extra:hotplugged')
+
+      // Boot components that others refer to, or that cannot leave, stay.
+      await expect(m.unplug('pci')).rejects.toThrow(/refer/)
+      await expect(m.unplug('console')).rejects.toThrow(/cannot be removed from a running machine/)
+      // A guest that ignores the eject request: the unplug times out and the device stays.
+      await expect(m.unplug('extra', 50)).rejects.toThrow(/did not release extra/)
+      expect(pci.bridge.device(slot)).toBe(extra.device)
+      expect(port(4)).toBe(1 << slot) // PCID: the request is there for the guest to see
+
+      // The guest ejects the slot (its _EJ0 writes the slot's bit to B0EJ): unplug completes.
+      const unplugged = m.unplug('extra', 5000)
+      port(8, 1 << slot)
+      await unplugged
+      expect(pci.bridge.device(slot)).toBeUndefined()
+      expect(() => m.component('extra')).toThrow(/no component "extra"/)
+      expect(events).toContain('extra:unplugged')
+      // The slot and the id can be used again.
+      await m.hotplug('extra', { type: 'pci-testdev', bus: 'pci' })
+      expect(m.component<PciTestDeviceComponent>('extra').address.device).toBe(slot)
+      await m.stop()
+    } finally {
+      await m.dispose()
+    }
+  })
+
   it('ends the run when the guest writes S5 to the sleep control register', async () => {
     const hv = new TestHypervisor()
     const m = await Machine.fromObject(manifest('', 'flat', poweroffImage()), {

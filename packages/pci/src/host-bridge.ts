@@ -44,7 +44,24 @@ export interface HostBridgeOptions {
   readonly deviceId?: number
 }
 
-export type PciErrorCode = 'SLOT_IN_USE' | 'NO_FREE_SLOT' | 'NO_SPACE' | 'BAD_SLOT'
+export type PciErrorCode =
+  | 'SLOT_IN_USE'
+  | 'NO_FREE_SLOT'
+  | 'NO_SPACE'
+  | 'BAD_SLOT'
+  | 'NO_HOTPLUG'
+  | 'NOT_ATTACHED'
+
+/**
+ * Tells the guest about slots of bus 0 changing while it runs (ACPI PCI hot-plug on the standard
+ * board). The guest answers an eject request by ejecting the slot: PciHostBridge.ejected.
+ */
+export interface HotplugController {
+  /** A function appeared in `slot`: ask the guest to scan it. */
+  plugged(slot: number): void
+  /** Ask the guest to release the functions in `slot` and eject it. */
+  requestEject(slot: number): void
+}
 
 export class PciError extends Error {
   override readonly name = 'PciError'
@@ -87,6 +104,11 @@ export class PciHostBridge {
   private readonly mmio32: WindowAllocator
   private readonly mmio64: WindowAllocator | undefined
   private readonly io: WindowAllocator
+  private hotplug: HotplugController | undefined
+  /** Eject requests the guest has not answered yet, by slot. */
+  private readonly ejectWaiters = new Map<number, (() => void)[]>()
+  /** Called when the guest ejects a slot nobody asked it to (it may: acpiphp's sysfs power file). */
+  onGuestEject: ((slot: number, devices: readonly PciDevice[]) => void) | undefined
 
   constructor(readonly options: HostBridgeOptions) {
     if (options.intx.length !== 4) throw new RangeError('a host bridge needs four INTx lines (INTA#-INTD#)')
@@ -177,6 +199,85 @@ export class PciHostBridge {
     for (const [index, address] of assigned) device.setBarAddress(index, address)
     this.functions[slot * 8 + fn] = device
     return { bus: 0, device: slot, function: fn }
+  }
+
+  /** Takes the controller that tells the guest about hot-plug (one per bridge). */
+  setHotplugController(controller: HotplugController): void {
+    if (this.hotplug && this.hotplug !== controller)
+      throw new Error('this PCI host bridge has a hot-plug controller already')
+    this.hotplug = controller
+  }
+
+  get hotplugCapable(): boolean {
+    return this.hotplug !== undefined
+  }
+
+  /** The slot `device` is attached at, or undefined. */
+  slotOf(device: PciDevice): number | undefined {
+    const i = this.functions.indexOf(device)
+    return i < 0 ? undefined : i >> 3
+  }
+
+  /**
+   * Tells the guest that `device` (attached while the machine runs) is there: the hot-plug
+   * controller asks it to scan the slot. Without a controller the guest would never find it.
+   */
+  announce(device: PciDevice): void {
+    const slot = this.slotOf(device)
+    if (slot === undefined) throw new PciError('NOT_ATTACHED', `${device.name} is not on this bus`)
+    if (!this.hotplug)
+      throw new PciError(
+        'NO_HOTPLUG',
+        `${device.name}: this PCI host bridge has no hot-plug controller, so a running guest cannot be told about a new device (give the acpi component pci: <this bridge>)`,
+      )
+    this.hotplug.plugged(slot)
+  }
+
+  /**
+   * Asks the guest to release `device`'s slot; resolves when the guest has ejected it (and the
+   * functions are off the bus). The guest may take its time or never answer: callers time out.
+   */
+  requestEject(device: PciDevice): Promise<void> {
+    const slot = this.slotOf(device)
+    if (slot === undefined)
+      return Promise.reject(new PciError('NOT_ATTACHED', `${device.name} is not on this bus`))
+    const hotplug = this.hotplug
+    if (!hotplug)
+      return Promise.reject(
+        new PciError(
+          'NO_HOTPLUG',
+          `${device.name}: this PCI host bridge has no hot-plug controller to ask the guest to release it`,
+        ),
+      )
+    return new Promise((resolve) => {
+      const waiting = this.ejectWaiters.get(slot) ?? []
+      waiting.push(resolve)
+      this.ejectWaiters.set(slot, waiting)
+      hotplug.requestEject(slot)
+    })
+  }
+
+  /** The guest ejected `slot` (the controller's eject register): its functions leave the bus. */
+  ejected(slot: number): void {
+    if (!Number.isInteger(slot) || slot < 1 || slot > 31) return // slot 0 is the bridge itself
+    const devices: PciDevice[] = []
+    for (let fn = 0; fn < 8; fn++) {
+      const d = this.functions[slot * 8 + fn]
+      if (d) devices.push(d)
+    }
+    for (const d of devices) this.detach(d)
+    const waiting = this.ejectWaiters.get(slot)
+    this.ejectWaiters.delete(slot)
+    if (waiting) for (const w of waiting) w()
+    else if (devices.length > 0) this.onGuestEject?.(slot, devices)
+  }
+
+  /** Takes `device` off the bus: its slot is free, its BARs unmapped and MSI routes released. */
+  detach(device: PciDevice): void {
+    const i = this.functions.indexOf(device)
+    if (i < 0 || device === this.self) return
+    this.functions[i] = undefined
+    device.dispose()
   }
 
   /** A configuration read of bus/device/function at `offset`; no function there reads all-ones. */

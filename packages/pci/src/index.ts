@@ -51,6 +51,7 @@ export {
   HOST_BRIDGE_DEVICE,
   HOST_BRIDGE_VENDOR,
   type HostBridgeOptions,
+  type HotplugController,
   type PciAddress,
   PciError,
   type PciErrorCode,

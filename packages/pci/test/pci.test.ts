@@ -463,3 +463,38 @@ describe('KVM routing', () => {
     expect(r.filter((e) => e.gsi === 20)).toEqual([{ gsi: 20, type: 'irqchip', irqchip: 2, pin: 20 }])
   })
 })
+
+describe('hot-plug on bus 0', () => {
+  it('cannot announce a device or ask for it back without a hot-plug controller', async () => {
+    const { bridge, dev } = setup()
+    expect(() => bridge.announce(dev)).toThrow(/no hot-plug controller/)
+    await expect(bridge.requestEject(dev)).rejects.toThrow(/no hot-plug controller/)
+  })
+
+  it('announces, asks for a slot back, and takes the functions off the bus when the guest ejects it', async () => {
+    const { bridge, dev, slot, cfgRead } = setup()
+    const calls: string[] = []
+    bridge.setHotplugController({
+      plugged: (s) => calls.push(`plugged ${s}`),
+      requestEject: (s) => calls.push(`eject? ${s}`),
+    })
+    const extra = new PciTestDevice({ vendorId: TESTDEV_VENDOR, deviceId: TESTDEV_DEVICE })
+    const at = bridge.attach(extra).device
+    bridge.announce(extra)
+    const released = bridge.requestEject(extra)
+    expect(calls).toEqual([`plugged ${at}`, `eject? ${at}`])
+    bridge.ejected(0) // the bridge's own slot: ignored
+    bridge.ejected(at)
+    await released
+    expect(bridge.device(at)).toBeUndefined()
+    expect(cfgRead(at, 0)).toBe(0xffffffff) // nothing answers there now
+    expect(bridge.slotOf(extra)).toBeUndefined()
+    // A slot the guest ejects on its own is reported; the device leaves the bus all the same.
+    const seen: number[] = []
+    bridge.onGuestEject = (s) => seen.push(s)
+    bridge.ejected(slot)
+    expect(seen).toEqual([slot])
+    expect(bridge.device(slot)).toBeUndefined()
+    expect(bridge.slotOf(dev)).toBeUndefined()
+  })
+})

@@ -235,17 +235,37 @@ export function operationRegion(
   )
 }
 
+/** A Field's access width (AccessType, §19.6.48) and what happens to the bits a write does not name. */
+export interface FieldOptions {
+  readonly access?: 'ByteAcc' | 'WordAcc' | 'DWordAcc'
+  readonly update?: 'Preserve' | 'WriteAsOnes' | 'WriteAsZeros'
+}
+
+const ACCESS_TYPE = { ByteAcc: 1, WordAcc: 2, DWordAcc: 3 } as const
+const UPDATE_RULE = { Preserve: 0, WriteAsOnes: 1, WriteAsZeros: 2 } as const
+
 /**
- * Field(region, ByteAcc, NoLock, Preserve) { name, bits; ... } (§20.2.5.2 DefField). Each named
- * field's width is encoded like a PkgLength, but it counts bits, not bytes that follow.
+ * Field(region, access, NoLock, update) { name, bits; ... } (§20.2.5.2 DefField; FieldFlags:
+ * access type in bits 3:0, update rule in bits 6:5). Each named field's width is encoded like a
+ * PkgLength, but it counts bits, not bytes that follow.
  */
-export function field(region: string, ...fields: readonly [string, number][]): Aml {
+export function field(
+  region: string,
+  fields: readonly (readonly [string, number])[],
+  options: FieldOptions = {},
+): Aml {
   const list = fields.map(([n, bits]) => {
     if (bits < 1 || bits > 63) throw new RangeError(`field ${n}: ${bits} bits (1-63 supported)`)
     return concat(nameSeg(n), bytes(bits))
   })
-  const body = concat(nameString(region), bytes(0x01), ...list) // ByteAcc, NoLock, Preserve
+  const flags = ACCESS_TYPE[options.access ?? 'ByteAcc'] | (UPDATE_RULE[options.update ?? 'Preserve'] << 5)
+  const body = concat(nameString(region), bytes(flags), ...list)
   return concat(bytes(0x5b, 0x81), pkgLength(body.length), body)
+}
+
+/** A method call with arguments (§20.2.5.4 MethodInvocation: the name, then the arguments). */
+export function call(path: string, ...args: Aml[]): Aml {
+  return concat(nameString(path), ...args)
 }
 
 /** Local0-Local7 (§20.2.6.2) and Arg0-Arg6 (§20.2.6.1). */

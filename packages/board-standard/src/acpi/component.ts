@@ -1,7 +1,8 @@
 // The `acpi` component: builds the tables at load time from what the machine has (vCPUs, the PCI
-// host bridge, the UARTs), puts them in the BIOS area (the RSDP at 0xE0000 so a legacy scan finds
-// it), tells a directly booted Linux where the RSDP is, and implements the HW-reduced sleep and
-// reset registers the FADT names.
+// host bridge, the UARTs, the RTC), puts them in the BIOS area (the RSDP at 0xE0000 so a legacy
+// scan finds it), tells a directly booted Linux where the RSDP is, implements the HW-reduced sleep
+// and reset registers the FADT names, the power button, and is the PCI host bridge's hot-plug
+// controller (Machine.hotplug / unplug of PCI devices).
 
 import type { CmosRtc, Linux, Serial } from '@vmm/board-micro'
 import {
@@ -18,8 +19,9 @@ import {
   Tokens,
 } from '@vmm/core'
 import type { PciHostBridgeComponent } from '@vmm/pci'
+import { PCI_HOTPLUG_REGISTERS_SIZE, PciHotplugRegisters } from './pci-hotplug.js'
 import { AcpiPmRegisters, type PmEvent } from './pm.js'
-import { type AcpiBlob, type AcpiMachine, buildAcpi, GED_POWER_BUTTON } from './tables.js'
+import { type AcpiBlob, type AcpiMachine, buildAcpi, GED_PCI_HOTPLUG, GED_POWER_BUTTON } from './tables.js'
 
 export interface AcpiConfig {
   /** Where the RSDP and the tables go (in the 0xE0000-0xFFFFF BIOS area by default). */
@@ -41,6 +43,9 @@ export class Acpi implements Component {
   blob: AcpiBlob | undefined
   private readonly pmWindow: { base: number; size: number }
   private readonly sci: number
+  /** ACPI PCI hot-plug of the bridge's bus 0, when there is a bridge. */
+  readonly pciHotplug: PciHotplugRegisters | undefined
+  private readonly hotplugPort: number | undefined
 
   constructor(
     readonly id: string,
@@ -61,6 +66,17 @@ export class Acpi implements Component {
     this.sci = sci.irq
     this.pm = new AcpiPmRegisters((e) => this.event(e), sci)
     pioBus.insert(this.pm, this.pmWindow.base, this.pmWindow.size)
+    if (pci) {
+      const window = resources.window('hotplug')
+      const bridge = pci.bridge
+      this.pciHotplug = new PciHotplugRegisters(
+        () => this.pm.raiseGedEvent(GED_PCI_HOTPLUG),
+        (slot) => bridge.ejected(slot),
+      )
+      bridge.setHotplugController(this.pciHotplug)
+      pioBus.insert(this.pciHotplug, window.base, window.size)
+      this.hotplugPort = window.base
+    }
   }
 
   private event(e: PmEvent): void {
@@ -103,6 +119,7 @@ export class Acpi implements Component {
               mmio64: b.options.mmio64,
               // Slot s pin p (0-based) reaches line (s + p) % 4: the bridge's swizzle.
               intxGsis: [0, 1, 2, 3].map((i) => b.options.intx[i]!.irq) as [number, number, number, number],
+              ...(this.hotplugPort === undefined ? {} : { hotplugPort: this.hotplugPort }),
             },
           }
         : {}),
@@ -130,6 +147,7 @@ export class Acpi implements Component {
 
   dispose(): void {
     this.pioBus.remove(this.pmWindow.base)
+    if (this.hotplugPort !== undefined) this.pioBus.remove(this.hotplugPort)
   }
 }
 
@@ -192,9 +210,13 @@ export const acpiType: ComponentType<AcpiConfig> = {
   ],
   // pm: sleep control/status, reset and GED event status ports. sci: the SCI line, which the GED
   // uses (ISA IRQ 9 on a PC; the MADT gives it a level-triggered, active-high override).
-  resources: () => [
+  // hotplug: the PCI hot-plug registers (./pci-hotplug.ts), with a PCI host bridge to describe.
+  resources: (config) => [
     { kind: 'pio', name: 'pm', size: 4 },
     { kind: 'irq', name: 'sci' },
+    ...(config.pci
+      ? [{ kind: 'pio', name: 'hotplug', size: PCI_HOTPLUG_REGISTERS_SIZE, align: 4 } as const]
+      : []),
   ],
   module: new ContainerModule(({ bind }) => {
     bind(Tokens.Component).toDynamicValue((ctx) => {

@@ -17,6 +17,8 @@ export interface AcpiMachine {
     readonly mmio64?: { readonly base: number; readonly size: number }
     /** GSIs INTA#-INTD# of slot 0 reach; slot s pin p reaches gsis[(s + p) % 4] (p from 0). */
     readonly intxGsis: readonly [number, number, number, number]
+    /** The PCI hot-plug registers (./pci-hotplug.ts): bus 0's slots are described for ACPI hot-plug. */
+    readonly hotplugPort?: number
   }
   /** 16550s to describe as PNP0501 (COM1, COM2, ...). */
   readonly serial: readonly { readonly port: number; readonly irq: number }[]
@@ -49,6 +51,8 @@ export const RESET_VALUE = 0x01
 export const GED_EVENT_OFFSET = 3
 /** GED event bits: the power button (the DSDT's _EVT notifies \_SB.PWRB with 0x80). */
 export const GED_POWER_BUTTON = 0x01
+/** GED event bit: PCI hot-plug (the _EVT calls \_SB.PCI0.PCNT, which notifies the slots). */
+export const GED_PCI_HOTPLUG = 0x02
 
 /** Where the CMOS RTC keeps the century (the IBM PC/AT location, @vmm/board-micro REG_CENTURY). */
 export const RTC_CENTURY_INDEX = 0x32
@@ -276,6 +280,7 @@ export function dsdtAml(m: AcpiMachine): Uint8Array {
         aml.name('_BBN', aml.integer(0)),
         aml.name('_CRS', aml.resourceTemplate(...crs)),
         aml.name('_PRT', aml.pkg(...prt)),
+        ...(p.hotplugPort === undefined ? [] : pciHotplugAml(p.hotplugPort)),
       ),
       // Linux uses MMCONFIG only where a motherboard resource device reserves it (PCI Firmware 3.0 §4.1.2).
       aml.device(
@@ -340,13 +345,16 @@ export function dsdtAml(m: AcpiMachine): Uint8Array {
       aml.name('_UID', aml.integer(0)),
       aml.name('_CRS', aml.resourceTemplate(aml.extendedInterrupt(m.sci, true, false))),
       aml.operationRegion('EREG', 'SystemIO', m.pmPort + GED_EVENT_OFFSET, 1),
-      aml.field('EREG', ['ESEL', 8]),
+      aml.field('EREG', [['ESEL', 8]]),
       aml.method(
         '_EVT',
         1,
         true,
         aml.store(aml.ref('ESEL'), aml.local(0)),
         aml.ifThen(aml.and(aml.local(0), aml.integer(GED_POWER_BUTTON)), aml.notify('\\_SB.PWRB', 0x80)),
+        ...(m.pci?.hotplugPort === undefined
+          ? []
+          : [aml.ifThen(aml.and(aml.local(0), aml.integer(GED_PCI_HOTPLUG)), aml.call('\\_SB.PCI0.PCNT'))]),
       ),
     ),
   )
@@ -355,6 +363,50 @@ export function dsdtAml(m: AcpiMachine): Uint8Array {
     // \_S5 (§7.4.2.4): SLP_TYP for PM1a and PM1b; HW-reduced sleep control uses the first.
     aml.name('\\_S5', aml.pkg(aml.integer(S5_SLP_TYP), aml.integer(0), aml.integer(0), aml.integer(0))),
   )
+}
+
+/** The slot name of device `slot` on bus 0: S01..S1F. */
+export const slotName = (slot: number): string => `S${slot.toString(16).toUpperCase().padStart(2, '0')}`
+
+/**
+ * ACPI PCI hot-plug of bus 0 (ACPI 6.5 §6.3.3 _EJx, §5.6.6 Device Object Notifications): a
+ * device per slot with _ADR, _SUN and _EJ0 (writing its bit to B0EJ ejects it), and PCNT, which
+ * reads which slots gained a function (Notify 1, Device Check: the OS scans the slot) and which
+ * the host wants back (Notify 3, Eject Request: the OS lets go of the slot, then calls _EJ0).
+ * Linux's acpiphp registers a hot-plug slot for each device with _EJ0.
+ */
+function pciHotplugAml(port: number): aml.Aml[] {
+  const slots = Array.from({ length: 31 }, (_, i) => i + 1)
+  const bit = (slot: number) => aml.integer((1 << slot) >>> 0)
+  return [
+    aml.operationRegion('PHPR', 'SystemIO', port, 12),
+    aml.field(
+      'PHPR',
+      [
+        ['PCIU', 32],
+        ['PCID', 32],
+        ['B0EJ', 32],
+      ],
+      { access: 'DWordAcc', update: 'WriteAsZeros' },
+    ),
+    aml.method(
+      'PCNT',
+      0,
+      true,
+      aml.store(aml.ref('PCIU'), aml.local(0)),
+      aml.store(aml.ref('PCID'), aml.local(1)),
+      ...slots.map((s) => aml.ifThen(aml.and(aml.local(0), bit(s)), aml.notify(slotName(s), 1))),
+      ...slots.map((s) => aml.ifThen(aml.and(aml.local(1), bit(s)), aml.notify(slotName(s), 3))),
+    ),
+    ...slots.map((s) =>
+      aml.device(
+        slotName(s),
+        aml.name('_ADR', aml.integer(s * 0x10000)),
+        aml.name('_SUN', aml.integer(s)),
+        aml.method('_EJ0', 1, false, aml.store(bit(s), aml.ref('B0EJ'))),
+      ),
+    ),
+  ]
 }
 
 export function dsdt(oem: Oem, m: AcpiMachine): Uint8Array {

@@ -69,6 +69,18 @@ export interface Component {
    */
   requestShutdown?(): boolean
   start?(): void | Promise<void>
+  /**
+   * For a component added to a running machine (Machine.hotplug), after start: tell the guest it
+   * is there (a PCI hot-plug notification). Throw when the guest cannot be told; the machine then
+   * removes the component again.
+   */
+  plugged?(): void | Promise<void>
+  /**
+   * Machine.unplug: ask the guest to let go of the component (a PCI eject request); resolve once it
+   * has, after which the machine stops and disposes it. Components without it cannot be removed
+   * from a running machine.
+   */
+  unplug?(): Promise<void>
   pause?(): void | Promise<void>
   resume?(): void | Promise<void>
   stop?(): void | Promise<void>

@@ -19,7 +19,7 @@ import type {
   VirtualMachine,
 } from '../hypervisor.js'
 import { type InterruptLine, IrqChipLine } from '../irq/interrupt-line.js'
-import { type ResolvedManifest, resolveManifest } from '../manifest/resolve.js'
+import { type ResolvedComponent, type ResolvedManifest, resolveManifest } from '../manifest/resolve.js'
 import { manifestFromObject, readManifest } from '../manifest/source.js'
 import { AddressSpace, MemoryRegion } from '../memory/address-space.js'
 import { FlatMemory } from '../memory/flat-memory.js'
@@ -95,25 +95,43 @@ export class Machine {
   readonly pioBus = new PioBus((access) => this.emit({ type: 'unhandled', access }))
   readonly mmioBus = new MmioBus((access) => this.emit({ type: 'unhandled', access }))
 
+  /** The DI container every component's own container descends from. */
+  private root: Container | undefined
+  /** Components added while the machine ran (Machine.hotplug): their nodes, resources pinned. */
+  private readonly hotplugged = new Map<
+    string,
+    { node: Record<string, unknown>; resolved: ResolvedComponent }
+  >()
+
   constructor(
     readonly manifest: ResolvedManifest,
     private readonly hypervisor: Hypervisor,
+    /** The types the manifest was resolved with; Machine.hotplug needs them. */
+    private readonly registry?: ComponentRegistry,
   ) {}
 
   /** Reads, resolves and realizes the manifest in `file`. */
   static async fromFile(file: string, options: MachineOptions): Promise<Machine> {
     const registry = options.registry ?? registerBuiltins(new ComponentRegistry())
-    return Machine.realized(await resolveManifest(readManifest(file), registry), options.hypervisor)
+    return Machine.realized(await resolveManifest(readManifest(file), registry), options.hypervisor, registry)
   }
 
   /** Resolves and realizes a manifest given as data; relative paths resolve from the working directory. */
   static async fromObject(manifest: Record<string, unknown>, options: MachineOptions): Promise<Machine> {
     const registry = options.registry ?? registerBuiltins(new ComponentRegistry())
-    return Machine.realized(await resolveManifest(manifestFromObject(manifest), registry), options.hypervisor)
+    return Machine.realized(
+      await resolveManifest(manifestFromObject(manifest), registry),
+      options.hypervisor,
+      registry,
+    )
   }
 
-  private static async realized(manifest: ResolvedManifest, hypervisor: Hypervisor): Promise<Machine> {
-    const m = new Machine(manifest, hypervisor)
+  private static async realized(
+    manifest: ResolvedManifest,
+    hypervisor: Hypervisor,
+    registry: ComponentRegistry,
+  ): Promise<Machine> {
+    const m = new Machine(manifest, hypervisor, registry)
     try {
       await m.realize()
     } catch (e) {
@@ -224,36 +242,143 @@ export class Machine {
     root.bind(Tokens.MachineControl).toConstantValue(control)
     if (this.addressSpace) root.bind(Tokens.AddressSpace).toConstantValue(this.addressSpace)
 
-    for (const c of components) {
-      const irqs = new Map<string, InterruptLine>()
-      for (const [name, irq] of c.irqs) {
-        irqs.set(name, new IrqChipLine(irq, (n, level) => vm.setIrqLine(n, level)))
-      }
-      const resources = new ComponentResources(c.id, c.windows, irqs)
-      const child = new Container({ parent: root, defaultScope: 'Singleton' })
-      child.bind(Tokens.Config).toConstantValue(c.config)
-      child.bind(Tokens.Id).toConstantValue(c.id)
-      child.bind(Tokens.Resources).toConstantValue(resources)
-      for (const [property, targets] of c.references) {
-        const instances = targets.map((t) => this.component(t))
-        child
-          .bind(referenceToken(property))
-          .toConstantValue(Array.isArray(c.config[property]) ? instances : instances[0])
-      }
-      const instance = await this.timed(c.id, 'build', () => {
-        child.load(c.type.module)
-        return child.get(Tokens.Component)
-      })
-      this.built.push({ id: c.id, type: c.type.name, instance, resources })
-      // A device is mapped at each of its windows; a component that is not a device maps itself.
-      if (isBusDevice(instance)) {
-        for (const [, w] of resources.allWindows()) {
-          if (w.kind === 'pio') this.pioBus.insert(instance, w.base, w.size)
-          else this.mmioBus.insert(instance, w.base, w.size)
-        }
+    this.root = root
+    for (const c of components) await this.build(c)
+    this.setState('realized')
+  }
+
+  /** Builds one resolved component in a child container of the root and maps it onto its buses. */
+  private async build(c: ResolvedComponent): Promise<BuiltComponent> {
+    const vm = this.vm!
+    const irqs = new Map<string, InterruptLine>()
+    for (const [name, irq] of c.irqs) {
+      irqs.set(name, new IrqChipLine(irq, (n, level) => vm.setIrqLine(n, level)))
+    }
+    const resources = new ComponentResources(c.id, c.windows, irqs)
+    const child = new Container({ parent: this.root!, defaultScope: 'Singleton' })
+    child.bind(Tokens.Config).toConstantValue(c.config)
+    child.bind(Tokens.Id).toConstantValue(c.id)
+    child.bind(Tokens.Resources).toConstantValue(resources)
+    for (const [property, targets] of c.references) {
+      const instances = targets.map((t) => this.component(t))
+      child
+        .bind(referenceToken(property))
+        .toConstantValue(Array.isArray(c.config[property]) ? instances : instances[0])
+    }
+    const instance = await this.timed(c.id, 'build', () => {
+      child.load(c.type.module)
+      return child.get(Tokens.Component)
+    })
+    const built = { id: c.id, type: c.type.name, instance, resources }
+    this.built.push(built)
+    // A device is mapped at each of its windows; a component that is not a device maps itself.
+    if (isBusDevice(instance)) {
+      for (const [, w] of resources.allWindows()) {
+        if (w.kind === 'pio') this.pioBus.insert(instance, w.base, w.size)
+        else this.mmioBus.insert(instance, w.base, w.size)
       }
     }
-    this.setState('realized')
+    return built
+  }
+
+  /** Takes a component off its buses, stops and disposes it, and forgets it. */
+  private async remove(b: BuiltComponent): Promise<void> {
+    const comp = b.instance as Component
+    if (isBusDevice(b.instance)) {
+      for (const [, w] of b.resources.allWindows())
+        (w.kind === 'pio' ? this.pioBus : this.mmioBus).remove(w.base)
+    }
+    const i = this.built.indexOf(b)
+    if (i >= 0) this.built.splice(i, 1)
+    this.hotplugged.delete(b.id)
+    try {
+      if (comp.stop && (this.stateValue === 'running' || this.stateValue === 'paused'))
+        await this.timed(b.id, 'stop', () => comp.stop!())
+    } finally {
+      if (comp.dispose) await this.timed(b.id, 'dispose', () => comp.dispose!())
+    }
+  }
+
+  /**
+   * Adds component `id` to the running (or paused) machine: `node` is a manifest node, validated,
+   * resolved and allocated against the machine as it is, then built, started and announced to the
+   * guest (Component.plugged: a PCI device on a bridge with a hot-plug controller). Throws a
+   * ManifestError for a bad node, and the component's error when it cannot join; nothing of it
+   * stays behind then.
+   */
+  async hotplug(id: string, node: Record<string, unknown>): Promise<void> {
+    this.expect('running', 'paused')
+    if (!this.registry)
+      throw new Error(
+        'hot-plug needs the machine built with Machine.fromFile or Machine.fromObject (it keeps their registry)',
+      )
+    if (this.built.some((b) => b.id === id)) throw new Error(`the machine has a component "${id}" already`)
+    const source = this.manifest.source
+    const components = {
+      ...(source.data.components as Record<string, unknown>),
+      ...Object.fromEntries([...this.hotplugged].map(([k, v]) => [k, v.node])),
+      [id]: structuredClone(node),
+    }
+    // Plugins are loaded already: resolve against the registry, the nodes as the machine has them.
+    const resolved = await resolveManifest(
+      { ...source, data: { ...source.data, components }, plugins: [] },
+      this.registry,
+    )
+    const c = resolved.components.find((r) => r.id === id)!
+    const built = await this.build(c)
+    try {
+      const comp = built.instance as Component
+      if (comp.start) await this.timed(id, 'start', () => comp.start!())
+      if (this.stateValue === 'paused' && comp.pause) await comp.pause()
+      if (comp.plugged) await comp.plugged()
+    } catch (e) {
+      await this.remove(built).catch(() => {})
+      throw e
+    }
+    // Pinned, so that resolving the next addition leaves this one where it is.
+    const resources = Object.fromEntries([
+      ...[...c.windows].map(([k, w]) => [k, w.base]),
+      ...[...c.irqs].map(([k, irq]) => [k, irq]),
+    ])
+    this.hotplugged.set(id, {
+      node: { ...(components[id] as Record<string, unknown>), resources },
+      resolved: c,
+    })
+    this.emit({ type: 'device', source: id, name: 'hotplugged', data: { type: c.type.name } })
+  }
+
+  /**
+   * Removes component `id` from the running machine: asks the guest to let go of it
+   * (Component.unplug, e.g. a PCI eject request), then stops and disposes it. Rejects when nothing
+   * may remove it (no unplug, other components reference it) or the guest has not let go within
+   * `timeoutMs`; the component is still there then.
+   */
+  async unplug(id: string, timeoutMs = 60_000): Promise<void> {
+    this.expect('running', 'paused')
+    const b = this.built.find((x) => x.id === id)
+    if (!b)
+      throw new Error(`no component "${id}"; the machine has: ${this.built.map((x) => x.id).join(', ')}`)
+    const all = [...this.manifest.components, ...[...this.hotplugged.values()].map((h) => h.resolved)]
+    const users = all.filter((c) => [...c.references.values()].some((targets) => targets.includes(id)))
+    if (users.length > 0)
+      throw new Error(`${id} cannot be removed: ${users.map((u) => u.id).join(', ')} refer(s) to it`)
+    const comp = b.instance as Component
+    if (typeof comp.unplug !== 'function')
+      throw new Error(`${id} (${b.type}) cannot be removed from a running machine`)
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`the guest did not release ${id} within ${timeoutMs / 1000} s`)),
+        timeoutMs,
+      )
+    })
+    try {
+      await Promise.race([comp.unplug(), late])
+    } finally {
+      clearTimeout(timer)
+    }
+    await this.remove(b)
+    this.emit({ type: 'device', source: id, name: 'unplugged', data: { type: b.type } })
   }
 
   /** Lets every component put its images in memory and set initial vCPU state. */

@@ -92,6 +92,10 @@ export class PciHostBridgeComponent implements Component {
       mapper,
       msi: this.router,
     })
+    // The guest may eject a slot on its own (Linux: echo 0 > /sys/bus/pci/slots/N/power): the
+    // functions leave the bus, their components stay until the machine goes.
+    this.bridge.onGuestEject = (slot, devices) =>
+      machine.report(id, 'guest-ejected', { slot, devices: devices.map((d) => d.name) })
     this.cfgPort = cfg.base
     this.ecamBase = ecam.base
     pioBus.insert(this.bridge.cam, cfg.base, cfg.size)

@@ -48,7 +48,7 @@ export class VirtioPci implements Component {
     @inject(Tokens.GuestMemory) memory: GuestMemory,
     @inject(Tokens.VirtualMachine) private readonly vm: VirtualMachine,
     @inject(DeviceFactory) factory: VirtioDeviceFactory,
-    @inject(referenceToken('bus')) bridge: PciHostBridgeComponent,
+    @inject(referenceToken('bus')) private readonly bridge: PciHostBridgeComponent,
   ) {
     const events = {
       onNeedsReset: (error: unknown) =>
@@ -76,7 +76,18 @@ export class VirtioPci implements Component {
     if (accelerator) this.transport.accelerate(accelerator)
   }
 
+  /** Added to a running machine: the bridge's hot-plug controller asks the guest to scan the slot. */
+  plugged(): void {
+    this.bridge.bridge.announce(this.transport)
+  }
+
+  /** Machine.unplug: the guest is asked to release the slot; resolves when it has ejected it. */
+  unplug(): Promise<void> {
+    return this.bridge.bridge.requestEject(this.transport)
+  }
+
   dispose(): Promise<void> {
+    this.bridge.bridge.detach(this.transport)
     return this.transport.close()
   }
 }

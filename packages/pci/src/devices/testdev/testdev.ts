@@ -100,12 +100,26 @@ export class PciTestDeviceComponent implements Component {
   readonly device: PciTestDevice
   readonly address: PciAddress
 
-  constructor(config: PciTestDeviceConfig, bridge: PciHostBridgeComponent) {
+  constructor(
+    config: PciTestDeviceConfig,
+    private readonly bridge: PciHostBridgeComponent,
+  ) {
     this.device = new PciTestDevice(config)
     this.address = bridge.bridge.attach(this.device, config.slot === undefined ? {} : { device: config.slot })
   }
 
+  /** Added to a running machine: the guest is told to scan the slot (Machine.hotplug). */
+  plugged(): void {
+    this.bridge.bridge.announce(this.device)
+  }
+
+  /** Machine.unplug: resolves when the guest has ejected the slot. */
+  unplug(): Promise<void> {
+    return this.bridge.bridge.requestEject(this.device)
+  }
+
   dispose(): void {
+    this.bridge.bridge.detach(this.device)
     this.device.dispose()
   }
 }
