@@ -16,7 +16,7 @@ export { bootVcpuState, type LinuxBootInput, type LinuxBootPlan, loadLinux } fro
 export { writeMpTable } from './boot/mptable.js'
 export { e820Map, PVH_MAGIC, writeStartInfo, writeZeroPage } from './boot/params.js'
 export { BOOT_TIMER_MAGIC, BootTimer, bootTimerType } from './devices/boot-timer/boot-timer.js'
-export { CTRL_ALT_DEL, I8042, I8042Controller, i8042Type } from './devices/i8042/i8042.js'
+export { CTRL_ALT_DEL, I8042, I8042Controller, i8042Type, POWER_KEY } from './devices/i8042/i8042.js'
 export {
   A_UIP,
   B_24H,

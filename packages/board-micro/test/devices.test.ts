@@ -16,6 +16,7 @@ import {
   CTRL_ALT_DEL,
   type I8042,
   I8042Controller,
+  POWER_KEY,
   RX_FIFO_SIZE,
   register,
   Uart16550,
@@ -223,7 +224,8 @@ describe('a clean shutdown request (Machine.requestShutdown, vmm run on SIGTERM)
       const c = m.component<I8042>('i8042').controller
       const got: number[] = []
       while (c.readStatus() & 1) got.push(c.readData())
-      expect(got).toEqual(CTRL_ALT_DEL)
+      expect(got).toEqual(POWER_KEY)
+      expect(POWER_KEY).toEqual([0xe0, 0x37, 0xe0, 0xf0, 0x37]) // set 2: E0 37 make, E0 F0 37 break
       await m.stop()
     } finally {
       await m.dispose()

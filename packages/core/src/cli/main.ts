@@ -16,7 +16,7 @@ commands:
                                          run the machine; exits with the guest's code;
                                          --timings: startup milestones and per-component times;
                                          SIGTERM asks the guest to shut down (ACPI power
-                                         button, Ctrl-Alt-Del) and stops it after
+                                         button, keyboard Power key) and stops it after
                                          --shutdown-timeout seconds (default 30) or a second
                                          SIGTERM; SIGINT stops it at once
   image build|path|clean [--json] [--jobs N]
@@ -158,7 +158,7 @@ async function run(
   const machine = new Machine(resolved, hypervisor)
   const stopNow = () => void machine.stop().catch(() => {})
   // SIGTERM is how a service manager asks a VM to stop: first ask the guest, as a user pressing
-  // the power button would (libvirt's shutdown, Firecracker's SendCtrlAltDel), and stop it only
+  // the power button would (libvirt's shutdown, QEMU's system_powerdown), and stop it only
   // if it has not powered off in time. A second SIGTERM, or SIGINT, does not wait.
   let shutdownAsked: NodeJS.Timeout | undefined
   const onSigterm = () => {

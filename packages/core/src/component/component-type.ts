@@ -64,7 +64,7 @@ export interface Component {
   load?(context: LoadContext): void | Promise<void>
   /**
    * Asks the guest to shut itself down, as a user at the machine would: press the ACPI power
-   * button, send Ctrl-Alt-Del. Returns true when this component delivered the request; what the
+   * button or the keyboard's Power key. Returns true when this component delivered the request; what the
    * guest does with it is the guest's business (Machine.requestShutdown).
    */
   requestShutdown?(): boolean

@@ -489,7 +489,7 @@ export class Machine {
 
   /**
    * Asks the guest to shut down cleanly through the first component that can ask (the ACPI power
-   * button, the i8042's Ctrl-Alt-Del), in build order. Returns that component's id, or undefined
+   * button, the i8042 keyboard's Power key), in build order. Returns that component's id, or undefined
    * when none can (or the machine is not running); the run ends when the guest powers off,
    * and a caller that will not wait for ever follows up with stop().
    */

@@ -1,7 +1,7 @@
 // The i8042 keyboard controller, as much of it as a micro VM needs: the reset line (how Linux
-// reboots with reboot=k) and a keyboard that can deliver Ctrl-Alt-Del from the host. Ports 0x60
-// (data) and 0x64 (status/command); command set from the IBM PS/2 Technical Reference (8042
-// "Keyboard Controller" commands) and the scancodes of set 2.
+// reboots with reboot=k) and a keyboard that can deliver Ctrl-Alt-Del or the Power key from the
+// host. Ports 0x60 (data) and 0x64 (status/command); command set from the IBM PS/2 Technical
+// Reference (8042 "Keyboard Controller" commands) and the scancodes of set 2.
 import {
   type Component,
   type ComponentResources,
@@ -35,6 +35,8 @@ const KBD_ACK = 0xfa
 
 /** Ctrl-Alt-Del in scancode set 2, press then release (what Firecracker's SendCtrlAltDel sends). */
 export const CTRL_ALT_DEL = [0x14, 0x11, 0xe0, 0x71, 0xe0, 0xf0, 0x71, 0xf0, 0x11, 0xf0, 0x14]
+/** The ACPI "Power" key of a PC keyboard in scancode set 2 (E0 37), press then release: Linux's atkbd reports KEY_POWER. */
+export const POWER_KEY = [0xe0, 0x37, 0xe0, 0xf0, 0x37]
 
 export class I8042Controller {
   private status = STATUS_SYS
@@ -161,19 +163,26 @@ export class I8042 implements PioDevice, Component {
     this.controller.keyboard(CTRL_ALT_DEL)
   }
 
+  /** Presses and releases the keyboard's Power key. */
+  pressPowerKey(): void {
+    this.controller.keyboard(POWER_KEY)
+  }
+
   /**
-   * A clean shutdown request (Machine.requestShutdown): Ctrl-Alt-Del, Firecracker's SendCtrlAltDel.
-   * The default guest reboots on it, and with reboot=k the reset through this controller ends the run.
+   * A clean shutdown request (Machine.requestShutdown, `vmm run` on SIGTERM): the keyboard's Power
+   * key, which a guest hears as KEY_POWER (systemd-logind and busybox acpid power off on it; the
+   * default guest runs acpid). Ctrl-Alt-Del (sendCtrlAltDel) would reboot instead, and a guest
+   * kernel without a VT (the default guest's) does not act on it at all.
    */
   requestShutdown(): boolean {
-    this.sendCtrlAltDel()
+    this.pressPowerKey()
     return true
   }
 }
 
 export const i8042Type: ComponentType = {
   name: 'i8042',
-  description: 'the i8042 keyboard controller: guest reset (reboot) and Ctrl-Alt-Del from the host',
+  description: 'the i8042 keyboard controller: guest reset (reboot), Ctrl-Alt-Del and the Power key from the host',
   schema: { properties: {} },
   resources: () => [
     { kind: 'pio', name: 'ports', size: 5 },
