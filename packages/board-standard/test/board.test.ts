@@ -213,6 +213,32 @@ describe('standard board components (test hypervisor)', () => {
     }
   })
 
+  it('without pciHotplug, describes no slots and refuses to hot-plug, leaving nothing behind', async () => {
+    const hv = new TestHypervisor()
+    const dir = mkdtempSync(join(tmpdir(), 'vmm-std-'))
+    writeFileSync(join(dir, 'spin.bin'), Uint8Array.of(0xeb, 0xfe)) // jmp $
+    const base = manifest('', 'stacked', join(dir, 'spin.bin'))
+    const m = await Machine.fromObject(
+      { ...base, components: { ...base.components, acpi: { ...base.components.acpi, pciHotplug: false } } },
+      { hypervisor: hv, registry: registry() },
+    )
+    try {
+      await m.load()
+      await m.start()
+      const acpi = m.component<Acpi>('acpi')
+      expect(acpi.pciHotplug).toBeUndefined()
+      expect(acpi.describe(1).pci?.hotplugPort).toBeUndefined()
+      await expect(m.hotplug('extra', { type: 'pci-testdev', bus: 'pci' })).rejects.toThrow(
+        /no hot-plug controller/,
+      )
+      expect(() => m.component('extra')).toThrow(/no component/)
+      expect(m.component<PciHostBridgeComponent>('pci').bridge.device(2)).toBeUndefined()
+      await m.stop()
+    } finally {
+      await m.dispose()
+    }
+  })
+
   it('ends the run when the guest writes S5 to the sleep control register', async () => {
     const hv = new TestHypervisor()
     const m = await Machine.fromObject(manifest('', 'flat', poweroffImage()), {

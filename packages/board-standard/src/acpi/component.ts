@@ -30,6 +30,8 @@ export interface AcpiConfig {
   serial: string[]
   kernel?: string
   rtc?: string
+  /** Describe the PCI host bridge's slots for ACPI hot-plug and be its hot-plug controller. */
+  pciHotplug: boolean
   i8042: boolean
   oemId: string
 }
@@ -66,7 +68,7 @@ export class Acpi implements Component {
     this.sci = sci.irq
     this.pm = new AcpiPmRegisters((e) => this.event(e), sci)
     pioBus.insert(this.pm, this.pmWindow.base, this.pmWindow.size)
-    if (pci) {
+    if (pci && config.pciHotplug) {
       const window = resources.window('hotplug')
       const bridge = pci.bridge
       this.pciHotplug = new PciHotplugRegisters(
@@ -200,6 +202,12 @@ export const acpiType: ComponentType<AcpiConfig> = {
         description: 'whether the machine has an i8042 (FADT boot flags)',
       },
       oemId: { type: 'string', maxLength: 6, default: 'VMM', description: 'OEM ID in every table header' },
+      pciHotplug: {
+        type: 'boolean',
+        default: true,
+        description:
+          "describe the PCI bridge's slots for ACPI hot-plug (Machine.hotplug/unplug); false: a fixed set of devices, and a shorter boot",
+      },
     },
   },
   references: [
