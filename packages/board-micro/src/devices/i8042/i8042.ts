@@ -182,7 +182,8 @@ export class I8042 implements PioDevice, Component {
 
 export const i8042Type: ComponentType = {
   name: 'i8042',
-  description: 'the i8042 keyboard controller: guest reset (reboot), Ctrl-Alt-Del and the Power key from the host',
+  description:
+    'the i8042 keyboard controller: guest reset (reboot), Ctrl-Alt-Del and the Power key from the host',
   schema: { properties: {} },
   resources: () => [
     { kind: 'pio', name: 'ports', size: 5 },
