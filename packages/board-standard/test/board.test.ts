@@ -16,7 +16,7 @@ import {
   TESTDEV_ID,
   TESTDEV_VENDOR,
 } from '@vmm/pci'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { type Acpi, register } from '../src/index.js'
 import { GUEST_BAR0, pciProbeKernel } from './guest.js'
 
@@ -199,6 +199,7 @@ describe('standard board components (test hypervisor)', () => {
 
       // The guest ejects the slot (its _EJ0 writes the slot's bit to B0EJ): unplug completes.
       const unplugged = m.unplug('extra', 5000)
+      await vi.waitFor(() => expect(hp.pending.down).toBe(1 << slot)) // asked again
       port(8, 1 << slot)
       await unplugged
       expect(pci.bridge.device(slot)).toBeUndefined()

@@ -235,12 +235,13 @@ export class PciHostBridge {
 
   /**
    * Asks the guest to release `device`'s slot; resolves when the guest has ejected it (and the
-   * functions are off the bus). The guest may take its time or never answer: callers time out.
+   * functions are off the bus), at once when it is not on the bus. The guest may take its time or
+   * never answer: callers time out.
    */
   requestEject(device: PciDevice): Promise<void> {
     const slot = this.slotOf(device)
-    if (slot === undefined)
-      return Promise.reject(new PciError('NOT_ATTACHED', `${device.name} is not on this bus`))
+    // Not on the bus (the guest ejected it after an earlier request timed out): nothing to wait for.
+    if (slot === undefined) return Promise.resolve()
     const hotplug = this.hotplug
     if (!hotplug)
       return Promise.reject(

@@ -156,7 +156,12 @@ async function run(
   const { Machine } = await import('../index.js')
   mark(`hypervisor (${hypervisor.name}) opened`)
   const machine = new Machine(resolved, hypervisor)
-  const stopNow = () => void machine.stop().catch(() => {})
+  // A signal before the guest runs stops it as soon as it has started.
+  let stopWhenStarted = false
+  const stopNow = () => {
+    if (machine.state === 'running' || machine.state === 'paused') void machine.stop().catch(() => {})
+    else stopWhenStarted = true
+  }
   // SIGTERM is how a service manager asks a VM to stop: first ask the guest, as a user pressing
   // the power button would (libvirt's shutdown, QEMU's system_powerdown), and stop it only
   // if it has not powered off in time. A second SIGTERM, or SIGINT, does not wait.
@@ -183,6 +188,7 @@ async function run(
     await machine.load()
     await machine.start()
     mark('loaded and started: first guest instruction')
+    if (stopWhenStarted) stopNow()
     const result = await machine.done
     mark(`guest ended (${result.status})`)
     if (timings) {

@@ -97,6 +97,8 @@ export class Machine {
 
   /** The DI container every component's own container descends from. */
   private root: Container | undefined
+  /** hotplug and unplug, one at a time: each resolves against what the previous one left. */
+  private changes: Promise<unknown> = Promise.resolve()
   /** Components added while the machine ran (Machine.hotplug): their nodes, resources pinned. */
   private readonly hotplugged = new Map<
     string,
@@ -306,7 +308,17 @@ export class Machine {
    * ManifestError for a bad node, and the component's error when it cannot join; nothing of it
    * stays behind then.
    */
-  async hotplug(id: string, node: Record<string, unknown>): Promise<void> {
+  hotplug(id: string, node: Record<string, unknown>): Promise<void> {
+    return this.serialized(() => this.hotplugNow(id, node))
+  }
+
+  private serialized<T>(f: () => Promise<T>): Promise<T> {
+    const next = this.changes.then(f, f)
+    this.changes = next.catch(() => {})
+    return next
+  }
+
+  private async hotplugNow(id: string, node: Record<string, unknown>): Promise<void> {
     this.expect('running', 'paused')
     if (!this.registry)
       throw new Error(
@@ -353,7 +365,11 @@ export class Machine {
    * may remove it (no unplug, other components reference it) or the guest has not let go within
    * `timeoutMs`; the component is still there then.
    */
-  async unplug(id: string, timeoutMs = 60_000): Promise<void> {
+  unplug(id: string, timeoutMs = 60_000): Promise<void> {
+    return this.serialized(() => this.unplugNow(id, timeoutMs))
+  }
+
+  private async unplugNow(id: string, timeoutMs: number): Promise<void> {
     this.expect('running', 'paused')
     const b = this.built.find((x) => x.id === id)
     if (!b)
