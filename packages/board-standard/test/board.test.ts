@@ -229,6 +229,12 @@ describe('standard board components (test hypervisor)', () => {
       const acpi = m.component<Acpi>('acpi')
       expect(acpi.pciHotplug).toBeUndefined()
       expect(acpi.describe(1).pci?.hotplugPort).toBeUndefined()
+      expect(
+        m.components
+          .find((c) => c.id === 'acpi')!
+          .resources.allWindows()
+          .map(([n]) => n),
+      ).toEqual(['pm'])
       await expect(m.hotplug('extra', { type: 'pci-testdev', bus: 'pci' })).rejects.toThrow(
         /no hot-plug controller/,
       )

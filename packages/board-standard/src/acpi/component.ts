@@ -175,7 +175,7 @@ function serialResources(pioBus: PioBus, serial: Serial): { port: number; irq: n
 export const acpiType: ComponentType<AcpiConfig> = {
   name: 'acpi',
   description:
-    'ACPI tables (RSDP, XSDT, hardware-reduced FADT, MADT, MCFG, DSDT with PCI0, UARTs, RTC, power button), the sleep/reset registers for a clean power-off, and a power button the host can press',
+    'ACPI tables (RSDP, XSDT, hardware-reduced FADT, MADT, MCFG, DSDT with PCI0, UARTs, RTC, power button), the sleep/reset registers for a clean power-off, a power button the host can press, and ACPI PCI hot-plug of bus 0',
   schema: {
     properties: {
       address: {
@@ -222,7 +222,7 @@ export const acpiType: ComponentType<AcpiConfig> = {
   resources: (config) => [
     { kind: 'pio', name: 'pm', size: 4 },
     { kind: 'irq', name: 'sci' },
-    ...(config.pci
+    ...(config.pci && config.pciHotplug !== false
       ? [{ kind: 'pio', name: 'hotplug', size: PCI_HOTPLUG_REGISTERS_SIZE, align: 4 } as const]
       : []),
   ],
