@@ -208,10 +208,6 @@ export class PciHostBridge {
     this.hotplug = controller
   }
 
-  get hotplugCapable(): boolean {
-    return this.hotplug !== undefined
-  }
-
   /** The slot `device` is attached at, or undefined. */
   slotOf(device: PciDevice): number | undefined {
     const i = this.functions.indexOf(device)
