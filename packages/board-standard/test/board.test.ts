@@ -84,6 +84,21 @@ function poweroffImage(): string {
   return file
 }
 
+/** The standard board on the test hypervisor, loaded and started with a guest that spins (jmp $). */
+async function runningBoard(acpi: Record<string, unknown> = {}) {
+  const hv = new TestHypervisor()
+  const dir = mkdtempSync(join(tmpdir(), 'vmm-std-'))
+  writeFileSync(join(dir, 'spin.bin'), Uint8Array.of(0xeb, 0xfe))
+  const base = manifest('', 'stacked', join(dir, 'spin.bin'))
+  const m = await Machine.fromObject(
+    { ...base, components: { ...base.components, acpi: { ...base.components.acpi, ...acpi } } },
+    { hypervisor: hv, registry: registry() },
+  )
+  await m.load()
+  await m.start()
+  return { m, hv }
+}
+
 describe('standard board components (test hypervisor)', () => {
   it('builds the bridge, attaches the device, and puts the ACPI tables where Linux finds them', async () => {
     const hv = new TestHypervisor()
@@ -141,16 +156,8 @@ describe('standard board components (test hypervisor)', () => {
   })
 
   it('hot-plugs a PCI device into the running machine and unplugs it when the guest ejects its slot', async () => {
-    const hv = new TestHypervisor()
-    const dir = mkdtempSync(join(tmpdir(), 'vmm-std-'))
-    writeFileSync(join(dir, 'spin.bin'), Uint8Array.of(0xeb, 0xfe)) // jmp $
-    const m = await Machine.fromObject(manifest('', 'stacked', join(dir, 'spin.bin')), {
-      hypervisor: hv,
-      registry: registry(),
-    })
+    const { m, hv } = await runningBoard()
     try {
-      await m.load()
-      await m.start()
       const acpi = m.component<Acpi>('acpi')
       const pci = m.component<PciHostBridgeComponent>('pci')
       const hp = acpi.pciHotplug!
@@ -215,17 +222,8 @@ describe('standard board components (test hypervisor)', () => {
   })
 
   it('without pciHotplug, describes no slots and refuses to hot-plug, leaving nothing behind', async () => {
-    const hv = new TestHypervisor()
-    const dir = mkdtempSync(join(tmpdir(), 'vmm-std-'))
-    writeFileSync(join(dir, 'spin.bin'), Uint8Array.of(0xeb, 0xfe)) // jmp $
-    const base = manifest('', 'stacked', join(dir, 'spin.bin'))
-    const m = await Machine.fromObject(
-      { ...base, components: { ...base.components, acpi: { ...base.components.acpi, pciHotplug: false } } },
-      { hypervisor: hv, registry: registry() },
-    )
+    const { m } = await runningBoard({ pciHotplug: false })
     try {
-      await m.load()
-      await m.start()
       const acpi = m.component<Acpi>('acpi')
       expect(acpi.pciHotplug).toBeUndefined()
       expect(acpi.describe(1).pci?.hotplugPort).toBeUndefined()
