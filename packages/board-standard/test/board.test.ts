@@ -127,13 +127,8 @@ describe('standard board components (test hypervisor)', () => {
   })
 
   it('presses the power button: the GED line (SCI, IRQ 9) stays up until _EVT reads the event byte', async () => {
-    const hv = new TestHypervisor()
-    const m = await Machine.fromObject(manifest('', 'stacked', poweroffImage()), {
-      hypervisor: hv,
-      registry: registry(),
-    })
+    const { m, hv } = await runningBoard()
     try {
-      await m.load()
       const acpi = m.component<Acpi>('acpi')
       const levels = hv.vms[0]!.log.irqEvents.filter((e) => e.irq === 9)
       expect(levels).toEqual([])
