@@ -107,7 +107,7 @@ export class Acpi implements Component {
   /** What the tables describe, from the machine. */
   describe(vcpus: number): AcpiMachine {
     const apicIds = Array.from({ length: vcpus }, (_, i) => i)
-    const serial = this.serial.map((s) => serialResources(this.pioBus, s))
+    const serial = this.serial.map((s) => ({ port: s.port, irq: s.irq }))
     const b = this.pci?.bridge
     return {
       apicIds,
@@ -151,25 +151,6 @@ export class Acpi implements Component {
     this.pioBus.remove(this.pmWindow.base)
     if (this.hotplugPort !== undefined) this.pioBus.remove(this.hotplugPort)
   }
-}
-
-/**
- * A serial component's port and IRQ. Core does not hand a component the resources of the nodes
- * it references, so the port is found on the bus and the IRQ on the UART's line.
- */
-function serialResources(pioBus: PioBus, serial: Serial): { port: number; irq: number } {
-  let port: number | undefined
-  for (let p = 0; p < 0x10000; p += 8) {
-    const hit = pioBus.lookup(p)
-    if (hit?.device === serial) {
-      port = hit.base
-      break
-    }
-  }
-  const irq = (serial.uart as unknown as { irq?: { irq: number } }).irq?.irq
-  if (port === undefined || irq === undefined)
-    throw new Error("acpi: cannot find a serial port's port and IRQ")
-  return { port, irq }
 }
 
 export const acpiType: ComponentType<AcpiConfig> = {

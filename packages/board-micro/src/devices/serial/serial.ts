@@ -35,6 +35,9 @@ export const GUEST_PANIC_EXIT_CODE = 3
 @injectable()
 export class Serial implements PioDevice, Component {
   readonly uart: Uart16550
+  /** The UART's first port and its GSI, for firmware tables that describe it (ACPI's COMn). */
+  readonly port: number
+  readonly irq: number
   private readonly backend: ConsoleBackend | undefined
   private readonly backlog: Uint8Array[] = []
   private escape = false
@@ -45,8 +48,11 @@ export class Serial implements PioDevice, Component {
     @inject(Tokens.MachineControl) private readonly machine: MachineControl,
   ) {
     this.backend = makeBackend(config)
+    const line = resources.irq('irq')
+    this.port = resources.window('port').base
+    this.irq = line.irq
     this.uart = new Uart16550(
-      resources.irq('irq'),
+      line,
       {
         write: (b) => {
           this.backend?.write(b)
