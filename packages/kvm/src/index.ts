@@ -1,3 +1,5 @@
+// Host calls that are not KVM live in @vmm/host; re-exported so @vmm/kvm's API stays as it was.
+export { deallocateFileRange, discardGuestPages, EventFd, Tap, TapOffload } from '@vmm/host'
 export {
   isKvmSystemError,
   KVM_API_VERSION,
@@ -15,7 +17,6 @@ export {
   SystemEventType,
   type VcpuExit,
 } from './exits.js'
-export { deallocateFileRange, discardGuestPages, Tap, TapOffload } from './host.js'
 export { hypervisorProvider, KvmHypervisor, KvmVirtualMachine } from './hypervisor.js'
 export {
   type CpuidEntry,
@@ -29,4 +30,4 @@ export {
   type VcpuEvents,
   type VcpuEventsUpdate,
 } from './types.js'
-export { EventFd, type GuestRam, Kvm, type MemoryRegion, Vcpu, type VcpuState, Vm } from './vm.js'
+export { type GuestRam, Kvm, type MemoryRegion, Vcpu, type VcpuState, Vm } from './vm.js'

@@ -1,7 +1,8 @@
 import { constants as osConstants } from 'node:os'
+import { EventFd } from '@vmm/host'
 import { isKvmSystemError, KVM_API_VERSION, KvmUnavailableError, unavailableFromOpenError } from './errors.js'
 import { dispatchExit, type ExitAction, type ExitHandler, KvmRunView, type VcpuExit } from './exits.js'
-import { type NativeBinding, NativeExitKind, type NativeFdWatch, type NativeVm, native } from './native.js'
+import { type NativeBinding, NativeExitKind, type NativeVm, native } from './native.js'
 import {
   type CpuidEntry,
   type Fpu,
@@ -147,46 +148,6 @@ export interface MemoryRegion {
   logDirtyPages?: boolean
 }
 
-/** An eventfd (for ioeventfd and irqfd), optionally watched on the event loop. */
-export class EventFd {
-  private watch: NativeFdWatch | undefined
-  private closed = false
-
-  constructor(
-    private readonly n: NativeBinding,
-    readonly fd: number,
-  ) {}
-
-  /** The counter since the last read, or 0n when nothing was signalled. */
-  read(): bigint {
-    return this.n.eventfdRead(this.fd) ?? 0n
-  }
-
-  write(value = 1n): void {
-    this.n.eventfdWrite(this.fd, value)
-  }
-
-  /** Calls `onSignal(count)` on the event loop whenever the eventfd is signalled. */
-  onSignal(onSignal: (count: bigint) => void): void {
-    this.watch?.close()
-    this.watch = new this.n.FdWatch(
-      this.fd,
-      () => {
-        const v = this.n.eventfdRead(this.fd)
-        if (v !== null) onSignal(v)
-      },
-      false,
-    )
-  }
-
-  close(): void {
-    if (this.closed) return
-    this.closed = true
-    this.watch?.close()
-    this.n.closeFd(this.fd)
-  }
-}
-
 export type VcpuState = 'idle' | 'running'
 
 export class Vm {
@@ -288,7 +249,7 @@ export class Vm {
   }
 
   createEventFd(): EventFd {
-    const e = new EventFd(this.n, this.n.eventfd(0))
+    const e = EventFd.create()
     this.eventfds.push(e)
     return e
   }
