@@ -18,6 +18,10 @@ export {
   type VcpuExit,
 } from './exits.js'
 export { hypervisorProvider, KvmHypervisor, KvmVirtualMachine } from './hypervisor.js'
+export { Kvm } from './kvm.js'
+export type { GuestRam, MemoryRegion } from './memory.js'
+/** The layout tables of the kernel structs (struct kvm_regs, kvm_irqchip, ...), to read raw state bytes. */
+export * as kvmStructs from './state/index.js'
 export {
   type CpuidEntry,
   type Fpu,
@@ -30,4 +34,5 @@ export {
   type VcpuEvents,
   type VcpuEventsUpdate,
 } from './types.js'
-export { type GuestRam, Kvm, type MemoryRegion, Vcpu, type VcpuState, Vm } from './vm.js'
+export { Vcpu, type VcpuState } from './vcpu.js'
+export { type IrqchipId, Vm } from './vm.js'
