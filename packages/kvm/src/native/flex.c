@@ -81,3 +81,8 @@ int vmm_set_gsi_routing(int vm_fd, const struct kvm_irq_routing_entry* entries, 
   free(r);
   return rc;
 }
+
+const unsigned long vmm_KVM_GET_XSAVE = KVM_GET_XSAVE;
+const unsigned long vmm_KVM_SET_XSAVE = KVM_SET_XSAVE;
+const unsigned long vmm_KVM_GET_XSAVE2 = KVM_GET_XSAVE2;
+const unsigned vmm_sizeof_kvm_xsave = sizeof(struct kvm_xsave);

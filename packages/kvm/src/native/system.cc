@@ -75,11 +75,12 @@ Napi::Object StructSizes(Napi::Env env) {
   Napi::Object o = Napi::Object::New(env);
 #define S(s) o.Set(#s, Napi::Number::New(env, double(sizeof(struct s))));
   S(kvm_regs) S(kvm_sregs) S(kvm_segment) S(kvm_dtable) S(kvm_fpu) S(kvm_vcpu_events)
-  S(kvm_lapic_state) S(kvm_mp_state) S(kvm_xsave) S(kvm_xcrs) S(kvm_debugregs) S(kvm_msr_entry)
+  S(kvm_lapic_state) S(kvm_mp_state) S(kvm_xcrs) S(kvm_debugregs) S(kvm_msr_entry)
   S(kvm_cpuid_entry2) S(kvm_irqchip) S(kvm_pic_state) S(kvm_ioapic_state) S(kvm_pit_state2)
   S(kvm_pit_channel_state)
 #undef S
-  // kvm_msrs ends in a flexible array (see flex.h): its header is 8 bytes in C.
+  // These end in a flexible array (see flex.h): their sizes as C has them.
+  o.Set("kvm_xsave", Napi::Number::New(env, double(vmm_sizeof_kvm_xsave)));
   o.Set("kvm_msrs", Napi::Number::New(env, 8));
   return o;
 }

@@ -18,7 +18,7 @@ namespace vmm {
 
 // A get/set pair of ioctls that move one fixed-size struct. `size` is sizeof the struct, which
 // must be what the request number encodes (_IOC_SIZE): checked at compile time below, so the
-// kernel never reads or writes more than the buffer holds.
+// kernel never reads or writes more than the buffer holds (kvm_xsave's come from C, see flex.h).
 struct StateIoctl {
   const char* name;  // the struct's name (what TypeScript asks for)
   unsigned long get, set;
@@ -50,7 +50,8 @@ static const StateIoctl kStates[] = {
     // struct kvm_mp_state: one u32, KVM_MP_STATE_*.
     STATE(kvm_mp_state, KVM_GET_MP_STATE, KVM_SET_MP_STATE),
     // struct kvm_xsave: the XSAVE area (4 KiB; larger ones go through KVM_GET_XSAVE2, below).
-    STATE(kvm_xsave, KVM_GET_XSAVE, KVM_SET_XSAVE),
+    // Its numbers and size come from C (flex.h): C++ gets them wrong for this struct.
+    {"kvm_xsave", vmm_KVM_GET_XSAVE, vmm_KVM_SET_XSAVE, "KVM_GET_XSAVE", "KVM_SET_XSAVE", vmm_sizeof_kvm_xsave},
     // struct kvm_xcrs: the extended control registers (XCR0).
     STATE(kvm_xcrs, KVM_GET_XCRS, KVM_SET_XCRS),
     // struct kvm_debugregs: DR0-3, DR6, DR7.
@@ -62,7 +63,6 @@ SIZED(kvm_fpu, KVM_GET_FPU, KVM_SET_FPU);
 SIZED(kvm_vcpu_events, KVM_GET_VCPU_EVENTS, KVM_SET_VCPU_EVENTS);
 SIZED(kvm_lapic_state, KVM_GET_LAPIC, KVM_SET_LAPIC);
 SIZED(kvm_mp_state, KVM_GET_MP_STATE, KVM_SET_MP_STATE);
-SIZED(kvm_xsave, KVM_GET_XSAVE, KVM_SET_XSAVE);
 SIZED(kvm_xcrs, KVM_GET_XCRS, KVM_SET_XCRS);
 SIZED(kvm_debugregs, KVM_GET_DEBUGREGS, KVM_SET_DEBUGREGS);
 #undef STATE
@@ -80,7 +80,7 @@ size_t Vm::XsaveSize() {
   if (xsaveSize_ == 0) {
     // SAFETY: VM fd (owned by this object, open: callers passed Get()); capability by value.
     int r = RetryIoctl(fd_, KVM_CHECK_EXTENSION, (unsigned long)KVM_CAP_XSAVE2);
-    xsaveSize_ = r > int(sizeof(kvm_xsave)) ? size_t(r) : sizeof(kvm_xsave);
+    xsaveSize_ = r > int(vmm_sizeof_kvm_xsave) ? size_t(r) : vmm_sizeof_kvm_xsave;
   }
   return xsaveSize_;
 }
@@ -93,10 +93,10 @@ Napi::Value Vm::GetVcpuState(const Napi::CallbackInfo& info) {
   size_t size = s.size;
   unsigned long req = s.get;
   const char* reqName = s.getName;
-  if (s.get == KVM_GET_XSAVE && XsaveSize() > size) {
+  if (s.get == vmm_KVM_GET_XSAVE && XsaveSize() > size) {
     // KVM_GET_XSAVE refuses an area larger than struct kvm_xsave; KVM_GET_XSAVE2 writes XsaveSize().
     size = XsaveSize();
-    req = KVM_GET_XSAVE2;
+    req = vmm_KVM_GET_XSAVE2;
     reqName = "KVM_GET_XSAVE2";
   }
   std::vector<uint64_t> buf((size + 7) / 8);  // 8-byte aligned, as the structs' u64 fields want
@@ -115,7 +115,7 @@ Napi::Value Vm::SetVcpuState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Vcpu* v = Get(info, true);
   const StateIoctl& s = Find(env, info[1].As<Napi::String>());
-  size_t size = s.set == KVM_SET_XSAVE ? XsaveSize() : s.size;
+  size_t size = s.set == vmm_KVM_SET_XSAVE ? XsaveSize() : s.size;
   std::vector<uint64_t> buf((size + 7) / 8);
   memcpy(buf.data(), BytesIn(env, info[2], size, s.setName), size);
   int err = 0;
