@@ -2,6 +2,7 @@
 // the real /dev/kvm every get/set pair round-trips (set what you got, get again: equal; change one
 // field: see it), and what the host refuses comes back as a KvmSystemError naming the ioctl.
 import { afterEach, describe, expect, it } from 'vitest'
+import { isKvmSystemError } from '../src/index.js'
 import { native } from '../src/native.js'
 import { decode, encode } from '../src/state/codec.js'
 import * as layouts from '../src/state/layouts.js'
@@ -41,7 +42,7 @@ function systemError(fn: () => unknown): Record<string, unknown> {
   try {
     fn()
   } catch (e) {
-    expect(e).toBeInstanceOf(Error)
+    expect(isKvmSystemError(e)).toBe(true)
     expect(e).toMatchObject({ syscall: 'ioctl', code: expect.any(String), errno: expect.any(Number) })
     return e as Record<string, unknown>
   }

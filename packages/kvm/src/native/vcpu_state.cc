@@ -140,8 +140,9 @@ Napi::Value Vm::Msrs(const Napi::CallbackInfo& info) {
   uint32_t n = 0;
   if (bytes.ByteLength() >= 8) memcpy(&n, bytes.Data(), 4);
   size_t size = 8 + size_t(n) * sizeof(kvm_msr_entry);
+  const uint8_t* in = BytesIn(env, bytes, size, name);  // the header's nmsrs matches the length
   std::vector<uint64_t> buf(size / 8);
-  memcpy(buf.data(), BytesIn(env, bytes, size, name), size);  // the header's nmsrs matches the length
+  memcpy(buf.data(), in, size);
   int got = 0;
   // The ioctl is in flex.c (kvm_msrs ends in a flexible array; see flex.h), issued on the vCPU's
   // thread while it is stopped, on buf: nmsrs entries after the header, as checked above.
