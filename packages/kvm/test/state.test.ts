@@ -2,7 +2,7 @@
 // the real /dev/kvm every get/set pair round-trips (set what you got, get again: equal; change one
 // field: see it), and what the host refuses comes back as a KvmSystemError naming the ioctl.
 import { afterEach, describe, expect, it } from 'vitest'
-import { isKvmSystemError } from '../src/index.js'
+import { isKvmSystemError, MpState } from '../src/index.js'
 import { native } from '../src/native.js'
 import { decode, encode } from '../src/state/codec.js'
 import * as layouts from '../src/state/layouts.js'
@@ -188,7 +188,7 @@ describe.skipIf(kvmUnavailable)('vCPU state round trips (real /dev/kvm)', () => 
     )
   })
 
-  it('LAPIC (with the in-kernel irqchip), and KVM_GET_LAPIC refused without it', () => {
+  it('LAPIC and MP state (with the in-kernel irqchip), both refused without it', () => {
     guest = realModeGuest('hlt', { irqchip: true })
     const v = guest.vm.createVcpu(0)
     const lapic = v.getLapic()
@@ -199,11 +199,18 @@ describe.skipIf(kvmUnavailable)('vCPU state round trips (real /dev/kvm)', () => 
     new DataView(changed.buffer).setUint32(0x80, 0x20, true) // TPR (SDM Vol. 3A §11.8.3.1)
     v.setLapic(changed)
     expect(new DataView(v.getLapic().buffer).getUint32(0x80, true)).toBe(0x20)
+    // With the LAPIC in the kernel a vCPU may be put in another MP state than runnable.
+    v.setMpState(MpState.Halted)
+    expect(v.getMpState()).toBe(MpState.Halted)
     guest.dispose()
 
     guest = realModeGuest('hlt')
     const plain = guest.vm.createVcpu(0)
     expect(systemError(() => plain.getLapic())).toMatchObject({ ioctl: 'KVM_GET_LAPIC' })
+    expect(systemError(() => plain.setMpState(MpState.Halted))).toMatchObject({
+      ioctl: 'KVM_SET_MP_STATE',
+      code: 'EINVAL',
+    })
   })
 
   it('XSAVE, XCRS and debug registers as raw structs', () => {
