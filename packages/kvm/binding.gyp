@@ -2,7 +2,15 @@
   "targets": [
     {
       "target_name": "vmm_kvm",
-      "sources": ["src/native/binding.cc", "src/native/flex.c"],
+      "sources": [
+        "src/native/binding.cc",
+        "src/native/system.cc",
+        "src/native/memory.cc",
+        "src/native/vm.cc",
+        "src/native/vcpu.cc",
+        "src/native/vcpu_state.cc",
+        "src/native/flex.c"
+      ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "cflags!": ["-fno-exceptions"],

@@ -1,3 +1,5 @@
+import { constants as osConstants } from 'node:os'
+
 /** A failed system call of the KVM layer, shaped like Node's own system errors. */
 export interface KvmSystemError extends Error {
   /** errno name, e.g. 'EINVAL', 'EEXIST'. */
@@ -59,4 +61,17 @@ export function unavailableFromOpenError(path: string, e: unknown): KvmUnavailab
         },
       )
   }
+}
+
+/** The errno name of a positive errno value ('EINTR'), or ERRNO_<n> when Node does not know it. */
+export function errnoName(errno: number): string {
+  for (const [name, value] of Object.entries(osConstants.errno)) if (value === errno) return name
+  return `ERRNO_${errno}`
+}
+
+/** A KvmSystemError for an ioctl the kernel answered without failing, that still refused part of
+ * the request (KVM_GET_MSRS processing fewer MSRs than asked, say). */
+export function kvmSystemError(ioctl: string, code: string, message: string): KvmSystemError {
+  const errno = (osConstants.errno as Record<string, number>)[code] ?? 0
+  return Object.assign(new Error(message), { code, errno: -errno, syscall: 'ioctl', ioctl })
 }

@@ -1,3 +1,5 @@
+// Host calls that are not KVM live in @vmm/host; re-exported so @vmm/kvm's API stays as it was.
+export { deallocateFileRange, discardGuestPages, EventFd, Tap, TapOffload } from '@vmm/host'
 export {
   isKvmSystemError,
   KVM_API_VERSION,
@@ -15,8 +17,11 @@ export {
   SystemEventType,
   type VcpuExit,
 } from './exits.js'
-export { deallocateFileRange, discardGuestPages, Tap, TapOffload } from './host.js'
 export { hypervisorProvider, KvmHypervisor, KvmVirtualMachine } from './hypervisor.js'
+export { Kvm } from './kvm.js'
+export type { GuestRam, MemoryRegion } from './memory.js'
+/** The layout tables of the kernel structs (struct kvm_regs, kvm_irqchip, ...), to read raw state bytes. */
+export * as kvmStructs from './state/index.js'
 export {
   type CpuidEntry,
   type Fpu,
@@ -29,4 +34,5 @@ export {
   type VcpuEvents,
   type VcpuEventsUpdate,
 } from './types.js'
-export { EventFd, type GuestRam, Kvm, type MemoryRegion, Vcpu, type VcpuState, Vm } from './vm.js'
+export { Vcpu, type VcpuState } from './vcpu.js'
+export { type IrqchipId, Vm } from './vm.js'

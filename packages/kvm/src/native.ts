@@ -1,7 +1,7 @@
-// The typed contract of the native module (src/native/binding.cc) and its loader.
-// Every function here is a thin syscall wrapper; policy lives in the TypeScript around it.
+// The typed contract of the native module (src/native/*.cc) and its loader.
+// Every function here is a thin syscall wrapper; policy lives in the TypeScript around it. Kernel
+// structs cross as whole buffers (ArrayBuffer out, Uint8Array in) that src/state/ decodes.
 import { createRequire } from 'node:module'
-import type { CpuidEntry } from '@vmm/core'
 
 export interface NativeMapping {
   /** One contiguous host mapping, seen by JS as chunks of `chunkSize` bytes (the last may be shorter). */
@@ -10,10 +10,6 @@ export interface NativeMapping {
   address: bigint
   /** The memfd backing the mapping, or -1 for anonymous memory. */
   fd: number
-}
-
-export interface NativeFdWatch {
-  close(): void
 }
 
 /** Exit kinds that poll() packs above the vCPU id (binding.cc ExitKind). */
@@ -63,24 +59,40 @@ export interface NativeVm {
   exitErrno(id: number): number
   keepAlive(on: boolean): void
   dispose(): void
-  getRegs(id: number): Record<string, bigint>
-  setRegs(id: number, regs: Record<string, bigint>): void
-  getSregs(id: number): unknown
-  setSregs(id: number, sregs: unknown): void
-  getFpu(id: number): unknown
-  setFpu(id: number, fpu: unknown): void
-  getMsrs(id: number, indices: readonly number[]): bigint[]
-  setMsrs(id: number, entries: readonly { index: number; data: bigint }[]): void
-  setCpuid(id: number, entries: readonly CpuidEntry[]): void
-  getCpuid(id: number): CpuidEntry[]
-  getLapic(id: number): Uint8Array
-  setLapic(id: number, regs: Uint8Array): void
-  getMpState(id: number): number
-  setMpState(id: number, state: number): void
-  getVcpuEvents(id: number): unknown
-  setVcpuEvents(id: number, events: unknown): void
+  // VM state blobs (vm.cc): each the kernel struct whole
+  /** struct kvm_irqchip of chip 0 (PIC master), 1 (PIC slave) or 2 (IOAPIC). */
+  getIrqchip(chip: number): ArrayBuffer
+  setIrqchip(bytes: Uint8Array): void
+  /** struct kvm_pit_state2. */
+  getPit2(): ArrayBuffer
+  setPit2(bytes: Uint8Array): void
+  /** The slot's dirty bitmap, one bit per page, sized from the slot as it was registered. */
+  getDirtyLog(slot: number): ArrayBuffer
+  // vCPU state (vcpu_state.cc), run on the vCPU's thread while it is stopped
+  /** The struct named `struct` (e.g. 'kvm_regs') as KVM_GET_* wrote it. */
+  getVcpuState(id: number, struct: NativeVcpuStruct): ArrayBuffer
+  /** KVM_SET_* of the struct named `struct`; `bytes` must be exactly its size. */
+  setVcpuState(id: number, struct: NativeVcpuStruct, bytes: Uint8Array): void
+  /** KVM_GET_MSRS / KVM_SET_MSRS on a struct kvm_msrs (a get fills `bytes` in); entries processed. */
+  msrs(id: number, set: boolean, bytes: Uint8Array): number
+  /** KVM_SET_CPUID2 with an array of struct kvm_cpuid_entry2. */
+  setCpuid(id: number, entries: Uint8Array): void
+  /** KVM_GET_CPUID2: an array of struct kvm_cpuid_entry2. */
+  getCpuid(id: number): ArrayBuffer
   getTscKhz(id: number): number
 }
+
+/** The vCPU structs getVcpuState/setVcpuState move (vcpu_state.cc kStates). */
+export type NativeVcpuStruct =
+  | 'kvm_regs'
+  | 'kvm_sregs'
+  | 'kvm_fpu'
+  | 'kvm_vcpu_events'
+  | 'kvm_lapic_state'
+  | 'kvm_mp_state'
+  | 'kvm_xsave'
+  | 'kvm_xcrs'
+  | 'kvm_debugregs'
 
 export type NativeGsiRoute =
   | { gsi: number; type: 'irqchip'; irqchip: number; pin: number }
@@ -92,24 +104,13 @@ export interface NativeBinding {
   apiVersion(fd: number): number
   checkExtension(fd: number, cap: number): number
   vcpuMmapSize(fd: number): number
-  supportedCpuid(fd: number): CpuidEntry[]
+  /** An array of struct kvm_cpuid_entry2. */
+  supportedCpuid(fd: number): ArrayBuffer
   msrIndexList(fd: number, feature: boolean): number[]
+  /** sizeof each struct src/state/layouts.ts lays out, as the C++ compiler sees linux/kvm.h. */
+  structSizes: Record<string, number>
   mapMemory(size: number | bigint, memfdName: string | null, hugepages?: boolean): NativeMapping
   unmapMemory(buffers: ArrayBuffer[]): void
-  eventfd(initial?: number): number
-  eventfdRead(fd: number): bigint | null
-  eventfdWrite(fd: number, value?: bigint): void
-  /** MADV_DONTNEED on a page-aligned range of a mapMemory chunk. */
-  discardMemory(buffer: ArrayBuffer, offset: number, length: number): void
-  deallocateFileRange(fd: number, offset: number, length: number, zeroOnly: boolean): void
-  /** Opens (creating if needed) TAP interface `name`; the fd is non-blocking. */
-  openTap(name: string, options?: { vnetHdr?: boolean }): { fd: number; name: string }
-  setTapOffload(fd: number, flags: number): void
-  /** Bytes read into `view`, or -1 when the fd would block. */
-  readFd(fd: number, view: ArrayBufferView): number
-  /** writev() of the views (one packet from a descriptor chain), or -1 when the fd would block. */
-  writevFd(fd: number, views: readonly ArrayBufferView[]): number
-  FdWatch: new (fd: number, onReadable: (status: number) => void, ref?: boolean) => NativeFdWatch
   Vm: new (systemFd: number, wake: () => void) => NativeVm
 }
 

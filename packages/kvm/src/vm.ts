@@ -1,17 +1,13 @@
-import { constants as osConstants } from 'node:os'
-import { isKvmSystemError, KVM_API_VERSION, KvmUnavailableError, unavailableFromOpenError } from './errors.js'
-import { dispatchExit, type ExitAction, type ExitHandler, KvmRunView, type VcpuExit } from './exits.js'
-import { type NativeBinding, NativeExitKind, type NativeFdWatch, type NativeVm, native } from './native.js'
-import {
-  type CpuidEntry,
-  type Fpu,
-  KvmCap,
-  type KvmCapName,
-  type Regs,
-  type Sregs,
-  type VcpuEvents,
-  type VcpuEventsUpdate,
-} from './types.js'
+// A VM (src/native/vm.cc, vcpu.cc): its memory slots, in-kernel devices, eventfds, the VM-level
+// state blobs a snapshot needs, and the exit pump that moves vCPU exits to their handlers.
+import { EventFd } from '@vmm/host'
+import { errnoName } from './errors.js'
+import { dispatchExit, type ExitAction, type VcpuExit } from './exits.js'
+import type { Kvm } from './kvm.js'
+import type { GuestRam, MemoryRegion } from './memory.js'
+import { type NativeBinding, NativeExitKind, type NativeVm } from './native.js'
+import { KvmCap, type KvmCapName } from './types.js'
+import { Vcpu } from './vcpu.js'
 
 /** How long the JS thread keeps polling for the next exit after handling one (the vCPU thread
  * re-enters the guest and is usually back within a few microseconds on the I/O-heavy paths). */
@@ -19,175 +15,14 @@ const POLL_SPIN_NS = 50_000
 /** The longest the exit pump keeps the event loop busy before yielding to timers and I/O. */
 const PUMP_SLICE_MS = 4
 
-/** The system handle: /dev/kvm. */
-export class Kvm {
-  private closed = false
+// vm.ts once held every class of the package; modules that import them from here keep working.
+export { EventFd } from '@vmm/host'
+export { Kvm } from './kvm.js'
+export type { GuestRam, MemoryRegion } from './memory.js'
+export { Vcpu, type VcpuState } from './vcpu.js'
 
-  private constructor(
-    readonly path: string,
-    private readonly fd: number,
-    private readonly n: NativeBinding,
-  ) {}
-
-  /**
-   * Opens /dev/kvm (or `path`) and checks the API version. Any reason KVM cannot be used comes back
-   * as one KvmUnavailableError whose `reason` says which.
-   */
-  static open(path = '/dev/kvm'): Kvm {
-    let n: NativeBinding
-    try {
-      n = native()
-    } catch (e) {
-      throw new KvmUnavailableError('native-module', path, (e as Error).message, { cause: e })
-    }
-    let fd: number
-    try {
-      fd = n.openSystem(path)
-    } catch (e) {
-      throw unavailableFromOpenError(path, e)
-    }
-    let version: number
-    try {
-      version = n.apiVersion(fd)
-    } catch (e) {
-      n.closeFd(fd)
-      const code = isKvmSystemError(e) ? e.code : ''
-      throw new KvmUnavailableError(
-        'not-kvm',
-        path,
-        `KVM is not available: ${path} does not answer KVM_GET_API_VERSION (${code || (e as Error).message}); is it the KVM device?`,
-        { cause: e },
-      )
-    }
-    if (version !== KVM_API_VERSION) {
-      n.closeFd(fd)
-      throw new KvmUnavailableError(
-        'api-version',
-        path,
-        `KVM is not available: ${path} speaks API version ${version}, this VMM needs ${KVM_API_VERSION}`,
-      )
-    }
-    return new Kvm(path, fd, n)
-  }
-
-  /** Why KVM cannot be used here, or undefined when it can (for tests that must skip with a reason). */
-  static unavailableReason(path = '/dev/kvm'): string | undefined {
-    try {
-      Kvm.open(path).close()
-      return undefined
-    } catch (e) {
-      return (e as Error).message
-    }
-  }
-
-  get apiVersion(): number {
-    return this.n.apiVersion(this.fd)
-  }
-
-  /** KVM_CHECK_EXTENSION: 0 when absent, else a capability-specific positive value. */
-  checkExtension(cap: KvmCapName | number): number {
-    return this.n.checkExtension(this.fd, typeof cap === 'number' ? cap : KvmCap[cap])
-  }
-
-  /** Every capability this package knows by name, with the host's answer. */
-  capabilities(): Record<KvmCapName, number> {
-    const out = {} as Record<KvmCapName, number>
-    for (const name of Object.keys(KvmCap) as KvmCapName[]) out[name] = this.checkExtension(name)
-    return out
-  }
-
-  get vcpuMmapSize(): number {
-    return this.n.vcpuMmapSize(this.fd)
-  }
-
-  supportedCpuid(): CpuidEntry[] {
-    return this.n.supportedCpuid(this.fd)
-  }
-
-  msrIndexList(): number[] {
-    return this.n.msrIndexList(this.fd, false)
-  }
-
-  msrFeatureIndexList(): number[] {
-    return this.n.msrIndexList(this.fd, true)
-  }
-
-  createVm(): Vm {
-    if (this.closed) throw new Error('Kvm handle is closed')
-    return new Vm(this, this.n, this.fd)
-  }
-
-  close(): void {
-    if (this.closed) return
-    this.closed = true
-    this.n.closeFd(this.fd)
-  }
-}
-
-/** Host memory for the guest: one contiguous mapping, seen by JS as 1 GiB chunks. */
-export interface GuestRam {
-  readonly size: number
-  readonly hostAddress: bigint
-  readonly buffers: readonly ArrayBuffer[]
-  readonly chunkSize: number
-  /** The memfd behind it, or -1 for anonymous memory. */
-  readonly fd: number
-  /** Gives the pages back; every view of `buffers` becomes empty. Harmless twice. */
-  unmap(): void
-}
-
-export interface MemoryRegion {
-  slot: number
-  guestAddress: number
-  size: number
-  ram: GuestRam
-  /** Offset of the region inside `ram`. */
-  offset?: number
-  readonly?: boolean
-  logDirtyPages?: boolean
-}
-
-/** An eventfd (for ioeventfd and irqfd), optionally watched on the event loop. */
-export class EventFd {
-  private watch: NativeFdWatch | undefined
-  private closed = false
-
-  constructor(
-    private readonly n: NativeBinding,
-    readonly fd: number,
-  ) {}
-
-  /** The counter since the last read, or 0n when nothing was signalled. */
-  read(): bigint {
-    return this.n.eventfdRead(this.fd) ?? 0n
-  }
-
-  write(value = 1n): void {
-    this.n.eventfdWrite(this.fd, value)
-  }
-
-  /** Calls `onSignal(count)` on the event loop whenever the eventfd is signalled. */
-  onSignal(onSignal: (count: bigint) => void): void {
-    this.watch?.close()
-    this.watch = new this.n.FdWatch(
-      this.fd,
-      () => {
-        const v = this.n.eventfdRead(this.fd)
-        if (v !== null) onSignal(v)
-      },
-      false,
-    )
-  }
-
-  close(): void {
-    if (this.closed) return
-    this.closed = true
-    this.watch?.close()
-    this.n.closeFd(this.fd)
-  }
-}
-
-export type VcpuState = 'idle' | 'running'
+/** KVM_IRQCHIP_* (include/uapi/linux/kvm.h): the chips of the in-kernel irqchip. */
+export type IrqchipId = 0 | 1 | 2
 
 export class Vm {
   private readonly nvm: NativeVm
@@ -288,7 +123,7 @@ export class Vm {
   }
 
   createEventFd(): EventFd {
-    const e = new EventFd(this.n, this.n.eventfd(0))
+    const e = EventFd.create()
     this.eventfds.push(e)
     return e
   }
@@ -324,6 +159,39 @@ export class Vm {
 
   setGsiRouting(entries: Parameters<NativeVm['setGsiRouting']>[0]): void {
     this.nvm.setGsiRouting(entries)
+  }
+
+  /**
+   * struct kvm_irqchip of chip 0 (PIC master), 1 (PIC slave) or 2 (IOAPIC), as raw bytes
+   * (KVM_GET_IRQCHIP; src/state/layouts.ts has its layout). Needs createIrqchip().
+   */
+  getIrqchip(chip: IrqchipId): Uint8Array {
+    return new Uint8Array(this.nvm.getIrqchip(chip))
+  }
+
+  /** KVM_SET_IRQCHIP: `bytes` is a struct kvm_irqchip (as getIrqchip gave it); its chip_id is set to `chip`. */
+  setIrqchip(chip: IrqchipId, bytes: Uint8Array): void {
+    const copy = new Uint8Array(bytes)
+    new DataView(copy.buffer).setUint32(0, chip, true) // chip_id
+    this.nvm.setIrqchip(copy)
+  }
+
+  /** struct kvm_pit_state2 as raw bytes (KVM_GET_PIT2). Needs createPit2(). */
+  getPit2(): Uint8Array {
+    return new Uint8Array(this.nvm.getPit2())
+  }
+
+  /** KVM_SET_PIT2 with a struct kvm_pit_state2 (as getPit2 gave it). */
+  setPit2(bytes: Uint8Array): void {
+    this.nvm.setPit2(bytes)
+  }
+
+  /**
+   * The dirty bitmap of memory slot `slot` (KVM_GET_DIRTY_LOG): bit n of byte n / 8 set when the
+   * slot's page n was written since the last call, which clears it. The slot needs logDirtyPages.
+   */
+  getDirtyLog(slot: number): Uint8Array {
+    return new Uint8Array(this.nvm.getDirtyLog(slot))
   }
 
   /** Creates vCPU `id` on its own thread, named `vcpu<id>`. */
@@ -422,144 +290,5 @@ export class Vm {
 
   [Symbol.dispose](): void {
     this.dispose()
-  }
-}
-
-function errnoName(errno: number): string {
-  for (const [name, value] of Object.entries(osConstants.errno)) if (value === errno) return name
-  return `ERRNO_${errno}`
-}
-
-export class Vcpu {
-  readonly runView: KvmRunView
-  private state_: VcpuState = 'idle'
-  private settle: { resolve: (e: VcpuExit) => void; reject: (e: unknown) => void } | undefined
-  /** @internal the handler of the current run, wrapped to remember the stopping exit */
-  handlerProxy: ExitHandler<Vcpu> | undefined
-  /** @internal */
-  lastExit: VcpuExit | undefined
-
-  /** @internal use Vm.createVcpu() */
-  constructor(
-    readonly vm: Vm,
-    private readonly nvm: NativeVm,
-    readonly id: number,
-    run: ArrayBuffer,
-  ) {
-    this.runView = new KvmRunView(run)
-  }
-
-  get state(): VcpuState {
-    return this.state_
-  }
-
-  /**
-   * Runs the vCPU until an exit handler says 'stop', kick() stops it, KVM_RUN fails, or the VM
-   * is disposed; resolves with that exit. Rejects if a handler throws (the vCPU is stopped).
-   */
-  run(handler: ExitHandler<Vcpu>): Promise<VcpuExit> {
-    if (this.state_ !== 'idle') return Promise.reject(new Error(`vCPU ${this.id} is already running`))
-    this.lastExit = undefined
-    this.handlerProxy = {
-      pioIn: handler.pioIn.bind(handler),
-      pioOut: handler.pioOut.bind(handler),
-      mmioRead: handler.mmioRead.bind(handler),
-      mmioWrite: handler.mmioWrite.bind(handler),
-      onExit: (exit, vcpu) => {
-        this.lastExit = exit
-        return handler.onExit(exit, vcpu)
-      },
-    }
-    const done = new Promise<VcpuExit>((resolve, reject) => {
-      this.settle = { resolve, reject }
-    })
-    this.nvm.start(this.id)
-    this.state_ = 'running'
-    this.vm.vcpuStarted()
-    return done
-  }
-
-  /** Kicks the vCPU out of the guest (for pause and stop); its run() resolves with { kind: 'kick' }. */
-  kick(): void {
-    if (this.state_ === 'running') this.nvm.kick(this.id)
-  }
-
-  /** @internal */
-  finish(exit: VcpuExit | undefined, error?: unknown): void {
-    if (this.state_ !== 'running') return
-    this.state_ = 'idle'
-    this.handlerProxy = undefined
-    this.vm.vcpuStopped()
-    const s = this.settle!
-    this.settle = undefined
-    if (exit) s.resolve(exit)
-    else s.reject(error)
-  }
-
-  // Register access: allowed while the vCPU is idle or inside one of its exit handlers.
-  getRegs(): Regs {
-    return this.nvm.getRegs(this.id) as unknown as Regs
-  }
-  setRegs(regs: Regs): void {
-    this.nvm.setRegs(this.id, regs as unknown as Record<string, bigint>)
-  }
-  getSregs(): Sregs {
-    return this.nvm.getSregs(this.id) as Sregs
-  }
-  setSregs(sregs: Sregs): void {
-    this.nvm.setSregs(this.id, sregs)
-  }
-  getFpu(): Fpu {
-    return this.nvm.getFpu(this.id) as Fpu
-  }
-  setFpu(fpu: Fpu): void {
-    this.nvm.setFpu(this.id, fpu)
-  }
-  getMsrs(indices: readonly number[]): bigint[] {
-    return this.nvm.getMsrs(this.id, indices)
-  }
-  setMsrs(entries: readonly { index: number; data: bigint }[]): void {
-    this.nvm.setMsrs(this.id, entries)
-  }
-  setCpuid(entries: readonly CpuidEntry[]): void {
-    this.nvm.setCpuid(this.id, entries)
-  }
-  getCpuid(): CpuidEntry[] {
-    return this.nvm.getCpuid(this.id)
-  }
-  /** The 1 KiB LAPIC register page (KVM_GET_LAPIC). */
-  getLapic(): Uint8Array {
-    return this.nvm.getLapic(this.id)
-  }
-  setLapic(regs: Uint8Array): void {
-    this.nvm.setLapic(this.id, regs)
-  }
-  getMpState(): number {
-    return this.nvm.getMpState(this.id)
-  }
-  setMpState(state: number): void {
-    this.nvm.setMpState(this.id, state)
-  }
-  getVcpuEvents(): VcpuEvents {
-    return this.nvm.getVcpuEvents(this.id) as VcpuEvents
-  }
-  /** KVM_SET_VCPU_EVENTS for the parts given, e.g. `{ exception: { injected: 1, nr: 3, ... } }`. */
-  setVcpuEvents(update: VcpuEventsUpdate): void {
-    this.nvm.setVcpuEvents(this.id, update)
-  }
-  /** Injects exception `vector` (e.g. 3 for #BP, 6 for #UD) at the next entry. */
-  injectException(vector: number, errorCode?: number): void {
-    this.setVcpuEvents({
-      exception: {
-        injected: 1,
-        nr: vector,
-        hasErrorCode: errorCode === undefined ? 0 : 1,
-        pending: 0,
-        errorCode: errorCode ?? 0,
-      },
-    })
-  }
-  getTscKhz(): number {
-    return this.nvm.getTscKhz(this.id)
   }
 }

@@ -15,8 +15,15 @@ int vmm_get_supported_cpuid(int sys_fd, struct kvm_cpuid_entry2* out, unsigned m
 int vmm_get_vcpu_cpuid(int vcpu_fd, struct kvm_cpuid_entry2* out, unsigned max);
 int vmm_set_vcpu_cpuid(int vcpu_fd, const struct kvm_cpuid_entry2* in, unsigned n);
 int vmm_msr_index_list(int sys_fd, int feature, uint32_t* out, unsigned max);
-int vmm_get_msrs(int vcpu_fd, struct kvm_msr_entry* entries, unsigned n);
-int vmm_set_msrs(int vcpu_fd, const struct kvm_msr_entry* entries, unsigned n);
+// KVM_GET_MSRS (set 0) or KVM_SET_MSRS (set 1) on `msrs`, a struct kvm_msrs laid out by the caller
+// (u32 nmsrs, u32 pad, nmsrs entries); returns how many entries KVM processed, or -errno.
+int vmm_msrs(int vcpu_fd, int set, void* msrs);
+// struct kvm_xsave ends in a flexible array too (__u32 extra[]): in C++ its sizeof, and so the
+// KVM_GET_XSAVE / KVM_SET_XSAVE / KVM_GET_XSAVE2 numbers, come out 4 bytes too large. These are
+// the numbers and the size as C computes them.
+extern const unsigned long vmm_KVM_GET_XSAVE, vmm_KVM_SET_XSAVE, vmm_KVM_GET_XSAVE2;
+extern const unsigned vmm_sizeof_kvm_xsave;
+
 int vmm_set_gsi_routing(int vm_fd, const struct kvm_irq_routing_entry* entries, unsigned n);
 
 #ifdef __cplusplus

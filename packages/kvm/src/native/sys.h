@@ -1,4 +1,5 @@
-// Small system helpers shared by the binding: errno-preserving errors, futexes, time.
+// Small helpers shared by the files of the binding: errno-preserving errors, argument conversions,
+// the ioctl wrapper, futexes, time.
 #pragma once
 
 #include <napi.h>
@@ -11,6 +12,7 @@
 #include <linux/futex.h>
 #include <sched.h>
 #include <string>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -34,6 +36,71 @@ inline Napi::Error SysError(Napi::Env env, int err, const char* syscall, const c
 [[noreturn]] inline void ThrowSys(Napi::Env env, int err, const char* syscall, const char* ioctlName = nullptr) {
   throw SysError(env, err, syscall, ioctlName);
 }
+
+inline int Int(const Napi::Value& v) { return v.As<Napi::Number>().Int32Value(); }
+inline uint32_t U32(const Napi::Value& v) { return v.As<Napi::Number>().Uint32Value(); }
+
+inline uint64_t U64(const Napi::Value& v) {
+  if (v.IsBigInt()) {
+    bool lossless;
+    return v.As<Napi::BigInt>().Uint64Value(&lossless);
+  }
+  return uint64_t(v.As<Napi::Number>().Int64Value());
+}
+
+inline Napi::BigInt Big(Napi::Env env, uint64_t v) { return Napi::BigInt::New(env, v); }
+
+inline uint64_t GetU64(const Napi::Object& o, const char* k) {
+  Napi::Value v = o.Get(k);
+  return v.IsUndefined() ? 0 : U64(v);
+}
+inline uint32_t GetU32(const Napi::Object& o, const char* k) {
+  Napi::Value v = o.Get(k);
+  if (v.IsUndefined()) return 0;
+  if (v.IsBoolean()) return v.As<Napi::Boolean>().Value() ? 1 : 0;
+  if (v.IsBigInt()) return uint32_t(U64(v));
+  return v.As<Napi::Number>().Uint32Value();
+}
+
+// A copy of `n` bytes as a new ArrayBuffer JS owns: how every kernel struct reaches TypeScript
+// (src/state/ decodes it with one layout table per struct).
+inline Napi::ArrayBuffer CopyOut(Napi::Env env, const void* data, size_t n) {
+  Napi::ArrayBuffer b = Napi::ArrayBuffer::New(env, n);
+  memcpy(b.Data(), data, n);
+  return b;
+}
+
+// The bytes of a Uint8Array argument that must hold exactly `n` bytes (a kernel struct encoded by
+// TypeScript), or a RangeError naming what was expected.
+inline const uint8_t* BytesIn(Napi::Env env, const Napi::Value& v, size_t n, const char* what) {
+  if (!v.IsTypedArray()) throw Napi::TypeError::New(env, std::string(what) + ": expected a Uint8Array");
+  Napi::Uint8Array a = v.As<Napi::Uint8Array>();
+  if (a.ByteLength() != n)
+    throw Napi::RangeError::New(env, std::string(what) + ": expected " + std::to_string(n) + " bytes, got " +
+                                         std::to_string(a.ByteLength()));
+  return a.Data();
+}
+
+// ioctl() again while a signal interrupted it (the JS thread gets signals: profilers' SIGPROF,
+// for one). Not for KVM_RUN, whose EINTR is how a kick arrives.
+inline int RetryIoctl(int fd, unsigned long req, unsigned long arg) {
+  int r;
+  do r = ioctl(fd, req, arg);
+  while (r < 0 && errno == EINTR);
+  return r;
+}
+template <typename T>
+inline int RetryIoctl(int fd, unsigned long req, T* arg) {
+  return RetryIoctl(fd, req, reinterpret_cast<unsigned long>(arg));
+}
+
+// Runs an ioctl and throws a Node-style error carrying errno and the request's name.
+#define IOCTL(env, fd, req, arg)                      \
+  ({                                                  \
+    int _r = ::vmm::RetryIoctl((fd), (req), (arg));   \
+    if (_r < 0) ::vmm::ThrowSys((env), errno, "ioctl", #req); \
+    _r;                                               \
+  })
 
 inline long FutexWait(std::atomic<uint32_t>* word, uint32_t expected) {
   // SAFETY: word is a live, 4-byte aligned atomic owned by the caller's object for the duration.

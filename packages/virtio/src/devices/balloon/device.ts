@@ -1,5 +1,5 @@
 import { type GuestMemory, guestAddress } from '@vmm/core'
-import { discardGuestPages } from '@vmm/kvm'
+import { discardGuestPages } from '@vmm/host'
 import { completeChain, type DeviceContext, drainQueue, takeChain, type VirtioDevice } from '../../device.js'
 import { gather } from '../../queue/buffers.js'
 import type { DescriptorChain } from '../../queue/split-queue.js'

@@ -1,6 +1,6 @@
 import { closeSync, fdatasync, fstatSync, openSync, readv, write, writev } from 'node:fs'
 import type { GuestMemory } from '@vmm/core'
-import { deallocateFileRange } from '@vmm/kvm'
+import { deallocateFileRange } from '@vmm/host'
 import { completeChain, type DeviceContext, drainQueue, type VirtioDevice } from '../../device.js'
 import { gather, scatter, views } from '../../queue/buffers.js'
 import type { DescriptorChain } from '../../queue/split-queue.js'

@@ -1,4 +1,4 @@
-import { Tap, TapOffload } from '@vmm/kvm'
+import { Tap, TapOffload } from '@vmm/host'
 
 /** Offloads a backend can be told the guest accepts (TUNSETOFFLOAD's meaning). */
 export interface NetOffloads {

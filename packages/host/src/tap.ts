@@ -1,6 +1,6 @@
-// Host-side I/O the device backends need and Node does not offer: TAP devices, readiness watches
-// on arbitrary fds, non-blocking packet reads and writes straight into guest memory, and giving
-// guest pages back (balloon). Thin wrappers over the native module.
+// TAP devices (Documentation/networking/tuntap.rst): packets in and out of a host network
+// interface, read and written straight into guest memory, with a readiness watch on the event
+// loop. Thin wrappers over the native module (src/native/tap.cc, fd.cc).
 import { type NativeFdWatch, native } from './native.js'
 
 /** TUNSETOFFLOAD flags (include/uapi/linux/if_tun.h). */
@@ -53,20 +53,4 @@ export class Tap {
     this.watch?.close()
     native().closeFd(this.fd)
   }
-}
-
-/** Gives guest pages back to the host (MADV_DONTNEED): `offset`/`length` page-aligned in `chunk`. */
-export function discardGuestPages(chunk: ArrayBuffer, offset: number, length: number): void {
-  native().discardMemory(chunk, offset, length)
-}
-
-/**
- * Deallocates `length` bytes at `offset` of a regular file (a disk image) so they read as zeroes:
- * a hole (FALLOC_FL_PUNCH_HOLE, the space goes back to the file system; virtio-blk DISCARD) or,
- * with `zeroOnly`, zeroes without necessarily freeing blocks (FALLOC_FL_ZERO_RANGE; WRITE_ZEROES
- * without the unmap flag). The file size never changes. Throws with `code` EOPNOTSUPP where the
- * file system supports neither (callers then write zeroes).
- */
-export function deallocateFileRange(fd: number, offset: number, length: number, zeroOnly = false): void {
-  native().deallocateFileRange(fd, offset, length, zeroOnly)
 }

@@ -1,0 +1,13 @@
+{
+  "targets": [
+    {
+      "target_name": "vmm_host",
+      "sources": ["src/native/binding.cc", "src/native/fd.cc", "src/native/tap.cc", "src/native/pages.cc"],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "cflags_cc": ["-std=c++20", "-O2", "-Wall", "-Wextra", "-Wno-missing-field-initializers", "-Wno-unused-parameter"]
+    }
+  ]
+}

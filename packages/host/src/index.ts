@@ -1,0 +1,3 @@
+export { EventFd } from './eventfd.js'
+export { deallocateFileRange, discardGuestPages } from './pages.js'
+export { Tap, TapOffload } from './tap.js'

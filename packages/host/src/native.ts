@@ -1,0 +1,53 @@
+// The typed contract of @vmm/host's native module (src/native/*.cc) and its loader. Every
+// function is a thin syscall wrapper; policy lives in the TypeScript around it.
+import { createRequire } from 'node:module'
+
+export interface NativeFdWatch {
+  close(): void
+}
+
+export interface NativeHostBinding {
+  // fd.cc
+  closeFd(fd: number): void
+  /** A non-blocking, close-on-exec eventfd. */
+  eventfd(initial?: number): number
+  /** The counter since the last read, or null when nothing was signalled. */
+  eventfdRead(fd: number): bigint | null
+  eventfdWrite(fd: number, value?: bigint): void
+  /** Bytes read into `view`, or -1 when the fd would block. */
+  readFd(fd: number, view: ArrayBufferView): number
+  /** writev() of the views (one packet from a descriptor chain), or -1 when the fd would block. */
+  writevFd(fd: number, views: readonly ArrayBufferView[]): number
+  /** Calls `onReadable` on the event loop while `fd` is readable; `ref` false: does not keep the loop alive. */
+  FdWatch: new (
+    fd: number,
+    onReadable: (status: number) => void,
+    ref?: boolean,
+  ) => NativeFdWatch
+  // tap.cc
+  /** Opens (creating if needed) TAP interface `name`; the fd is non-blocking. */
+  openTap(name: string, options?: { vnetHdr?: boolean }): { fd: number; name: string }
+  setTapOffload(fd: number, flags: number): void
+  // pages.cc
+  /** MADV_DONTNEED on a page-aligned range of an ArrayBuffer (a guest RAM chunk). */
+  discardMemory(buffer: ArrayBuffer, offset: number, length: number): void
+  deallocateFileRange(fd: number, offset: number, length: number, zeroOnly: boolean): void
+}
+
+let loaded: NativeHostBinding | undefined
+
+/** Loads build/Release/vmm_host.node, or fails loudly with what to do about it. */
+export function native(): NativeHostBinding {
+  if (loaded) return loaded
+  const require = createRequire(import.meta.url)
+  try {
+    loaded = require('../build/Release/vmm_host.node') as NativeHostBinding
+  } catch (cause) {
+    throw new Error(
+      '@vmm/host: the native module build/Release/vmm_host.node could not be loaded; build it with ' +
+        '`pnpm --filter @vmm/host build:native` (needs python3, make, g++ and the Node headers)',
+      { cause },
+    )
+  }
+  return loaded
+}
