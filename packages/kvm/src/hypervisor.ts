@@ -1,15 +1,30 @@
 // @vmm/kvm as core's Hypervisor: what `vmm run` and embedders use through `hypervisorProvider`.
-// Vcpu already has core's shape; the VM needs only a translation of memory calls.
+// The VM translates memory calls and offers core's optional parts (notifiers, GSI routing, x86
+// state, boot policy) where KVM_CHECK_EXTENSION says the host has them. Each vCPU is wrapped so
+// that exit handlers see core's Vcpu with its x86 part, and so that the host's quirks
+// (quirks/index.ts) filter exits before the machine's handler and shape the CPUID it sets.
 import type {
   Vcpu as CoreVcpu,
+  CpuidEntry,
+  ExitHandler,
+  GsiRouting,
   Hypervisor,
   HypervisorProvider,
   MemorySlot,
+  MsrEntry,
+  OpaqueState,
   RamMapping,
+  Regs,
+  Sregs,
+  VcpuExit,
   VirtualMachine,
+  VmNotifiers,
+  X86VcpuFeatures,
+  X86VcpuState,
+  X86VmFeatures,
 } from '@vmm/core'
-import type { CpuidEntry } from './types.js'
-import { type GuestRam, Kvm, type Vm } from './vm.js'
+import { type ExitFilter, type HostQuirks, hostQuirks, type PhysicalReader } from './quirks/index.js'
+import { type GuestRam, Kvm, type Vcpu, type Vm } from './vm.js'
 
 /** Addresses KVM needs for Intel's real-mode TSS and identity map, in the 32-bit MMIO gap below
  * 4 GiB (the same places QEMU and Firecracker choose; Documentation/virt/kvm/api.rst). */
@@ -18,8 +33,29 @@ const IDENTITY_MAP_ADDRESS = 0xfffb_c000
 
 export class KvmVirtualMachine implements VirtualMachine {
   private readonly rams = new WeakSet<GuestRam>()
+  /** The slots as set, for reading guest RAM from host quirks (the guest profiler). */
+  private readonly slots = new Map<number, MemorySlot>()
+  private exitFilter: ExitFilter | undefined
+  readonly notifiers?: VmNotifiers
+  readonly msiRouting?: GsiRouting
+  readonly x86: X86VmFeatures
+  readonly bootPolicy: HostQuirks['bootPolicy']
 
-  constructor(readonly vm: Vm) {}
+  constructor(
+    readonly vm: Vm,
+    private readonly quirks: HostQuirks = hostQuirks(),
+  ) {
+    const has = (cap: Parameters<Vm['checkExtension']>[0]) => vm.checkExtension(cap) > 0
+    if (has('Ioeventfd') || has('Irqfd')) this.notifiers = kvmNotifiers(vm, has('Ioeventfd'), has('Irqfd'))
+    if (has('IrqRouting')) this.msiRouting = { setRoutes: (routes) => vm.setGsiRouting(routes) }
+    this.x86 = {
+      supportedCpuid: () => vm.kvm.supportedCpuid(),
+      // KVM_GET/SET_IRQCHIP and KVM_GET/SET_PIT2 fill `irqchip` and `pit` once @vmm/kvm has them.
+      ...(has('AdjustClock') ? { clock: clockState(vm) } : {}),
+    }
+    this.bootPolicy = quirks.bootPolicy
+    this.exitFilter = quirks.exitFilter(this.readPhysical)
+  }
 
   mapRam(size: number): RamMapping {
     const ram = this.vm.mapMemory(size)
@@ -39,6 +75,8 @@ export class KvmVirtualMachine implements VirtualMachine {
       offset: slot.mappingOffset,
       readonly: slot.readOnly,
     })
+    if (slot.size === 0) this.slots.delete(slot.slot)
+    else this.slots.set(slot.slot, slot)
   }
 
   /** KVM_CREATE_IRQCHIP (PIC, IOAPIC, LAPICs) and the in-kernel PIT, with the TSS and identity map
@@ -54,18 +92,196 @@ export class KvmVirtualMachine implements VirtualMachine {
     this.vm.irqLine(irq, level)
   }
 
-  /** KVM_GET_SUPPORTED_CPUID: the table a board starts from when it sets each vCPU's CPUID. */
-  supportedCpuid(): CpuidEntry[] {
-    return this.vm.kvm.supportedCpuid()
-  }
-
-  createVcpu(id: number): CoreVcpu {
-    return this.vm.createVcpu(id)
+  createVcpu(id: number): KvmVcpu {
+    return new KvmVcpu(this.vm.createVcpu(id), this.exitFilter, this.quirks)
   }
 
   dispose(): void {
     this.vm.dispose()
+    this.slots.clear()
   }
+
+  /** The 64-bit value at guest physical `address`, through the memory slots. */
+  private readonly readPhysical: PhysicalReader = (address) => {
+    const pa = Number(address)
+    for (const s of this.slots.values()) {
+      if (pa < s.guestAddress || pa + 8 > s.guestAddress + s.size) continue
+      const offset = s.mappingOffset + pa - s.guestAddress
+      const chunk = Math.floor(offset / s.mapping.chunkSize)
+      return new DataView(s.mapping.buffers[chunk]!).getBigUint64(offset % s.mapping.chunkSize, true)
+    }
+    throw new RangeError(`guest physical 0x${address.toString(16)} is not RAM`)
+  }
+}
+
+/** ioeventfd doorbells and irqfd triggers, each only where the host has it. */
+function kvmNotifiers(vm: Vm, ioeventfd: boolean, irqfd: boolean): VmNotifiers {
+  return {
+    doorbell(doorbell, onWrite) {
+      if (!ioeventfd) return undefined
+      const eventfd = vm.createEventFd()
+      // Without KVM_CAP_IOEVENTFD_ANY_LENGTH the length must be the access width exactly.
+      const registration = {
+        eventfd,
+        address: doorbell.address,
+        length: doorbell.length,
+        ...(doorbell.datamatch !== undefined ? { datamatch: doorbell.datamatch } : {}),
+        ...(doorbell.space === 'pio' ? { pio: true } : {}),
+      }
+      try {
+        vm.ioeventfd(registration)
+      } catch {
+        // EEXIST: two doorbells at one address (a BAR over another). The write then traps.
+        eventfd.close()
+        return undefined
+      }
+      eventfd.onSignal(() => onWrite())
+      return {
+        dispose: () => {
+          vm.ioeventfd({ ...registration, deassign: true })
+          eventfd.close()
+        },
+      }
+    },
+    interrupt(gsi) {
+      if (!irqfd) return undefined
+      const eventfd = vm.createEventFd()
+      vm.irqfd({ eventfd, gsi })
+      return {
+        trigger: () => eventfd.write(1n),
+        dispose: () => {
+          vm.irqfd({ eventfd, gsi, deassign: true })
+          eventfd.close()
+        },
+      }
+    },
+  }
+}
+
+/** KVM_GET/SET_CLOCK's nanoseconds as 8 little-endian bytes. */
+function clockState(vm: Vm): OpaqueState {
+  return {
+    get() {
+      const out = new Uint8Array(8)
+      new DataView(out.buffer).setBigUint64(0, vm.getClock(), true)
+      return out
+    },
+    set(state) {
+      if (state.length !== 8) throw new RangeError(`clock state is 8 bytes, not ${state.length}`)
+      vm.setClock(new DataView(state.buffer, state.byteOffset, 8).getBigUint64(0, true))
+    },
+  }
+}
+
+/** Core's Vcpu over @vmm/kvm's, with the x86 part and the host's exit filter and CPUID policy. */
+export class KvmVcpu implements CoreVcpu {
+  readonly x86: X86VcpuFeatures
+
+  constructor(
+    readonly vcpu: Vcpu,
+    private readonly exitFilter: ExitFilter | undefined,
+    quirks: HostQuirks,
+  ) {
+    this.x86 = x86Vcpu(vcpu, quirks)
+  }
+
+  get id(): number {
+    return this.vcpu.id
+  }
+  getRegs(): Regs {
+    return this.vcpu.getRegs()
+  }
+  setRegs(regs: Regs): void {
+    this.vcpu.setRegs(regs)
+  }
+  getSregs(): Sregs {
+    return this.vcpu.getSregs()
+  }
+  setSregs(sregs: Sregs): void {
+    this.vcpu.setSregs(sregs)
+  }
+  kick(): void {
+    this.vcpu.kick()
+  }
+
+  /** Handlers see this vCPU (core's shape); the exit filter sees each exit first. */
+  run(handler: ExitHandler): Promise<VcpuExit> {
+    const filter = this.exitFilter
+    return this.vcpu.run({
+      pioIn: (port, data) => handler.pioIn(port, data, this),
+      pioOut: (port, data) => handler.pioOut(port, data, this),
+      mmioRead: (address, data) => handler.mmioRead(address, data, this),
+      mmioWrite: (address, data) => handler.mmioWrite(address, data, this),
+      onExit: (exit, v) => (filter?.(exit, v) ? 'resume' : handler.onExit(exit, this)),
+    })
+  }
+}
+
+function x86Vcpu(v: Vcpu, quirks: HostQuirks): X86VcpuFeatures {
+  /** KVM_GET_MSR_INDEX_LIST less what this vCPU cannot read, found once (for getState). */
+  let saved: number[] | undefined
+  const savedMsrs = (): number[] => {
+    if (saved) return saved
+    const all = v.vm.kvm.msrIndexList()
+    try {
+      v.getMsrs(all)
+      saved = all
+    } catch {
+      saved = all.filter((index) => {
+        try {
+          v.getMsrs([index])
+          return true
+        } catch {
+          return false
+        }
+      })
+    }
+    return saved
+  }
+  const x86: X86VcpuFeatures = {
+    setCpuid: (entries: readonly CpuidEntry[]) => v.setCpuid(quirks.cpuid(entries)),
+    getCpuid: () => v.getCpuid(),
+    getMsrs: (indices) => v.getMsrs(indices),
+    setMsrs: (entries) => v.setMsrs(entries),
+    getLapic: () => v.getLapic(),
+    setLapic: (page) => v.setLapic(page),
+    getFpu: () => v.getFpu(),
+    setFpu: (fpu) => v.setFpu(fpu),
+    getMpState: () => v.getMpState(),
+    setMpState: (state) => v.setMpState(state),
+    getEvents: () => v.getVcpuEvents(),
+    setEvents: (update) => v.setVcpuEvents(update),
+    injectException: (vector, errorCode) => v.injectException(vector, errorCode),
+    tscKhz: () => v.getTscKhz(),
+    getState(): X86VcpuState {
+      const indices = savedMsrs()
+      const values = v.getMsrs(indices)
+      const msrs: MsrEntry[] = indices.map((index, i) => ({ index, data: values[i]! }))
+      // XSAVE, XCRs and debug registers: left out until @vmm/kvm has their ioctls.
+      return {
+        regs: v.getRegs(),
+        sregs: v.getSregs(),
+        fpu: v.getFpu(),
+        lapic: v.getLapic(),
+        msrs,
+        mpState: v.getMpState(),
+        events: v.getVcpuEvents(),
+      }
+    },
+    setState(state) {
+      // Cloud Hypervisor's order: sregs (CR0/CR4/EFER, APIC base) before the LAPIC and MSRs that
+      // depend on them, the events last.
+      v.setSregs(state.sregs)
+      v.setRegs(state.regs)
+      v.setFpu(state.fpu)
+      v.setMsrs(state.msrs)
+      v.setLapic(state.lapic)
+      v.setMpState(state.mpState)
+      const { exception, interrupt, nmi, sipiVector } = state.events
+      v.setVcpuEvents({ exception, interrupt, nmi, sipiVector })
+    },
+  }
+  return x86
 }
 
 export class KvmHypervisor implements Hypervisor {

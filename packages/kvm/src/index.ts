@@ -16,7 +16,19 @@ export {
   type VcpuExit,
 } from './exits.js'
 export { deallocateFileRange, discardGuestPages, Tap, TapOffload } from './host.js'
-export { hypervisorProvider, KvmHypervisor, KvmVirtualMachine } from './hypervisor.js'
+export { hypervisorProvider, KvmHypervisor, KvmVcpu, KvmVirtualMachine } from './hypervisor.js'
+export {
+  completeEmulationFailure,
+  type ExitFilter,
+  emulated,
+  type HostQuirks,
+  HYPERCALL_FEATURES,
+  hideHypercallFeatures,
+  hostQuirks,
+  isKvmPvmHost,
+  kvmPvmQuirks,
+  noQuirks,
+} from './quirks/index.js'
 export {
   type CpuidEntry,
   type Fpu,
