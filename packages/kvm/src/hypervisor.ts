@@ -35,7 +35,13 @@ export class KvmVirtualMachine implements VirtualMachine {
   private readonly rams = new WeakSet<GuestRam>()
   /** The slots as set, for reading guest RAM from host quirks (the guest profiler). */
   private readonly slots = new Map<number, MemorySlot>()
-  private exitFilter: ExitFilter | undefined
+  private readonly exitFilter: ExitFilter | undefined
+  /**
+   * vm.x86.irqchip and vm.x86.pit: undefined until @vmm/kvm has KVM_GET/SET_IRQCHIP and
+   * KVM_GET/SET_PIT2 (being added beside this change); createIrqchip then sets them.
+   */
+  private irqchipState: OpaqueState | undefined
+  private pitState: OpaqueState | undefined
   readonly notifiers?: VmNotifiers
   readonly msiRouting?: GsiRouting
   readonly x86: X86VmFeatures
@@ -48,10 +54,17 @@ export class KvmVirtualMachine implements VirtualMachine {
     const has = (cap: Parameters<Vm['checkExtension']>[0]) => vm.checkExtension(cap) > 0
     if (has('Ioeventfd') || has('Irqfd')) this.notifiers = kvmNotifiers(vm, has('Ioeventfd'), has('Irqfd'))
     if (has('IrqRouting')) this.msiRouting = { setRoutes: (routes) => vm.setGsiRouting(routes) }
+    const self = this
     this.x86 = {
       supportedCpuid: () => vm.kvm.supportedCpuid(),
-      // KVM_GET/SET_IRQCHIP and KVM_GET/SET_PIT2 fill `irqchip` and `pit` once @vmm/kvm has them.
       ...(has('AdjustClock') ? { clock: clockState(vm) } : {}),
+      // Only once the VM has its in-kernel irqchip and PIT (createIrqchip).
+      get irqchip() {
+        return self.irqchipState
+      },
+      get pit() {
+        return self.pitState
+      },
     }
     this.bootPolicy = quirks.bootPolicy
     this.exitFilter = quirks.exitFilter(this.readPhysical)
