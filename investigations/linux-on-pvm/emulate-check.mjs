@@ -1,11 +1,11 @@
-// Checks board-micro's completeEmulationFailure on /dev/kvm: a 64-bit kernel-mode guest runs
+// Checks @vmm/kvm's completeEmulationFailure (a kvm_pvm quirk; it was board-micro's) on /dev/kvm: a 64-bit kernel-mode guest runs
 // popcnt (32- and 64-bit) and int3; the #BP must arrive through the guest's IDT with rip after int3.
 //   node investigations/linux-on-pvm/emulate-check.mjs   (needs `pnpm build`)
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { completeEmulationFailure } from '../../packages/board-micro/dist/boot/emulate.js'
+import { completeEmulationFailure } from '../../packages/kvm/dist/quirks/emulation.js'
 import { longModeVm } from './lab.mjs'
 
 const dir = mkdtempSync(join(tmpdir(), 'pvm-emu-'))

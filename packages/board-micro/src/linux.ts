@@ -1,13 +1,12 @@
 // The `linux` component: direct kernel boot of an ELF vmlinux (64-bit or PVH entry) or a bzImage,
 // with an initrd and a command line, on a machine's vCPUs.
-import { existsSync, readFileSync, statSync } from 'node:fs'
+import { readFileSync, statSync } from 'node:fs'
 import { gunzipSync } from 'node:zlib'
 import {
   type Component,
   type ComponentType,
   ConfigError,
   ContainerModule,
-  type GuestMemory,
   inject,
   injectable,
   type LoadContext,
@@ -16,9 +15,8 @@ import {
   type VirtualMachine,
 } from '@vmm/core'
 import { isBzImage } from './boot/bzimage.js'
-import { HIDDEN_ON_KVM_PVM, isX86Vcpu, isX86VirtualMachine, setupX86Vcpu, vcpuCpuid } from './boot/cpu.js'
+import { setupX86Vcpu, vcpuCpuid } from './boot/cpu.js'
 import { isElf } from './boot/elf.js'
-import { handleEmulationFailures } from './boot/emulate.js'
 import { type BootLayout, defaultLayout } from './boot/layout.js'
 import { bootVcpuState, type EntryMode, type LinuxBootPlan, loadLinux } from './boot/linux.js'
 
@@ -68,10 +66,13 @@ export class Linux implements Component {
 
   load({ memory, vcpus, kernelCmdline }: LoadContext): void {
     const { config } = this
-    const ram = ramOf(memory)
+    const ram = memory.ramRanges().map(({ start, size }) => ({ start, size }))
+    const inflate = this.vm.bootPolicy?.prefersUncompressedInitrd ?? false
     const plan = loadLinux(memory, {
       kernel: { name: config.kernel, bytes: readFileSync(config.kernel) },
-      ...(config.initrd ? { initrd: { name: config.initrd, bytes: initrdBytes(config.initrd) } } : {}),
+      ...(config.initrd
+        ? { initrd: { name: config.initrd, bytes: initrdBytes(config.initrd, inflate) } }
+        : {}),
       cmdline: withDeviceParameters(config.cmdline, kernelCmdline),
       entry: config.entry,
       layout: config.layout,
@@ -80,18 +81,12 @@ export class Linux implements Component {
       ...(this.inputs.acpiRsdp !== undefined ? { acpiRsdp: this.inputs.acpiRsdp } : {}),
     })
     this.plan = plan
-    if (isX86VirtualMachine(this.vm)) {
-      const supported = this.vm.supportedCpuid()
-      const hide = emulatesGuestKernel()
-        ? [...new Set([...config.cpu.hide, ...HIDDEN_ON_KVM_PVM])]
-        : config.cpu.hide
-      for (const v of vcpus) {
-        if (isX86Vcpu(v)) setupX86Vcpu(v, vcpuCpuid(supported, v.id, vcpus.length, hide))
-        // kvm_pvm hosts emulate guest kernel code and stop on instructions their emulator lacks
-        // (int3, popcnt): finish those here instead of failing the run (boot/emulate.ts).
-        handleEmulationFailures(v, memory)
-      }
-    }
+    // The hypervisor's CPUID policy hides what its host cannot give a guest (kvm_pvm's hypercall
+    // features), and its exit filter finishes what kvm_pvm's emulator cannot (@vmm/kvm's quirks).
+    const supported = this.vm.x86?.supportedCpuid()
+    if (supported)
+      for (const v of vcpus)
+        if (v.x86) setupX86Vcpu(v.x86, vcpuCpuid(supported, v.id, vcpus.length, config.cpu.hide))
     const boot = vcpus[0]!
     const { regs, sregs } = bootVcpuState(memory, config.layout, plan, boot.getSregs())
     boot.setSregs(sregs)
@@ -100,20 +95,15 @@ export class Linux implements Component {
 }
 
 /**
- * On kvm_pvm hosts the guest kernel's code runs through KVM's instruction emulator, where
- * inflating a 1 MiB gzip initramfs takes minutes (investigations/linux-on-pvm/README.md). Linux
- * takes an uncompressed cpio as well, so there the VMM inflates a gzip initrd itself (all its
- * members: concatenated archives stay concatenated). Elsewhere the file goes in as it is.
+ * Where the hypervisor prefers an uncompressed initrd (kvm_pvm hosts, where inflating a 1 MiB gzip
+ * initramfs in the emulated guest kernel takes minutes), the VMM inflates a gzip initrd itself (all
+ * its members: concatenated archives stay concatenated); Linux takes an uncompressed cpio as well.
+ * Elsewhere the file goes in as it is.
  */
-function initrdBytes(path: string): Uint8Array {
+function initrdBytes(path: string, inflate: boolean): Uint8Array {
   const bytes = readFileSync(path)
   const gzip = bytes[0] === 0x1f && bytes[1] === 0x8b
-  return gzip && emulatesGuestKernel() ? gunzipSync(bytes) : bytes
-}
-
-/** Whether /dev/kvm is kvm_pvm (guest kernel code emulated; ../../../shared/docs/host-kvm.md). */
-function emulatesGuestKernel(): boolean {
-  return existsSync('/sys/module/kvm_pvm')
+  return gzip && inflate ? gunzipSync(bytes) : bytes
 }
 
 /**
@@ -124,13 +114,6 @@ export function withDeviceParameters(cmdline: string, parameters: readonly strin
   const words = new Set(cmdline.split(/\s+/))
   const missing = parameters.filter((p) => !words.has(p))
   return [cmdline.trim(), ...new Set(missing)].filter((w) => w !== '').join(' ')
-}
-
-/** The RAM ranges of the machine's memory model (both core models expose their segments). */
-function ramOf(memory: GuestMemory): { start: number; size: number }[] {
-  const segs = (memory as { memorySegments?: readonly { start: number; size: number }[] }).memorySegments
-  if (!segs) throw new Error('linux: the machine memory model does not expose its RAM layout')
-  return segs.map((s) => ({ start: s.start, size: s.size }))
 }
 
 const addr = { type: 'integer', minimum: 0 }

@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { register as registerMicro } from '@vmm/board-micro'
 import { ComponentRegistry, type Debugcon, Machine, type PluginRegistry, registerBuiltins } from '@vmm/core'
 import { TestHypervisor } from '@vmm/core/testing'
-import { Kvm, KvmHypervisor } from '@vmm/kvm'
+import { Kvm, KvmHypervisor, KvmVirtualMachine } from '@vmm/kvm'
 import {
   type PciHostBridgeComponent,
   type PciTestDeviceComponent,
@@ -294,12 +294,13 @@ describe.skipIf(kvmUnavailable)('standard board on /dev/kvm', () => {
 
 describe.skipIf(kvmUnavailable)('MSI routing on /dev/kvm', () => {
   it('installs GSI routes with the default irqchip entries and signals vectors through irqfd', async () => {
-    const { KvmMsiRouter } = await import('@vmm/pci')
+    const { GsiMsiRouter } = await import('@vmm/pci')
     const kvm = Kvm.open()
     const vm = kvm.createVm()
     try {
       vm.createIrqchip()
-      const router = new KvmMsiRouter(vm)
+      const kvmVm = new KvmVirtualMachine(vm)
+      const router = new GsiMsiRouter(kvmVm.msiRouting!, kvmVm.notifiers!)
       const vectors = [router.allocate(), router.allocate()]
       vectors[0]!.update({ address: 0xfee00000, data: 0x4041 })
       vectors[1]!.update({ address: 0xfee01000, data: 0x4042 })

@@ -1,8 +1,24 @@
 // The hypervisor as the machine sees it. Core imports no native code: packages/kvm implements this
 // against /dev/kvm and testing/test-hypervisor.ts implements it in-process for tests. The shapes
 // follow KVM's (struct kvm_regs / kvm_sregs, KVM_EXIT_*) so the KVM adapter is a thin pass-through.
+//
+// What a hypervisor may or may not offer is a typed optional part of VirtualMachine or Vcpu
+// (`vm.notifiers`, `vm.msiRouting`, `vm.x86`, `vm.dirtyLog`, `vm.bootPolicy`, `vcpu.x86`; the
+// parts are in hypervisor-features.ts): present when this hypervisor, on this host, has it.
+// Consumers ask `if (vm.notifiers)`, never the class or the shape of an implementation (the model
+// is Cloud Hypervisor's hypervisor::Vm / hypervisor::Vcpu traits).
 
 import type { GuestAddress } from './address.js'
+import type {
+  BootPolicy,
+  DirtyLog,
+  GsiRouting,
+  VmNotifiers,
+  X86VcpuFeatures,
+  X86VmFeatures,
+} from './hypervisor-features.js'
+
+export type * from './hypervisor-features.js'
 
 /** How the CLI and embedders obtain a hypervisor without core importing it (loaded lazily). */
 export interface HypervisorProvider {
@@ -46,6 +62,17 @@ export interface VirtualMachine {
   createVcpu(id: number): Vcpu
   /** Releases vCPUs, slots and mappings; calling it twice is harmless. */
   dispose(): void
+  /** Guest writes that signal the VMM without a vCPU exit, and interrupts raised without a call
+   * into the irqchip (KVM ioeventfd / irqfd). */
+  readonly notifiers?: VmNotifiers
+  /** The GSI routing table (KVM_SET_GSI_ROUTING): how MSI messages reach the CPUs. */
+  readonly msiRouting?: GsiRouting
+  /** x86 VM-level parts: the CPUID the host supports, clock, irqchip and PIT state. */
+  readonly x86?: X86VmFeatures
+  /** Which guest pages were written since the last look (for live migration and snapshots). */
+  readonly dirtyLog?: DirtyLog
+  /** What this hypervisor, on this host, asks of boot loaders (e.g. an uncompressed initrd). */
+  readonly bootPolicy?: BootPolicy
 }
 
 export interface Vcpu {
@@ -62,6 +89,8 @@ export interface Vcpu {
   run(handler: ExitHandler): Promise<VcpuExit>
   /** Makes a running vCPU leave the guest soon with an exit of kind 'kick' (for pause and stop). */
   kick(): void
+  /** x86 vCPU state beyond the registers: CPUID, MSRs, LAPIC, FPU, events, the whole state. */
+  readonly x86?: X86VcpuFeatures
 }
 
 /** Exits that are not port or MMIO accesses, handed to ExitHandler.onExit. */

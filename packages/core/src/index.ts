@@ -72,6 +72,7 @@ export {
   GuestMemoryError,
   type GuestMemoryErrorCode,
   type MemorySegment,
+  type RamRange,
   SegmentedMemory,
 } from './memory/guest-memory.js'
 export { RamBacking } from './memory/ram-backing.js'

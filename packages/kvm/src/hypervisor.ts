@@ -1,15 +1,31 @@
 // @vmm/kvm as core's Hypervisor: what `vmm run` and embedders use through `hypervisorProvider`.
-// Vcpu already has core's shape; the VM needs only a translation of memory calls.
+// The VM translates memory calls and offers core's optional parts (notifiers, GSI routing, x86
+// state, boot policy) where KVM_CHECK_EXTENSION says the host has them. Each vCPU is wrapped so
+// that exit handlers see core's Vcpu with its x86 part, and so that the host's quirks
+// (quirks/index.ts) filter exits before the machine's handler and shape the CPUID it sets.
 import type {
   Vcpu as CoreVcpu,
+  CpuidEntry,
+  DirtyLog,
+  ExitHandler,
+  GsiRouting,
   Hypervisor,
   HypervisorProvider,
   MemorySlot,
+  MsrEntry,
+  OpaqueState,
   RamMapping,
+  Regs,
+  Sregs,
+  VcpuExit,
   VirtualMachine,
+  VmNotifiers,
+  X86VcpuFeatures,
+  X86VcpuState,
+  X86VmFeatures,
 } from '@vmm/core'
-import type { CpuidEntry } from './types.js'
-import { type GuestRam, Kvm, type Vm } from './vm.js'
+import { type ExitFilter, type HostQuirks, hostQuirks, type PhysicalReader } from './quirks/index.js'
+import { type GuestRam, Kvm, type Vcpu, type Vm } from './vm.js'
 
 /** Addresses KVM needs for Intel's real-mode TSS and identity map, in the 32-bit MMIO gap below
  * 4 GiB (the same places QEMU and Firecracker choose; Documentation/virt/kvm/api.rst). */
@@ -18,8 +34,54 @@ const IDENTITY_MAP_ADDRESS = 0xfffb_c000
 
 export class KvmVirtualMachine implements VirtualMachine {
   private readonly rams = new WeakSet<GuestRam>()
+  /** The slots as set, for reading guest RAM from host quirks (the guest profiler). */
+  private readonly slots = new Map<number, MemorySlot>()
+  private readonly exitFilter: ExitFilter | undefined
+  /** vm.x86.irqchip and vm.x86.pit: there once createIrqchip made the in-kernel PIC, IOAPIC and PIT. */
+  private irqchipState: OpaqueState | undefined
+  private pitState: OpaqueState | undefined
+  readonly notifiers?: VmNotifiers
+  readonly msiRouting?: GsiRouting
+  readonly x86: X86VmFeatures
+  readonly bootPolicy: HostQuirks['bootPolicy']
+  /** Slots whose writes KVM logs (KVM_MEM_LOG_DIRTY_PAGES), kept across setMemorySlot. */
+  private readonly tracked = new Set<number>()
+  readonly dirtyLog: DirtyLog = {
+    track: (slot, enabled) => {
+      const s = this.slots.get(slot)
+      if (!s) throw new RangeError(`dirty log: no memory slot ${slot}`)
+      if (enabled) this.tracked.add(slot)
+      else this.tracked.delete(slot)
+      this.setMemorySlot(s)
+    },
+    take: (slot) => {
+      if (!this.tracked.has(slot)) throw new Error(`dirty log: slot ${slot} is not tracked (track it first)`)
+      return this.vm.getDirtyLog(slot)
+    },
+  }
 
-  constructor(readonly vm: Vm) {}
+  constructor(
+    readonly vm: Vm,
+    private readonly quirks: HostQuirks = hostQuirks(),
+  ) {
+    const has = (cap: Parameters<Vm['checkExtension']>[0]) => vm.checkExtension(cap) > 0
+    if (has('Ioeventfd') || has('Irqfd')) this.notifiers = kvmNotifiers(vm, has('Ioeventfd'), has('Irqfd'))
+    if (has('IrqRouting')) this.msiRouting = { setRoutes: (routes) => vm.setGsiRouting(routes) }
+    const self = this
+    this.x86 = {
+      supportedCpuid: () => vm.kvm.supportedCpuid(),
+      ...(has('AdjustClock') ? { clock: clockState(vm) } : {}),
+      // Only once the VM has its in-kernel irqchip and PIT (createIrqchip).
+      get irqchip() {
+        return self.irqchipState
+      },
+      get pit() {
+        return self.pitState
+      },
+    }
+    this.bootPolicy = quirks.bootPolicy
+    this.exitFilter = quirks.exitFilter(this.readPhysical)
+  }
 
   mapRam(size: number): RamMapping {
     const ram = this.vm.mapMemory(size)
@@ -38,7 +100,12 @@ export class KvmVirtualMachine implements VirtualMachine {
       ram,
       offset: slot.mappingOffset,
       readonly: slot.readOnly,
+      logDirtyPages: this.tracked.has(slot.slot),
     })
+    if (slot.size === 0) {
+      this.slots.delete(slot.slot)
+      this.tracked.delete(slot.slot)
+    } else this.slots.set(slot.slot, slot)
   }
 
   /** KVM_CREATE_IRQCHIP (PIC, IOAPIC, LAPICs) and the in-kernel PIT, with the TSS and identity map
@@ -48,23 +115,234 @@ export class KvmVirtualMachine implements VirtualMachine {
     this.vm.setIdentityMapAddr(IDENTITY_MAP_ADDRESS)
     this.vm.createIrqchip()
     this.vm.createPit2()
+    this.irqchipState = irqchipState(this.vm)
+    this.pitState = { get: () => this.vm.getPit2(), set: (bytes) => this.vm.setPit2(bytes) }
   }
 
   setIrqLine(irq: number, level: boolean): void {
     this.vm.irqLine(irq, level)
   }
 
-  /** KVM_GET_SUPPORTED_CPUID: the table a board starts from when it sets each vCPU's CPUID. */
-  supportedCpuid(): CpuidEntry[] {
-    return this.vm.kvm.supportedCpuid()
-  }
-
-  createVcpu(id: number): CoreVcpu {
-    return this.vm.createVcpu(id)
+  createVcpu(id: number): KvmVcpu {
+    return new KvmVcpu(this.vm.createVcpu(id), this.exitFilter, this.quirks)
   }
 
   dispose(): void {
     this.vm.dispose()
+    this.slots.clear()
+  }
+
+  /** The 64-bit value at guest physical `address`, through the memory slots. */
+  private readonly readPhysical: PhysicalReader = (address) => {
+    const pa = Number(address)
+    for (const s of this.slots.values()) {
+      if (pa < s.guestAddress || pa + 8 > s.guestAddress + s.size) continue
+      const offset = s.mappingOffset + pa - s.guestAddress
+      const chunk = Math.floor(offset / s.mapping.chunkSize)
+      return new DataView(s.mapping.buffers[chunk]!).getBigUint64(offset % s.mapping.chunkSize, true)
+    }
+    throw new RangeError(`guest physical 0x${address.toString(16)} is not RAM`)
+  }
+}
+
+/** ioeventfd doorbells and irqfd triggers, each only where the host has it. */
+function kvmNotifiers(vm: Vm, ioeventfd: boolean, irqfd: boolean): VmNotifiers {
+  return {
+    doorbell(doorbell, onWrite) {
+      if (!ioeventfd) return undefined
+      const eventfd = vm.createEventFd()
+      // Without KVM_CAP_IOEVENTFD_ANY_LENGTH the length must be the access width exactly.
+      const registration = {
+        eventfd,
+        address: doorbell.address,
+        length: doorbell.length,
+        ...(doorbell.datamatch !== undefined ? { datamatch: doorbell.datamatch } : {}),
+        ...(doorbell.space === 'pio' ? { pio: true } : {}),
+      }
+      try {
+        vm.ioeventfd(registration)
+      } catch {
+        // EEXIST: two doorbells at one address (a BAR over another). The write then traps.
+        eventfd.close()
+        return undefined
+      }
+      eventfd.onSignal(() => onWrite())
+      return {
+        dispose: () => {
+          vm.ioeventfd({ ...registration, deassign: true })
+          eventfd.close()
+        },
+      }
+    },
+    interrupt(gsi) {
+      if (!irqfd) return undefined
+      const eventfd = vm.createEventFd()
+      vm.irqfd({ eventfd, gsi })
+      return {
+        trigger: () => eventfd.write(1n),
+        dispose: () => {
+          vm.irqfd({ eventfd, gsi, deassign: true })
+          eventfd.close()
+        },
+      }
+    },
+  }
+}
+
+/** KVM_GET/SET_CLOCK's nanoseconds as 8 little-endian bytes. */
+function clockState(vm: Vm): OpaqueState {
+  return {
+    get() {
+      const out = new Uint8Array(8)
+      new DataView(out.buffer).setBigUint64(0, vm.getClock(), true)
+      return out
+    },
+    set(state) {
+      if (state.length !== 8) throw new RangeError(`clock state is 8 bytes, not ${state.length}`)
+      vm.setClock(new DataView(state.buffer, state.byteOffset, 8).getBigUint64(0, true))
+    },
+  }
+}
+
+/** Core's Vcpu over @vmm/kvm's, with the x86 part and the host's exit filter and CPUID policy. */
+export class KvmVcpu implements CoreVcpu {
+  readonly x86: X86VcpuFeatures
+
+  constructor(
+    readonly vcpu: Vcpu,
+    private readonly exitFilter: ExitFilter | undefined,
+    quirks: HostQuirks,
+  ) {
+    this.x86 = x86Vcpu(vcpu, quirks)
+  }
+
+  get id(): number {
+    return this.vcpu.id
+  }
+  getRegs(): Regs {
+    return this.vcpu.getRegs()
+  }
+  setRegs(regs: Regs): void {
+    this.vcpu.setRegs(regs)
+  }
+  getSregs(): Sregs {
+    return this.vcpu.getSregs()
+  }
+  setSregs(sregs: Sregs): void {
+    this.vcpu.setSregs(sregs)
+  }
+  kick(): void {
+    this.vcpu.kick()
+  }
+
+  /** Handlers see this vCPU (core's shape); the exit filter sees each exit first. */
+  run(handler: ExitHandler): Promise<VcpuExit> {
+    const filter = this.exitFilter
+    return this.vcpu.run({
+      pioIn: (port, data) => handler.pioIn(port, data, this),
+      pioOut: (port, data) => handler.pioOut(port, data, this),
+      mmioRead: (address, data) => handler.mmioRead(address, data, this),
+      mmioWrite: (address, data) => handler.mmioWrite(address, data, this),
+      onExit: (exit, v) => (filter?.(exit, v) ? 'resume' : handler.onExit(exit, this)),
+    })
+  }
+}
+
+function x86Vcpu(v: Vcpu, quirks: HostQuirks): X86VcpuFeatures {
+  /** KVM_GET_MSR_INDEX_LIST less what this vCPU cannot read, found once (for getState). */
+  let saved: number[] | undefined
+  const savedMsrs = (): number[] => {
+    if (saved) return saved
+    const all = v.vm.kvm.msrIndexList()
+    try {
+      v.getMsrs(all)
+      saved = all
+    } catch {
+      saved = all.filter((index) => {
+        try {
+          v.getMsrs([index])
+          return true
+        } catch {
+          return false
+        }
+      })
+    }
+    return saved
+  }
+  const x86: X86VcpuFeatures = {
+    setCpuid: (entries: readonly CpuidEntry[]) => v.setCpuid(quirks.cpuid(entries)),
+    getCpuid: () => v.getCpuid(),
+    getMsrs: (indices) => v.getMsrs(indices),
+    setMsrs: (entries) => v.setMsrs(entries),
+    getLapic: () => v.getLapic(),
+    setLapic: (page) => v.setLapic(page),
+    getFpu: () => v.getFpu(),
+    setFpu: (fpu) => v.setFpu(fpu),
+    getMpState: () => v.getMpState(),
+    setMpState: (state) => v.setMpState(state),
+    getEvents: () => v.getVcpuEvents(),
+    setEvents: (update) => v.setVcpuEvents(update),
+    injectException: (vector, errorCode) => v.injectException(vector, errorCode),
+    tscKhz: () => v.getTscKhz(),
+    getState(): X86VcpuState {
+      const indices = savedMsrs()
+      const values = v.getMsrs(indices)
+      const msrs: MsrEntry[] = indices.map((index, i) => ({ index, data: values[i]! }))
+      return {
+        xsave: v.getXsave(),
+        xcrs: v.getXcrs(),
+        debugRegs: v.getDebugRegs(),
+        regs: v.getRegs(),
+        sregs: v.getSregs(),
+        fpu: v.getFpu(),
+        lapic: v.getLapic(),
+        msrs,
+        mpState: v.getMpState(),
+        events: v.getVcpuEvents(),
+      }
+    },
+    setState(state) {
+      // Cloud Hypervisor's order: sregs (CR0/CR4/EFER, APIC base) before the LAPIC and MSRs that
+      // depend on them, the events last.
+      v.setSregs(state.sregs)
+      v.setRegs(state.regs)
+      v.setFpu(state.fpu)
+      v.setMsrs(state.msrs)
+      if (state.xsave) v.setXsave(state.xsave)
+      if (state.xcrs) v.setXcrs(state.xcrs)
+      v.setLapic(state.lapic)
+      if (state.debugRegs) v.setDebugRegs(state.debugRegs)
+      v.setMpState(state.mpState)
+      const { exception, interrupt, nmi, sipiVector } = state.events
+      v.setVcpuEvents({ exception, interrupt, nmi, sipiVector })
+    },
+  }
+  return x86
+}
+
+/**
+ * The in-kernel PIC master, PIC slave and IOAPIC (KVM_GET/SET_IRQCHIP, chip ids 0, 1, 2) as one
+ * blob: the three 520-byte struct kvm_irqchip one after the other, in chip-id order.
+ */
+function irqchipState(vm: Vm): OpaqueState {
+  const CHIPS = [0, 1, 2] as const
+  return {
+    get: () => {
+      const parts = CHIPS.map((c) => vm.getIrqchip(c))
+      const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
+      let at = 0
+      for (const p of parts) {
+        out.set(p, at)
+        at += p.length
+      }
+      return out
+    },
+    set: (bytes) => {
+      if (bytes.length % CHIPS.length !== 0)
+        throw new RangeError(`irqchip state: ${bytes.length} bytes is not three struct kvm_irqchip`)
+      const size = bytes.length / CHIPS.length
+      for (const c of CHIPS) vm.setIrqchip(c, bytes.subarray(c * size, (c + 1) * size))
+    },
   }
 }
 

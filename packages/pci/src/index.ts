@@ -61,10 +61,7 @@ export { MSIX_ENTRY_SIZE, MsiCapability, MsixCapability } from './msi.js'
 export {
   defaultIrqchipRoutes,
   FIRST_MSI_GSI,
-  type KvmEventFd,
-  type KvmGsiRoute,
-  KvmMsiRouter,
-  type KvmRoutingVm,
+  GsiMsiRouter,
   type MsiDelivery,
   type MsiMessage,
   type MsiRouter,

@@ -1,10 +1,11 @@
 // Where MSI and MSI-X messages go. A device model decides *whether* a vector fires (enable, masks,
-// pending bits); an MsiRouter makes the message reach a vCPU. On KVM that is one GSI per vector,
-// routed with KVM_SET_GSI_ROUTING to the message's address/data, and an irqfd on that GSI so a
-// signal is one eventfd write (Documentation/virt/kvm/api.rst 4.52 KVM_SET_GSI_ROUTING, 4.75
-// KVM_IRQFD). Our hosts have KVM_CAP_IRQ_ROUTING and irqfd but not KVM_CAP_SIGNAL_MSI, so this is
-// the only way in. The test hypervisor has neither: RecordingMsiRouter keeps what would be sent.
-import type { VirtualMachine } from '@vmm/core'
+// pending bits); an MsiRouter makes the message reach a vCPU. Where the hypervisor has a GSI
+// routing table and interrupt triggers (core's vm.msiRouting and vm.notifiers; on KVM
+// KVM_SET_GSI_ROUTING and irqfd, Documentation/virt/kvm/api.rst 4.52 and 4.75), that is one GSI
+// per vector, routed to the message's address/data, with a trigger on that GSI so a signal is one
+// eventfd write. Our hosts have KVM_CAP_IRQ_ROUTING and irqfd but not KVM_CAP_SIGNAL_MSI, so this
+// is the only way in. Elsewhere (the test hypervisor) RecordingMsiRouter keeps what would be sent.
+import type { GsiRoute, GsiRouting, InterruptTrigger, VirtualMachine, VmNotifiers } from '@vmm/core'
 
 /** An MSI message: the address the device writes and the data it writes there (PCI 3.0 §6.8). */
 export interface MsiMessage {
@@ -29,23 +30,6 @@ export interface MsiRouter {
   dispose(): void
 }
 
-/** An EventFd of @vmm/kvm, structurally (pci does not import the native package). */
-export interface KvmEventFd {
-  write(value?: bigint): void
-  close(): void
-}
-
-export type KvmGsiRoute =
-  | { gsi: number; type: 'irqchip'; irqchip: number; pin: number }
-  | { gsi: number; type: 'msi'; addressLo: number; addressHi: number; data: number }
-
-/** What KvmMsiRouter needs from @vmm/kvm's Vm. */
-export interface KvmRoutingVm<E extends KvmEventFd = KvmEventFd> {
-  setGsiRouting(entries: readonly KvmGsiRoute[]): void
-  createEventFd(): E
-  irqfd(o: { eventfd: E; gsi: number; deassign?: boolean }): void
-}
-
 /** The first GSI after the IOAPIC's 24 inputs; MSI routes start here. */
 export const FIRST_MSI_GSI = 24
 
@@ -55,8 +39,8 @@ export const FIRST_MSI_GSI = 24
  * slave 8-15) and the IOAPIC, GSI 16-23 to the IOAPIC (Linux virt/kvm/irqchip.c,
  * kvm_setup_default_irq_routing).
  */
-export function defaultIrqchipRoutes(): KvmGsiRoute[] {
-  const routes: KvmGsiRoute[] = []
+export function defaultIrqchipRoutes(): GsiRoute[] {
+  const routes: GsiRoute[] = []
   for (let gsi = 0; gsi < 24; gsi++) {
     routes.push({ gsi, type: 'irqchip', irqchip: 2, pin: gsi })
     if (gsi < 16) routes.push({ gsi, type: 'irqchip', irqchip: gsi < 8 ? 0 : 1, pin: gsi % 8 })
@@ -64,17 +48,22 @@ export function defaultIrqchipRoutes(): KvmGsiRoute[] {
   return routes
 }
 
-export class KvmMsiRouter<E extends KvmEventFd = KvmEventFd> implements MsiRouter {
+/** One GSI per vector in the hypervisor's routing table, signalled by an interrupt trigger. */
+export class GsiMsiRouter implements MsiRouter {
+  /** The name logs and tests know it by (it was KVM's only before core had the parts). */
   readonly name = 'kvm-irqfd'
   private readonly routes = new Map<number, MsiMessage>()
   private readonly vectors = new Set<MsiVector>()
   private readonly freeGsis: number[] = []
   private nextGsi = FIRST_MSI_GSI
 
-  constructor(private readonly vm: KvmRoutingVm<E>) {}
+  constructor(
+    private readonly routing: GsiRouting,
+    private readonly notifiers: VmNotifiers,
+  ) {}
 
   /** The table as installed last (for tests and debugging). */
-  table(): KvmGsiRoute[] {
+  table(): GsiRoute[] {
     const t = defaultIrqchipRoutes()
     for (const [gsi, m] of [...this.routes].sort((a, b) => a[0] - b[0])) {
       t.push({
@@ -89,13 +78,12 @@ export class KvmMsiRouter<E extends KvmEventFd = KvmEventFd> implements MsiRoute
   }
 
   private commit(): void {
-    this.vm.setGsiRouting(this.table())
+    this.routing.setRoutes(this.table())
   }
 
   allocate(): MsiVector {
     const gsi = this.freeGsis.pop() ?? this.nextGsi++
-    const eventfd = this.vm.createEventFd()
-    let assigned = false
+    let trigger: InterruptTrigger | undefined
     let pending: MsiMessage | undefined
     const router = this
     const vector: MsiVector = {
@@ -110,22 +98,22 @@ export class KvmMsiRouter<E extends KvmEventFd = KvmEventFd> implements MsiRoute
       },
       signal() {
         if (pending) {
-          // Route first, then attach the irqfd: an irqfd on a GSI with no route would drop signals.
+          // Route first, then attach the trigger: an irqfd on a GSI with no route would drop signals.
           router.routes.set(gsi, pending)
           pending = undefined
           router.commit()
         }
         if (!router.routes.has(gsi)) return
-        if (!assigned) {
-          router.vm.irqfd({ eventfd, gsi })
-          assigned = true
+        if (!trigger) {
+          trigger = router.notifiers.interrupt(gsi)
+          if (!trigger) throw new Error(`MSI on GSI ${gsi}: the hypervisor has no interrupt trigger`)
         }
-        eventfd.write(1n)
+        trigger.trigger()
       },
       release() {
         if (!router.vectors.delete(vector)) return
-        if (assigned) router.vm.irqfd({ eventfd, gsi, deassign: true })
-        eventfd.close()
+        trigger?.dispose()
+        trigger = undefined
         if (router.routes.delete(gsi)) router.commit()
         router.freeGsis.push(gsi)
       },
@@ -176,22 +164,11 @@ export class RecordingMsiRouter implements MsiRouter {
   dispose(): void {}
 }
 
-function isKvmRoutingVm(v: unknown): v is KvmRoutingVm {
-  const x = v as Partial<KvmRoutingVm> | null
-  return (
-    typeof x?.setGsiRouting === 'function' &&
-    typeof x.createEventFd === 'function' &&
-    typeof x.irqfd === 'function'
-  )
-}
-
 /**
- * The router for a machine's VirtualMachine: GSI routing + irqfd when it is @vmm/kvm's (which
- * exposes its Vm as `.vm`), else a recording router (the test hypervisor).
+ * The router for a machine's VirtualMachine: GSI routing and interrupt triggers where its
+ * hypervisor has both, else a recording router (the test hypervisor).
  */
 export function msiRouterFor(vm: VirtualMachine): MsiRouter {
-  const inner = (vm as { vm?: unknown }).vm
-  if (isKvmRoutingVm(inner)) return new KvmMsiRouter(inner)
-  if (isKvmRoutingVm(vm)) return new KvmMsiRouter(vm)
+  if (vm.msiRouting && vm.notifiers) return new GsiMsiRouter(vm.msiRouting, vm.notifiers)
   return new RecordingMsiRouter()
 }

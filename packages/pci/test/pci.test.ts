@@ -1,5 +1,6 @@
 import {
   AddressSpace,
+  type GsiRoute,
   guestAddress,
   type InterruptLine,
   MemoryRegion,
@@ -15,8 +16,7 @@ import {
   CapabilityId,
   Command,
   defaultIrqchipRoutes,
-  type KvmGsiRoute,
-  KvmMsiRouter,
+  GsiMsiRouter,
   PciDevice,
   PciHostBridge,
   PciTestDevice,
@@ -428,18 +428,27 @@ describe('interrupts', () => {
 describe('KVM routing', () => {
   it('installs the default irqchip routes plus one MSI route per vector and signals through irqfd', () => {
     const log: string[] = []
-    let tables: KvmGsiRoute[][] = []
+    let tables: GsiRoute[][] = []
     let fds = 0
-    const router = new KvmMsiRouter({
-      setGsiRouting: (t) => {
-        tables = [...tables, [...t]]
+    const router = new GsiMsiRouter(
+      {
+        setRoutes: (t) => {
+          tables = [...tables, [...t]]
+        },
       },
-      createEventFd: () => {
-        const n = fds++
-        return { write: () => log.push(`signal ${n}`), close: () => log.push(`close ${n}`) }
+      {
+        doorbell: () => undefined,
+        // An irqfd: one eventfd per trigger, attached to its GSI until disposed.
+        interrupt: (gsi) => {
+          const n = fds++
+          log.push(`irqfd gsi ${gsi}`)
+          return {
+            trigger: () => log.push(`signal ${n}`),
+            dispose: () => log.push(`irqfd gsi ${gsi} off`, `close ${n}`),
+          }
+        },
       },
-      irqfd: (o) => log.push(`irqfd gsi ${o.gsi}${o.deassign ? ' off' : ''}`),
-    })
+    )
     const v = router.allocate()
     v.update({ address: 0xfee00000, data: 0x4041 })
     v.signal()

@@ -44,8 +44,14 @@ export { type RngConfig, virtioRngType } from './devices/rng/rng.js'
 export { VSOCK_BUF_ALLOC, VsockDevice } from './devices/vsock/device.js'
 export { HOST_CID, ShutdownFlag, VSOCK_HDR_SIZE, type VsockHeader, VsockOp } from './devices/vsock/packet.js'
 export { type VsockConfig, virtioVsockType } from './devices/vsock/vsock.js'
-export type { Disposable, DoorbellMatch, InterruptTrigger, VirtioAccelerator } from './mmio/accelerator.js'
-export { acceleratorFor, KvmAccelerator } from './mmio/kvm.js'
+export {
+  acceleratorFor,
+  type Disposable,
+  type DoorbellMatch,
+  type InterruptTrigger,
+  NotifierAccelerator,
+  type VirtioAccelerator,
+} from './mmio/accelerator.js'
 export {
   Interrupt,
   MMIO_MAGIC,

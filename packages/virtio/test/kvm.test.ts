@@ -7,13 +7,12 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { FlatMemory, guestAddress, IrqChipLine, RamBacking } from '@vmm/core'
-import { type ExitHandler, Kvm, type Vcpu } from '@vmm/kvm'
+import { type ExitHandler, Kvm, KvmVirtualMachine, type Vcpu } from '@vmm/kvm'
 import { assemble } from '@vmm/kvm/testing'
 import { afterAll, describe, expect, it } from 'vitest'
 import { BlockDevice } from '../src/devices/block/device.js'
 import { RngDevice } from '../src/devices/rng/device.js'
-import type { VirtioAccelerator } from '../src/mmio/accelerator.js'
-import { KvmAccelerator } from '../src/mmio/kvm.js'
+import { acceleratorFor, type VirtioAccelerator } from '../src/mmio/accelerator.js'
 import { VirtioMmioTransport } from '../src/mmio/transport.js'
 
 const kvmUnavailable = Kvm.unavailableReason()
@@ -199,7 +198,7 @@ describe.skipIf(kvmUnavailable !== undefined)('virtio-mmio on /dev/kvm with a ti
       )
       // Count what went through KVM's eventfds, to show the accelerated paths were taken.
       const accelerated = { notifies: 0, interrupts: 0 }
-      const kvmAccel = new KvmAccelerator(vm)
+      const kvmAccel = acceleratorFor(new KvmVirtualMachine(vm))!
       const counting: VirtioAccelerator = {
         notifier: (address, queue, onNotify) =>
           kvmAccel.notifier(address, queue, () => {

@@ -1,9 +1,9 @@
 // The virtio-pci doorbell registration on the real /dev/kvm (the whole transport runs under a guest
 // in packages/board-standard/test/virtio-pci.test.ts): a 2-byte ioeventfd without datamatch per
 // queue address, and a clash (a guest that puts two BARs at one address) answered with undefined.
-import { Kvm } from '@vmm/kvm'
+import { Kvm, KvmVirtualMachine } from '@vmm/kvm'
 import { describe, expect, it } from 'vitest'
-import { KvmAccelerator } from '../src/mmio/kvm.js'
+import { acceleratorFor } from '../src/mmio/accelerator.js'
 
 const kvmUnavailable = Kvm.unavailableReason()
 if (kvmUnavailable) console.warn(`[virtio-pci kvm tests skipped] ${kvmUnavailable}`)
@@ -13,7 +13,7 @@ describe.skipIf(kvmUnavailable !== undefined)('virtio-pci doorbells on /dev/kvm'
     const kvm = Kvm.open()
     const vm = kvm.createVm()
     try {
-      const accelerator = new KvmAccelerator(vm)
+      const accelerator = acceleratorFor(new KvmVirtualMachine(vm))!
       const match = { length: 2, datamatch: false } as const
       const first = accelerator.notifier(0xc8003000, 0, () => {}, match)
       const second = accelerator.notifier(0xc8003004, 1, () => {}, match)

@@ -1,36 +1,11 @@
 // Per-vCPU x86 state a Linux guest expects from its "firmware": CPUID with its own APIC id and the
-// machine's topology, boot MSRs, the LAPIC's LINT pins wired like a PC, and a reset FPU. These are
-// KVM-level calls the core hypervisor interface leaves optional; a hypervisor without them (the
-// in-process test hypervisor) skips this step.
-import type { CpuidEntry, Vcpu, VirtualMachine } from '@vmm/core'
+// machine's topology, boot MSRs, the LAPIC's LINT pins wired like a PC, and a reset FPU. These go
+// through the vCPU's optional x86 part (core's vcpu.x86); a hypervisor without it (the in-process
+// test hypervisor) skips this step. What a host must hide whatever the manifest says (kvm_pvm's
+// hypercall features) is the hypervisor's CPUID policy, applied by its setCpuid.
+import type { CpuidEntry, X86VcpuFeatures } from '@vmm/core'
 
 export type { CpuidEntry }
-
-/** What a vCPU must offer for this setup (satisfied by @vmm/kvm's Vcpu). */
-export interface X86Vcpu extends Vcpu {
-  setCpuid(entries: readonly CpuidEntry[]): void
-  setMsrs(entries: readonly { index: number; data: bigint }[]): void
-  getLapic(): Uint8Array
-  setLapic(regs: Uint8Array): void
-  getFpu(): { fcw: number; mxcsr: number }
-  setFpu(fpu: never): void
-}
-
-/** What the VM must offer (satisfied by @vmm/kvm's KvmVirtualMachine). */
-export interface X86VirtualMachine extends VirtualMachine {
-  supportedCpuid(): CpuidEntry[]
-}
-
-export function isX86Vcpu(v: Vcpu): v is X86Vcpu {
-  const x = v as Partial<X86Vcpu>
-  return (
-    typeof x.setCpuid === 'function' && typeof x.setMsrs === 'function' && typeof x.setLapic === 'function'
-  )
-}
-
-export function isX86VirtualMachine(vm: VirtualMachine): vm is X86VirtualMachine {
-  return typeof (vm as Partial<X86VirtualMachine>).supportedCpuid === 'function'
-}
 
 /** CPUID feature bits by name, for `cpu.hide` in a manifest: [leaf, register, bit]. */
 export const CPUID_FEATURES: Record<string, readonly [number, 'eax' | 'ecx' | 'edx' | 'ebx', number]> = {
@@ -49,14 +24,6 @@ export const CPUID_FEATURES: Record<string, readonly [number, 'eax' | 'ecx' | 'e
   'kvm-pv-send-ipi': [0x40000001, 'eax', 11], // IPIs by KVM_HC_SEND_IPI
   'kvm-pv-sched-yield': [0x40000001, 'eax', 13], // KVM_HC_SCHED_YIELD to a preempted vCPU
 }
-
-/**
- * What a guest must not see on kvm_pvm hosts, whatever the manifest says: a `vmcall` there is
- * re-executed for ever (investigations/linux-on-pvm: ptp_kvm's clock pairing spun on one; with
- * two vCPUs, CPU 1's first IPI by KVM_HC_SEND_IPI never returned while CPU 0 spun on the lock
- * it held), so no feature that issues hypercalls.
- */
-export const HIDDEN_ON_KVM_PVM: readonly string[] = ['kvm-pv-unhalt', 'kvm-pv-send-ipi', 'kvm-pv-sched-yield']
 
 function log2ceil(n: number): number {
   let s = 0
@@ -156,11 +123,11 @@ export function wireLints(lapic: Uint8Array): Uint8Array {
   return out
 }
 
-/** Applies all of the above to one vCPU. */
-export function setupX86Vcpu(vcpu: X86Vcpu, cpuid: readonly CpuidEntry[]): void {
-  vcpu.setCpuid(cpuid)
-  vcpu.setMsrs(BOOT_MSRS)
-  vcpu.setLapic(wireLints(vcpu.getLapic()))
-  const fpu = vcpu.getFpu()
-  vcpu.setFpu({ ...fpu, fcw: 0x37f, mxcsr: 0x1f80 } as never) // FNINIT control word, SSE defaults
+/** Applies all of the above to one vCPU's x86 part. */
+export function setupX86Vcpu(x86: X86VcpuFeatures, cpuid: readonly CpuidEntry[]): void {
+  x86.setCpuid(cpuid)
+  x86.setMsrs(BOOT_MSRS)
+  x86.setLapic(wireLints(x86.getLapic()))
+  const fpu = x86.getFpu()
+  x86.setFpu({ ...fpu, fcw: 0x37f, mxcsr: 0x1f80 }) // FNINIT control word, SSE defaults
 }

@@ -56,10 +56,20 @@ export interface GuestMemory {
   slice(address: GuestAddress, length: number): Uint8Array
   /** Whether every byte of [address, address + length) is RAM or ROM. */
   isMapped(address: GuestAddress, length: number): boolean
+  /** The guest physical ranges backed by host memory (RAM, and ROM marked readOnly), sorted by address. */
+  ramRanges(): readonly RamRange[]
+}
+
+/** A range of guest physical addresses backed by host memory. */
+export interface RamRange {
+  readonly start: number
+  readonly size: number
+  /** ROM: read-only to the guest. */
+  readonly readOnly: boolean
 }
 
 /** One RAM/ROM piece of the guest physical map and where its bytes live. */
-export interface MemorySegment {
+export interface MemorySegment extends RamRange {
   readonly start: number
   readonly size: number
   readonly backing: RamBacking
@@ -88,6 +98,10 @@ export class SegmentedMemory implements GuestMemory {
   /** The RAM/ROM layout, sorted by address. */
   get memorySegments(): readonly MemorySegment[] {
     return this.segments
+  }
+
+  ramRanges(): readonly RamRange[] {
+    return this.segments.map(({ start, size, readOnly }) => ({ start, size, readOnly }))
   }
 
   private find(address: number): MemorySegment | undefined {

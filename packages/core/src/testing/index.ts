@@ -1,6 +1,12 @@
 // @vmm/core/testing: the in-process test hypervisor, for device and board tests without /dev/kvm.
 export { type CpuBus, RealModeCpu } from './real-mode.js'
-export { TestHypervisor, TestVcpu, TestVm, type TestVmLog } from './test-hypervisor.js'
+export {
+  TestHypervisor,
+  type TestHypervisorOptions,
+  TestVcpu,
+  TestVm,
+  type TestVmLog,
+} from './test-hypervisor.js'
 
 import type { HypervisorProvider } from '../hypervisor.js'
 import { TestHypervisor } from './test-hypervisor.js'

@@ -2,10 +2,19 @@
 // ArrayBuffers, and vCPUs that execute a small subset of 16-bit real-mode x86 (real-mode.ts). Port
 // and MMIO accesses reach the ExitHandler exactly as KVM exits would, so buses, devices, loaders
 // and the machine lifecycle can be tested end to end anywhere.
+//
+// Of the hypervisor's optional parts it offers, when asked (TestHypervisorOptions), the notifiers
+// (doorbells as in-process ioeventfds, interrupt triggers recorded) and the GSI routing table
+// (recorded). It leaves out x86 vCPU state, the VM's x86 state, dirty logging and a boot policy:
+// its vCPUs are a real-mode interpreter with no LAPIC or MSRs.
 
 import type {
+  Doorbell,
   ExitHandler,
+  GsiRoute,
+  GsiRouting,
   Hypervisor,
+  InterruptTrigger,
   MemorySlot,
   RamMapping,
   Regs,
@@ -14,16 +23,30 @@ import type {
   Vcpu,
   VcpuExit,
   VirtualMachine,
+  VmNotifiers,
 } from '../hypervisor.js'
 import { RamBacking } from '../memory/ram-backing.js'
 import { type CpuBus, RealModeCpu } from './real-mode.js'
+
+/**
+ * Which optional parts the test VMs offer. Off by default, so device tests see what they always
+ * saw (trapped doorbells, interrupts through setIrqLine, a recording MSI router).
+ */
+export interface TestHypervisorOptions {
+  /** vm.notifiers: doorbells served in-process, interrupt triggers recorded in the log. */
+  notifiers?: boolean
+  /** vm.msiRouting: the GSI routing table, recorded in the log. */
+  msiRouting?: boolean
+}
 
 export class TestHypervisor implements Hypervisor {
   readonly name = 'test'
   readonly vms: TestVm[] = []
 
+  constructor(private readonly options: TestHypervisorOptions = {}) {}
+
   createVm(): TestVm {
-    const vm = new TestVm()
+    const vm = new TestVm(this.options)
     this.vms.push(vm)
     return vm
   }
@@ -38,14 +61,110 @@ export interface TestVmLog {
   irqchip: boolean
   irqLevels: Map<number, boolean>
   irqEvents: { irq: number; level: boolean }[]
+  /** GSIs whose interrupt trigger fired, in order (vm.notifiers). */
+  triggered: number[]
+  /** Every routing table installed, last one last (vm.msiRouting). */
+  gsiRoutes: GsiRoute[][]
+}
+
+interface LiveDoorbell {
+  readonly doorbell: Doorbell
+  readonly ring: () => void
+}
+
+/** Whether `data`, written at `address`, rings `d` (KVM_IOEVENTFD's matching, without length 0). */
+function rings(d: Doorbell, address: number, data: Uint8Array): boolean {
+  if (d.address !== address || d.length !== data.length) return false
+  if (d.datamatch === undefined) return true
+  let value = 0n
+  for (let i = data.length - 1; i >= 0; i--) value = (value << 8n) | BigInt(data[i]!)
+  return value === d.datamatch
 }
 
 export class TestVm implements VirtualMachine {
   readonly slots = new Map<number, MemorySlot & { backing: RamBacking }>()
   readonly vcpus: TestVcpu[] = []
-  readonly log: TestVmLog = { irqchip: false, irqLevels: new Map(), irqEvents: [] }
+  readonly log: TestVmLog = {
+    irqchip: false,
+    irqLevels: new Map(),
+    irqEvents: [],
+    triggered: [],
+    gsiRoutes: [],
+  }
   private readonly mappings = new Map<RamMapping, RamBacking>()
+  private readonly doorbells = new Set<LiveDoorbell>()
   disposed = false
+  readonly notifiers?: VmNotifiers
+  readonly msiRouting?: GsiRouting
+
+  constructor(options: TestHypervisorOptions = {}) {
+    if (options.notifiers) this.notifiers = this.makeNotifiers()
+    if (options.msiRouting)
+      this.msiRouting = {
+        setRoutes: (routes) => {
+          this.check()
+          this.log.gsiRoutes.push(routes.map((r) => ({ ...r })))
+        },
+      }
+  }
+
+  private makeNotifiers(): VmNotifiers {
+    return {
+      doorbell: (doorbell, onWrite) => {
+        this.check()
+        const space = doorbell.space ?? 'mmio'
+        // KVM refuses a second ioeventfd on the same address, length and match (EEXIST).
+        for (const live of this.doorbells) {
+          const d = live.doorbell
+          if ((d.space ?? 'mmio') === space && d.address === doorbell.address && d.length === doorbell.length)
+            if (
+              d.datamatch === undefined ||
+              doorbell.datamatch === undefined ||
+              d.datamatch === doorbell.datamatch
+            )
+              return undefined
+        }
+        // Like an eventfd: writes before the event loop's turn coalesce into one wake-up.
+        let pending = false
+        const live: LiveDoorbell = {
+          doorbell: { ...doorbell, space },
+          ring: () => {
+            if (pending) return
+            pending = true
+            setImmediate(() => {
+              pending = false
+              if (this.doorbells.has(live)) onWrite()
+            })
+          },
+        }
+        this.doorbells.add(live)
+        return { dispose: () => this.doorbells.delete(live) }
+      },
+      interrupt: (gsi): InterruptTrigger => {
+        this.check()
+        let live = true
+        return {
+          trigger: () => {
+            if (live && !this.disposed) this.log.triggered.push(gsi)
+          },
+          dispose: () => {
+            live = false
+          },
+        }
+      },
+    }
+  }
+
+  /** Offers a guest write to the doorbells; true when one took it (the write does not exit). */
+  ringDoorbell(space: 'mmio' | 'pio', address: number, data: Uint8Array): boolean {
+    for (const live of this.doorbells) {
+      if (live.doorbell.space === space && rings(live.doorbell, address, data)) {
+        live.ring()
+        return true
+      }
+    }
+    return false
+  }
 
   mapRam(size: number): RamMapping {
     this.check()
@@ -99,6 +218,7 @@ export class TestVm implements VirtualMachine {
     for (const v of this.vcpus) v.kick()
     this.slots.clear()
     this.mappings.clear()
+    this.doorbells.clear()
   }
 
   /** The slot holding guest `address`, as KVM would resolve it. */
@@ -248,11 +368,13 @@ export class TestVcpu implements Vcpu {
       store: (address, data) => {
         const slot = vm.slotAt(address)
         if (slot === undefined || slot.readOnly || address + data.length > slot.guestAddress + slot.size) {
-          handler.mmioWrite(address, data, this)
+          if (!vm.ringDoorbell('mmio', address, data)) handler.mmioWrite(address, data, this)
         } else slot.backing.copyIn(slot.mappingOffset + address - slot.guestAddress, data)
       },
       in: (port, data) => handler.pioIn(port, data, this),
-      out: (port, data) => handler.pioOut(port, data, this),
+      out: (port, data) => {
+        if (!vm.ringDoorbell('pio', port, data)) handler.pioOut(port, data, this)
+      },
     }
     for (;;) {
       for (let i = 0; i < SLICE; i++) {

@@ -68,9 +68,9 @@ export class PciHostBridgeComponent implements Component {
       )
     const { mmio64 } = config
     if (mmio64.size > 0) {
-      const segs =
-        (memory as { memorySegments?: readonly { start: number; size: number }[] }).memorySegments ?? []
-      const clash = segs.find((s) => s.start < mmio64.base + mmio64.size && mmio64.base < s.start + s.size)
+      const clash = memory
+        .ramRanges()
+        .find((s) => s.start < mmio64.base + mmio64.size && mmio64.base < s.start + s.size)
       if (clash)
         throw new Error(
           `${id}: the 64-bit MMIO window [${hex(mmio64.base)}, +${hex(mmio64.size)}) overlaps guest RAM at ${hex(clash.start)}; move mmio64.base above RAM`,

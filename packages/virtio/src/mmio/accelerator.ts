@@ -1,13 +1,11 @@
-/** A registration to undo when the transport goes away. */
-export interface Disposable {
-  dispose(): void
-}
+// How virtio's transports take doorbells and interrupts off the vCPU path: through the
+// hypervisor's notifiers (core's vm.notifiers: KVM's ioeventfd and irqfd), where it has them.
+import type { InterruptTrigger, Registration, VirtualMachine, VmNotifiers } from '@vmm/core'
 
-/** An interrupt raised without going through the VMM's irqchip calls (KVM irqfd). */
-export interface InterruptTrigger extends Disposable {
-  /** One edge on the line. */
-  trigger(): void
-}
+export type { InterruptTrigger }
+
+/** A registration to undo when the transport goes away. */
+export type Disposable = Registration
 
 /**
  * Which guest writes ring a doorbell: virtio-mmio's QueueNotify is 32 bits wide and carries the
@@ -38,4 +36,34 @@ export interface VirtioAccelerator {
   ): Disposable | undefined
   /** An edge-triggered interrupt on `gsi`. */
   interrupt(gsi: number): InterruptTrigger | undefined
+}
+
+/**
+ * VirtioAccelerator over the hypervisor's notifiers: a queue doorbell is a doorbell notifier (the
+ * guest's write completes in the hypervisor and wakes the event loop) and the interrupt is an
+ * interrupt trigger (raising the GSI without a call into the irqchip).
+ */
+export class NotifierAccelerator implements VirtioAccelerator {
+  constructor(private readonly notifiers: VmNotifiers) {}
+
+  notifier(
+    address: number,
+    queue: number,
+    onNotify: () => void,
+    match: DoorbellMatch = { length: 4, datamatch: true },
+  ): Disposable | undefined {
+    return this.notifiers.doorbell(
+      { address, length: match.length, ...(match.datamatch ? { datamatch: BigInt(queue) } : {}) },
+      onNotify,
+    )
+  }
+
+  interrupt(gsi: number): InterruptTrigger | undefined {
+    return this.notifiers.interrupt(gsi)
+  }
+}
+
+/** The accelerator for a machine's VM, or undefined where its hypervisor has no notifiers. */
+export function acceleratorFor(vm: VirtualMachine): VirtioAccelerator | undefined {
+  return vm.notifiers ? new NotifierAccelerator(vm.notifiers) : undefined
 }
