@@ -25,14 +25,7 @@ import type {
   MachineState,
 } from './types.js'
 
-export type {
-  BuiltComponent,
-  ComponentTiming,
-  MachineEvent,
-  MachineOptions,
-  MachineResult,
-  MachineState,
-} from './types.js'
+export type * from './types.js'
 
 /**
  * A machine built from a manifest, driven through realize -> load -> start -> pause/resume -> stop
@@ -64,20 +57,13 @@ export class Machine {
     /** The types the manifest was resolved with; Machine.hotplug needs them. */
     registry?: ComponentRegistry,
   ) {
-    const machine = this
-    this.changes = new Hotplug({
-      manifest,
-      registry,
-      get state() {
-        return machine.stateValue
-      },
-      get components() {
-        return machine.built
-      },
+    this.changes = new Hotplug(manifest, registry, {
+      state: () => this.stateValue,
+      components: () => this.built,
       expect: (...states) => this.expect(...states),
       build: (c) => this.build(c),
-      join: (b) => this.join(b),
-      remove: (b) => this.remove(b),
+      detach: (b) => this.detach(b),
+      timed: this.timed,
       emit: (e) => this.emit(e),
     })
   }
@@ -216,30 +202,11 @@ export class Machine {
     this.emit({ type: 'guest', kind, reason, source })
   }
 
-  /** A component built on a running or paused machine: start it, pause it if the machine is, announce it. */
-  private async join(b: BuiltComponent): Promise<void> {
-    await drive.startComponents([b], this.timed)
-    if (this.stateValue === 'paused') await drive.pauseComponents([b], this.timed)
-    await drive.announce(b)
-  }
-
-  /** Takes a component off its buses, stops and disposes it, and forgets it. */
-  private async remove(b: BuiltComponent): Promise<void> {
+  /** Takes `b` off its buses and out of the machine's components (Hotplug then stops and disposes it). */
+  private detach(b: BuiltComponent): void {
     unmapComponent(this, b)
     const i = this.built.indexOf(b)
     if (i >= 0) this.built.splice(i, 1)
-    this.changes.forget(b.id)
-    // Disposed even when it fails to stop; a failure to dispose is the one reported then.
-    let stopFailure: { error: unknown } | undefined
-    try {
-      if (this.stateValue === 'running' || this.stateValue === 'paused')
-        await drive.stopComponents([b], this.timed)
-    } catch (error) {
-      stopFailure = { error }
-    }
-    const [disposeError] = await drive.disposeComponents([b], this.timed)
-    if (disposeError !== undefined) throw disposeError
-    if (stopFailure) throw stopFailure.error
   }
 
   /**
