@@ -14,7 +14,7 @@ import { manifestFromObject, readManifest } from '../manifest/source.js'
 import type { SegmentedMemory } from '../memory/guest-memory.js'
 import { buildComponent, buildPlatform, type Platform, unmapComponent } from './builder.js'
 import * as drive from './drivers.js'
-import { exitHandler, guestStopResult, judgeExit, type RunEnd } from './exit-policy.js'
+import { exitHandler, guestStopResult, judgeExit } from './exit-policy.js'
 import { Hotplug } from './hotplug.js'
 import type {
   BuiltComponent,
@@ -324,7 +324,7 @@ export class Machine {
   }
 
   /** Records how the run ended (the first reason wins) and makes every vCPU leave the guest. */
-  private finish(result: MachineResult | RunEnd): void {
+  private finish(result: MachineResult): void {
     if (this.result) return
     this.result = result
     for (const v of this.vcpus) v.kick()
