@@ -9,7 +9,7 @@
 //  - Machine.unplug()s it: Notify Eject Request, Linux lets go of the device and calls the slot's
 //    _EJ0, the unplug resolves, and the guest no longer has the disk or the function,
 //  - Machine.requestShutdown()s: the ACPI power button, the guest's acpid powers off, S5 ends the
-//    run with status guest-exit and code 0.
+//    run with status guest-poweroff and code 0.
 // On kvm_pvm hosts every guest kernel instruction is emulated (docs/kvm-pvm-hosts.md): minutes.
 import { createHash } from 'node:crypto'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
@@ -140,7 +140,7 @@ describe.skipIf(kvmUnavailable)('PCI hot-plug on examples/standard.yaml, in-proc
       ])
       // The S5 write or the kernel's "reboot: Power down" on the console, whichever vmm sees first.
       expect(result).toMatchObject({
-        status: 'guest-exit',
+        status: 'guest-poweroff',
         code: 0,
         reason: expect.stringMatching(/guest powered off/),
       })

@@ -10,6 +10,7 @@ import { DebugExit, debugExitType } from '../src/index.js'
 function control() {
   const stops: [string, number][] = []
   const machine: MachineControl = {
+    guestStopped: () => {},
     requestStop: (reason, code) => void stops.push([reason, code]),
     report: () => {},
   }

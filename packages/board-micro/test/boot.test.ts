@@ -64,7 +64,7 @@ describe.skipIf(kvmUnavailable)('micro board: direct boot on /dev/kvm', () => {
     const { result, output, plan } = await boot(elf64Kernel(), { entry: 'linux64' })
     expect(plan).toMatchObject({ kind: 'elf', mode: 'linux64', entry: 0x1000000 })
     expect(output).toBe('elf64 cmdline=console=ttyS0 hello=world initrd=INITRD42\n')
-    expect(result).toMatchObject({ status: 'guest-exit', code: 0, reason: expect.stringContaining('i8042') })
+    expect(result).toMatchObject({ status: 'guest-reset', code: 0, reason: expect.stringContaining('i8042') })
   })
 
   it('enters an ELF with the Xen note through PVH with hvm_start_info', async () => {
@@ -83,7 +83,7 @@ describe.skipIf(kvmUnavailable)('micro board: direct boot on /dev/kvm', () => {
   it('ends a run with a panic report with its own exit code, after the report is printed', async () => {
     const { result, output } = await boot(panicKernel(), { entry: 'linux64' })
     expect(output).toContain('CPU: 0 PID: 1')
-    expect(result).toMatchObject({ status: 'guest-exit', code: GUEST_PANIC_EXIT_CODE })
+    expect(result).toMatchObject({ status: 'guest-panic', code: GUEST_PANIC_EXIT_CODE })
     expect(result.reason).toContain('guest kernel panic: ---[ end Kernel panic - not syncing: VFS')
   })
 
@@ -107,7 +107,7 @@ describe.skipIf(kvmUnavailable)('micro board: direct boot on /dev/kvm', () => {
   it('ends the run as a power-off when Linux powers down without ACPI', async () => {
     const { result } = await boot(powerDownKernel(), { entry: 'linux64' })
     expect(result).toMatchObject({
-      status: 'guest-exit',
+      status: 'guest-poweroff',
       code: 0,
       reason: 'guest powered off (reboot: Power down)',
     })
@@ -116,7 +116,7 @@ describe.skipIf(kvmUnavailable)('micro board: direct boot on /dev/kvm', () => {
   it('ends the run as a power-off when Linux halts because it has no power-off method', async () => {
     const { result } = await boot(haltKernel(), { entry: 'linux64' })
     expect(result).toMatchObject({
-      status: 'guest-exit',
+      status: 'guest-poweroff',
       code: 0,
       reason: 'guest powered off (reboot: System halted)',
     })

@@ -247,7 +247,11 @@ describe('boot timer', () => {
     const reports: unknown[] = []
     const t = new BootTimer(
       { log: false },
-      { requestStop: () => {}, report: (source, name, data) => reports.push([source, name, data]) },
+      {
+        guestStopped: () => {},
+        requestStop: () => {},
+        report: (source, name, data) => reports.push([source, name, data]),
+      },
       'timer',
     )
     const seen: number[] = []

@@ -247,7 +247,11 @@ describe('standard board components (test hypervisor)', () => {
     })
     try {
       const result = await m.run()
-      expect(result).toMatchObject({ status: 'guest-exit', code: 0, reason: 'guest powered off (ACPI S5)' })
+      expect(result).toMatchObject({
+        status: 'guest-poweroff',
+        code: 0,
+        reason: 'guest powered off (ACPI S5)',
+      })
     } finally {
       await m.dispose()
     }
@@ -277,7 +281,11 @@ describe.skipIf(kvmUnavailable)('standard board on /dev/kvm', () => {
             '',
           ].join('\n'),
         )
-        expect(result).toMatchObject({ status: 'guest-exit', code: 0, reason: 'guest powered off (ACPI S5)' })
+        expect(result).toMatchObject({
+          status: 'guest-poweroff',
+          code: 0,
+          reason: 'guest powered off (ACPI S5)',
+        })
         const dev = m.component<PciTestDeviceComponent>('testdev').device
         expect(dev.scratch).toBe(0x12345678)
         expect(dev.decodedAddress(0)).toBe(GUEST_BAR0)

@@ -448,7 +448,7 @@ describe.skipIf(kvmUnavailable)('virtio-pci on /dev/kvm', () => {
             '',
           ].join('\n'),
         )
-        expect(result).toMatchObject({ status: 'guest-exit', code: 0 })
+        expect(result).toMatchObject({ status: 'guest-poweroff', code: 0 })
         const rng = m.component<VirtioPci>('rng')
         // With ioeventfd the doorbell went through the eventfd registered at the BAR's new place.
         expect(rng.transport.counters).toEqual(

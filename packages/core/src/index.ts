@@ -8,22 +8,43 @@ export { BusError, type BusErrorCode } from './bus/errors.js'
 export { MmioBus } from './bus/mmio-bus.js'
 export { PioBus } from './bus/pio-bus.js'
 export {
+  type Disposable,
+  type Hotpluggable,
+  isDisposable,
+  isHotpluggable,
+  isKernelCmdlineContributor,
+  isLoadable,
+  isPausable,
+  isShutdownRequester,
+  isSnapshottable,
+  isStartable,
+  isStoppable,
+  type KernelCmdlineContributor,
+  type Loadable,
+  type LoadContext,
+  type Pausable,
+  type ShutdownRequester,
+  type Snapshottable,
+  type Startable,
+  type Stoppable,
+} from './component/capabilities.js'
+export {
   type Component,
   type ComponentType,
   ConfigError,
   type JsonSchema,
-  type LoadContext,
   type ReferenceSpec,
   type ResourceRequest,
 } from './component/component-type.js'
 export { ComponentRegistry, RegistryError } from './component/registry.js'
 export { ComponentResources, type Window } from './component/resources.js'
-export { type MachineControl, referenceToken, Tokens } from './component/tokens.js'
+export { type GuestStopKind, type MachineControl, referenceToken, Tokens } from './component/tokens.js'
 export { registerBuiltins } from './components/builtins.js'
 export { Debugcon, type DebugconConfig, debugconType } from './components/debugcon.js'
 export { RawImage, type RawImageConfig, rawImageType } from './components/raw-image.js'
 export type * from './hypervisor.js'
 export { type InterruptLine, IrqChipLine } from './irq/interrupt-line.js'
+export { GUEST_PANIC_EXIT_CODE } from './machine/exit-policy.js'
 export {
   type BuiltComponent,
   type ComponentTiming,

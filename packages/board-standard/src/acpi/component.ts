@@ -82,8 +82,9 @@ export class Acpi implements Component {
   }
 
   private event(e: PmEvent): void {
-    if (e === 'poweroff') this.machine.requestStop('guest powered off (ACPI S5)', 0)
-    else if (e === 'reset') this.machine.requestStop('guest requested a reset (ACPI reset register)', 0)
+    if (e === 'poweroff') this.machine.guestStopped('poweroff', 'guest powered off (ACPI S5)')
+    else if (e === 'reset')
+      this.machine.guestStopped('reset', 'guest requested a reset (ACPI reset register)')
     else this.machine.report(this.id, 'sleep-ignored', { slpTyp: e.sleep })
   }
 

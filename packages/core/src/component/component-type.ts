@@ -1,6 +1,17 @@
 import type { ContainerModule } from 'inversify'
-import type { Vcpu } from '../hypervisor.js'
-import type { GuestMemory } from '../memory/guest-memory.js'
+import type {
+  Disposable,
+  Hotpluggable,
+  KernelCmdlineContributor,
+  Loadable,
+  Pausable,
+  ShutdownRequester,
+  Snapshottable,
+  Startable,
+  Stoppable,
+} from './capabilities.js'
+
+export type { LoadContext } from './capabilities.js'
 
 /** JSON Schema (draft 2020-12 subset that ajv understands), as plain data. */
 export type JsonSchema = Record<string, unknown>
@@ -52,45 +63,18 @@ export interface ComponentType<C = Record<string, unknown>> {
   readonly module: ContainerModule
 }
 
-/** What a component may do at each lifecycle step; every method is optional. */
-export interface Component {
-  /**
-   * A kernel command-line parameter that announces this component to the guest, for devices the
-   * guest cannot discover (`virtio_mmio.device=...`): a boot component appends the ones its
-   * command line lacks (LoadContext.kernelCmdline).
-   */
-  readonly kernelCmdline?: string
-  /** Put images in guest memory and set initial vCPU state (after every component is built). */
-  load?(context: LoadContext): void | Promise<void>
-  /**
-   * Asks the guest to shut itself down, as a user at the machine would: press the ACPI power
-   * button or the keyboard's Power key. Returns true when this component delivered the request; what the
-   * guest does with it is the guest's business (Machine.requestShutdown).
-   */
-  requestShutdown?(): boolean
-  start?(): void | Promise<void>
-  /**
-   * For a component added to a running machine (Machine.hotplug), after start: tell the guest it
-   * is there (a PCI hot-plug notification). Throw when the guest cannot be told; the machine then
-   * removes the component again.
-   */
-  plugged?(): void | Promise<void>
-  /**
-   * Machine.unplug: ask the guest to let go of the component (a PCI eject request); resolve once it
-   * has, after which the machine stops and disposes it. Components without it cannot be removed
-   * from a running machine.
-   */
-  unplug?(): Promise<void>
-  pause?(): void | Promise<void>
-  resume?(): void | Promise<void>
-  stop?(): void | Promise<void>
-  /** Release what the component holds; called once, in reverse build order. */
-  dispose?(): void | Promise<void>
-}
-
-export interface LoadContext {
-  readonly memory: GuestMemory
-  readonly vcpus: readonly Vcpu[]
-  /** Every component's `kernelCmdline`, in build order. */
-  readonly kernelCmdline: readonly string[]
-}
+/**
+ * What a component may do beyond being built: every capability of ./capabilities.ts, each
+ * optional. A class `implements Component` to have its method names checked; the machine asks
+ * for each capability through its guard (isPausable, ...), never through this type.
+ */
+export interface Component
+  extends Partial<Loadable>,
+    Partial<Startable>,
+    Partial<Stoppable>,
+    Partial<Pausable>,
+    Partial<Snapshottable>,
+    Partial<Hotpluggable>,
+    Partial<ShutdownRequester>,
+    Partial<KernelCmdlineContributor>,
+    Partial<Disposable> {}

@@ -6,9 +6,29 @@ import type { AddressSpace } from '../memory/address-space.js'
 import type { GuestMemory } from '../memory/guest-memory.js'
 import type { ComponentResources } from './resources.js'
 
-/** Stops the machine from inside, e.g. a debug-exit device or a reset register. */
+/**
+ * How a guest ended its own run, whatever device saw it: a KVM system event, ACPI S5 or the reset
+ * register, the i8042 reset line, the console's last words, a triple fault. Each maps to one
+ * MachineResult status and one `guest` MachineEvent (machine/exit-policy.ts).
+ * - poweroff: the guest turned itself off (result `guest-poweroff`, exit code 0).
+ * - reset: the guest asked for a reset; vmm does not reboot, the run ends (`guest-reset`, 0).
+ * - panic: the guest kernel crashed and said so (`guest-panic`, GUEST_PANIC_EXIT_CODE).
+ * - triple-fault: the vCPU shut down (KVM_EXIT_SHUTDOWN); hardware would reset, vmm counts it as
+ *   a failure of the guest (`failed`, 1).
+ */
+export type GuestStopKind = 'poweroff' | 'reset' | 'panic' | 'triple-fault'
+
+/** What a component may tell the machine it is part of; each component gets its own. */
 export interface MachineControl {
-  /** Ends the run with `code` (0: success); the machine stops all vCPUs. */
+  /**
+   * The guest stopped itself (`kind`); `reason` is for people ("guest powered off (ACPI S5)").
+   * Ends the run unless something else ended it first: the first reason wins.
+   */
+  guestStopped(kind: GuestStopKind, reason: string): void
+  /**
+   * Ends the run with `code` (0: success) for a reason that is not the guest stopping itself: a
+   * debug-exit device, the console's quit key. The result's status is `guest-exit`.
+   */
   requestStop(reason: string, code: number): void
   /** Tells the machine's listeners something a device saw (a `device` MachineEvent), e.g. the boot timer. */
   report(source: string, name: string, data?: Readonly<Record<string, unknown>>): void

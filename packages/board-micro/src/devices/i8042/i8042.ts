@@ -142,7 +142,7 @@ export class I8042 implements PioDevice, Component {
     @inject(Tokens.MachineControl) machine: MachineControl,
   ) {
     this.controller = new I8042Controller(resources.irq('irq'), () =>
-      machine.requestStop('guest reset through the i8042 (reboot)', 0),
+      machine.guestStopped('reset', 'guest reset through the i8042 (reboot)'),
     )
   }
 

@@ -25,8 +25,9 @@ const CTRL_A = 0x01
 const PANIC_END = '---[ end Kernel panic'
 const POWER_DOWN = 'reboot: Power down'
 const HALTED = 'reboot: System halted'
-/** `vmm run`'s exit code when the guest kernel panicked (1 is a VMM-side failure, 0 a clean end). */
-export const GUEST_PANIC_EXIT_CODE = 3
+
+// The panic's exit code is core's now (a guest-panic result); exported here as it was.
+export { GUEST_PANIC_EXIT_CODE } from '@vmm/core'
 
 /**
  * A serial port with its console. On the terminal, Ctrl-A x ends the machine (the guest gets every
@@ -87,10 +88,9 @@ export class Serial implements PioDevice, Component {
           .decode(this.line.subarray(0, this.lineLength))
           .trimEnd()
           .replace(/^\[\s*\d+\.\d+\]\s*/, '')
-        if (text.startsWith(PANIC_END))
-          this.machine.requestStop(`guest kernel panic: ${text}`, GUEST_PANIC_EXIT_CODE)
+        if (text.startsWith(PANIC_END)) this.machine.guestStopped('panic', `guest kernel panic: ${text}`)
         else if (text === POWER_DOWN || text === HALTED)
-          this.machine.requestStop(`guest powered off (${text})`, 0)
+          this.machine.guestStopped('poweroff', `guest powered off (${text})`)
       }
       this.lineLength = 0
     }
