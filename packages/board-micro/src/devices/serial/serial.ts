@@ -13,7 +13,7 @@ import {
   Tokens,
 } from '@vmm/core'
 import { type ConsoleBackend, FileConsole, SocketConsole, StdioConsole } from './console.js'
-import { Uart16550 } from './uart.js'
+import { Uart16550 } from './device.js'
 
 export interface SerialConfig {
   /** stdio: the terminal; file: append output to `path`; socket: listen on Unix socket `path`; none: discard. */
