@@ -8,6 +8,18 @@ export { BusError, type BusErrorCode } from './bus/errors.js'
 export { MmioBus } from './bus/mmio-bus.js'
 export { PioBus } from './bus/pio-bus.js'
 export {
+  type CharBackend,
+  type CharBackendKind,
+  type CharBackendPolicy,
+  FileCharBackend,
+  OutputBatcher,
+  openCharBackend,
+  SocketCharBackend,
+  type SocketOptions,
+  StdioCharBackend,
+  type StdioOptions,
+} from './chardev/index.js'
+export {
   type Component,
   type ComponentType,
   ConfigError,

@@ -11,21 +11,23 @@ import { rig } from './helpers.js'
 import { hostileCase, runHostile } from './hostile.js'
 
 class FakeBackend implements ConsoleBackend {
+  readonly terminal = false
   output: number[] = []
   paused = false
   send: (b: Uint8Array) => void = () => {}
   write(bytes: Uint8Array): void {
     this.output.push(...bytes)
   }
-  listen(onInput: (bytes: Uint8Array) => void): void {
+  start(onInput: (bytes: Uint8Array) => void): void {
     this.send = onInput
   }
-  pause(): void {
+  pauseInput(): void {
     this.paused = true
   }
-  resume(): void {
+  resumeInput(): void {
     this.paused = false
   }
+  flush(): void {}
   close(): void {}
 }
 

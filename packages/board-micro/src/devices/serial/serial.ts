@@ -1,5 +1,6 @@
 // The serial console component: a 16550A on 8 ports with an IRQ, connected to a console backend.
 import {
+  type CharBackend,
   type Component,
   type ComponentResources,
   type ComponentType,
@@ -8,11 +9,11 @@ import {
   inject,
   injectable,
   type MachineControl,
+  openCharBackend,
   type PioDevice,
   pathSchema,
   Tokens,
 } from '@vmm/core'
-import { type ConsoleBackend, FileConsole, SocketConsole, StdioConsole } from './console.js'
 import { Uart16550 } from './device.js'
 
 export interface SerialConfig {
@@ -38,7 +39,7 @@ export class Serial implements PioDevice, Component {
   /** The UART's first port and its GSI, for firmware tables that describe it (ACPI's COMn). */
   readonly port: number
   readonly irq: number
-  private readonly backend: ConsoleBackend | undefined
+  private readonly backend: CharBackend | undefined
   private readonly backlog: Uint8Array[] = []
   private escape = false
 
@@ -136,7 +137,7 @@ export class Serial implements PioDevice, Component {
           return
         }
         out.push(b === CTRL_A ? CTRL_A : b)
-      } else if (b === CTRL_A && this.backend instanceof StdioConsole) {
+      } else if (b === CTRL_A && this.backend?.terminal) {
         this.escape = true
       } else {
         out.push(b)
@@ -161,17 +162,13 @@ export class Serial implements PioDevice, Component {
   }
 }
 
-function makeBackend(config: SerialConfig): ConsoleBackend | undefined {
-  switch (config.console) {
-    case 'stdio':
-      return new StdioConsole()
-    case 'file':
-      return new FileConsole(config.path!)
-    case 'socket':
-      return new SocketConsole(config.path!)
-    case 'none':
-      return undefined
-  }
+/** The serial console's back end: the terminal in raw mode; a socket keeps 1 MiB for a late client, which replaces an earlier one. */
+function makeBackend(config: SerialConfig): CharBackend | undefined {
+  if (config.console === 'none') return undefined
+  return openCharBackend(config.console, config.path, {
+    stdio: { raw: true },
+    socket: { keepWhileDisconnected: 1 << 20, secondClient: 'replace' },
+  })
 }
 
 export const serialType: ComponentType<SerialConfig> = {

@@ -25,7 +25,7 @@ export class ConsoleDevice implements VirtioDevice {
   private inputBytes = 0
 
   constructor(private readonly backend: ConsoleBackend) {
-    backend.listen((bytes) => this.receive(bytes))
+    backend.start((bytes) => this.receive(bytes))
   }
 
   /** struct virtio_console_config (§5.3.4): cols, rows, max_nr_ports are 0 without SIZE/MULTIPORT. */
@@ -66,7 +66,7 @@ export class ConsoleDevice implements VirtioDevice {
   private receive(bytes: Uint8Array): void {
     this.input.push(bytes.slice())
     this.inputBytes += bytes.length
-    if (this.inputBytes >= CONSOLE_INPUT_LIMIT) this.backend.pause()
+    if (this.inputBytes >= CONSOLE_INPUT_LIMIT) this.backend.pauseInput()
     this.deliver()
   }
 
@@ -92,7 +92,7 @@ export class ConsoleDevice implements VirtioDevice {
         return
       }
       completeChain(context, RX, chain.head, written)
-      if (this.inputBytes < CONSOLE_INPUT_LIMIT / 2) this.backend.resume()
+      if (this.inputBytes < CONSOLE_INPUT_LIMIT / 2) this.backend.resumeInput()
     }
   }
 }
