@@ -69,6 +69,15 @@ export class VirtioMmio implements MmioDevice, Component {
     if (accelerator) this.transport.accelerate(this.base, accelerator)
   }
 
+  /** Machine.pause: no guest memory access or interrupt from this device until resume. */
+  pause(): Promise<void> {
+    return this.transport.pause()
+  }
+
+  resume(): void {
+    this.transport.resume()
+  }
+
   dispose(): Promise<void> {
     return this.transport.dispose()
   }

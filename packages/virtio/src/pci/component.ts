@@ -89,6 +89,15 @@ export class VirtioPci implements Component {
     return this.bridge.bridge.requestEject(this.transport)
   }
 
+  /** Machine.pause: no guest memory access or interrupt from this device until resume. */
+  pause(): Promise<void> {
+    return this.transport.pause()
+  }
+
+  resume(): void {
+    this.transport.resume()
+  }
+
   dispose(): Promise<void> {
     this.bridge.bridge.detach(this.transport)
     return this.transport.close()

@@ -40,6 +40,14 @@ export class I8042Controller {
   ) {}
 
   /** Queues keyboard bytes (scancodes) for the guest, each announced by IRQ 1. */
+  /** While held (the machine is paused) keyboard bytes queue up and IRQ 1 stays quiet. */
+  private held = false
+
+  hold(held: boolean): void {
+    this.held = held
+    this.refill()
+  }
+
   keyboard(bytes: readonly number[]): void {
     this.out.push(...bytes)
     this.refill()
@@ -115,7 +123,7 @@ export class I8042Controller {
 
   /** Puts the next byte in the output buffer and pulses IRQ 1 for it (the 8042 IRQ is edge-triggered). */
   private refill(): void {
-    if (this.status & STATUS_OBF || this.out.length === 0) return
+    if (this.held || this.status & STATUS_OBF || this.out.length === 0) return
     this.status |= STATUS_OBF
     if (this.ctr & CTR_KBD_INT) this.irq.pulse()
   }

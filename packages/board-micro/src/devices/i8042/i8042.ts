@@ -39,6 +39,15 @@ export class I8042 implements PioDevice, Component {
     else if (offset === 4) this.controller.writeCommand(data[0]!)
   }
 
+  /** Machine.pause: a key pressed meanwhile (the Power key of requestShutdown) waits for resume. */
+  pause(): void {
+    this.controller.hold(true)
+  }
+
+  resume(): void {
+    this.controller.hold(false)
+  }
+
   /** Delivers Ctrl-Alt-Del to the guest, as a user at the keyboard would. */
   sendCtrlAltDel(): void {
     this.controller.keyboard(CTRL_ALT_DEL)

@@ -42,6 +42,7 @@ export class Serial implements PioDevice, Component {
   private readonly backend: CharBackend | undefined
   private readonly backlog: Uint8Array[] = []
   private escape = false
+  private paused = false
 
   constructor(
     @inject(Tokens.Config) config: SerialConfig,
@@ -109,13 +110,18 @@ export class Serial implements PioDevice, Component {
     this.backend?.start((bytes) => this.input(bytes))
   }
 
+  /** Machine.pause: host input is not read, and what already arrived waits here, off the UART. */
   pause(): void {
+    this.paused = true
     this.backend?.flush()
     this.backend?.pauseInput()
   }
 
+  /** Held input goes into the UART in order, and the host is read again unless too much waits. */
   resume(): void {
-    this.backend?.resumeInput()
+    this.paused = false
+    this.feed()
+    if (this.waiting() <= 65536) this.backend?.resumeInput()
   }
 
   stop(): void {
@@ -149,6 +155,8 @@ export class Serial implements PioDevice, Component {
   }
 
   private feed(): void {
+    // Paused: the UART would raise its receive interrupt; the bytes wait in the backlog.
+    if (this.paused) return
     while (this.backlog.length > 0 && this.uart.rxSpace > 0) {
       const head = this.backlog[0]!
       const n = this.uart.receive(head)
@@ -156,9 +164,13 @@ export class Serial implements PioDevice, Component {
       else this.backlog[0] = head.subarray(n)
     }
     // Backpressure: stop reading the host while more than 64 KiB waits for the guest.
-    const waiting = this.backlog.reduce((s, b) => s + b.length, 0)
+    const waiting = this.waiting()
     if (waiting > 65536) this.backend?.pauseInput()
     else if (waiting === 0) this.backend?.resumeInput()
+  }
+
+  private waiting(): number {
+    return this.backlog.reduce((s, b) => s + b.length, 0)
   }
 }
 

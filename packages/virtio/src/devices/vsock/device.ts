@@ -75,6 +75,8 @@ export class VsockDevice implements VirtioDevice {
   private readonly header = new Uint8Array(VSOCK_HDR_SIZE)
   private context: DeviceContext | undefined
   private nextLocalPort = FIRST_LOCAL_PORT
+  /** The machine is paused: packets for the guest are queued, established sockets not read. */
+  private paused = false
 
   constructor(
     readonly guestCid: number,
@@ -112,6 +114,23 @@ export class VsockDevice implements VirtioDevice {
     for (const c of this.connections.values()) c.socket.destroy()
     this.connections.clear()
     this.control.length = 0
+  }
+
+  /**
+   * The machine pauses: nothing more goes into the receive queue (control packets and data wait,
+   * in order, in `control` and each connection's `pending`) and established sockets stop being
+   * read, so host writers wait in their socket buffers.
+   */
+  pause(): void {
+    this.paused = true
+    for (const c of this.connections.values()) if (c.state === 'established') c.socket.pause()
+  }
+
+  resume(): void {
+    this.paused = false
+    for (const c of this.connections.values())
+      if (c.state === 'established' && c.pendingBytes < PENDING_LIMIT) c.socket.resume()
+    this.flush()
   }
 
   dispose(): void {
@@ -306,7 +325,7 @@ export class VsockDevice implements VirtioDevice {
   /** Fills receive buffers: control packets first, then data within each connection's credit. */
   private flush(): void {
     const context = this.context
-    if (!context) return
+    if (!context || this.paused) return
     for (;;) {
       const control = this.control[0]
       const data = control ? undefined : this.readyConnection()
