@@ -1,4 +1,4 @@
-import { rmSync } from 'node:fs'
+import { lstatSync, rmSync } from 'node:fs'
 import { createServer, type Server, type Socket } from 'node:net'
 import { type CharBackend, OutputBatcher } from './backend.js'
 
@@ -15,7 +15,8 @@ export interface SocketOptions {
 
 /**
  * A Unix socket the VMM listens on (like QEMU's `-chardev socket,server`); one client at a time is
- * the console. A stale socket file at `path` is removed first, and the file is removed at close.
+ * the console. A stale socket at `path` is removed first (only a socket: anything else there makes
+ * listen fail rather than be deleted), and the socket is removed at close.
  */
 export class SocketCharBackend implements CharBackend {
   readonly terminal = false
@@ -32,7 +33,7 @@ export class SocketCharBackend implements CharBackend {
     readonly path: string,
     private readonly options: SocketOptions = { keepWhileDisconnected: 1 << 20, secondClient: 'replace' },
   ) {
-    rmSync(path, { force: true })
+    removeSocket(path)
     this.server = createServer((socket) => this.attach(socket))
     this.server.listen(path)
     this.server.unref()
@@ -105,6 +106,12 @@ export class SocketCharBackend implements CharBackend {
     this.flush()
     this.client?.end()
     this.server.close()
-    rmSync(this.path, { force: true })
+    removeSocket(this.path)
   }
+}
+
+function removeSocket(path: string): void {
+  try {
+    if (lstatSync(path).isSocket()) rmSync(path, { force: true })
+  } catch {}
 }
