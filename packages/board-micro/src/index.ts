@@ -1,10 +1,10 @@
 // @vmm/board-micro: the parts of a Firecracker-class machine, as a vmm plugin. A manifest that
 // lists it under `plugins:` can use the component types below (examples/micro.yaml).
 import type { PLUGIN_API_VERSION, PluginRegistry } from '@vmm/core'
-import { bootTimerType } from './devices/boot-timer/boot-timer.js'
-import { i8042Type } from './devices/i8042/i8042.js'
-import { cmosRtcType } from './devices/rtc/rtc.js'
-import { serialType } from './devices/serial/serial.js'
+import { bootTimerType } from './devices/boot-timer/index.js'
+import { i8042Type } from './devices/i8042/index.js'
+import { cmosRtcType } from './devices/rtc/index.js'
+import { serialType } from './devices/serial/index.js'
 import { linuxType } from './linux.js'
 
 export { type BzImage, isBzImage, parseBzImage } from './boot/bzimage.js'
@@ -15,8 +15,8 @@ export { type BootLayout, defaultLayout } from './boot/layout.js'
 export { bootVcpuState, type LinuxBootInput, type LinuxBootPlan, loadLinux } from './boot/linux.js'
 export { writeMpTable } from './boot/mptable.js'
 export { e820Map, PVH_MAGIC, writeStartInfo, writeZeroPage } from './boot/params.js'
-export { BOOT_TIMER_MAGIC, BootTimer, bootTimerType } from './devices/boot-timer/boot-timer.js'
-export { CTRL_ALT_DEL, I8042, I8042Controller, i8042Type, POWER_KEY } from './devices/i8042/i8042.js'
+export { BOOT_TIMER_MAGIC, BootTimer, bootTimerType } from './devices/boot-timer/index.js'
+export { CTRL_ALT_DEL, I8042, I8042Controller, i8042Type, POWER_KEY } from './devices/i8042/index.js'
 export {
   A_UIP,
   B_24H,
@@ -29,6 +29,9 @@ export {
   C_IRQF,
   C_PF,
   C_UF,
+  CmosRtc,
+  type CmosRtcConfig,
+  cmosRtcType,
   hostClock,
   Mc146818,
   periodicIntervalMs,
@@ -38,10 +41,16 @@ export {
   REG_CENTURY,
   REG_D,
   type RtcClock,
-} from './devices/rtc/mc146818.js'
-export { CmosRtc, type CmosRtcConfig, cmosRtcType, rtcStartMs } from './devices/rtc/rtc.js'
-export { GUEST_PANIC_EXIT_CODE, Serial, type SerialConfig, serialType } from './devices/serial/serial.js'
-export { RX_FIFO_SIZE, Uart16550 } from './devices/serial/uart.js'
+  rtcStartMs,
+} from './devices/rtc/index.js'
+export {
+  GUEST_PANIC_EXIT_CODE,
+  RX_FIFO_SIZE,
+  Serial,
+  type SerialConfig,
+  serialType,
+  Uart16550,
+} from './devices/serial/index.js'
 export { Linux, type LinuxBootInputs, type LinuxConfig, linuxType } from './linux.js'
 
 export const vmmPluginApi: typeof PLUGIN_API_VERSION = 1

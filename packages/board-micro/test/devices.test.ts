@@ -1,5 +1,6 @@
 // The legacy devices against their datasheets, with a recording interrupt line: no VM needed.
 import { mkdtempSync, writeFileSync } from 'node:fs'
+import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
@@ -19,6 +20,7 @@ import {
   POWER_KEY,
   RX_FIFO_SIZE,
   register,
+  type Serial,
   Uart16550,
 } from '../src/index.js'
 
@@ -264,5 +266,70 @@ describe('boot timer', () => {
     expect(seen).toHaveLength(1)
     expect(t.bootMs).toBeGreaterThan(0)
     expect(reports).toEqual([['timer', 'boot-time', { ms: t.bootMs }]])
+  })
+})
+
+describe('a paused machine', () => {
+  it('i8042: a key pressed while held raises no IRQ 1 and waits in order for release', () => {
+    const l = line()
+    const c = new I8042Controller(l.irq, () => {})
+    c.hold(true)
+    c.keyboard(POWER_KEY)
+    expect(c.readStatus() & 1).toBe(0)
+    expect(l.events).toEqual([])
+    c.hold(false)
+    const got: number[] = []
+    while (c.readStatus() & 1) got.push(c.readData())
+    expect(got).toEqual(POWER_KEY)
+    expect(l.events.filter((e) => e === 'pulse')).toHaveLength(POWER_KEY.length)
+  })
+
+  it('serial: console input sent while paused stays out of the UART until resume', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vmm-serial-pause-'))
+    writeFileSync(join(dir, 'spin.bin'), Uint8Array.of(0xeb, 0xfe)) // jmp $
+    const path = join(dir, 'console.sock')
+    const registry = registerBuiltins(new ComponentRegistry())
+    register(registry as unknown as PluginRegistry)
+    const m = await Machine.fromObject(
+      {
+        machine: { memory: '1MiB', irqchip: true },
+        components: {
+          guest: { type: 'raw-image', file: join(dir, 'spin.bin'), address: 0x7c00 },
+          serial: { type: 'serial', console: 'socket', path, resources: { port: 0x3f8, irq: 4 } },
+        },
+      },
+      { hypervisor: new TestHypervisor(), registry },
+    )
+    const client = connect(path)
+    try {
+      await m.load()
+      await m.start()
+      await new Promise((r) => client.once('connect', r))
+      const serial = m.component<Serial>('serial')
+      const lsr = () => {
+        const d = new Uint8Array(1)
+        serial.read(5, d)
+        return d[0]!
+      }
+      serial.write(1, Uint8Array.of(0x01)) // IER: received-data interrupt on
+      await m.pause()
+      client.write('abc')
+      await new Promise((r) => setTimeout(r, 150))
+      expect(lsr() & 1).toBe(0) // no data ready: nothing reached the UART (nor its IRQ)
+      await m.resume()
+      await new Promise((r) => setTimeout(r, 50))
+      expect(lsr() & 1).toBe(1)
+      const got: number[] = []
+      while (lsr() & 1) {
+        const d = new Uint8Array(1)
+        serial.read(0, d)
+        got.push(d[0]!)
+      }
+      expect(String.fromCharCode(...got)).toBe('abc')
+      await m.stop()
+    } finally {
+      client.destroy()
+      await m.dispose()
+    }
   })
 })

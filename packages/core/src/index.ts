@@ -8,6 +8,18 @@ export { BusError, type BusErrorCode } from './bus/errors.js'
 export { MmioBus } from './bus/mmio-bus.js'
 export { PioBus } from './bus/pio-bus.js'
 export {
+  type CharBackend,
+  type CharBackendKind,
+  type CharBackendPolicy,
+  FileCharBackend,
+  OutputBatcher,
+  openCharBackend,
+  SocketCharBackend,
+  type SocketOptions,
+  StdioCharBackend,
+  type StdioOptions,
+} from './chardev/index.js'
+export {
   type Disposable,
   type Hotpluggable,
   isDisposable,
@@ -40,8 +52,8 @@ export { ComponentRegistry, RegistryError } from './component/registry.js'
 export { ComponentResources, type Window } from './component/resources.js'
 export { type GuestStopKind, type MachineControl, referenceToken, Tokens } from './component/tokens.js'
 export { registerBuiltins } from './components/builtins.js'
-export { Debugcon, type DebugconConfig, debugconType } from './components/debugcon.js'
-export { RawImage, type RawImageConfig, rawImageType } from './components/raw-image.js'
+export { Debugcon, type DebugconConfig, debugconType } from './components/debugcon/index.js'
+export { RawImage, type RawImageConfig, rawImageType } from './components/raw-image/index.js'
 export type * from './hypervisor.js'
 export { type InterruptLine, IrqChipLine } from './irq/interrupt-line.js'
 export { GUEST_PANIC_EXIT_CODE } from './machine/exit-policy.js'

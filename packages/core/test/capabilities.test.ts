@@ -12,7 +12,7 @@ import {
   type LoadContext,
 } from '../src/component/capabilities.js'
 import { ComponentResources } from '../src/component/resources.js'
-import { RawImage } from '../src/components/raw-image.js'
+import { RawImage } from '../src/components/raw-image/index.js'
 import * as drive from '../src/machine/drivers.js'
 import type { BuiltComponent, ComponentTiming } from '../src/machine/types.js'
 

@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { guestAddress } from '../src/address.js'
-import type { Debugcon } from '../src/components/debugcon.js'
+import type { Debugcon } from '../src/components/debugcon/index.js'
 import { Machine, type MachineEvent } from '../src/machine/machine.js'
 import { TestHypervisor } from '../src/testing/test-hypervisor.js'
 import { fixture, helloGuest } from './fixtures.js'

@@ -44,7 +44,7 @@ export {
   TESTDEV_DEVICE,
   TESTDEV_ID,
   TESTDEV_VENDOR,
-} from './devices/testdev/testdev.js'
+} from './devices/testdev/index.js'
 export {
   type AddressWindow,
   formatPciAddress,

@@ -42,6 +42,15 @@ export interface VirtioDevice {
   notify(index: number): void
   /** The driver reset the device (§2.1.2 / §4.2.3.1): forget the context and everything in flight. */
   reset(): void
+  /**
+   * The machine is pausing (the transport already holds doorbells and interrupts): stop touching
+   * guest memory from host-side sources (a TAP, sockets, console input) and resolve once work
+   * started before the pause (block I/O in flight) has finished. Until `resume`, the device must
+   * not write guest memory; host input is held or left in the host's buffers.
+   */
+  pause?(): void | Promise<void>
+  /** Go on from where `pause` stopped, in order: held input first reaches the guest now. */
+  resume?(): void
   /** Release host resources (files, sockets); called once when the machine goes away. */
   dispose?(): void | Promise<void>
 }

@@ -5,16 +5,17 @@
 import type { PLUGIN_API_VERSION, PluginRegistry } from '@vmm/core'
 import { registerVirtio } from './register.js'
 
+export { virtioCatalogue } from './catalogue.js'
 export {
   DeviceFactory,
+  defineVirtioDevice,
+  mmioDescription,
+  pciDescription,
+  type VirtioDeviceDefinition,
   type VirtioDeviceFactory,
-  VirtioMmio,
-  type VirtioMmioOptions,
-  virtioMmioCmdline,
-  virtioMmioType,
-} from './component.js'
+} from './definition.js'
 export { completeChain, type DeviceContext, drainQueue, takeChain, type VirtioDevice } from './device.js'
-export { type BalloonConfig, virtioBalloonType } from './devices/balloon/balloon.js'
+export { type BalloonConfig, balloonDefinition, virtioBalloonType } from './devices/balloon/balloon.js'
 export {
   BALLOON_PAGE,
   BalloonDevice,
@@ -23,7 +24,7 @@ export {
   BalloonStat,
   type BalloonStats,
 } from './devices/balloon/device.js'
-export { type BlockConfig, virtioBlockType } from './devices/block/block.js'
+export { type BlockConfig, blockDefinition, virtioBlockType } from './devices/block/block.js'
 export {
   BLOCK_ID_BYTES,
   BlockDevice,
@@ -34,16 +35,16 @@ export {
   SECTOR_SIZE,
 } from './devices/block/device.js'
 export { type ConsoleBackend, SocketBackend, StdioBackend } from './devices/console/backend.js'
-export { type ConsoleConfig, virtioConsoleType } from './devices/console/console.js'
+export { type ConsoleConfig, consoleDefinition, virtioConsoleType } from './devices/console/console.js'
 export { CONSOLE_INPUT_LIMIT, ConsoleDevice, ConsoleFeature } from './devices/console/device.js'
 export { type NetBackend, type NetOffloads, TapBackend } from './devices/net/backend.js'
 export { NET_HDR_SIZE, type NetCounters, NetDevice, NetFeature, parseMac } from './devices/net/device.js'
-export { macFor, type NetConfig, virtioNetType } from './devices/net/net.js'
+export { macFor, type NetConfig, netDefinition, virtioNetType } from './devices/net/net.js'
 export { RNG_MAX_REQUEST, RngDevice } from './devices/rng/device.js'
-export { type RngConfig, virtioRngType } from './devices/rng/rng.js'
+export { type RngConfig, rngDefinition, virtioRngType } from './devices/rng/rng.js'
 export { VSOCK_BUF_ALLOC, VsockDevice } from './devices/vsock/device.js'
 export { HOST_CID, ShutdownFlag, VSOCK_HDR_SIZE, type VsockHeader, VsockOp } from './devices/vsock/packet.js'
-export { type VsockConfig, virtioVsockType } from './devices/vsock/vsock.js'
+export { type VsockConfig, virtioVsockType, vsockDefinition } from './devices/vsock/vsock.js'
 export {
   acceleratorFor,
   type Disposable,
@@ -52,6 +53,12 @@ export {
   NotifierAccelerator,
   type VirtioAccelerator,
 } from './mmio/accelerator.js'
+export {
+  VirtioMmio,
+  type VirtioMmioOptions,
+  virtioMmioCmdline,
+  virtioMmioType,
+} from './mmio/component.js'
 export {
   Interrupt,
   MMIO_MAGIC,

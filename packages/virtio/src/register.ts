@@ -1,18 +1,9 @@
 import type { PluginRegistry } from '@vmm/core'
-import { virtioBalloonType } from './devices/balloon/balloon.js'
-import { virtioBlockType } from './devices/block/block.js'
-import { virtioConsoleType } from './devices/console/console.js'
-import { virtioNetType } from './devices/net/net.js'
-import { virtioRngType } from './devices/rng/rng.js'
-import { virtioVsockType } from './devices/vsock/vsock.js'
+import { virtioCatalogue } from './catalogue.js'
+import { virtioMmioType } from './mmio/component.js'
 
-/** Adds the virtio-mmio component types to a registry (a board, or a plugin host). */
+/** Adds the virtio-mmio component types of the catalogue to a registry (a board, or a plugin host). */
 export function registerVirtio<R extends PluginRegistry>(registry: R): R {
-  registry.register(virtioBlockType)
-  registry.register(virtioNetType)
-  registry.register(virtioRngType)
-  registry.register(virtioConsoleType)
-  registry.register(virtioVsockType)
-  registry.register(virtioBalloonType)
+  for (const definition of virtioCatalogue) registry.register(virtioMmioType(definition))
   return registry
 }

@@ -3,7 +3,7 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { BalloonDevice, BalloonFeature, BalloonStat } from '../src/devices/balloon/device.js'
 import { Interrupt, MmioReg } from '../src/mmio/transport.js'
-import { rig } from './helpers.js'
+import { rig, snapshot } from './helpers.js'
 import { hostileCase, runHostile } from './hostile.js'
 
 function balloon(discarded: number[] = []) {
@@ -92,5 +92,29 @@ describe('virtio-balloon', () => {
         { numRuns: 100 },
       )
     }
+  })
+})
+
+describe('virtio-balloon on a paused machine', () => {
+  it('holds a target change interrupt and a statistics request until resume', async () => {
+    const { driver, device, memory, irq, transport } = rig(balloon())
+    driver.init({ features: 1n << BalloonFeature.STATS_VQ })
+    const buf = driver.put(new Uint8Array(10))
+    driver.queue(2).add([{ address: buf, length: 10 }])
+    driver.notify(2)
+    await transport.pause()
+    const before = snapshot(memory)
+    const edges = irq.edges
+    device.setTarget(64)
+    const pending = device.requestStats()
+    expect(snapshot(memory)).toBe(before) // the stats buffer is not given back yet
+    expect(irq.edges).toBe(edges)
+    expect(irq.level).toBe(false)
+    transport.resume()
+    expect(driver.queue(2).takeUsed()).toHaveLength(1)
+    expect(driver.acknowledge() & Interrupt.CONFIG_CHANGE).toBe(Interrupt.CONFIG_CHANGE)
+    driver.queue(2).add([{ address: buf, length: 10 }])
+    driver.notify(2)
+    await expect(pending).resolves.toEqual({ SWAP_IN: 0n })
   })
 })

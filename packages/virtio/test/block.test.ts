@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { BlockDevice, BlockFeature, BlockRequest, BlockStatus } from '../src/devices/block/device.js'
 import { Feature } from '../src/spec.js'
 import { type BufferSpec, until } from '../src/testing/index.js'
-import { rig } from './helpers.js'
+import { rig, snapshot } from './helpers.js'
 
 const dirs: string[] = []
 afterEach(() => {
@@ -185,5 +185,42 @@ describe('virtio-blk', () => {
     blk.driver.writeReg(0x70, 0)
     await new Promise((r) => setTimeout(r, 50))
     expect(q.usedIndex).toBe(0)
+  })
+})
+
+describe('virtio-blk on a paused machine', () => {
+  it('finishes requests in flight before pause returns, and holds new ones until resume', async () => {
+    const path = image(64 * 1024, 0x5a)
+    const { driver, memory, irq, transport } = setup(path)
+    const q = driver.queue(0)
+    const post = () => {
+      const status = driver.alloc(1)
+      const data = driver.alloc(4096)
+      q.add([
+        { address: driver.put(header(BlockRequest.IN, 0)), length: 16 },
+        { address: data, length: 4096, write: true },
+        { address: status, length: 1, write: true },
+      ])
+      return { status, data }
+    }
+    const first = post()
+    driver.notify(0) // readv is now on libuv's pool
+    await transport.pause()
+    // Done before pause resolved: data, status and used entry are in guest memory.
+    expect(q.usedIndex).toBe(1)
+    expect(driver.memory.readU8(first.status)).toBe(BlockStatus.OK)
+    expect(driver.get(first.data, 4)).toEqual(new Uint8Array(4).fill(0x5a))
+    const edges = irq.edges
+    const second = post()
+    const before = snapshot(memory)
+    driver.notify(0)
+    await new Promise((r) => setTimeout(r, 100))
+    expect(snapshot(memory)).toBe(before)
+    expect(q.usedIndex).toBe(1)
+    expect(irq.edges).toBe(edges)
+    transport.resume()
+    await until(() => q.usedIndex === 2, 5000, 'the held request')
+    expect(driver.memory.readU8(second.status)).toBe(BlockStatus.OK)
+    expect(irq.level).toBe(true)
   })
 })

@@ -7,25 +7,27 @@ import { describe, expect, it } from 'vitest'
 import { type ConsoleBackend, SocketBackend } from '../src/devices/console/backend.js'
 import { CONSOLE_INPUT_LIMIT, ConsoleDevice } from '../src/devices/console/device.js'
 import { until } from '../src/testing/index.js'
-import { rig } from './helpers.js'
+import { rig, snapshot } from './helpers.js'
 import { hostileCase, runHostile } from './hostile.js'
 
 class FakeBackend implements ConsoleBackend {
+  readonly terminal = false
   output: number[] = []
   paused = false
   send: (b: Uint8Array) => void = () => {}
   write(bytes: Uint8Array): void {
     this.output.push(...bytes)
   }
-  listen(onInput: (bytes: Uint8Array) => void): void {
+  start(onInput: (bytes: Uint8Array) => void): void {
     this.send = onInput
   }
-  pause(): void {
+  pauseInput(): void {
     this.paused = true
   }
-  resume(): void {
+  resumeInput(): void {
     this.paused = false
   }
+  flush(): void {}
   close(): void {}
 }
 
@@ -122,5 +124,28 @@ describe('virtio-console', () => {
         { numRuns: 150 },
       )
     }
+  })
+})
+
+describe('virtio-console on a paused machine', () => {
+  it('holds host input while paused (and stops reading the backend), then delivers it in order', async () => {
+    const backend = new FakeBackend()
+    const { driver, memory, irq, transport } = rig(new ConsoleDevice(backend))
+    driver.init()
+    const buf = driver.alloc(64)
+    driver.queue(0).add([{ address: buf, length: 64, write: true }])
+    driver.notify(0)
+    await transport.pause()
+    expect(backend.paused).toBe(true)
+    const before = snapshot(memory)
+    const edges = irq.edges
+    backend.send(text('held '))
+    backend.send(text('input'))
+    expect(snapshot(memory)).toBe(before)
+    expect(irq.edges).toBe(edges)
+    transport.resume()
+    expect(backend.paused).toBe(false)
+    expect(driver.queue(0).takeUsed()).toEqual([{ id: 0, length: 10 }])
+    expect(new TextDecoder().decode(driver.get(buf, 10))).toBe('held input')
   })
 })

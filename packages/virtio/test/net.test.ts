@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest'
 import type { NetBackend, NetOffloads } from '../src/devices/net/backend.js'
 import { NET_HDR_SIZE, NetDevice, NetFeature, parseMac } from '../src/devices/net/device.js'
 import { macFor } from '../src/devices/net/net.js'
-import { rig } from './helpers.js'
+import { rig, snapshot } from './helpers.js'
 import { hostileCase, runHostile } from './hostile.js'
 
 /** A packet fd in memory: frames queued for the guest, frames the guest sent. */
@@ -147,5 +147,32 @@ describe('virtio-net', () => {
         { numRuns: 100 },
       )
     }
+  })
+})
+
+describe('virtio-net on a paused machine', () => {
+  it('leaves frames in the TAP while paused and delivers them, in order, at resume', async () => {
+    const tap = new FakeTap(false)
+    const { driver, memory, irq, transport } = rig(new NetDevice(tap, MAC))
+    driver.init()
+    const bufs = [driver.alloc(2048), driver.alloc(2048)]
+    for (const b of bufs) driver.queue(0).add([{ address: b, length: 2048, write: true }])
+    driver.notify(0)
+    expect(tap.watcher).toBeDefined()
+    await transport.pause()
+    expect(tap.watcher).toBeUndefined() // the TAP is not polled while paused
+    const before = snapshot(memory)
+    const edges = irq.edges
+    tap.inbound.push(frame(100, 1), frame(200, 2))
+    driver.notify(0) // a late doorbell changes nothing either
+    expect(tap.inbound).toHaveLength(2)
+    expect(snapshot(memory)).toBe(before)
+    expect(irq.edges).toBe(edges)
+    transport.resume()
+    expect(tap.inbound).toHaveLength(0)
+    const used = driver.queue(0).takeUsed()
+    expect(used.map((u) => u.length)).toEqual([NET_HDR_SIZE + 100, NET_HDR_SIZE + 200])
+    expect(driver.get(bufs[0]!, NET_HDR_SIZE + 1)[NET_HDR_SIZE]).toBe(1)
+    expect(driver.get(bufs[1]!, NET_HDR_SIZE + 1)[NET_HDR_SIZE]).toBe(2)
   })
 })

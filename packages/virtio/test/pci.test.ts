@@ -191,6 +191,25 @@ describe('virtio-pci common configuration and queues (§4.1.4.3, §4.1.5)', () =
     expect(device.notified).toEqual([1, 0])
   })
 
+  it('holds doorbells and MSI-X messages while the machine is paused, also across a bus-master toggle', async () => {
+    const device = new FakeDevice()
+    const { driver, msi, transport } = pciRig(device)
+    driver.init()
+    await transport.pause()
+    driver.notify(1)
+    device.context!.configChanged()
+    expect(device.notified).toEqual([])
+    expect(msi.deliveries).toEqual([])
+    // Bus mastering off and on again while paused releases nothing: the pause still holds.
+    driver.cfgWrite(Reg.Command, Command.MemorySpace, 2)
+    driver.cfgWrite(Reg.Command, Command.MemorySpace | Command.BusMaster, 2)
+    expect(device.notified).toEqual([])
+    expect(msi.deliveries).toEqual([])
+    transport.resume()
+    expect(device.notified).toEqual([1])
+    expect(msi.deliveries.length).toBeGreaterThan(0)
+  })
+
   it('sends nothing for VIRTIO_MSI_NO_VECTOR and reads back NO_VECTOR for a vector it lacks', () => {
     const { driver, msi, lines } = pciRig(new RngDevice())
     driver.init()

@@ -17,7 +17,7 @@ import {
   VsockOp,
 } from '../src/devices/vsock/packet.js'
 import { until } from '../src/testing/index.js'
-import { rig } from './helpers.js'
+import { rig, snapshot } from './helpers.js'
 import { hostileCase, runHostile } from './hostile.js'
 
 const CID = 3
@@ -185,5 +185,30 @@ describe('virtio-vsock', () => {
         { numRuns: 60 },
       )
     }
+  })
+})
+
+describe('virtio-vsock on a paused machine', () => {
+  it('holds what a host socket sends while paused, then delivers it after resume', async () => {
+    const v = setup()
+    const sockets: Socket[] = []
+    const server = createServer((s) => sockets.push(s))
+    await new Promise<void>((r) => server.listen(`${v.path}_53`, r))
+    cleanups.push(() => server.close())
+    v.postRx(8)
+    v.send({ op: VsockOp.REQUEST, srcPort: 1001, dstPort: 53 })
+    await waitFor(v.collect, VsockOp.RESPONSE)
+    await until(() => sockets.length === 1, 3000, 'host socket')
+    await v.transport.pause()
+    const before = snapshot(v.memory)
+    const edges = v.irq.edges
+    sockets[0]!.write('while paused')
+    await new Promise((r) => setTimeout(r, 150))
+    expect(snapshot(v.memory)).toBe(before)
+    expect(v.irq.edges).toBe(edges)
+    expect(v.collect().some((p) => p.h.op === VsockOp.RW)).toBe(false)
+    v.transport.resume()
+    const rw = await waitFor(v.collect, VsockOp.RW)
+    expect(rw.data.toString()).toBe('while paused')
   })
 })

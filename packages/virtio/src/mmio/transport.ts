@@ -113,6 +113,16 @@ export class VirtioMmioTransport implements MmioDevice {
   }
 
   /** Undoes `accelerate` and releases the device's host resources. */
+  /** The machine pauses: doorbells and interrupts are held and the device quiesces (TransportCore.pause). */
+  pause(): Promise<void> {
+    return this.core.pause()
+  }
+
+  /** The machine resumes: the device goes on and what was held runs, in order. */
+  resume(): void {
+    this.core.resume()
+  }
+
   async dispose(): Promise<void> {
     this.resetDevice()
     for (const r of this.registrations.splice(0).reverse()) r.dispose()

@@ -1,14 +1,12 @@
 // virtio devices on PCI as machine components: `virtio-blk-pci`, `virtio-rng-pci`, ... each made
-// from the virtio-mmio ComponentType of the same device by `virtioPciType`.
+// by `virtioPciType` from the same catalogue entry (../definition.ts) as its virtio-mmio type.
 //
-// Why a generated `<name>-pci` type rather than a `transport: pci` option on the existing types: a
+// Why a separate `<name>-pci` type rather than a `transport: pci` option on the existing types: a
 // PCI device and an MMIO device need different things from the machine (a `bus` reference to a host
 // bridge vs. an MMIO window and an IRQ line), and the manifest's schema and resource allocation are
 // per type, so one type with a switch would accept `bus` on MMIO and allocate a window for PCI.
-// Generating the variant keeps everything device-specific in one place: the device's schema
-// properties, its `resources` checks (e.g. that virtio-blk's image exists) and its device factory
-// (the MMIO type's module binds it under DeviceFactory; the PCI module loads that module and
-// replaces only the component). A new device type gets its PCI variant with one line.
+// Both types come from one definition, so everything device-specific (its schema properties, its
+// `resources` checks such as virtio-blk's image existing, its device factory) is written once.
 import {
   type Component,
   type ComponentType,
@@ -21,9 +19,14 @@ import {
   type VirtualMachine,
 } from '@vmm/core'
 import { type PciAddress, type PciHostBridgeComponent, pciDeviceProperties } from '@vmm/pci'
-import { DeviceFactory, type VirtioDeviceFactory, type VirtioMmioOptions } from '../component.js'
+import {
+  DeviceFactory,
+  pciDescription,
+  type VirtioDeviceDefinition,
+  type VirtioDeviceFactory,
+} from '../definition.js'
 import type { VirtioDevice } from '../device.js'
-import { acceleratorFor } from '../mmio/kvm.js'
+import { acceleratorFor } from '../mmio/accelerator.js'
 import { VirtioPciTransport } from './transport.js'
 
 /** Options every virtio-pci component has besides its device's own. */
@@ -86,44 +89,47 @@ export class VirtioPci implements Component {
     return this.bridge.bridge.requestEject(this.transport)
   }
 
+  /** Machine.pause: no guest memory access or interrupt from this device until resume. */
+  pause(): Promise<void> {
+    return this.transport.pause()
+  }
+
+  resume(): void {
+    this.transport.resume()
+  }
+
   dispose(): Promise<void> {
     this.bridge.bridge.detach(this.transport)
     return this.transport.close()
   }
 }
 
-/** The resources virtioMmioType adds for the MMIO transport, which a PCI device does not take. */
-const MMIO_RESOURCES = new Set(['regs', 'irq'])
-
 /**
- * The PCI variant `<name>-pci` of a virtio-mmio component type made by virtioMmioType: the same
- * device schema and checks, plus `bus` and `slot`, and no MMIO window or IRQ line.
+ * The virtio-pci component type `<name>-pci` of a catalogue entry: the device's schema and checks,
+ * plus `bus`, `slot` and `accelerate`; no MMIO window or IRQ line (MSI-X, or INTx through the bridge).
  */
-export function virtioPciType<C>(
-  mmio: ComponentType<C & VirtioMmioOptions>,
-): ComponentType<C & VirtioMmioOptions & VirtioPciOptions> {
-  const { properties, required = [] } = mmio.schema
+export function virtioPciType<C>(definition: VirtioDeviceDefinition<C>): ComponentType<C & VirtioPciOptions> {
+  const { properties, required = [] } = definition.schema
   return {
-    name: `${mmio.name}-pci`,
-    description: `${mmio.description.replace(/ ?\(virtio-mmio\)/, '')} on PCI (virtio-pci, MSI-X)`,
+    name: `${definition.name}-pci`,
+    description: pciDescription(definition as VirtioDeviceDefinition<never>),
     schema: {
       properties: {
         ...properties,
-        ...pciDeviceProperties,
         accelerate: {
           type: 'boolean',
           default: true,
           description: 'queue notifications by ioeventfd where the hypervisor has it',
         },
+        ...pciDeviceProperties,
       },
       required: [...required, 'bus'],
     },
     references: [{ property: 'bus', types: ['pci-host-bridge'] }],
-    resources: (config) => (mmio.resources?.(config) ?? []).filter((r) => !MMIO_RESOURCES.has(r.name)),
-    module: new ContainerModule((options) => {
-      // The MMIO module binds the device factory and its own component; keep the first only.
-      void mmio.module.load(options)
-      options.rebind(Tokens.Component).to(VirtioPci)
+    resources: (config) => definition.resources?.(config) ?? [],
+    module: new ContainerModule(({ bind }) => {
+      bind(DeviceFactory).toConstantValue(definition.create as unknown as VirtioDeviceFactory)
+      bind(Tokens.Component).to(VirtioPci)
     }),
   }
 }

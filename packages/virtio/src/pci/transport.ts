@@ -5,78 +5,36 @@
 // features and queue set-up are the shared TransportCore's, as for virtio-mmio; this file decodes
 // the registers and chooses how interrupts go out (MSI-X vectors, else ISR + INTx).
 import type { GuestMemory, MmioDevice } from '@vmm/core'
-import { CapabilityId, Command, overlaps, PciDevice, Reg, readLe, writeLe } from '@vmm/pci'
+import { CapabilityId, Command, overlaps, PciDevice, Reg } from '@vmm/pci'
 import type { VirtioDevice } from '../device.js'
 import type { Disposable, VirtioAccelerator } from '../mmio/accelerator.js'
 import type { SplitQueue } from '../queue/split-queue.js'
-import { DeviceType } from '../spec.js'
-import { high, low, setHalf, TransportCore, type TransportEvents } from '../transport/core.js'
+import { TransportCore, type TransportEvents } from '../transport/core.js'
+import { CommonConfig } from './common-cfg.js'
+import {
+  CLASS_CODES,
+  CommonCfg,
+  DEVICE_CFG_LENGTH,
+  IsrBit,
+  Layout,
+  OTHER_CLASS,
+  PciCapType,
+  VIRTIO_MSI_NO_VECTOR,
+  VIRTIO_PCI_DEVICE_BASE,
+  VIRTIO_PCI_REVISION,
+  VIRTIO_PCI_VENDOR,
+} from './layout.js'
 
-/** PCI vendor of every virtio device; device IDs are 0x1040 + the virtio device type (§4.1.2.1). */
-export const VIRTIO_PCI_VENDOR = 0x1af4
-export const VIRTIO_PCI_DEVICE_BASE = 0x1040
-/** §4.1.2.1: non-transitional devices have revision 1 or higher and a subsystem device ID >= 0x40. */
-export const VIRTIO_PCI_REVISION = 1
-/** "No vector" for config_msix_vector and queue_msix_vector (§4.1.5.1.2). */
-export const VIRTIO_MSI_NO_VECTOR = 0xffff
-
-/** cfg_type of the virtio vendor capabilities (§4.1.4). */
-export const PciCapType = { COMMON: 1, NOTIFY: 2, ISR: 3, DEVICE: 4, PCI: 5 } as const
-
-/** struct virtio_pci_common_cfg (§4.1.4.3), offsets and natural widths. */
-export const CommonCfg = {
-  DEVICE_FEATURE_SELECT: 0x00,
-  DEVICE_FEATURE: 0x04,
-  DRIVER_FEATURE_SELECT: 0x08,
-  DRIVER_FEATURE: 0x0c,
-  CONFIG_MSIX_VECTOR: 0x10,
-  NUM_QUEUES: 0x12,
-  DEVICE_STATUS: 0x14,
-  CONFIG_GENERATION: 0x15,
-  QUEUE_SELECT: 0x16,
-  QUEUE_SIZE: 0x18,
-  QUEUE_MSIX_VECTOR: 0x1a,
-  QUEUE_ENABLE: 0x1c,
-  QUEUE_NOTIFY_OFF: 0x1e,
-  QUEUE_DESC: 0x20,
-  QUEUE_DRIVER: 0x28,
-  QUEUE_DEVICE: 0x30,
-  /** The structure's length without the VIRTIO_F_NOTIFICATION_DATA / queue-reset fields we do not offer. */
-  SIZE: 0x38,
-} as const
-
-/** ISR status bits (§4.1.4.5). */
-export const IsrBit = { QUEUE: 1, CONFIG: 2 } as const
-
-/**
- * Where the structures sit in BAR 0, one 4 KiB page each as QEMU lays them out, so each could be
- * mapped on its own. The notification area gives queue `n` its own doorbell at 4 * n.
- */
-export const Layout = {
-  BAR: 0,
-  COMMON: 0x0000,
-  ISR: 0x1000,
-  DEVICE: 0x2000,
-  NOTIFY: 0x3000,
-  MSIX_TABLE: 0x4000,
-  MSIX_PBA: 0x5000,
-  SIZE: 0x8000,
-  NOTIFY_OFF_MULTIPLIER: 4,
-} as const
-
-/** Device configuration the driver may map; a device's own structure is shorter and reads 0 past its end. */
-const DEVICE_CFG_LENGTH = 0x1000
-
-/**
- * Class codes per device type (PCI Code and ID Assignment, Appendix D), the ones virtio-pci devices
- * have always reported, so guests that look at the class see the usual kind of device.
- */
-const CLASS_CODES: Readonly<Record<number, number>> = {
-  [DeviceType.NET]: 0x020000, // network controller, Ethernet
-  [DeviceType.BLOCK]: 0x010000, // mass storage controller, SCSI
-  [DeviceType.CONSOLE]: 0x078000, // simple communication controller, other
-}
-const OTHER_CLASS = 0x00ff00
+export {
+  CommonCfg,
+  IsrBit,
+  Layout,
+  PciCapType,
+  VIRTIO_MSI_NO_VECTOR,
+  VIRTIO_PCI_DEVICE_BASE,
+  VIRTIO_PCI_REVISION,
+  VIRTIO_PCI_VENDOR,
+} from './layout.js'
 
 /** Notifications by path, to show where doorbells went (tests, benchmarks). */
 export interface NotifyCounters {
@@ -95,12 +53,8 @@ export class VirtioPciTransport extends PciDevice {
   private readonly core: TransportCore
   /** Offset in configuration space of the PCI configuration access capability (§4.1.4.9). */
   private readonly cfgCap: number
-  private deviceFeatureSelect = 0
-  private driverFeatureSelect = 0
-  private queueSelect = 0
+  private readonly common: CommonConfig
   private isr = 0
-  private configVector: number = VIRTIO_MSI_NO_VECTOR
-  private readonly queueVectors: number[]
   private accelerator: VirtioAccelerator | undefined
   private doorbells: Disposable[] = []
   private closed = false
@@ -134,7 +88,11 @@ export class VirtioPciTransport extends PciDevice {
     const queues = device.queueSizes.length
     if (queues * Layout.NOTIFY_OFF_MULTIPLIER > Layout.MSIX_TABLE - Layout.NOTIFY)
       throw new RangeError(`${name}: ${queues} queues do not fit the notification area`)
-    this.queueVectors = new Array(queues).fill(VIRTIO_MSI_NO_VECTOR)
+    this.common = new CommonConfig(
+      this.core,
+      () => this.msix?.count ?? 0,
+      () => this.resetDevice(),
+    )
     const bar: MmioDevice = { read: (o, d) => this.barRead(o, d), write: (o, d) => this.barWrite(o, d) }
     // §4.1.4: 64-bit BARs; the host bridge puts them in its 64-bit window when it has one.
     // Prefetchable, as QEMU's modern virtio BAR is: an OS puts a non-prefetchable BAR only in a
@@ -220,6 +178,16 @@ export class VirtioPciTransport extends PciDevice {
     super.dispose()
   }
 
+  /** The machine pauses: doorbells and interrupts are held and the device quiesces (TransportCore.pause). */
+  pause(): Promise<void> {
+    return this.core.pause()
+  }
+
+  /** The machine resumes: the device goes on and what was held runs, in order. */
+  resume(): void {
+    this.core.resume()
+  }
+
   /** Resets the device, then `dispose`, then releases the device's host resources; once. */
   async close(): Promise<void> {
     if (this.closed) return
@@ -282,7 +250,7 @@ export class VirtioPciTransport extends PciDevice {
       return
     }
     data.fill(0)
-    if (offset < Layout.ISR) this.commonRead(offset - Layout.COMMON, data)
+    if (offset < Layout.ISR) this.common.read(offset - Layout.COMMON, data)
     else if (offset < Layout.DEVICE) {
       if (offset === Layout.ISR) data[0] = this.readIsr()
     } else if (offset < Layout.NOTIFY) {
@@ -293,7 +261,7 @@ export class VirtioPciTransport extends PciDevice {
 
   private barWrite(offset: number, data: Uint8Array): void {
     if (offset >= Layout.MSIX_TABLE) this.msix!.mmio.write(offset, data)
-    else if (offset < Layout.ISR) this.commonWrite(offset - Layout.COMMON, data)
+    else if (offset < Layout.ISR) this.common.write(offset - Layout.COMMON, data)
     else if (offset < Layout.DEVICE) {
       // ISR status is read-only (§4.1.4.5).
     } else if (offset < Layout.NOTIFY) {
@@ -308,143 +276,11 @@ export class VirtioPciTransport extends PciDevice {
     }
   }
 
-  // --- common configuration (§4.1.4.3) ---
-
-  private get selected(): SplitQueue | undefined {
-    return this.core.queues[this.queueSelect]
-  }
-
-  /**
-   * §4.1.3.1: each field is accessed with its natural width, 64-bit ones also as two 32-bit
-   * halves. Other accesses read 0 and are ignored when written.
-   */
-  private commonRead(offset: number, data: Uint8Array): void {
-    if (data.length === 8 && isAddressField(offset)) {
-      writeLe(data, this.queueAddress(offset))
-      return
-    }
-    if (fieldWidth(offset) !== data.length) return
-    writeLe(data, this.commonField(offset))
-  }
-
-  private commonField(offset: number): number {
-    const q = this.selected
-    const C = CommonCfg
-    switch (offset) {
-      case C.DEVICE_FEATURE_SELECT:
-        return this.deviceFeatureSelect
-      case C.DEVICE_FEATURE:
-        return this.core.deviceFeatureWord(this.deviceFeatureSelect)
-      case C.DRIVER_FEATURE_SELECT:
-        return this.driverFeatureSelect
-      case C.DRIVER_FEATURE:
-        return this.core.driverFeatureWord(this.driverFeatureSelect)
-      case C.CONFIG_MSIX_VECTOR:
-        return this.configVector
-      case C.NUM_QUEUES:
-        return this.core.queues.length
-      case C.DEVICE_STATUS:
-        return this.core.deviceStatus
-      case C.CONFIG_GENERATION:
-        return this.core.configGeneration & 0xff
-      case C.QUEUE_SELECT:
-        return this.queueSelect
-      case C.QUEUE_SIZE:
-        // §4.1.4.3: 0 says the queue is unavailable.
-        return q?.size ?? 0
-      case C.QUEUE_MSIX_VECTOR:
-        return q ? this.queueVectors[this.queueSelect]! : VIRTIO_MSI_NO_VECTOR
-      case C.QUEUE_ENABLE:
-        return q?.ready ? 1 : 0
-      case C.QUEUE_NOTIFY_OFF:
-        return q ? this.queueSelect : 0
-      default: {
-        // A 32-bit half of queue_desc, queue_driver or queue_device.
-        const field = offset & ~7
-        const value = this.queueAddress(field)
-        return offset === field ? low(value) : high(value)
-      }
-    }
-  }
-
-  private queueAddress(field: number): number {
-    const q = this.selected
-    if (!q) return 0
-    return field === CommonCfg.QUEUE_DESC
-      ? q.descTable
-      : field === CommonCfg.QUEUE_DRIVER
-        ? q.availRing
-        : q.usedRing
-  }
-
-  private commonWrite(offset: number, data: Uint8Array): void {
-    if (data.length === 8 && isAddressField(offset)) {
-      this.commonWrite(offset, data.subarray(0, 4))
-      this.commonWrite(offset + 4, data.subarray(4, 8))
-      return
-    }
-    if (fieldWidth(offset) !== data.length) return
-    const value = readLe(data)
-    const C = CommonCfg
-    switch (offset) {
-      case C.DEVICE_FEATURE_SELECT:
-        this.deviceFeatureSelect = value
-        return
-      case C.DRIVER_FEATURE_SELECT:
-        this.driverFeatureSelect = value
-        return
-      case C.DRIVER_FEATURE:
-        this.core.setDriverFeatureWord(this.driverFeatureSelect, value)
-        return
-      case C.CONFIG_MSIX_VECTOR:
-        this.configVector = this.vectorOrNone(value)
-        return
-      case C.DEVICE_STATUS:
-        if (value === 0) this.resetDevice()
-        else this.core.setStatus(value)
-        return
-      case C.QUEUE_SELECT:
-        this.queueSelect = value
-        return
-      case C.QUEUE_SIZE: {
-        const q = this.core.queueForSetup(this.queueSelect)
-        if (q) q.size = value
-        return
-      }
-      case C.QUEUE_MSIX_VECTOR:
-        if (this.selected) this.queueVectors[this.queueSelect] = this.vectorOrNone(value)
-        return
-      case C.QUEUE_ENABLE:
-        // §4.1.4.3.2: the driver never writes 0 here (a queue is disabled by a reset); ignore it.
-        if (value === 1) this.core.setQueueReady(this.queueSelect, true)
-        return
-      case C.DEVICE_FEATURE:
-      case C.NUM_QUEUES:
-      case C.CONFIG_GENERATION:
-      case C.QUEUE_NOTIFY_OFF:
-        return // read-only
-      default: {
-        const q = this.core.queueForSetup(this.queueSelect)
-        if (!q) return
-        const field = offset & ~7
-        const isHigh = offset !== field
-        if (field === C.QUEUE_DESC) q.descTable = setHalf(q.descTable, isHigh, value)
-        else if (field === C.QUEUE_DRIVER) q.availRing = setHalf(q.availRing, isHigh, value)
-        else q.usedRing = setHalf(q.usedRing, isHigh, value)
-      }
-    }
-  }
-
-  /** §4.1.5.1.2: a vector the function does not have reads back as NO_VECTOR (mapping failed). */
-  private vectorOrNone(value: number): number {
-    return value < (this.msix?.count ?? 0) ? value : VIRTIO_MSI_NO_VECTOR
-  }
-
   // --- interrupts (§4.1.4.5, §4.1.5.1.2) ---
 
   private usedBuffer(index: number): void {
     if (this.msix?.enabled) {
-      const vector = this.queueVectors[index] ?? VIRTIO_MSI_NO_VECTOR
+      const vector = this.common.queueVectors[index] ?? VIRTIO_MSI_NO_VECTOR
       if (vector !== VIRTIO_MSI_NO_VECTOR) this.msix.notify(vector)
       return
     }
@@ -455,7 +291,7 @@ export class VirtioPciTransport extends PciDevice {
     if (this.msix?.enabled) {
       // §4.1.4.5.1: the configuration bit is set even when the vector carries the news.
       this.isr |= IsrBit.CONFIG
-      if (this.configVector !== VIRTIO_MSI_NO_VECTOR) this.msix.notify(this.configVector)
+      if (this.common.configVector !== VIRTIO_MSI_NO_VECTOR) this.msix.notify(this.common.configVector)
       return
     }
     this.raiseIsr(IsrBit.CONFIG)
@@ -478,26 +314,8 @@ export class VirtioPciTransport extends PciDevice {
   /** §4.1.4.3.2: writing 0 to device_status resets the device and the transport's registers. */
   private resetDevice(): void {
     this.core.reset()
-    this.deviceFeatureSelect = this.driverFeatureSelect = this.queueSelect = 0
-    this.configVector = VIRTIO_MSI_NO_VECTOR
-    this.queueVectors.fill(VIRTIO_MSI_NO_VECTOR)
+    this.common.reset()
     this.isr = 0
     if (this.intxAsserted) this.setIntx(false)
   }
-}
-
-function isAddressField(offset: number): boolean {
-  return (
-    offset === CommonCfg.QUEUE_DESC || offset === CommonCfg.QUEUE_DRIVER || offset === CommonCfg.QUEUE_DEVICE
-  )
-}
-
-/** The natural width of the common configuration field at `offset`; 0 where none starts. */
-function fieldWidth(offset: number): number {
-  const C = CommonCfg
-  if (offset < C.CONFIG_MSIX_VECTOR) return offset % 4 === 0 ? 4 : 0
-  if (offset === C.DEVICE_STATUS || offset === C.CONFIG_GENERATION) return 1
-  if (offset < C.QUEUE_DESC) return offset % 2 === 0 ? 2 : 0
-  if (offset < C.SIZE) return offset % 4 === 0 ? 4 : 0
-  return 0
 }

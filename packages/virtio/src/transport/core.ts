@@ -38,7 +38,12 @@ export class TransportCore {
   private context: (DeviceContext & { active: boolean }) | undefined
   /** Whether the device may touch guest memory and signal the driver (PCI Bus Master Enable). */
   private busMaster = true
-  /** Held while bus mastering is off: doorbells, used-buffer interrupts, a configuration interrupt. */
+  /** The machine is paused: nothing may touch guest memory or raise an interrupt until resume. */
+  private paused = false
+  /**
+   * Held while bus mastering is off or the machine is paused: doorbells, used-buffer interrupts,
+   * a configuration interrupt; they run, in order, once both allow it again.
+   */
   private readonly heldNotify = new Set<number>()
   private readonly heldUsed = new Set<number>()
   private heldConfig = false
@@ -130,7 +135,39 @@ export class TransportCore {
   setBusMaster(enabled: boolean): void {
     if (enabled === this.busMaster) return
     this.busMaster = enabled
-    if (!enabled) return
+    if (enabled && !this.paused) this.release()
+  }
+
+  /**
+   * The machine pauses: from now on doorbells (an ioeventfd that fired before the vCPUs stopped)
+   * and interrupts are held, and the device stops its host-side sources and finishes what it had
+   * in flight (VirtioDevice.pause). Resolves when the device no longer touches guest memory.
+   */
+  async pause(): Promise<void> {
+    if (this.paused) return
+    this.paused = true
+    await this.device.pause?.()
+  }
+
+  /** The machine resumes: the device goes on, then what was held runs in order. */
+  resume(): void {
+    if (!this.paused) return
+    this.paused = false
+    try {
+      this.device.resume?.()
+    } catch (e) {
+      if (this.context) this.context.fail(e)
+      else this.needsReset(e)
+    }
+    if (this.busMaster) this.release()
+  }
+
+  /** Whether doorbells and interrupts must wait (bus mastering off, or the machine paused). */
+  private get held(): boolean {
+    return !this.busMaster || this.paused
+  }
+
+  private release(): void {
     const kicks = [...this.heldNotify]
     const used = [...this.heldUsed]
     const config = this.heldConfig
@@ -146,7 +183,7 @@ export class TransportCore {
   notify(index: number): void {
     const context = this.context
     if (!context?.active || !this.queues[index]?.ready) return
-    if (!this.busMaster) {
+    if (this.held) {
       this.heldNotify.add(index)
       return
     }
@@ -190,7 +227,7 @@ export class TransportCore {
       active: true,
       signalUsed(index: number) {
         if (!context.active) return
-        if (!core.busMaster) {
+        if (core.held) {
           core.heldUsed.add(index)
           return
         }
@@ -233,8 +270,8 @@ export class TransportCore {
   }
 
   private configInterrupt(): void {
-    if (this.busMaster) this.interrupts.configChange()
-    else this.heldConfig = true
+    if (this.held) this.heldConfig = true
+    else this.interrupts.configChange()
   }
 }
 

@@ -1,55 +1,6 @@
-// Firecracker's boot timer: one MMIO page; when the guest's init writes the byte 123 to it, the
-// VMM records the time since `vmm run` started (Firecracker
-// devices/pseudo/boot_timer.rs). Our init writes it with `devmem 0xc0000000 8 123`.
-import {
-  type ComponentType,
-  ContainerModule,
-  inject,
-  injectable,
-  type MachineControl,
-  type MmioDevice,
-  Tokens,
-} from '@vmm/core'
-
-export const BOOT_TIMER_MAGIC = 123
-
-export interface BootTimerConfig {
-  /** Print "boot-timer: guest reached init after N ms" on stderr (the `device` machine event
-   * named boot-time is always emitted). */
-  log: boolean
-}
-
-@injectable()
-export class BootTimer implements MmioDevice {
-  /** Milliseconds from process start to the guest's write, once it happened. */
-  bootMs: number | undefined
-  private readonly listeners: ((ms: number) => void)[] = []
-
-  constructor(
-    @inject(Tokens.Config) private readonly config: BootTimerConfig,
-    @inject(Tokens.MachineControl) private readonly machine: MachineControl,
-    @inject(Tokens.Id) private readonly id: string,
-  ) {}
-
-  /** Calls `f(ms)` when the guest reports that it booted. */
-  onBoot(f: (ms: number) => void): void {
-    this.listeners.push(f)
-  }
-
-  read(_offset: number, data: Uint8Array): void {
-    data.fill(0)
-  }
-
-  write(offset: number, data: Uint8Array): void {
-    if (offset !== 0 || data[0] !== BOOT_TIMER_MAGIC || this.bootMs !== undefined) return
-    // performance.now() counts from the start of this process, which is the start of `vmm run`.
-    this.bootMs = performance.now()
-    if (this.config.log)
-      process.stderr.write(`boot-timer: guest reached init after ${this.bootMs.toFixed(1)} ms\n`)
-    this.machine.report(this.id, 'boot-time', { ms: this.bootMs })
-    for (const f of this.listeners) f(this.bootMs)
-  }
-}
+// The `boot-timer` component type: the BootTimer of ./device.ts on one MMIO page.
+import { type ComponentType, ContainerModule, Tokens } from '@vmm/core'
+import { BootTimer, type BootTimerConfig } from './device.js'
 
 export const bootTimerType: ComponentType<BootTimerConfig> = {
   name: 'boot-timer',

@@ -1,4 +1,4 @@
-// The `cmos-rtc` component: the MC146818A of ./mc146818.ts on two I/O ports (0x70-0x71 on a PC)
+// The `cmos-rtc` component: the MC146818A of ./device.ts on two I/O ports (0x70-0x71 on a PC)
 // and an interrupt line (ISA IRQ 8). Linux's rtc-cmos finds it through ACPI (PNP0B00, which the
 // acpi component writes when it is given the RTC) or, without ACPI, at the PC's fixed address, and
 // sets the system clock from it at boot (CONFIG_RTC_HCTOSYS).
@@ -13,7 +13,7 @@ import {
   type PioDevice,
   Tokens,
 } from '@vmm/core'
-import { Mc146818 } from './mc146818.js'
+import { Mc146818 } from './device.js'
 
 export interface CmosRtcConfig {
   /**

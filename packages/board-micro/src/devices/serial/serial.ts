@@ -1,5 +1,6 @@
 // The serial console component: a 16550A on 8 ports with an IRQ, connected to a console backend.
 import {
+  type CharBackend,
   type Component,
   type ComponentResources,
   type ComponentType,
@@ -8,12 +9,12 @@ import {
   inject,
   injectable,
   type MachineControl,
+  openCharBackend,
   type PioDevice,
   pathSchema,
   Tokens,
 } from '@vmm/core'
-import { type ConsoleBackend, FileConsole, SocketConsole, StdioConsole } from './console.js'
-import { Uart16550 } from './uart.js'
+import { Uart16550 } from './device.js'
 
 export interface SerialConfig {
   /** stdio: the terminal; file: append output to `path`; socket: listen on Unix socket `path`; none: discard. */
@@ -39,9 +40,10 @@ export class Serial implements PioDevice, Component {
   /** The UART's first port and its GSI, for firmware tables that describe it (ACPI's COMn). */
   readonly port: number
   readonly irq: number
-  private readonly backend: ConsoleBackend | undefined
+  private readonly backend: CharBackend | undefined
   private readonly backlog: Uint8Array[] = []
   private escape = false
+  private paused = false
 
   constructor(
     @inject(Tokens.Config) config: SerialConfig,
@@ -108,13 +110,18 @@ export class Serial implements PioDevice, Component {
     this.backend?.start((bytes) => this.input(bytes))
   }
 
+  /** Machine.pause: host input is not read, and what already arrived waits here, off the UART. */
   pause(): void {
+    this.paused = true
     this.backend?.flush()
     this.backend?.pauseInput()
   }
 
+  /** Held input goes into the UART in order, and the host is read again unless too much waits. */
   resume(): void {
-    this.backend?.resumeInput()
+    this.paused = false
+    this.feed()
+    if (this.waiting() <= 65536) this.backend?.resumeInput()
   }
 
   stop(): void {
@@ -136,7 +143,7 @@ export class Serial implements PioDevice, Component {
           return
         }
         out.push(b === CTRL_A ? CTRL_A : b)
-      } else if (b === CTRL_A && this.backend instanceof StdioConsole) {
+      } else if (b === CTRL_A && this.backend?.terminal) {
         this.escape = true
       } else {
         out.push(b)
@@ -148,6 +155,8 @@ export class Serial implements PioDevice, Component {
   }
 
   private feed(): void {
+    // Paused: the UART would raise its receive interrupt; the bytes wait in the backlog.
+    if (this.paused) return
     while (this.backlog.length > 0 && this.uart.rxSpace > 0) {
       const head = this.backlog[0]!
       const n = this.uart.receive(head)
@@ -155,23 +164,23 @@ export class Serial implements PioDevice, Component {
       else this.backlog[0] = head.subarray(n)
     }
     // Backpressure: stop reading the host while more than 64 KiB waits for the guest.
-    const waiting = this.backlog.reduce((s, b) => s + b.length, 0)
+    const waiting = this.waiting()
     if (waiting > 65536) this.backend?.pauseInput()
     else if (waiting === 0) this.backend?.resumeInput()
   }
+
+  private waiting(): number {
+    return this.backlog.reduce((s, b) => s + b.length, 0)
+  }
 }
 
-function makeBackend(config: SerialConfig): ConsoleBackend | undefined {
-  switch (config.console) {
-    case 'stdio':
-      return new StdioConsole()
-    case 'file':
-      return new FileConsole(config.path!)
-    case 'socket':
-      return new SocketConsole(config.path!)
-    case 'none':
-      return undefined
-  }
+/** The serial console's back end: the terminal in raw mode; a socket keeps 1 MiB for a late client, which replaces an earlier one. */
+function makeBackend(config: SerialConfig): CharBackend | undefined {
+  if (config.console === 'none') return undefined
+  return openCharBackend(config.console, config.path, {
+    stdio: { raw: true },
+    socket: { keepWhileDisconnected: 1 << 20, secondClient: 'replace' },
+  })
 }
 
 export const serialType: ComponentType<SerialConfig> = {

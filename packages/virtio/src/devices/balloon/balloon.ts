@@ -1,5 +1,6 @@
 import { sizeSchema } from '@vmm/core'
-import { virtioMmioType } from '../../component.js'
+import { defineVirtioDevice } from '../../definition.js'
+import { virtioMmioType } from '../../mmio/component.js'
 import { BALLOON_PAGE, BalloonDevice } from './device.js'
 
 export interface BalloonConfig {
@@ -9,9 +10,11 @@ export interface BalloonConfig {
   target: number
 }
 
-export const virtioBalloonType = virtioMmioType<BalloonConfig>({
+/** The catalogue entry of virtio-balloon: both its virtio-mmio and its virtio-pci type are made from it. */
+export const balloonDefinition = defineVirtioDevice<BalloonConfig>({
   name: 'virtio-balloon',
-  description: 'virtio memory balloon (virtio-mmio): inflate/deflate, statistics, deflate-on-OOM',
+  what: 'virtio memory balloon',
+  detail: ': inflate/deflate, statistics, deflate-on-OOM',
   schema: {
     properties: {
       stats: { type: 'boolean', default: true, description: 'offer the statistics queue' },
@@ -30,3 +33,5 @@ export const virtioBalloonType = virtioMmioType<BalloonConfig>({
       targetPages: Math.floor(config.target / BALLOON_PAGE),
     }),
 })
+
+export const virtioBalloonType = virtioMmioType(balloonDefinition)

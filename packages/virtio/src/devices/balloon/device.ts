@@ -59,6 +59,9 @@ export class BalloonDevice implements VirtioDevice {
   /** The statistics buffer the driver posted, kept until the host wants fresh numbers. */
   private statsChain: DescriptorChain | undefined
   private statsWaiters: ((s: BalloonStats) => void)[] = []
+  /** The machine is paused: a statistics request waits here to give the driver its buffer at resume. */
+  private paused = false
+  private heldStatsRequest = false
   private pfns = new Uint8Array(4096)
   /** Pages discarded since the device was created, for tests and monitoring. */
   discardedPages = 0
@@ -97,10 +100,28 @@ export class BalloonDevice implements VirtioDevice {
     const chain = this.statsChain
     if (!context || !hasFeature(context.features, BalloonFeature.STATS_VQ) || !chain)
       return Promise.reject(new Error('the guest has not posted a statistics buffer'))
-    this.statsChain = undefined
     const answer = new Promise<BalloonStats>((resolve) => this.statsWaiters.push(resolve))
-    completeChain(context, STATS, chain.head, 0)
+    // Giving the buffer back writes the used ring: not while the machine is paused.
+    if (this.paused) this.heldStatsRequest = true
+    else this.returnStatsBuffer(context, chain)
     return answer
+  }
+
+  private returnStatsBuffer(context: DeviceContext, chain: DescriptorChain): void {
+    this.statsChain = undefined
+    completeChain(context, STATS, chain.head, 0)
+  }
+
+  /** The machine pauses; inflate and deflate come only through doorbells, which the transport holds. */
+  pause(): void {
+    this.paused = true
+  }
+
+  resume(): void {
+    this.paused = false
+    if (!this.heldStatsRequest) return
+    this.heldStatsRequest = false
+    if (this.context && this.statsChain) this.returnStatsBuffer(this.context, this.statsChain)
   }
 
   readConfig(offset: number, data: Uint8Array): void {
@@ -129,6 +150,7 @@ export class BalloonDevice implements VirtioDevice {
   reset(): void {
     this.context = undefined
     this.statsChain = undefined
+    this.heldStatsRequest = false
     this.config.setUint32(4, 0, true)
   }
 

@@ -1,6 +1,7 @@
 import { statSync } from 'node:fs'
 import { ConfigError, pathSchema } from '@vmm/core'
-import { virtioMmioType } from '../../component.js'
+import { defineVirtioDevice } from '../../definition.js'
+import { virtioMmioType } from '../../mmio/component.js'
 import { BLOCK_ID_BYTES, BlockDevice, SECTOR_SIZE } from './device.js'
 
 export interface BlockConfig {
@@ -11,9 +12,11 @@ export interface BlockConfig {
   serial?: string
 }
 
-export const virtioBlockType = virtioMmioType<BlockConfig>({
+/** The catalogue entry of virtio-blk: both its virtio-mmio and its virtio-pci type are made from it. */
+export const blockDefinition = defineVirtioDevice<BlockConfig>({
   name: 'virtio-blk',
-  description: 'virtio block device (virtio-mmio) over a raw image file',
+  what: 'virtio block device',
+  detail: ' over a raw image file',
   schema: {
     properties: {
       path: { ...pathSchema, description: 'the raw disk image, relative to the manifest' },
@@ -39,3 +42,5 @@ export const virtioBlockType = virtioMmioType<BlockConfig>({
   create: (config, id) =>
     new BlockDevice({ path: config.path, readOnly: config.readOnly, serial: config.serial ?? id }),
 })
+
+export const virtioBlockType = virtioMmioType(blockDefinition)

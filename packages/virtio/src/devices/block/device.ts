@@ -61,7 +61,8 @@ export class BlockDevice implements VirtioDevice {
   private context: DeviceContext | undefined
   /** Requests handed to the host and not completed: the count a reset or dispose waits for. */
   private inFlight = 0
-  private drained: (() => void) | undefined
+  /** Called once nothing is in flight (pause and dispose wait for it). */
+  private drained: (() => void)[] = []
 
   constructor(private readonly options: BlockOptions) {
     this.fd = openSync(options.path, options.readOnly ? 'r' : 'r+')
@@ -111,10 +112,23 @@ export class BlockDevice implements VirtioDevice {
     this.context = undefined
   }
 
+  /**
+   * The machine pauses: requests already handed to the host finish (their data, status byte and
+   * used entry reach guest memory; the transport holds the interrupt) before this resolves. New
+   * requests come only from doorbells, which the transport holds until resume.
+   */
+  pause(): Promise<void> {
+    return this.idle()
+  }
+
+  private idle(): Promise<void> {
+    return this.inFlight === 0 ? Promise.resolve() : new Promise<void>((r) => this.drained.push(r))
+  }
+
   /** Waits for requests in flight, then closes the image. */
   async dispose(): Promise<void> {
     this.context = undefined
-    if (this.inFlight > 0) await new Promise<void>((r) => (this.drained = r))
+    await this.idle()
     closeSync(this.fd)
   }
 
@@ -263,7 +277,7 @@ export class BlockDevice implements VirtioDevice {
   private settle(complete: () => void): void {
     this.inFlight--
     complete()
-    if (this.inFlight === 0) this.drained?.()
+    if (this.inFlight === 0) for (const f of this.drained.splice(0)) f()
   }
 
   /** Writes the status byte and returns the used length: data bytes written plus the status (§5.2.6). */

@@ -1,5 +1,6 @@
 import { ConfigError, pathSchema } from '@vmm/core'
-import { virtioMmioType } from '../../component.js'
+import { defineVirtioDevice } from '../../definition.js'
+import { virtioMmioType } from '../../mmio/component.js'
 import { type ConsoleBackend, SocketBackend, StdioBackend } from './backend.js'
 import { ConsoleDevice } from './device.js'
 
@@ -9,9 +10,12 @@ export interface ConsoleConfig {
   path?: string
 }
 
-export const virtioConsoleType = virtioMmioType<ConsoleConfig>({
+/** The catalogue entry of virtio-console: both its virtio-mmio and its virtio-pci type are made from it. */
+export const consoleDefinition = defineVirtioDevice<ConsoleConfig>({
   name: 'virtio-console',
-  description: 'virtio console (virtio-mmio, hvc0) on stdio or a Unix socket',
+  what: 'virtio console',
+  note: 'hvc0',
+  detail: ' on stdio or a Unix socket',
   schema: {
     properties: {
       backend: { enum: ['stdio', 'socket'], default: 'stdio' },
@@ -29,3 +33,5 @@ export const virtioConsoleType = virtioMmioType<ConsoleConfig>({
     return new ConsoleDevice(backend)
   },
 })
+
+export const virtioConsoleType = virtioMmioType(consoleDefinition)

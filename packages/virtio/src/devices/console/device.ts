@@ -23,9 +23,11 @@ export class ConsoleDevice implements VirtioDevice {
   private context: DeviceContext | undefined
   private readonly input: Uint8Array[] = []
   private inputBytes = 0
+  /** The machine is paused: input is held here and the backend is not read. */
+  private paused = false
 
   constructor(private readonly backend: ConsoleBackend) {
-    backend.listen((bytes) => this.receive(bytes))
+    backend.start((bytes) => this.receive(bytes))
   }
 
   /** struct virtio_console_config (§5.3.4): cols, rows, max_nr_ports are 0 without SIZE/MULTIPORT. */
@@ -59,6 +61,19 @@ export class ConsoleDevice implements VirtioDevice {
     this.context = undefined
   }
 
+  /** The machine pauses: host input stops being read; what already arrived is held. */
+  pause(): void {
+    this.paused = true
+    this.backend.pauseInput()
+  }
+
+  /** Held input goes to the guest, in order; the backend is read again unless the guest is behind. */
+  resume(): void {
+    this.paused = false
+    this.deliver()
+    if (this.inputBytes < CONSOLE_INPUT_LIMIT) this.backend.resumeInput()
+  }
+
   dispose(): void {
     this.backend.close()
   }
@@ -66,14 +81,14 @@ export class ConsoleDevice implements VirtioDevice {
   private receive(bytes: Uint8Array): void {
     this.input.push(bytes.slice())
     this.inputBytes += bytes.length
-    if (this.inputBytes >= CONSOLE_INPUT_LIMIT) this.backend.pause()
+    if (this.inputBytes >= CONSOLE_INPUT_LIMIT) this.backend.pauseInput()
     this.deliver()
   }
 
   /** Moves held input into the guest's receive buffers while both exist. */
   private deliver(): void {
     const context = this.context
-    if (!context) return
+    if (!context || this.paused) return
     while (this.input.length > 0) {
       const chain = takeChain(context, RX)
       if (!chain) return
@@ -92,7 +107,7 @@ export class ConsoleDevice implements VirtioDevice {
         return
       }
       completeChain(context, RX, chain.head, written)
-      if (this.inputBytes < CONSOLE_INPUT_LIMIT / 2) this.backend.resume()
+      if (this.inputBytes < CONSOLE_INPUT_LIMIT / 2) this.backend.resumeInput()
     }
   }
 }

@@ -58,6 +58,8 @@ export class NetDevice implements VirtioDevice {
   private readonly frame = new Uint8Array(NET_HDR_SIZE + MAX_FRAME)
   private context: DeviceContext | undefined
   private watching = false
+  /** The machine is paused: frames wait in the TAP, the TAP is not watched. */
+  private paused = false
   /** A receive chain taken while no frame was waiting; it gets the next one. */
   private rxChain: DescriptorChain | undefined
   /** The frame size a receive buffer must hold to be read into directly. */
@@ -112,6 +114,18 @@ export class NetDevice implements VirtioDevice {
     this.watch(false)
   }
 
+  /** The machine pauses: stop watching the TAP, so no frame is written into guest memory. */
+  pause(): void {
+    this.paused = true
+    this.watch(false)
+  }
+
+  /** Frames that waited in the TAP go to the guest now, in order, and the TAP is watched again. */
+  resume(): void {
+    this.paused = false
+    this.receive()
+  }
+
   dispose(): void {
     this.backend.close()
   }
@@ -137,7 +151,7 @@ export class NetDevice implements VirtioDevice {
   /** Moves frames from the backend into receive buffers while both exist. */
   private receive(): void {
     const context = this.context
-    if (!context) return
+    if (!context || this.paused) return
     for (;;) {
       const chain = this.rxChain ?? takeChain(context, RX)
       // No buffer: stop watching until the driver posts some (notify RX), so a waiting frame does

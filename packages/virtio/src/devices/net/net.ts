@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto'
-import { virtioMmioType } from '../../component.js'
+import { defineVirtioDevice } from '../../definition.js'
+import { virtioMmioType } from '../../mmio/component.js'
 import { TapBackend } from './backend.js'
 import { NetDevice, parseMac } from './device.js'
 
@@ -18,9 +19,11 @@ export function macFor(id: string): Uint8Array {
   return Uint8Array.of(0x06, 0x76, 0x6d, h[0]!, h[1]!, h[2]!)
 }
 
-export const virtioNetType = virtioMmioType<NetConfig>({
+/** The catalogue entry of virtio-net: both its virtio-mmio and its virtio-pci type are made from it. */
+export const netDefinition = defineVirtioDevice<NetConfig>({
   name: 'virtio-net',
-  description: 'virtio network device (virtio-mmio) on a Linux TAP interface',
+  what: 'virtio network device',
+  detail: ' on a Linux TAP interface',
   schema: {
     properties: {
       tap: { type: 'string', minLength: 1, maxLength: 15, description: 'TAP interface name' },
@@ -39,3 +42,5 @@ export const virtioNetType = virtioMmioType<NetConfig>({
       config.mac ? parseMac(config.mac) : macFor(id),
     ),
 })
+
+export const virtioNetType = virtioMmioType(netDefinition)

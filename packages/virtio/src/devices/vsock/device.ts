@@ -5,6 +5,15 @@ import { gather, scatter } from '../../queue/buffers.js'
 import type { DescriptorChain } from '../../queue/split-queue.js'
 import { DeviceType } from '../../spec.js'
 import {
+  type Connection,
+  type Control,
+  FIRST_LOCAL_PORT,
+  MAX_CONNECT_LINE,
+  PENDING_LIMIT,
+  type State,
+  VSOCK_BUF_ALLOC,
+} from './connection.js'
+import {
   decodeHeader,
   encodeHeader,
   HOST_CID,
@@ -17,47 +26,8 @@ import {
 
 const RX = 0
 const TX = 1
-/** The receive buffer each host-side connection advertises to the guest (buf_alloc). */
-export const VSOCK_BUF_ALLOC = 256 * 1024
-/** Host data held per connection before its socket is paused. */
-const PENDING_LIMIT = 64 * 1024
-/** Host-side ports for host-initiated connections start here, as in Firecracker. */
-const FIRST_LOCAL_PORT = 1 << 30
-/** "CONNECT <port>\n" is short; a longer first line is not the protocol. */
-const MAX_CONNECT_LINE = 32
 
-type State = 'connecting' | 'requesting' | 'established' | 'closed'
-
-/** One stream between a guest port and a host Unix socket. */
-interface Connection {
-  readonly localPort: number
-  readonly peerPort: number
-  socket: Socket
-  state: State
-  /** Host data not yet sent to the guest. */
-  pending: Buffer[]
-  pendingBytes: number
-  /** Bytes sent to the guest, and the guest's buffer as it last told us (§5.10.6.3). */
-  txCnt: number
-  peerBufAlloc: number
-  peerFwdCnt: number
-  /** Bytes from the guest passed to the host socket, and the count last told to the guest. */
-  fwdCnt: number
-  advertisedFwdCnt: number
-  /** The host side ended its stream: tell the guest after the pending data. */
-  hostEnded: boolean
-}
-
-/** A packet without payload waiting for a receive buffer. */
-interface Control {
-  localPort: number
-  peerPort: number
-  /** Absent for an RST answering a packet of no connection. */
-  conn: Connection | undefined
-  op: number
-  flags: number
-}
-
+export { VSOCK_BUF_ALLOC } from './connection.js'
 /**
  * virtio-vsock (§5.10) bridging guest AF_VSOCK streams to host Unix sockets the way Firecracker
  * does: a guest connecting to host port P reaches `<udsPath>_<P>`; a host process connects to
@@ -75,6 +45,8 @@ export class VsockDevice implements VirtioDevice {
   private readonly header = new Uint8Array(VSOCK_HDR_SIZE)
   private context: DeviceContext | undefined
   private nextLocalPort = FIRST_LOCAL_PORT
+  /** The machine is paused: packets for the guest are queued, established sockets not read. */
+  private paused = false
 
   constructor(
     readonly guestCid: number,
@@ -112,6 +84,23 @@ export class VsockDevice implements VirtioDevice {
     for (const c of this.connections.values()) c.socket.destroy()
     this.connections.clear()
     this.control.length = 0
+  }
+
+  /**
+   * The machine pauses: nothing more goes into the receive queue (control packets and data wait,
+   * in order, in `control` and each connection's `pending`) and established sockets stop being
+   * read, so host writers wait in their socket buffers.
+   */
+  pause(): void {
+    this.paused = true
+    for (const c of this.connections.values()) if (c.state === 'established') c.socket.pause()
+  }
+
+  resume(): void {
+    this.paused = false
+    for (const c of this.connections.values())
+      if (c.state === 'established' && c.pendingBytes < PENDING_LIMIT) c.socket.resume()
+    this.flush()
   }
 
   dispose(): void {
@@ -306,7 +295,7 @@ export class VsockDevice implements VirtioDevice {
   /** Fills receive buffers: control packets first, then data within each connection's credit. */
   private flush(): void {
     const context = this.context
-    if (!context) return
+    if (!context || this.paused) return
     for (;;) {
       const control = this.control[0]
       const data = control ? undefined : this.readyConnection()

@@ -1,5 +1,6 @@
 import { pathSchema } from '@vmm/core'
-import { virtioMmioType } from '../../component.js'
+import { defineVirtioDevice } from '../../definition.js'
+import { virtioMmioType } from '../../mmio/component.js'
 import { VsockDevice } from './device.js'
 
 export interface VsockConfig {
@@ -9,9 +10,11 @@ export interface VsockConfig {
   path: string
 }
 
-export const virtioVsockType = virtioMmioType<VsockConfig>({
+/** The catalogue entry of virtio-vsock: both its virtio-mmio and its virtio-pci type are made from it. */
+export const vsockDefinition = defineVirtioDevice<VsockConfig>({
   name: 'virtio-vsock',
-  description: 'virtio socket device (virtio-mmio): guest AF_VSOCK to host Unix sockets, as Firecracker',
+  what: 'virtio socket device',
+  detail: ': guest AF_VSOCK to host Unix sockets, as Firecracker',
   schema: {
     properties: {
       cid: { type: 'integer', minimum: 3, maximum: 0xffff_fffe, default: 3 },
@@ -21,3 +24,5 @@ export const virtioVsockType = virtioMmioType<VsockConfig>({
   },
   create: (config) => new VsockDevice(config.cid, config.path),
 })
+
+export const virtioVsockType = virtioMmioType(vsockDefinition)

@@ -1,7 +1,6 @@
-import type { PioDevice } from '../bus/device.js'
-import type { ComponentType } from '../component/component-type.js'
-import { Tokens } from '../component/tokens.js'
-import { ContainerModule, inject, injectable } from '../vendor/inversify.js'
+import type { PioDevice } from '../../bus/device.js'
+import { Tokens } from '../../component/tokens.js'
+import { inject, injectable } from '../../vendor/inversify.js'
 
 export interface DebugconConfig {
   output: 'stdout' | 'stderr' | 'none'
@@ -31,16 +30,4 @@ export class Debugcon implements PioDevice {
     this.chunks.push(bytes)
     if (this.config.output !== 'none') process[this.config.output].write(bytes)
   }
-}
-
-export const debugconType: ComponentType<DebugconConfig> = {
-  name: 'debugcon',
-  description: 'Bochs/QEMU debug console: guest writes to its port go to the host (port 0xe9 by convention)',
-  schema: {
-    properties: { output: { enum: ['stdout', 'stderr', 'none'], default: 'stdout' } },
-  },
-  resources: () => [{ kind: 'pio', name: 'port', size: 1 }],
-  module: new ContainerModule(({ bind }) => {
-    bind(Tokens.Component).to(Debugcon)
-  }),
 }

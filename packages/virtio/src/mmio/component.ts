@@ -12,21 +12,21 @@ import {
   Tokens,
   type VirtualMachine,
 } from '@vmm/core'
-import type { VirtioDevice } from './device.js'
-import { acceleratorFor } from './mmio/kvm.js'
-import { MMIO_WINDOW_SIZE, VirtioMmioTransport } from './mmio/transport.js'
+import {
+  DeviceFactory,
+  mmioDescription,
+  type VirtioDeviceDefinition,
+  type VirtioDeviceFactory,
+} from '../definition.js'
+import type { VirtioDevice } from '../device.js'
+import { acceleratorFor } from './accelerator.js'
+import { MMIO_WINDOW_SIZE, VirtioMmioTransport } from './transport.js'
 
 /** Options every virtio-mmio component has besides its device's own. */
 export interface VirtioMmioOptions {
   /** Use ioeventfd/irqfd where the hypervisor has them (default true); false forces trapped MMIO. */
   accelerate?: boolean
 }
-
-/** Builds the device of a virtio component from its validated config. */
-export type VirtioDeviceFactory = (config: Record<string, unknown>, id: string) => VirtioDevice
-
-/** Where a virtio component type's module binds its VirtioDeviceFactory (the PCI variants reuse it). */
-export const DeviceFactory: symbol = Symbol.for('@vmm/virtio:DeviceFactory')
 
 /**
  * A virtio device on the virtio-mmio transport as a machine component: an MMIO window `regs` of
@@ -69,6 +69,15 @@ export class VirtioMmio implements MmioDevice, Component {
     if (accelerator) this.transport.accelerate(this.base, accelerator)
   }
 
+  /** Machine.pause: no guest memory access or interrupt from this device until resume. */
+  pause(): Promise<void> {
+    return this.transport.pause()
+  }
+
+  resume(): void {
+    this.transport.resume()
+  }
+
   dispose(): Promise<void> {
     return this.transport.dispose()
   }
@@ -95,25 +104,21 @@ const commonSchema: Record<string, JsonSchema> = {
   },
 }
 
-/** A component type for a virtio-mmio device whose config `C` is described by `schema`. */
-export function virtioMmioType<C>(spec: {
-  name: string
-  description: string
-  schema: { properties: Record<string, JsonSchema>; required?: readonly string[] }
-  resources?: ComponentType<C>['resources']
-  create(config: C, id: string): VirtioDevice
-}): ComponentType<C & VirtioMmioOptions> {
+/** The virtio-mmio component type of a catalogue entry: its schema plus `accelerate`, a window and an IRQ. */
+export function virtioMmioType<C>(
+  definition: VirtioDeviceDefinition<C>,
+): ComponentType<C & VirtioMmioOptions> {
   return {
-    name: spec.name,
-    description: spec.description,
-    schema: { ...spec.schema, properties: { ...spec.schema.properties, ...commonSchema } },
+    name: definition.name,
+    description: mmioDescription(definition as VirtioDeviceDefinition<never>),
+    schema: { ...definition.schema, properties: { ...definition.schema.properties, ...commonSchema } },
     resources: (config) => [
-      ...(spec.resources?.(config) ?? []),
+      ...(definition.resources?.(config) ?? []),
       { kind: 'mmio', name: 'regs', size: MMIO_WINDOW_SIZE, align: MMIO_WINDOW_SIZE },
       { kind: 'irq', name: 'irq' },
     ],
     module: new ContainerModule(({ bind }) => {
-      bind(DeviceFactory).toConstantValue(spec.create as unknown as VirtioDeviceFactory)
+      bind(DeviceFactory).toConstantValue(definition.create as unknown as VirtioDeviceFactory)
       bind(Tokens.Component).to(VirtioMmio)
     }),
   }

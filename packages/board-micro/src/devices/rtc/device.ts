@@ -1,13 +1,5 @@
 // The PC's CMOS real-time clock, a Motorola MC146818A: ports 0x70 (index) and 0x71 (data),
-// ISA IRQ 8. Register map and bit meanings from the MC146818A datasheet ("Address Map",
-// "Register A".."Register D") as the Intel PCH datasheets keep them for the PC's RTC:
-//   0x00 seconds  0x01 seconds alarm  0x02 minutes  0x03 minutes alarm  0x04 hours  0x05 hours alarm
-//   0x06 day of week (1 = Sunday)  0x07 day of month  0x08 month  0x09 year (00-99)
-//   0x0A register A: UIP (7, read-only), divider DV (6:4, 010 = 32.768 kHz running), rate RS (3:0)
-//   0x0B register B: SET (7), PIE (6), AIE (5), UIE (4), SQWE (3), DM binary (2), 24/12 (1), DSE (0)
-//   0x0C register C (read-only, cleared by reading): IRQF (7), PF (6), AF (5), UF (4)
-//   0x0D register D: VRT (7), the battery is good
-//   0x0E-0x7F: battery-backed RAM; 0x32 is the century (the FADT's CENTURY field points at it).
+// ISA IRQ 8. The register map and bits are in ./registers.ts, the time base in ./clock.ts.
 //
 // The clock is the host's wall clock plus an offset the guest moves by setting the time, so it
 // keeps running while the machine is paused, as a battery-backed clock would. Flags are brought up
@@ -15,86 +7,55 @@
 // while an interrupt is enabled, to raise IRQ 8 on time.
 
 import type { InterruptLine } from '@vmm/core'
+import {
+  type Fields,
+  fieldsOf,
+  fromBcd,
+  hostClock,
+  mod,
+  msOf,
+  periodicIntervalMs,
+  type RtcClock,
+  toBcd,
+} from './clock.js'
+import {
+  A_DV_MASK,
+  A_DV_RUNNING,
+  A_RS_MASK,
+  A_UIP,
+  ALARM_ANY,
+  B_24H,
+  B_AIE,
+  B_DM_BINARY,
+  B_PIE,
+  B_SET,
+  B_UIE,
+  C_AF,
+  C_IRQF,
+  C_PF,
+  C_UF,
+  D_VRT,
+  REG_A,
+  REG_B,
+  REG_C,
+  REG_CENTURY,
+  REG_D,
+  REG_DAY_OF_MONTH,
+  REG_DAY_OF_WEEK,
+  REG_HOURS,
+  REG_HOURS_ALARM,
+  REG_MINUTES,
+  REG_MINUTES_ALARM,
+  REG_MONTH,
+  REG_SECONDS,
+  REG_SECONDS_ALARM,
+  REG_YEAR,
+} from './registers.js'
 
-const REG_SECONDS = 0x00
-const REG_SECONDS_ALARM = 0x01
-const REG_MINUTES = 0x02
-const REG_MINUTES_ALARM = 0x03
-const REG_HOURS = 0x04
-const REG_HOURS_ALARM = 0x05
-const REG_DAY_OF_WEEK = 0x06
-const REG_DAY_OF_MONTH = 0x07
-const REG_MONTH = 0x08
-const REG_YEAR = 0x09
-export const REG_A = 0x0a
-export const REG_B = 0x0b
-export const REG_C = 0x0c
-export const REG_D = 0x0d
-/** The century byte, where the IBM PC/AT BIOS keeps it (the FADT's CENTURY names this index). */
-export const REG_CENTURY = 0x32
-
-export const A_UIP = 0x80
-const A_DV_MASK = 0x70
-/** DV = 010: the 32.768 kHz time base, dividers running. 11x holds the divider chain in reset. */
-const A_DV_RUNNING = 0x20
-const A_RS_MASK = 0x0f
-
-export const B_SET = 0x80
-export const B_PIE = 0x40
-export const B_AIE = 0x20
-export const B_UIE = 0x10
-export const B_DM_BINARY = 0x04
-export const B_24H = 0x02
-
-export const C_IRQF = 0x80
-export const C_PF = 0x40
-export const C_AF = 0x20
-export const C_UF = 0x10
-
-const D_VRT = 0x80
-/** Alarm bytes with both top bits set match every value ("don't care"). */
-const ALARM_ANY = 0xc0
 /** The update cycle takes 1984 µs and UIP rises 244 µs before it (datasheet "Update Cycle"). */
 const UIP_LEAD_MS = 0.244
 /** Node timers cannot wake faster than this; faster periodic rates coalesce (PF is a flag, not a count). */
 const MIN_TIMER_MS = 1
-
-/** The broken-down time the registers show, in UTC fields of the guest's clock. */
-interface Fields {
-  sec: number
-  min: number
-  hour: number
-  mday: number
-  /** 1-12. */
-  mon: number
-  /** The full year: century register x 100 + year register. */
-  year: number
-}
-
-/** The host clock and timers the RTC runs on (Date.now and setTimeout; tests pass fakes). */
-export interface RtcClock {
-  now(): number
-  setTimeout(f: () => void, ms: number): unknown
-  clearTimeout(handle: unknown): void
-}
-
-export const hostClock: RtcClock = {
-  now: () => Date.now(),
-  setTimeout: (f, ms) => {
-    const t = setTimeout(f, ms)
-    t.unref() // a guest with a pending RTC alarm must not keep a finished vmm alive
-    return t
-  },
-  clearTimeout: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
-}
-
-/** The periodic interrupt period for a rate select value, in ms, or 0 when off (datasheet table 5). */
-export function periodicIntervalMs(rs: number): number {
-  if (rs === 0) return 0
-  // RS 1 and 2 repeat RS 8 and 9 on a 32.768 kHz time base; RS n >= 3 divides by 2^(n-1).
-  const n = rs <= 2 ? rs + 7 : rs
-  return (2 ** (n - 1) / 32768) * 1000
-}
 
 export class Mc146818 {
   private index = 0
@@ -405,38 +366,4 @@ export class Mc146818 {
     if (this.timer !== undefined) this.clock.clearTimeout(this.timer)
     this.timer = undefined
   }
-}
-
-/** The fields' time, ms since the epoch; out-of-range fields roll over as Date.UTC rolls them. */
-function msOf(f: Fields): number {
-  // Not Date.UTC: it reads years 0-99 as 1900-1999.
-  const d = new Date(0)
-  d.setUTCFullYear(f.year, f.mon - 1, f.mday)
-  d.setUTCHours(f.hour, f.min, f.sec, 0)
-  const ms = d.getTime()
-  return Number.isFinite(ms) ? ms : 0
-}
-
-function fieldsOf(ms: number): Fields {
-  const d = new Date(ms)
-  return {
-    sec: d.getUTCSeconds(),
-    min: d.getUTCMinutes(),
-    hour: d.getUTCHours(),
-    mday: d.getUTCDate(),
-    mon: d.getUTCMonth() + 1,
-    year: d.getUTCFullYear(),
-  }
-}
-
-function toBcd(n: number): number {
-  return ((Math.floor(n / 10) % 10) << 4) | (n % 10)
-}
-
-function fromBcd(b: number): number {
-  return (b >> 4) * 10 + (b & 0x0f)
-}
-
-function mod(a: number, n: number): number {
-  return ((a % n) + n) % n
 }

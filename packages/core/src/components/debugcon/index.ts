@@ -1,0 +1,3 @@
+// debugcon: the model (device.ts) and its component type (debugcon.ts).
+export * from './debugcon.js'
+export * from './device.js'

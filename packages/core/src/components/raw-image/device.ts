@@ -1,0 +1,46 @@
+import { readFileSync } from 'node:fs'
+import { guestAddress } from '../../address.js'
+import type { Component, LoadContext } from '../../component/component-type.js'
+import { Tokens } from '../../component/tokens.js'
+import { inject, injectable } from '../../vendor/inversify.js'
+
+export interface RawImageConfig {
+  /** The binary, relative to the manifest. */
+  file: string
+  /** Guest physical load address. */
+  address: number
+  /** Real-mode entry point; defaults to the load address as cs = address >> 4, ip = address & 0xf. */
+  entry?: { cs: number; ip: number }
+  /** Which vCPU starts there. */
+  vcpu: number
+}
+
+/**
+ * A raw binary guest: copied to `address` and entered in 16-bit real mode at cs:ip with every data
+ * segment equal to cs (like a DOS .COM program). What `vmm run` executes until boards exist; tests
+ * and the boot benchmark use it.
+ */
+@injectable()
+export class RawImage implements Component {
+  constructor(
+    @inject(Tokens.Config) private readonly config: RawImageConfig,
+    @inject(Tokens.Id) private readonly id: string,
+  ) {}
+
+  load({ memory, vcpus }: LoadContext): void {
+    const { file, address, vcpu: index } = this.config
+    memory.write(guestAddress(address), readFileSync(file))
+    const vcpu = vcpus[index]
+    if (!vcpu) throw new Error(`${this.id}: the machine has no vCPU ${index}`)
+    const entry = this.config.entry ?? { cs: address >>> 4, ip: address & 0xf }
+    const sregs = vcpu.getSregs()
+    for (const seg of [sregs.cs, sregs.ds, sregs.es, sregs.fs, sregs.gs, sregs.ss]) {
+      seg.selector = entry.cs
+      seg.base = BigInt(entry.cs * 16)
+      seg.limit = 0xffff
+    }
+    sregs.cr0 &= ~1n // real mode
+    vcpu.setSregs(sregs)
+    vcpu.setRegs({ ...vcpu.getRegs(), rip: BigInt(entry.ip), rflags: 2n, rsp: 0n })
+  }
+}
