@@ -9,8 +9,13 @@ cd "$(dirname "$0")/.."
 # binutils: tests assemble their tiny guests; lz4: unpacks Debian's kernel for loader tests (and
 # the guest kernel's LZ4 bzImage); cpio: checks the initramfs writer; acpica-tools: iasl
 # disassembles our ACPI tables in tests; make gcc libc6-dev bc bison flex perl libelf-dev xz-utils
-# tar patch: building the default guest kernel from Debian's linux-source (packages/image).
-PACKAGES="binutils lz4 cpio acpica-tools make gcc libc6-dev bc bison flex perl libelf-dev xz-utils tar patch"
+# tar patch: building the default guest kernel from Debian's linux-source (packages/image);
+# linux-source-6.1: its tarball in /usr/src, which the kernel patch check applies kernel/patches to
+# (packages/image/test/kernel.test.ts) and the guest build then uses instead of downloading it;
+# busybox-static: /bin/busybox, for the busybox checks of guest/ (packages/image/test/initramfs.test.ts).
+PACKAGES="binutils lz4 cpio acpica-tools make gcc libc6-dev bc bison flex perl libelf-dev xz-utils tar patch linux-source-6.1"
+# Debian's busybox (dynamic) also installs /bin/busybox and conflicts with busybox-static: either does.
+[ -x /bin/busybox ] || PACKAGES="$PACKAGES busybox-static"
 missing=""
 for p in $PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -17,7 +17,7 @@ if (!guest) {
   process.exit(1)
 }
 linkDefaultGuest(guest, join(dirname(manifest), '.guest'))
-const r = spawnSync(process.execPath, [join(root, 'packages/core/dist/cli/main.js'), 'run', manifest], {
+const r = spawnSync(process.execPath, [join(root, 'packages/cli/dist/main.js'), 'run', manifest], {
   stdio: 'inherit',
 })
 process.exit(r.status ?? 1)

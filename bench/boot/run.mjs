@@ -141,8 +141,7 @@ components:
 writeFileSync(join(dir, 'package.json'), '{}')
 execSync(`ln -s ${join(root, 'node_modules')} ${join(dir, 'node_modules')}`)
 
-const vmm = () =>
-  run('vmm', process.execPath, [join(root, 'packages/core/dist/cli/main.js'), 'run', manifest])
+const vmm = () => run('vmm', process.execPath, [join(root, 'packages/cli/dist/main.js'), 'run', manifest])
 const qemu = () =>
   run('qemu', 'qemu-system-x86_64', [
     ...['-M', 'microvm,x-option-roms=off,rtc=off', '-enable-kvm', '-m', String(MEMORY_MIB)],

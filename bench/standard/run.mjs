@@ -35,7 +35,7 @@ linkDefaultGuest(guest, join(root, 'examples/.guest'))
 // What the example machine has, read from its effective form so both sides get the same.
 const effective = execFileSync(
   process.execPath,
-  [join(root, 'packages/core/dist/cli/main.js'), 'validate', EXAMPLE, '--print'],
+  [join(root, 'packages/cli/dist/main.js'), 'validate', EXAMPLE, '--print'],
   {
     cwd: root,
   },
@@ -51,7 +51,7 @@ const vcpus = Number(field(/^\s+vcpus: (\d+)$/m, 'the vCPU count'))
 const disk = field(/^\s+path: (\S+)$/m, 'the disk image') // absolute in the effective form
 
 // The example itself: its serial console is stdio, which the bench reads.
-const vmmArgs = [join(root, 'packages/core/dist/cli/main.js'), 'run', EXAMPLE]
+const vmmArgs = [join(root, 'packages/cli/dist/main.js'), 'run', EXAMPLE]
 const qemuArgs = [
   ...['-M', 'q35', '-enable-kvm', '-m', `${memoryBytes / 2 ** 20}M`, '-smp', String(vcpus)],
   ...['-nodefaults', '-nographic', '-serial', 'stdio', '-no-reboot'],

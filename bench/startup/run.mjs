@@ -15,7 +15,7 @@ const ROUNDS = Number(process.env.ROUNDS ?? 10)
 const GREETING = 'hello from the guest\n'
 const exampleDir = join(root, 'examples/debug-exit-machine')
 const manifest = join(exampleDir, 'machine.yaml')
-const main = join(root, 'packages/core/dist/cli/main.js')
+const main = join(root, 'packages/cli/dist/main.js')
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b)

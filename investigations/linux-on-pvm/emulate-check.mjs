@@ -59,7 +59,7 @@ execFileSync('ld', [
 const g = longModeVm(new Uint8Array(readFileSync(join(dir, 'g.bin'))), { pit: false })
 const log = []
 await g.vcpu.run({
-  pioIn: (p, d) => d.fill(0),
+  pioIn: (_p, d) => d.fill(0),
   pioOut: (p, d, v) => {
     if (p === 0xe0)
       log.push(
@@ -70,7 +70,7 @@ await g.vcpu.run({
       v.kick()
     }
   },
-  mmioRead: (a, d) => d.fill(0),
+  mmioRead: (_a, d) => d.fill(0),
   mmioWrite: () => {},
   onExit: (e, v) => {
     const done = completeEmulationFailure(e, v)

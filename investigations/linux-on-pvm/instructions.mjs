@@ -183,7 +183,7 @@ export async function runInstructions({ osxsave = true } = {}) {
   const result = INSTRUCTIONS.map(() => 'ok')
   const which = (rip) => ranges.findIndex(([s, e]) => rip >= s && rip < e)
   const h = {
-    pioIn: (p, d) => d.fill(0),
+    pioIn: (_p, d) => d.fill(0),
     pioOut: (p, d, v) => {
       if (p === 0x10) v.kick() // the end of the list (hlt would wait for ever with the irqchip)
       if (p !== 0xe0) return
@@ -198,7 +198,7 @@ export async function runInstructions({ osxsave = true } = {}) {
       result[i] = `exception #${vec}`
       v.setRegs({ ...r, rip: BigInt(ranges[i][1]), rsp: BigInt(sp + 40), rflags: 2n })
     },
-    mmioRead: (a, d) => d.fill(0),
+    mmioRead: (_a, d) => d.fill(0),
     mmioWrite: () => {},
     onExit: (e, v) => {
       if (e.kind === 'internal-error') {

@@ -333,7 +333,7 @@ export async function runTimer(name, seconds = 3) {
   const { vcpu, dv } = g
   const events = []
   const h = {
-    pioIn: (p, d) => d.fill(0xff),
+    pioIn: (_p, d) => d.fill(0xff),
     pioOut: (p, d, v) => {
       if (p === 0xe0) {
         const r = v.getRegs()
@@ -351,7 +351,7 @@ export async function runTimer(name, seconds = 3) {
       if (e.kind === 'hlt') return 'resume'
       if (e.kind !== 'kick')
         events.push(
-          JSON.stringify(e, (k, x) =>
+          JSON.stringify(e, (_k, x) =>
             typeof x === 'bigint'
               ? hex(x)
               : x instanceof Uint8Array

@@ -96,7 +96,7 @@ vcpu.setSregs(s)
 const log = []
 const t = setTimeout(() => vcpu.kick(), 5000)
 const exit = await vcpu.run({
-  pioIn: (p, d) => d.fill(0),
+  pioIn: (_p, d) => d.fill(0),
   pioOut: (p, d, v) => {
     const r = v.getRegs()
     const cs = v.getSregs().cs
@@ -111,7 +111,7 @@ const exit = await vcpu.run({
       )
     v.kick()
   },
-  mmioRead: (a, d) => d.fill(0),
+  mmioRead: (_a, d) => d.fill(0),
   mmioWrite: () => {},
   onExit: (e) => {
     log.push(

@@ -12,7 +12,7 @@ import { gzipCpio, writeCpio } from '@vmm/image'
 
 const here = dirname(fileURLToPath(import.meta.url))
 export const root = join(here, '../..')
-export const vmmCli = join(root, 'packages/core/dist/cli/main.js')
+export const vmmCli = join(root, 'packages/cli/dist/main.js')
 
 /** examples/micro.yaml's command line; the virtio-mmio devices append their virtio_mmio.device=. */
 export const MICRO_CMDLINE =

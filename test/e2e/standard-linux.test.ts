@@ -31,7 +31,7 @@ import { describe, expect, it } from 'vitest'
 import { consoleOf, defaultGuest, type GuestConsole } from './console.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '../..')
-const cli = join(root, 'packages/core/dist/cli/main.js')
+const cli = join(root, 'packages/cli/dist/main.js')
 const kvmUnavailable = Kvm.unavailableReason()
 if (kvmUnavailable) console.warn(`[standard-board Linux end-to-end test skipped] ${kvmUnavailable}`)
 

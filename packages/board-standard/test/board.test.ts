@@ -1,80 +1,15 @@
-// The standard board as a machine: the manifest's components built by the plugin, the ACPI tables
-// in guest memory where Linux looks, and a guest on the real /dev/kvm that finds the PCI test
-// device through 0xCF8/0xCFC, sizes and programs its BAR, talks to it, reads its MSI-X capability
-// and powers off through ACPI.
+// The standard board as a machine on the test hypervisor: the manifest's components built by the
+// plugin, the ACPI tables in guest memory where Linux looks, the power button, PCI hot-plug and
+// ACPI S5. (A guest on the real /dev/kvm: board.kvm.test.ts.)
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { register as registerMicro } from '@vmm/board-micro'
-import { ComponentRegistry, type Debugcon, Machine, type PluginRegistry, registerBuiltins } from '@vmm/core'
+import { Machine } from '@vmm/core'
 import { TestHypervisor } from '@vmm/core/testing'
-import { Kvm, KvmHypervisor, KvmVirtualMachine } from '@vmm/kvm'
-import {
-  type PciHostBridgeComponent,
-  type PciTestDeviceComponent,
-  TESTDEV_DEVICE,
-  TESTDEV_ID,
-  TESTDEV_VENDOR,
-} from '@vmm/pci'
+import type { PciHostBridgeComponent, PciTestDeviceComponent } from '@vmm/pci'
 import { describe, expect, it, vi } from 'vitest'
-import { type Acpi, register } from '../src/index.js'
-import { GUEST_BAR0, pciProbeKernel } from './guest.js'
-
-const kvmUnavailable = Kvm.unavailableReason()
-if (kvmUnavailable) console.warn(`[standard board KVM tests skipped] ${kvmUnavailable}`)
-
-const PM_PORT = 0x600
-
-function registry() {
-  const r = registerBuiltins(new ComponentRegistry())
-  registerMicro(r as unknown as PluginRegistry)
-  register(r as unknown as PluginRegistry)
-  return r
-}
-
-function manifest(kernel: string, memoryModel: 'stacked' | 'flat' = 'stacked', raw?: string) {
-  const boot = raw
-    ? { type: 'raw-image', file: raw, address: 0x10000 }
-    : { type: 'linux', kernel, cmdline: 'console=ttyS0', entry: 'linux64' }
-  return {
-    machine: {
-      memory: '64MiB',
-      vcpus: 2,
-      irqchip: true,
-      memoryModel,
-      layout: { mmio: { base: 0xc0000000, size: 0x3ec00000 } },
-    },
-    components: {
-      kernel: boot,
-      serial: { type: 'serial', console: 'none', resources: { port: 0x3f8, irq: 4 } },
-      pci: {
-        type: 'pci-host-bridge',
-        buses: 1,
-        resources: {
-          config: 0xcf8,
-          ecam: 0xe0000000,
-          mmio32: 0xc0000000,
-          inta: 16,
-          intb: 17,
-          intc: 18,
-          intd: 19,
-        },
-      },
-      testdev: { type: 'pci-testdev', bus: 'pci' },
-      acpi: {
-        type: 'acpi',
-        pci: 'pci',
-        serial: ['serial'],
-        ...(raw ? {} : { kernel: 'kernel' }),
-        i8042: false,
-        resources: { pm: PM_PORT, sci: 9 },
-      },
-      console: { type: 'debugcon', output: 'none', resources: { port: 0xe9 } },
-    },
-  }
-}
-
-const kernel = () => pciProbeKernel(((TESTDEV_DEVICE << 16) | TESTDEV_VENDOR) >>> 0, PM_PORT)
+import type { Acpi } from '../src/index.js'
+import { manifest, PM_PORT, registry } from './board-machine.js'
 
 /** A real-mode guest for the test hypervisor: S5 to the sleep control register, then hlt. */
 function poweroffImage(): string {
@@ -247,85 +182,9 @@ describe('standard board components (test hypervisor)', () => {
     })
     try {
       const result = await m.run()
-      expect(result).toMatchObject({
-        status: 'guest-poweroff',
-        code: 0,
-        reason: 'guest powered off (ACPI S5)',
-      })
+      expect(result).toMatchObject({ status: 'guest-poweroff', code: 0, reason: 'guest powered off (ACPI S5)' })
     } finally {
       await m.dispose()
-    }
-  })
-})
-
-describe.skipIf(kvmUnavailable)('standard board on /dev/kvm', () => {
-  it.each(['stacked', 'flat'] as const)(
-    'a guest finds the device through 0xCF8/0xCFC, sizes and moves BAR0, talks to it and powers off (%s memory)',
-    async (model) => {
-      const hypervisor = new KvmHypervisor(Kvm.open())
-      const m = await Machine.fromObject(manifest(kernel(), model), { hypervisor, registry: registry() })
-      try {
-        const result = await m.run()
-        const text = m.component<Debugcon>('console').text
-        const hex = (n: number) => (n >>> 0).toString(16).padStart(8, '0')
-        expect(text).toBe(
-          [
-            'found at device 00000001',
-            'bar0 mask fffff000',
-            'bar0 size 00001000',
-            `bar0 ${hex(GUEST_BAR0)}`,
-            `id ${hex(TESTDEV_ID)}`,
-            `liveness ${hex(~0x12345678)}`,
-            `msix at ${hex(0x7c)} vectors 00000004`, // after the PCI Express capability at 0x40,
-            'poweroff',
-            '',
-          ].join('\n'),
-        )
-        expect(result).toMatchObject({
-          status: 'guest-poweroff',
-          code: 0,
-          reason: 'guest powered off (ACPI S5)',
-        })
-        const dev = m.component<PciTestDeviceComponent>('testdev').device
-        expect(dev.scratch).toBe(0x12345678)
-        expect(dev.decodedAddress(0)).toBe(GUEST_BAR0)
-        expect(m.component<PciHostBridgeComponent>('pci').router.name).toBe('kvm-irqfd')
-        // The 64-bit boot protocol's boot_params.acpi_rsdp_addr points at the RSDP.
-        expect(m.memory.readU64((0x7000 + 0x70) as never)).toBe(0xe0000n)
-      } finally {
-        await m.dispose()
-        hypervisor.dispose()
-      }
-    },
-  )
-})
-
-describe.skipIf(kvmUnavailable)('MSI routing on /dev/kvm', () => {
-  it('installs GSI routes with the default irqchip entries and signals vectors through irqfd', async () => {
-    const { GsiMsiRouter } = await import('@vmm/pci')
-    const kvm = Kvm.open()
-    const vm = kvm.createVm()
-    try {
-      vm.createIrqchip()
-      const kvmVm = new KvmVirtualMachine(vm)
-      const router = new GsiMsiRouter(kvmVm.msiRouting!, kvmVm.notifiers!)
-      const vectors = [router.allocate(), router.allocate()]
-      vectors[0]!.update({ address: 0xfee00000, data: 0x4041 })
-      vectors[1]!.update({ address: 0xfee01000, data: 0x4042 })
-      // KVM_SET_GSI_ROUTING and KVM_IRQFD accept the table and the eventfds; no vCPU runs, so the
-      // interrupt stays pending in the LAPIC.
-      for (const v of vectors) v.signal()
-      expect(
-        router
-          .table()
-          .filter((r) => r.type === 'msi')
-          .map((r) => r.gsi),
-      ).toEqual([24, 25])
-      router.dispose()
-      expect(router.table().some((r) => r.type === 'msi')).toBe(false)
-    } finally {
-      vm.dispose()
-      kvm.close()
     }
   })
 })

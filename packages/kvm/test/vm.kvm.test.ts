@@ -1,8 +1,8 @@
-// Guests on the real /dev/kvm: the system handle, errors, exits, memory, long mode, SMP, pause.
+// Guests on the real /dev/kvm: the system handle, errors, exits, memory, long mode, SMP, pause
+// (kvm tier; the errors of opening it without one are in open.test.ts).
 import { readdirSync, readFileSync } from 'node:fs'
 import { afterEach, describe, expect, it } from 'vitest'
-import { unavailableFromOpenError } from '../src/errors.js'
-import { Kvm, KvmUnavailableError, type Vcpu, type VcpuExit } from '../src/index.js'
+import { Kvm, type Vcpu, type VcpuExit } from '../src/index.js'
 import { assemble } from '../src/testing.js'
 import {
   type Guest,
@@ -19,37 +19,6 @@ let guest: Guest | undefined
 afterEach(() => {
   guest?.dispose()
   guest = undefined
-})
-
-describe('opening /dev/kvm', () => {
-  it('names a missing device', () => {
-    const e = (() => {
-      try {
-        Kvm.open('/nonexistent/kvm')
-      } catch (e) {
-        return e
-      }
-    })()
-    expect(e).toBeInstanceOf(KvmUnavailableError)
-    expect((e as KvmUnavailableError).reason).toBe('missing')
-    expect((e as Error).message).toContain('/nonexistent/kvm does not exist')
-  })
-
-  it('names a device it has no permission to open', () => {
-    // As root we cannot make open() fail with EACCES, so the classification is checked directly.
-    const eacces = Object.assign(new Error('open failed: EACCES (Permission denied)'), {
-      code: 'EACCES',
-      errno: -13,
-      syscall: 'open',
-    })
-    const e = unavailableFromOpenError('/dev/kvm', eacces)
-    expect(e.reason).toBe('permission')
-    expect(e.message).toContain('no permission to open /dev/kvm')
-  })
-
-  it('names a file that is not the KVM device', () => {
-    expect(() => Kvm.open('/dev/null')).toThrow(/does not answer KVM_GET_API_VERSION \(ENOTTY\)/)
-  })
 })
 
 describe.skipIf(kvmUnavailable)('KVM system and VM (real /dev/kvm)', () => {

@@ -4,9 +4,9 @@ import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 import { fixture, helloGuest } from './fixtures.js'
 
-// The CLI is tested as users run it: the built dist/cli/main.js in a child process (`pnpm test`
+// The CLI is tested as users run it: the built dist/main.js in a child process (`pnpm test`
 // builds first).
-const main = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url))
+const main = fileURLToPath(new URL('../dist/main.js', import.meta.url))
 const example = fileURLToPath(new URL('../../../examples/debug-exit-machine/machine.yaml', import.meta.url))
 
 function vmm(...args: string[]) {

@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // The `vmm` command. Startup time is part of boot time. Core is imported as the one module
-// `../index.js`, which `pnpm build` makes a single-file bundle (scripts/build-dist.mjs): plugins
-// import @vmm/core and get that same module, so a run reads and compiles core once; ajv is loaded
-// only for plugin schemas and nothing loads a hypervisor before `run` needs one.
+// `@vmm/core`, which `pnpm build` makes a single-file bundle (packages/core/scripts/build-dist.mjs):
+// plugins import @vmm/core and get that same module (Node resolves the workspace link to the same
+// file), so a run reads and compiles core once; every import of it here is dynamic, so `--help`
+// loads nothing; ajv is loaded only for plugin schemas and nothing loads a hypervisor before `run`
+// needs one.
 
 import { parseArgs } from 'node:util'
 
@@ -53,7 +55,7 @@ async function main(argv: string[]): Promise<number> {
   }
   if (extra.length > 0) throw new UsageError(`unexpected arguments: ${extra.join(' ')}`)
   if (command === 'schema') {
-    const { ComponentRegistry, registerBuiltins, manifestSchema } = await import('../index.js')
+    const { ComponentRegistry, registerBuiltins, manifestSchema } = await import('@vmm/core')
     process.stdout.write(
       `${JSON.stringify(manifestSchema(registerBuiltins(new ComponentRegistry())), null, 2)}\n`,
     )
@@ -66,7 +68,7 @@ async function main(argv: string[]): Promise<number> {
   mark('manifest read, validated and resolved (including module loading)')
   if (command === 'validate') {
     if (values.print) {
-      const { printEffective } = await import('../index.js')
+      const { printEffective } = await import('@vmm/core')
       process.stdout.write(printEffective(resolved))
     } else process.stdout.write(`${file}: ok (${resolved.components.length} components)\n`)
     return 0
@@ -86,14 +88,14 @@ async function main(argv: string[]): Promise<number> {
 }
 
 async function resolve(file: string) {
-  const { ComponentRegistry, registerBuiltins, readManifest, resolveManifest } = await import('../index.js')
+  const { ComponentRegistry, registerBuiltins, readManifest, resolveManifest } = await import('@vmm/core')
   return resolveManifest(readManifest(file), registerBuiltins(new ComponentRegistry()))
 }
 
 type Resolved = Awaited<ReturnType<typeof resolve>>
 
 async function graph(resolved: Resolved, format: string): Promise<number> {
-  const { graphDot, graphText } = await import('../index.js')
+  const { graphDot, graphText } = await import('@vmm/core')
   if (format === 'text') process.stdout.write(graphText(resolved))
   else if (format === 'dot') process.stdout.write(graphDot(resolved))
   else if (format === 'svg') {
@@ -123,7 +125,7 @@ async function loadProvider(specifier: string, manifestFile: string) {
   const { resolve: resolvePath } = await import('node:path')
   if (specifier === 'test') specifier = '@vmm/core/testing'
   // Look where a user would install it: next to the manifest, then the working directory, then
-  // beside core itself (a workspace or a global install).
+  // beside this command (its dependencies: @vmm/kvm and @vmm/core's test hypervisor).
   const bases = [manifestFile, resolvePath('package.json'), import.meta.filename]
   let url: string | undefined
   for (const base of bases) {
@@ -138,7 +140,7 @@ async function loadProvider(specifier: string, manifestFile: string) {
         'Install @vmm/kvm (it needs Linux with /dev/kvm), or pass --hypervisor test to use the in-process test hypervisor',
     )
   }
-  const mod = (await import(url)) as { hypervisorProvider?: import('../hypervisor.js').HypervisorProvider }
+  const mod = (await import(url)) as { hypervisorProvider?: import('@vmm/core').HypervisorProvider }
   if (typeof mod.hypervisorProvider?.open !== 'function') {
     throw new Error(`the hypervisor module "${specifier}" does not export hypervisorProvider.open()`)
   }
@@ -153,7 +155,7 @@ async function run(
 ): Promise<number> {
   const provider = await loadProvider(specifier, resolved.source.file)
   const hypervisor = await provider.open()
-  const { Machine } = await import('../index.js')
+  const { Machine } = await import('@vmm/core')
   mark(`hypervisor (${hypervisor.name}) opened`)
   const machine = new Machine(resolved, hypervisor)
   // A signal before the guest runs stops it as soon as it has started.
