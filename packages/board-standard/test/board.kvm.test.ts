@@ -35,7 +35,11 @@ describe.skipIf(kvmUnavailable)('standard board on /dev/kvm', () => {
             '',
           ].join('\n'),
         )
-        expect(result).toMatchObject({ status: 'guest-poweroff', code: 0, reason: 'guest powered off (ACPI S5)' })
+        expect(result).toMatchObject({
+          status: 'guest-poweroff',
+          code: 0,
+          reason: 'guest powered off (ACPI S5)',
+        })
         const dev = m.component<PciTestDeviceComponent>('testdev').device
         expect(dev.scratch).toBe(0x12345678)
         expect(dev.decodedAddress(0)).toBe(GUEST_BAR0)

@@ -182,7 +182,11 @@ describe('standard board components (test hypervisor)', () => {
     })
     try {
       const result = await m.run()
-      expect(result).toMatchObject({ status: 'guest-poweroff', code: 0, reason: 'guest powered off (ACPI S5)' })
+      expect(result).toMatchObject({
+        status: 'guest-poweroff',
+        code: 0,
+        reason: 'guest powered off (ACPI S5)',
+      })
     } finally {
       await m.dispose()
     }

@@ -17,11 +17,9 @@ export {
   SystemEventType,
   type VcpuExit,
 } from './exits.js'
+export { hypervisorProvider, KvmHypervisor, KvmVcpu, KvmVirtualMachine } from './hypervisor.js'
 export { Kvm } from './kvm.js'
 export type { GuestRam, MemoryRegion } from './memory.js'
-/** The layout tables of the kernel structs (struct kvm_regs, kvm_irqchip, ...), to read raw state bytes. */
-export * as kvmStructs from './state/index.js'
-export { hypervisorProvider, KvmHypervisor, KvmVcpu, KvmVirtualMachine } from './hypervisor.js'
 export {
   completeEmulationFailure,
   type ExitFilter,
@@ -34,6 +32,8 @@ export {
   kvmPvmQuirks,
   noQuirks,
 } from './quirks/index.js'
+/** The layout tables of the kernel structs (struct kvm_regs, kvm_irqchip, ...), to read raw state bytes. */
+export * as kvmStructs from './state/index.js'
 export {
   type CpuidEntry,
   type Fpu,
