@@ -1,6 +1,6 @@
 // Run after `tsc -b` (the root `pnpm build` does): makes dist/ start fast. Everything works without
-// this step, only slower; see src/vendor/README.md and src/manifest/precompiled.ts.
-//  1. Each dist/vendor/<name>.js (tsc's re-export of a package) becomes a single-file bundle.
+// this step, only slower; see src/third-party/README.md and src/manifest/precompiled.ts.
+//  1. Each dist/third-party/<name>.js (tsc's re-export of a package) becomes a single-file bundle.
 //  2. dist/manifest/precompiled.js gets ajv standalone validators for the manifest envelope and the
 //     built-in component types, so a manifest that uses only built-ins never loads ajv.
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -27,9 +27,9 @@ const common = {
   banner,
 }
 
-for (const file of readdirSync(join(root, 'src/vendor')).filter((f) => f.endsWith('.ts'))) {
-  const out = join(root, 'dist/vendor', file.replace(/\.ts$/, '.js'))
-  await build({ ...common, entryPoints: [join(root, 'src/vendor', file)], outfile: out })
+for (const file of readdirSync(join(root, 'src/third-party')).filter((f) => f.endsWith('.ts'))) {
+  const out = join(root, 'dist/third-party', file.replace(/\.ts$/, '.js'))
+  await build({ ...common, entryPoints: [join(root, 'src/third-party', file)], outfile: out })
   rmSync(`${out}.map`, { force: true }) // tsc's map describes the re-export, not the bundle
 }
 
@@ -82,12 +82,12 @@ await build({
     {
       name: 'vmm-lazy',
       setup(b) {
-        // Third-party packages from their sources (src/vendor/*.ts), not from the step-1 bundles,
+        // Third-party packages from their sources (src/third-party/*.ts), not from the step-1 bundles,
         // so what they share (reflect-metadata) is in the bundle once and unused exports go.
-        b.onResolve({ filter: /\/vendor\/(yaml|inversify|reflect-metadata)\.js$/ }, (args) => {
+        b.onResolve({ filter: /\/third-party\/(yaml|inversify|reflect-metadata)\.js$/ }, (args) => {
           const name = /([^/]+)\.js$/.exec(args.path)[1]
-          return join(args.resolveDir, args.path) === join(root, 'dist/vendor', `${name}.js`)
-            ? { path: join(root, 'src/vendor', `${name}.ts`) }
+          return join(args.resolveDir, args.path) === join(root, 'dist/third-party', `${name}.js`)
+            ? { path: join(root, 'src/third-party', `${name}.ts`) }
             : undefined
         })
         // yaml's ES module build (the one it gives bundlers) rather than its CommonJS one: the same
@@ -112,8 +112,8 @@ await build({
             : undefined,
         )
         b.onResolve({ filter: /\/ajv\.js$/ }, (args) =>
-          join(args.resolveDir, args.path) === join(root, 'dist/vendor/ajv.js')
-            ? { path: './vendor/ajv.js', external: true }
+          join(args.resolveDir, args.path) === join(root, 'dist/third-party/ajv.js')
+            ? { path: './third-party/ajv.js', external: true }
             : undefined,
         )
       },

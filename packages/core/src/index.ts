@@ -1,6 +1,6 @@
 // @vmm/core: the component framework. Importing it loads reflect-metadata, which InversifyJS needs
 // before any @injectable class is defined, so plugins get it by importing core first.
-import './vendor/reflect-metadata.js'
+import './third-party/reflect-metadata.js'
 
 export { addressAdd, GUEST_ADDRESS_LIMIT, type GuestAddress, guestAddress, hex } from './address.js'
 export { isBusDevice, type MmioDevice, type PioDevice, type UnhandledAccess } from './bus/device.js'
@@ -118,4 +118,4 @@ export {
   type VmmPlugin,
 } from './plugin/loader.js'
 // Plugins build components with these; taking them from core keeps one InversifyJS in a machine.
-export { ContainerModule, inject, injectable } from './vendor/inversify.js'
+export { ContainerModule, inject, injectable } from './third-party/inversify.js'

@@ -7,7 +7,7 @@ import { type GuestStopKind, type MachineControl, Tokens } from '../src/componen
 import { GUEST_PANIC_EXIT_CODE, judgeExit } from '../src/machine/exit-policy.js'
 import { Machine, type MachineEvent } from '../src/machine/machine.js'
 import { TestHypervisor, type TestVcpu } from '../src/testing/test-hypervisor.js'
-import { ContainerModule, inject, injectable } from '../src/vendor/inversify.js'
+import { ContainerModule, inject, injectable } from '../src/third-party/inversify.js'
 import { fixture } from './fixtures.js'
 import { testRegistry } from './test-types.js'
 

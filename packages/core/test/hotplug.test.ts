@@ -5,7 +5,7 @@ import type { ComponentResources } from '../src/component/resources.js'
 import { Tokens } from '../src/component/tokens.js'
 import { Machine, type MachineEvent } from '../src/machine/machine.js'
 import { TestHypervisor } from '../src/testing/test-hypervisor.js'
-import { ContainerModule, inject, injectable } from '../src/vendor/inversify.js'
+import { ContainerModule, inject, injectable } from '../src/third-party/inversify.js'
 import { fixture } from './fixtures.js'
 import { testRegistry } from './test-types.js'
 

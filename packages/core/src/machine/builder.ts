@@ -2,7 +2,7 @@
 // vCPUs, the DI container with what every component may ask for, and each component built into a
 // child container of it and mapped onto its buses. Only this file and the component modules touch
 // the DI container (design idea 5).
-import '../vendor/reflect-metadata.js'
+import '../third-party/reflect-metadata.js'
 import { GUEST_ADDRESS_LIMIT, type GuestAddress, guestAddress, hex } from '../address.js'
 import { isBusDevice } from '../bus/device.js'
 import type { MmioBus } from '../bus/mmio-bus.js'
@@ -16,7 +16,7 @@ import { AddressSpace, MemoryRegion } from '../memory/address-space.js'
 import { FlatMemory } from '../memory/flat-memory.js'
 import type { SegmentedMemory } from '../memory/guest-memory.js'
 import { RamBacking } from '../memory/ram-backing.js'
-import { Container } from '../vendor/inversify.js'
+import { Container } from '../third-party/inversify.js'
 import type { Timed } from './drivers.js'
 import type { BuiltComponent } from './types.js'
 

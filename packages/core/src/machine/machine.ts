@@ -2,7 +2,7 @@
 // machine, its events and how a run's end is decided (the first reason wins). The other jobs live
 // beside it: builder.ts (the composition root), hotplug.ts, exit-policy.ts (what a vCPU exit or a
 // guest stopping itself means for the run), drivers.ts (one driver per component capability).
-import '../vendor/reflect-metadata.js'
+import '../third-party/reflect-metadata.js'
 import { MmioBus } from '../bus/mmio-bus.js'
 import { PioBus } from '../bus/pio-bus.js'
 import { ComponentRegistry } from '../component/registry.js'

@@ -1,5 +1,5 @@
 import { hex } from '../address.js'
-import { Document, Scalar } from '../vendor/yaml.js'
+import { Document, Scalar } from '../third-party/yaml.js'
 import type { ResolvedManifest } from './resolve.js'
 
 function hexScalar(n: number): Scalar {

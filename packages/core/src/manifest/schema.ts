@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import type { ComponentType, JsonSchema } from '../component/component-type.js'
 import type { ComponentRegistry } from '../component/registry.js'
-import type { Ajv, ErrorObject } from '../vendor/ajv.js'
+import type { Ajv, ErrorObject } from '../third-party/ajv.js'
 import { parseSize } from './size.js'
 
 /** What parseSize accepts, as a JSON Schema pattern (binary units; "k" and "KiB" are the same). */
@@ -205,7 +205,7 @@ export class SchemaCache {
   }
 
   private async compile(schema: JsonSchema, key: string, text: string): Promise<Validator> {
-    const { Ajv, standaloneCode } = await import('../vendor/ajv.js')
+    const { Ajv, standaloneCode } = await import('../third-party/ajv.js')
     this.ajv ??= new Ajv({ ...ajvOptions, code: { source: true, esm: true } })
     const v = this.ajv.compile(schema)
     const file = this.file(key)

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
-import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from '../vendor/yaml.js'
+import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from '../third-party/yaml.js'
 import { type Diagnostic, ManifestError, pointer, SourceMap, type SourcePosition } from './diagnostics.js'
 
 /** A plugin named by a manifest, with the file it must be resolved from (Node resolution is per directory). */

@@ -1,7 +1,7 @@
 // The `debugcon` component type: the Debugcon of ./device.ts on one I/O port.
 import type { ComponentType } from '../../component/component-type.js'
 import { Tokens } from '../../component/tokens.js'
-import { ContainerModule } from '../../vendor/inversify.js'
+import { ContainerModule } from '../../third-party/inversify.js'
 import { Debugcon, type DebugconConfig } from './device.js'
 
 export const debugconType: ComponentType<DebugconConfig> = {

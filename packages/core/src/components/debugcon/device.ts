@@ -1,6 +1,6 @@
 import type { PioDevice } from '../../bus/device.js'
 import { Tokens } from '../../component/tokens.js'
-import { inject, injectable } from '../../vendor/inversify.js'
+import { inject, injectable } from '../../third-party/inversify.js'
 
 export interface DebugconConfig {
   output: 'stdout' | 'stderr' | 'none'

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs'
 import { guestAddress } from '../../address.js'
 import type { Component, LoadContext } from '../../component/component-type.js'
 import { Tokens } from '../../component/tokens.js'
-import { inject, injectable } from '../../vendor/inversify.js'
+import { inject, injectable } from '../../third-party/inversify.js'
 
 export interface RawImageConfig {
   /** The binary, relative to the manifest. */

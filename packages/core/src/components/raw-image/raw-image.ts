@@ -3,7 +3,7 @@ import { statSync } from 'node:fs'
 import { type ComponentType, ConfigError } from '../../component/component-type.js'
 import { Tokens } from '../../component/tokens.js'
 import { addressSchema, pathSchema } from '../../manifest/schema.js'
-import { ContainerModule } from '../../vendor/inversify.js'
+import { ContainerModule } from '../../third-party/inversify.js'
 import { RawImage, type RawImageConfig } from './device.js'
 
 export const rawImageType: ComponentType<RawImageConfig> = {
