@@ -13,3 +13,4 @@ import { TestHypervisor } from './test-hypervisor.js'
 
 /** A HypervisorProvider for the test hypervisor (`vmm run --hypervisor test`). */
 export const hypervisorProvider: HypervisorProvider = { open: () => new TestHypervisor() }
+export { fuzzParameters, fuzzRuns } from './fuzz.js'
