@@ -1,6 +1,7 @@
 // The typed contract of @vmm/host's native module (src/native/*.cc) and its loader. Every
 // function is a thin syscall wrapper; policy lives in the TypeScript around it.
-import { createRequire } from 'node:module'
+import { fileURLToPath } from 'node:url'
+import { loadAddon } from './addon.js'
 
 export interface NativeFdWatch {
   close(): void
@@ -36,18 +37,12 @@ export interface NativeHostBinding {
 
 let loaded: NativeHostBinding | undefined
 
-/** Loads build/Release/vmm_host.node, or fails loudly with what to do about it. */
+/** Loads the native module (build/Release or prebuilds/<platform>-<arch>), or fails loudly with what to do about it. */
 export function native(): NativeHostBinding {
-  if (loaded) return loaded
-  const require = createRequire(import.meta.url)
-  try {
-    loaded = require('../build/Release/vmm_host.node') as NativeHostBinding
-  } catch (cause) {
-    throw new Error(
-      '@vmm/host: the native module build/Release/vmm_host.node could not be loaded; build it with ' +
-        '`pnpm --filter @vmm/host build:native` (needs python3, make, g++ and the Node headers)',
-      { cause },
-    )
-  }
+  loaded ??= loadAddon<NativeHostBinding>(
+    '@vmm/host',
+    fileURLToPath(new URL('..', import.meta.url)),
+    'vmm_host',
+  )
   return loaded
 }

@@ -1,7 +1,8 @@
 // The typed contract of the native module (src/native/*.cc) and its loader.
 // Every function here is a thin syscall wrapper; policy lives in the TypeScript around it. Kernel
 // structs cross as whole buffers (ArrayBuffer out, Uint8Array in) that src/state/ decodes.
-import { createRequire } from 'node:module'
+import { fileURLToPath } from 'node:url'
+import { loadAddon } from '@vmm/host'
 
 export interface NativeMapping {
   /** One contiguous host mapping, seen by JS as chunks of `chunkSize` bytes (the last may be shorter). */
@@ -116,18 +117,8 @@ export interface NativeBinding {
 
 let loaded: NativeBinding | undefined
 
-/** Loads build/Release/vmm_kvm.node, or fails loudly with what to do about it. */
+/** Loads the native module (build/Release or prebuilds/<platform>-<arch>), or fails loudly with what to do about it. */
 export function native(): NativeBinding {
-  if (loaded) return loaded
-  const require = createRequire(import.meta.url)
-  try {
-    loaded = require('../build/Release/vmm_kvm.node') as NativeBinding
-  } catch (cause) {
-    throw new Error(
-      '@vmm/kvm: the native module build/Release/vmm_kvm.node could not be loaded; build it with ' +
-        '`pnpm --filter @vmm/kvm build:native` (needs python3, make, g++ and the Node headers)',
-      { cause },
-    )
-  }
+  loaded ??= loadAddon<NativeBinding>('@vmm/kvm', fileURLToPath(new URL('..', import.meta.url)), 'vmm_kvm')
   return loaded
 }
