@@ -32,8 +32,14 @@ const kvm =
 const hypervisorArgs = kvm ? [] : ['--hypervisor', 'test']
 if (!kvm) console.log('[npm-packages] /dev/kvm not usable: machines run on the test hypervisor')
 
+// A user's environment: none of the npm_* variables `pnpm test` sets for its own scripts, which
+// would change what npm does (its config, its script approval).
+const userEnv = Object.fromEntries(
+  Object.entries(process.env).filter(([k]) => !k.toLowerCase().startsWith('npm_')),
+)
+
 function sh(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = {}) {
-  const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', env: { ...process.env, ...env }, timeout: 300_000 })
+  const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', env: { ...userEnv, ...env }, timeout: 300_000 })
   if (r.status !== 0)
     throw new Error(`${cmd} ${args.join(' ')} (in ${cwd}) failed: ${r.status}\n${r.stdout}\n${r.stderr}`)
   return r
@@ -100,9 +106,12 @@ console.log(JSON.stringify({ status: result.status, code: result.code, events })
 
 describe.each([
   { name: 'prebuilt addons, no install scripts', installArgs: ['--ignore-scripts'], env: {} },
-  { name: 'node-gyp fallback', installArgs: [], env: { VMM_BUILD_FROM_SOURCE: '1' } },
+  // npm 11 blocks install scripts until the project allows them (package.json allowScripts, what
+  // `npm install-scripts approve` writes); this is the user who did.
+  { name: 'node-gyp fallback', installArgs: ['--foreground-scripts'], env: { VMM_BUILD_FROM_SOURCE: '1' } },
 ])('installed with npm: $name', ({ installArgs, env }) => {
-  const project = join(work, installArgs.length > 0 ? 'prebuilt' : 'fallback')
+  const prebuilt = installArgs.includes('--ignore-scripts')
+  const project = join(work, prebuilt ? 'prebuilt' : 'fallback')
 
   test('npm install of the tarballs prints no error; the addons load from where they should', () => {
     mkdirSync(project)
@@ -125,6 +134,7 @@ describe.each([
           private: true,
           type: 'module',
           dependencies: { ...deps, 'vmm-plugin-answer': 'file:./plugin', typescript: '7.0.2' },
+          ...(prebuilt ? {} : { allowScripts: { [deps['@vmm/kvm']!]: true, [deps['@vmm/host']!]: true } }),
         },
         null,
         2,
@@ -139,7 +149,7 @@ describe.each([
     expect(r.stderr).not.toMatch(/\bERR!|error/i)
     const kvmDir = join(project, 'node_modules/@vmm/kvm')
     const hostDir = join(project, 'node_modules/@vmm/host')
-    if (installArgs.length > 0) {
+    if (prebuilt) {
       expect(existsSync(join(kvmDir, 'build'))).toBe(false)
       // The install script, run by hand, finds the prebuilt binary and builds nothing.
       sh('node', ['scripts/install.mjs'], kvmDir)
@@ -166,6 +176,7 @@ describe.each([
     const r = spawnSync('npx', ['vmm', 'run', 'plugin/machine/machine.yaml', ...hypervisorArgs], {
       cwd: project,
       encoding: 'utf8',
+      env: userEnv,
     })
     expect(r.stdout).toBe('hi\n*')
     expect(r.status, r.stderr).toBe(42)

@@ -27,7 +27,8 @@ const fromSource =
   process.argv.includes('--from-source') ||
   /^(1|true)$/.test(process.env.VMM_BUILD_FROM_SOURCE ?? process.env.npm_config_build_from_source ?? '')
 const help =
-  `Then run \`npm rebuild ${name} --foreground-scripts\`. Or use the in-process test hypervisor ` +
+  `Then run \`npm rebuild ${name} --foreground-scripts\` (npm 11: once \`npm install-scripts approve ${name}\` ` +
+  'allows it). Or use the in-process test hypervisor ' +
   '(`vmm run --hypervisor test`), which needs no native code.'
 
 function fail(what) {

@@ -18,8 +18,9 @@ export function addonCandidates(packageDir: string, target: string): string[] {
 /** How to get a working addon, for error messages (install time and run time say the same). */
 export function addonHelp(packageName: string): string {
   return (
-    `build it from source: \`npm rebuild ${packageName} --foreground-scripts\` (with \`VMM_BUILD_FROM_SOURCE=1\` ` +
-    'to skip the prebuilt binary; in the vmm repository `pnpm --filter ' +
+    `build it from source: \`npm rebuild ${packageName} --foreground-scripts\` (npm 11 runs install ` +
+    `scripts only once they are allowed: \`npm install-scripts approve ${packageName}\` first; ` +
+    '`VMM_BUILD_FROM_SOURCE=1` skips the prebuilt binary; in the vmm repository `pnpm --filter ' +
     `${packageName} build:native\`). That needs python3, make and a C++20 compiler (g++ 10 or later), ` +
     'and the Node.js headers (installed beside node, or downloaded by node-gyp): on Debian/Ubuntu ' +
     '`apt-get install python3 make g++`'
