@@ -182,6 +182,11 @@ describe.each([
     expect(r.status, r.stderr).toBe(42)
   }, 120_000)
 
+  test("the template's own test (node:test, the test hypervisor) passes, as docs/plugins.md runs it", () => {
+    const r = sh('node', ['--test', 'test/'], join(project, 'plugin'))
+    expect(r.stdout).toMatch(/^# pass 1$/m)
+  }, 120_000)
+
   test('an embedding program builds a machine with Machine.fromObject and reads its result', () => {
     writeFileSync(join(project, 'embed.mjs'), embed)
     const r = sh('node', ['embed.mjs', kvm ? 'kvm' : 'test'], project)
