@@ -74,6 +74,13 @@ test('every package packs with its workspace dependencies rewritten to the one v
         files.some((f) => /^package\/prebuilds\/linux-x64\/.*\.node$/.test(f)),
         pkg.name,
       ).toBe(true)
+      // The glibc floor the README promises for the prebuilt module (objdump: binutils, in setup.sh's list).
+      const dir = mkdtempSync(join(work, 'unpack-'))
+      execFileSync('tar', ['-xzf', join(packs, t), '-C', dir])
+      const node = files.find((f) => f.endsWith('.node'))!
+      const symbols = execFileSync('objdump', ['-T', join(dir, node)], { encoding: 'utf8' })
+      const glibc = [...symbols.matchAll(/GLIBC_2\.(\d+)/g)].map((m) => Number(m[1]))
+      expect(Math.max(...glibc), `${pkg.name}: newest glibc symbol 2.x`).toBeLessThanOrEqual(34)
     }
   }
 })
