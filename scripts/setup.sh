@@ -31,6 +31,8 @@ fi
 npm install --global pnpm@12.21.0
 pnpm install --frozen-lockfile
 pnpm build
+# npm's cache for the packed-package test, which installs --offline (scripts/warm-npm-cache.mjs).
+node scripts/warm-npm-cache.mjs
 
 # The default guest `pnpm start` boots and the end-to-end test runs (packages/image: a minimal
 # kernel from Debian's linux-source-6.1 and a busybox initramfs; ~13 min on 2 cores the first

@@ -1,7 +1,7 @@
 // The packages as a user outside this repository gets them (issue 19): every package packed with
-// `pnpm pack`, the tarballs installed with npm into a fresh project (no workspace; npm's registry
-// only for the public dependencies: ajv, inversify, yaml, reflect-metadata, node-addon-api,
-// typescript), examples/plugin-template copied in and compiled with the project's TypeScript (the
+// `pnpm pack`, the tarballs installed with npm into a fresh project (no workspace; the public dependencies
+// ajv, inversify, yaml, reflect-metadata, node-addon-api, typescript come from npm's cache,
+// which `npm run setup` fills: the install runs --offline), examples/plugin-template copied in and compiled with the project's TypeScript (the
 // decorator plugin) beside its plain-JavaScript plugin, the machine booted with `npx vmm run`, and
 // an embedding program that builds a machine with Machine.fromObject. Twice: with the prebuilt
 // addons and install scripts not run at all (--ignore-scripts, as under script approval), and
@@ -63,7 +63,9 @@ test('every package packs with its workspace dependencies rewritten to the one v
     for (const [dep, range] of Object.entries({ ...pkg.dependencies, ...pkg.devDependencies }))
       if (dep.startsWith('@vmm/'))
         expect(`${pkg.name} -> ${dep}@${range}`).toBe(`${pkg.name} -> ${dep}@${version}`)
-    for (const field of ['license', 'repository', 'engines', 'files'])
+    // No `repository` yet: the project has no public repository to name (an invented URL would
+    // send users nowhere); add it with the first publication.
+    for (const field of ['license', 'engines', 'files'])
       expect(pkg[field], `${pkg.name}.${field}`).toBeDefined()
     const files = execFileSync('tar', ['-tzf', join(packs, t)], { encoding: 'utf8' }).split('\n')
     expect(files, pkg.name).toContain('package/README.md')
@@ -149,7 +151,9 @@ describe.each([
     )
     const r = sh(
       'npm',
-      ['install', '--no-audit', '--no-fund', '--install-links=false', ...installArgs],
+      // --offline: setup put the public dependencies in npm's cache (scripts/warm-npm-cache.mjs);
+      // a test sends nothing off the machine.
+      ['install', '--offline', '--no-audit', '--no-fund', '--install-links=false', ...installArgs],
       project,
       env,
     )
