@@ -89,6 +89,12 @@ export class KvmVirtualMachine implements VirtualMachine {
     return ram
   }
 
+  mapRamFromFile(size: number, file: string): RamMapping {
+    const ram = this.vm.mapMemory(size, { file })
+    this.rams.add(ram)
+    return ram
+  }
+
   setMemorySlot(slot: MemorySlot): void {
     const ram = slot.mapping as GuestRam
     if (!this.rams.has(ram))

@@ -3,7 +3,10 @@
 // VM? A real-mode guest counts PIT ticks (in-kernel PIT -> PIC -> IRQ 0) in RAM; it is stopped
 // mid-run, its state saved in docs/snapshot.md's order, and restored into a second VM with a copy
 // of its RAM. It survives when the counter goes on from where it was, with the timer still ticking.
-import type { GuestAddress } from '@vmm/core'
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import { checkState, type GuestAddress, readSnapshot, writeSnapshot } from '@vmm/core'
 import { afterEach, describe, expect, it } from 'vitest'
 import { Kvm, KvmVirtualMachine, orderMsrs } from '../src/index.js'
 import { assemble } from '../src/testing.js'
@@ -47,10 +50,10 @@ const GUEST = `.code16
   iret
 `
 
-function vmWithRam(kvm: Kvm) {
+function vmWithRam(kvm: Kvm, file?: string) {
   const vm = new KvmVirtualMachine(kvm.createVm())
   disposers.push(() => vm.dispose())
-  const ram = vm.mapRam(0x100000)
+  const ram = file ? vm.mapRamFromFile(0x100000, file) : vm.mapRam(0x100000)
   vm.setMemorySlot({
     slot: 0,
     guestAddress: 0 as GuestAddress,
@@ -128,6 +131,66 @@ describe.skipIf(kvmUnavailable)('save and restore of a running guest (real /dev/
     const after = counter(b.mem)
     expect(after - before).toBeGreaterThan(10) // the restored guest took timer interrupts again
     expect(counter(a.mem)).toBe(before) // and the first VM's RAM is its own
+  })
+
+  it('through a snapshot directory: RAM mapped MAP_PRIVATE from the memory file, which stays as it was', async () => {
+    const kvm = Kvm.open()
+    disposers.push(() => kvm.close())
+    const a = vmWithRam(kvm)
+    a.mem.set(assemble(GUEST), LOAD)
+    new DataView(a.mem.buffer).setUint32(0x20 * 4, LOAD + 0x200, true)
+    const va = a.vm.createVcpu(0)
+    const s = va.getSregs()
+    va.setSregs({ ...s, cs: { ...s.cs, base: 0n, selector: 0 } })
+    va.setRegs({ ...va.getRegs(), rip: BigInt(LOAD), rflags: 2n, rsp: 0x8000n })
+    const run = va.run(noIo)
+    await sleep(200)
+    va.kick()
+    await run
+    const counter = (mem: Uint8Array) => new DataView(mem.buffer).getUint32(COUNTER, true)
+    const before = counter(a.mem)
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'vmm-snap-kvm-'))
+    disposers.push(() => fs.rmSync(root, { recursive: true, force: true }))
+    const dir = path.join(root, 'snap')
+    const cpu = va.x86.getState()
+    writeSnapshot(
+      dir,
+      {
+        manifest: {},
+        ramBytes: a.mem.length,
+        host: { cpuModel: 'test', tscKhz: cpu.tscKhz ?? 0 },
+        vcpus: [cpu],
+        vm: { irqchip: a.vm.x86.irqchip!.get(), pit: a.vm.x86.pit!.get(), clock: a.vm.x86.clock!.get() },
+        components: {},
+        disks: [],
+      },
+      [a.mem],
+    )
+    const memory = fs.readFileSync(path.join(dir, 'memory'))
+    const read = readSnapshot(dir)
+    const state = checkState(read.state, 'state.json')
+    const b = vmWithRam(kvm, read.memoryFile)
+    expect(counter(b.mem)).toBe(before) // the file's pages, seen through the mapping
+    const vb = b.vm.createVcpu(0)
+    vb.x86.setState(state.vcpus[0]!)
+    b.vm.x86.irqchip!.set(state.vm.irqchip!)
+    b.vm.x86.pit!.set(state.vm.pit!)
+    b.vm.x86.clock!.set(state.vm.clock!)
+    const again = vb.run(noIo)
+    await sleep(200)
+    vb.kick()
+    await again
+    expect(counter(b.mem) - before).toBeGreaterThan(10)
+    expect(fs.readFileSync(path.join(dir, 'memory')).equals(memory)).toBe(true) // copy-on-write: the file is untouched
+  })
+
+  it('refuses a memory file shorter than guest RAM, naming it', () => {
+    const kvm = Kvm.open()
+    disposers.push(() => kvm.close())
+    const file = path.join(os.tmpdir(), `vmm-short-${process.pid}`)
+    fs.writeFileSync(file, new Uint8Array(4096))
+    disposers.push(() => fs.rmSync(file, { force: true }))
+    expect(() => vmWithRam(kvm, file)).toThrow(new RegExp(`guest RAM from ${file}: .*shorter than guest RAM`))
   })
 
   it('writes IA32_TSC_DEADLINE after IA32_TSC, a zero deadline replaced by the saved TSC', () => {
