@@ -45,7 +45,7 @@ const vcpu = () => ({
   tscKhz: 2_100_000,
 })
 const state = () => ({
-  manifest: { machine: { memory: 8192 } },
+  manifest: 'machine: {memory: 8192}\n',
   ramBytes: 8192,
   host: { cpuModel: 'Test CPU', tscKhz: 2_100_000 },
   vcpus: [vcpu()],

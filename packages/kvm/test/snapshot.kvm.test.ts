@@ -156,7 +156,7 @@ describe.skipIf(kvmUnavailable)('save and restore of a running guest (real /dev/
     writeSnapshot(
       dir,
       {
-        manifest: {},
+        manifest: '',
         ramBytes: a.mem.length,
         host: { cpuModel: 'test', tscKhz: cpu.tscKhz ?? 0 },
         vcpus: [cpu],

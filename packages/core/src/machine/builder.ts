@@ -32,6 +32,8 @@ export interface Platform {
   readonly mmioBus: MmioBus
   /** The DI container every component's own container descends from. */
   readonly root: Container
+  /** The one host mapping all guest RAM comes from (a snapshot's memory file is its bytes). */
+  readonly ram: RamMapping
 }
 
 /**
@@ -84,7 +86,7 @@ export function buildPlatform(
   root.bind(Tokens.MmioBus).toConstantValue(buses.mmioBus)
   root.bind(Tokens.VirtualMachine).toConstantValue(vm)
   if (addressSpace) root.bind(Tokens.AddressSpace).toConstantValue(addressSpace)
-  return { vm, memory, addressSpace, vcpus, ...buses, root }
+  return { vm, memory, addressSpace, vcpus, ...buses, root, ram: mapping }
 }
 
 export interface BuildInputs {

@@ -9,9 +9,11 @@ import { ComponentRegistry } from '../component/registry.js'
 import type { GuestStopKind, MachineControl } from '../component/tokens.js'
 import { registerBuiltins } from '../components/builtins.js'
 import type { ExitAction, Hypervisor, Vcpu, VcpuExit, VirtualMachine } from '../hypervisor.js'
+import { printEffective } from '../manifest/print.js'
 import { type ResolvedComponent, type ResolvedManifest, resolveManifest } from '../manifest/resolve.js'
 import { manifestFromObject, readManifest } from '../manifest/source.js'
 import type { SegmentedMemory } from '../memory/guest-memory.js'
+import { type SnapshotHeader, snapshotMachine } from '../snapshot/index.js'
 import { buildComponent, buildPlatform, type Platform, unmapComponent } from './builder.js'
 import * as drive from './drivers.js'
 import { exitHandler, guestStopResult, judgeExit } from './exit-policy.js'
@@ -344,6 +346,27 @@ export class Machine {
     }
     await drive.pauseComponents(this.built, this.timed)
     this.setState('paused')
+  }
+
+  /**
+   * Writes the paused machine into snapshot directory `dir` (which must not exist): pinned
+   * manifest, vCPU and VM state, every component's state, guest RAM. Refuses, naming why, before
+   * writing anything when some part cannot be saved; the machine stays paused either way.
+   */
+  snapshot(dir: string): Promise<SnapshotHeader> {
+    const p = this.platform
+    if (!p) throw new Error('the machine is not realized')
+    return snapshotMachine(
+      {
+        state: this.stateValue,
+        manifest: printEffective(this.manifest),
+        vm: p.vm,
+        vcpus: p.vcpus,
+        components: this.built,
+        ram: p.ram,
+      },
+      dir,
+    )
   }
 
   async resume(): Promise<void> {

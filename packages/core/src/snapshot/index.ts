@@ -10,6 +10,7 @@ export {
   type SnapshotHeader,
   writeSnapshot,
 } from './files.js'
+export { hostCpuModel, type SnapshotSource, snapshotMachine, snapshotRefusals } from './machine.js'
 export {
   checkState,
   type FileFingerprint,

@@ -12,8 +12,8 @@ export interface FileFingerprint {
 }
 
 export interface MachineSnapshotState {
-  /** The resolved manifest with every allocated resource pinned. */
-  manifest: Record<string, unknown>
+  /** The effective manifest as YAML, every allocated resource pinned (printEffective). */
+  manifest: string
   /** Guest RAM in bytes (the memory file must hold at least this much). */
   ramBytes: number
   /** The host the snapshot was taken on, for the restore's checks. */
@@ -35,7 +35,7 @@ export function checkState(v: unknown, file: string): MachineSnapshotState {
     throw new SnapshotError(file, `${at}: ${what}`)
   }
   if (!isObj(v)) return fail('$', 'the state must be an object')
-  if (!isObj(v.manifest)) fail('$.manifest', 'must be the pinned manifest (an object)')
+  if (typeof v.manifest !== 'string') fail('$.manifest', 'must be the pinned manifest (YAML text)')
   if (!Number.isSafeInteger(v.ramBytes) || (v.ramBytes as number) <= 0)
     fail('$.ramBytes', 'must be a positive integer')
   const host = v.host
