@@ -42,7 +42,7 @@ export function checkState(v: unknown, file: string): MachineSnapshotState {
   if (!isObj(host) || typeof host.cpuModel !== 'string' || !isU32(host.tscKhz))
     fail('$.host', 'must be {cpuModel: string, tscKhz: integer}')
   if (!Array.isArray(v.vcpus) || v.vcpus.length === 0) fail('$.vcpus', 'must be a non-empty array')
-  ;(v.vcpus as unknown[]).forEach((c, i) => checkVcpu(c, `$.vcpus[${i}]`, fail))
+  for (const [i, c] of (v.vcpus as unknown[]).entries()) checkVcpu(c, `$.vcpus[${i}]`, fail)
   if (!isObj(v.vm)) fail('$.vm', 'must be an object')
   for (const k of ['irqchip', 'pit', 'clock'])
     if (
