@@ -13,7 +13,7 @@ import { printEffective } from '../manifest/print.js'
 import { type ResolvedComponent, type ResolvedManifest, resolveManifest } from '../manifest/resolve.js'
 import { manifestFromObject, readManifest } from '../manifest/source.js'
 import type { SegmentedMemory } from '../memory/guest-memory.js'
-import { type SnapshotHeader, snapshotMachine } from '../snapshot/index.js'
+import { loadSnapshot, restoreInto, type SnapshotHeader, snapshotMachine } from '../snapshot/index.js'
 import { buildComponent, buildPlatform, type Platform, unmapComponent } from './builder.js'
 import * as drive from './drivers.js'
 import { exitHandler, guestStopResult, judgeExit } from './exit-policy.js'
@@ -43,6 +43,8 @@ export class Machine {
   private runs: Promise<unknown>[] = []
   private result: MachineResult | undefined
   private pausing = false
+  /** Set by Machine.restore: guest RAM comes from this snapshot memory file. */
+  private ramFile: string | undefined
   private resolveDone!: (r: MachineResult) => void
   /** Settles once, when every vCPU has stopped for good. */
   readonly done: Promise<MachineResult> = new Promise((r) => {
@@ -84,6 +86,32 @@ export class Machine {
       options.hypervisor,
       registry,
     )
+  }
+
+  /**
+   * A machine from snapshot directory `dir` (Machine.snapshot), paused: built from the pinned
+   * manifest with guest RAM mapped copy-on-write from the memory file (the directory is never
+   * written), every vCPU, the VM and every component restored. Call resume() to run it. Refuses a
+   * bad or foreign snapshot, or one from another host, before any vCPU runs.
+   */
+  static async restore(dir: string, options: MachineOptions): Promise<Machine> {
+    const snap = loadSnapshot(dir)
+    const registry = options.registry ?? registerBuiltins(new ComponentRegistry())
+    const manifest = await resolveManifest(
+      manifestFromObject(snap.manifest, `${dir}/state.json ($.manifest)`),
+      registry,
+    )
+    const m = new Machine(manifest, options.hypervisor, registry)
+    m.ramFile = snap.memoryFile
+    try {
+      await m.realize()
+      await restoreInto({ vm: m.vm!, vcpus: m.vcpus, components: m.built }, snap)
+    } catch (e) {
+      await m.dispose()
+      throw e
+    }
+    m.setState('paused')
+    return m
   }
 
   private static async realized(
@@ -161,9 +189,15 @@ export class Machine {
   /** Creates the VM, guest RAM, vCPUs and every component, and maps devices onto the buses. */
   async realize(): Promise<void> {
     this.expect('created')
-    this.platform = buildPlatform(this.manifest, this.hypervisor, this, (vm) => {
-      this.vm = vm
-    })
+    this.platform = buildPlatform(
+      this.manifest,
+      this.hypervisor,
+      this,
+      (vm) => {
+        this.vm = vm
+      },
+      this.ramFile,
+    )
     for (const c of this.manifest.components) await this.build(c)
     this.setState('realized')
   }

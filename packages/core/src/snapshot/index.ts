@@ -18,3 +18,4 @@ export {
   type MachineSnapshotState,
   TSC_TOLERANCE_PPM,
 } from './state.js'
+export { type LoadedSnapshot, loadSnapshot, type RestoreTarget, restoreInto } from './restore.js'
