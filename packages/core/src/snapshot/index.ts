@@ -11,6 +11,7 @@ export {
   writeSnapshot,
 } from './files.js'
 export { hostCpuModel, type SnapshotSource, snapshotMachine, snapshotRefusals } from './machine.js'
+export { type LoadedSnapshot, loadSnapshot, type RestoreTarget, restoreInto } from './restore.js'
 export {
   checkState,
   type FileFingerprint,
@@ -18,4 +19,3 @@ export {
   type MachineSnapshotState,
   TSC_TOLERANCE_PPM,
 } from './state.js'
-export { type LoadedSnapshot, loadSnapshot, type RestoreTarget, restoreInto } from './restore.js'
