@@ -208,7 +208,7 @@ describe.skipIf(kvmUnavailable)('save and restore of a running guest (real /dev/
 })
 
 describe.skipIf(kvmUnavailable)('Machine.snapshot and Machine.restore (real /dev/kvm)', () => {
-  it('a running machine paused, snapshotted, disposed and restored keeps counting; its directory stays as written', async () => {
+  it('a running machine paused, snapshotted, disposed and restored twice at once (clones): both keep counting, the directory stays as written', async () => {
     const { KvmHypervisor } = await import('../src/index.js')
     const { Machine } = await import('@vmm/core')
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'vmm-snap-machine-'))
@@ -255,15 +255,28 @@ describe.skipIf(kvmUnavailable)('Machine.snapshot and Machine.restore (real /dev
       ['snapshot.json', 'state.json', 'memory'].map((f) => [f, fs.readFileSync(path.join(dir, f))]),
     )
 
-    const b = await Machine.restore(dir, { hypervisor })
-    disposers.push(() => void b.dispose())
+    // Two clones of the one snapshot at once: each its own copy-on-write view of the memory file.
+    const [b, c] = await Promise.all([
+      Machine.restore(dir, { hypervisor }),
+      Machine.restore(dir, { hypervisor }),
+    ])
+    disposers.push(
+      () => void b.dispose(),
+      () => void c.dispose(),
+    )
     expect(b.state).toBe('paused')
     expect(counter(b)).toBe(before)
-    await b.resume()
+    await Promise.all([b.resume(), c.resume()])
     await sleep(300)
-    await b.pause()
+    await Promise.all([b.pause(), c.pause()])
     expect(counter(b) - before).toBeGreaterThan(10)
-    await b.dispose()
+    expect(counter(c) - before).toBeGreaterThan(10)
+    // A write in one clone is not seen by the other.
+    b.memory.write((COUNTER + 4) as GuestAddress, Uint8Array.of(0x5a))
+    const other = new Uint8Array(1)
+    c.memory.read((COUNTER + 4) as GuestAddress, other)
+    expect(other[0]).toBe(0)
+    await Promise.all([b.dispose(), c.dispose()])
     for (const [f, bytes] of Object.entries(files))
       expect(fs.readFileSync(path.join(dir, f)).equals(bytes)).toBe(true)
   })
