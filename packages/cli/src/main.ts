@@ -21,6 +21,9 @@ commands:
                                          button, keyboard Power key) and stops it after
                                          --shutdown-timeout seconds (default 30) or a second
                                          SIGTERM; SIGINT stops it at once
+  restore <dir> [--paused] [--hypervisor <module>]
+                                         run a machine from a snapshot directory
+                                         (Machine.snapshot); --paused leaves it paused
   image build|path|clean [--json] [--jobs N]
                                          the default guest (kernel + initramfs from Debian
                                          packages, cached; needs @vmm/image)
@@ -46,6 +49,7 @@ async function main(argv: string[]): Promise<number> {
       timings: { type: 'boolean' },
       'shutdown-timeout': { type: 'string', default: '30' },
       help: { type: 'boolean', short: 'h' },
+      paused: { type: 'boolean' },
     },
   })
   const [command, file, ...extra] = positionals
@@ -60,6 +64,12 @@ async function main(argv: string[]): Promise<number> {
       `${JSON.stringify(manifestSchema(registerBuiltins(new ComponentRegistry())), null, 2)}\n`,
     )
     return 0
+  }
+  if (command === 'restore') {
+    if (file === undefined) throw new UsageError('restore needs a snapshot directory')
+    const specifier = values.hypervisor ?? process.env.VMM_HYPERVISOR ?? '@vmm/kvm'
+    const { restore } = await import('./restore.js')
+    return restore(file, await loadProvider(specifier, file), values.paused === true)
   }
   if (command !== 'validate' && command !== 'graph' && command !== 'run')
     throw new UsageError(`unknown command "${command}"`)

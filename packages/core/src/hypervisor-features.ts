@@ -153,6 +153,10 @@ export interface X86VcpuState {
   xcrs?: Uint8Array
   /** struct kvm_debugregs, opaque. */
   debugRegs?: Uint8Array
+  /** The CPUID table the vCPU was given (restore sets it first: it is not in the manifest's load). */
+  cpuid?: CpuidEntry[]
+  /** The guest TSC's frequency in kHz when the state was taken; a restore checks the host's. */
+  tscKhz?: number
 }
 
 /** x86 vCPU parts beyond the registers of Vcpu. */

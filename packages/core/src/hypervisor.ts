@@ -54,6 +54,11 @@ export interface MemorySlot {
 export interface VirtualMachine {
   /** Maps `size` bytes of zeroed host memory for guest RAM; unmapped on dispose. */
   mapRam(size: number): RamMapping
+  /**
+   * Guest RAM from a snapshot's memory file, mapped MAP_PRIVATE: pages load on first touch, guest
+   * writes are copy-on-write, the file is never written. Absent where the hypervisor cannot.
+   */
+  mapRamFromFile?(size: number, file: string): RamMapping
   setMemorySlot(slot: MemorySlot): void
   /** Creates the in-kernel interrupt controllers (PIC, IOAPIC; KVM_CREATE_IRQCHIP) and PIT. */
   createIrqchip(): void

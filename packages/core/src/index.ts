@@ -117,5 +117,7 @@ export {
   type PluginRegistry,
   type VmmPlugin,
 } from './plugin/loader.js'
+// Snapshot files: format, readable encoding, the state's shape and the host checks.
+export * from './snapshot/index.js'
 // Plugins build components with these; taking them from core keeps one InversifyJS in a machine.
 export { ContainerModule, inject, injectable } from './third-party/inversify.js'

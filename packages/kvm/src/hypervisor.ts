@@ -89,6 +89,12 @@ export class KvmVirtualMachine implements VirtualMachine {
     return ram
   }
 
+  mapRamFromFile(size: number, file: string): RamMapping {
+    const ram = this.vm.mapMemory(size, { file })
+    this.rams.add(ram)
+    return ram
+  }
+
   setMemorySlot(slot: MemorySlot): void {
     const ram = slot.mapping as GuestRam
     if (!this.rams.has(ram))
@@ -285,39 +291,67 @@ function x86Vcpu(v: Vcpu, quirks: HostQuirks): X86VcpuFeatures {
     injectException: (vector, errorCode) => v.injectException(vector, errorCode),
     tscKhz: () => v.getTscKhz(),
     getState(): X86VcpuState {
+      // docs/snapshot.md: MP_STATE first (reading it runs pending APIC events, which changes the
+      // LAPIC and the vCPU), the events last (the other reads can disturb them).
+      const mpState = v.getMpState()
       const indices = savedMsrs()
       const values = v.getMsrs(indices)
       const msrs: MsrEntry[] = indices.map((index, i) => ({ index, data: values[i]! }))
-      return {
-        xsave: v.getXsave(),
-        xcrs: v.getXcrs(),
-        debugRegs: v.getDebugRegs(),
+      const state: X86VcpuState = {
+        mpState,
         regs: v.getRegs(),
         sregs: v.getSregs(),
         fpu: v.getFpu(),
+        xsave: v.getXsave(),
+        xcrs: v.getXcrs(),
+        debugRegs: v.getDebugRegs(),
         lapic: v.getLapic(),
         msrs,
-        mpState: v.getMpState(),
+        cpuid: v.getCpuid(),
+        tscKhz: v.getTscKhz(),
         events: v.getVcpuEvents(),
       }
+      return state
     },
     setState(state) {
-      // Cloud Hypervisor's order: sregs (CR0/CR4/EFER, APIC base) before the LAPIC and MSRs that
-      // depend on them, the events last.
-      v.setSregs(state.sregs)
-      v.setRegs(state.regs)
-      v.setFpu(state.fpu)
-      v.setMsrs(state.msrs)
-      if (state.xsave) v.setXsave(state.xsave)
-      if (state.xcrs) v.setXcrs(state.xcrs)
-      v.setLapic(state.lapic)
-      if (state.debugRegs) v.setDebugRegs(state.debugRegs)
+      // docs/snapshot.md (Firecracker's order): CPUID, MP_STATE, REGS, SREGS, XSAVE, XCRS,
+      // DEBUGREGS, LAPIC, MSRs, events. REGS before the events (setting REGS clears a pending
+      // exception, which the events put back); SREGS before the LAPIC (SREGS carries the APIC
+      // base); the LAPIC before the MSRs (TSC_DEADLINE only takes once the LAPIC timer is in
+      // TSC-deadline mode), and TSC_DEADLINE after IA32_TSC.
+      if (state.cpuid) v.setCpuid(state.cpuid)
       v.setMpState(state.mpState)
+      v.setRegs(state.regs)
+      v.setSregs(state.sregs)
+      // XSAVE holds the x87/SSE state too; the FPU struct only where the host gave no XSAVE area.
+      if (state.xsave) v.setXsave(state.xsave)
+      else v.setFpu(state.fpu)
+      if (state.xcrs) v.setXcrs(state.xcrs)
+      if (state.debugRegs) v.setDebugRegs(state.debugRegs)
+      v.setLapic(state.lapic)
+      v.setMsrs(orderMsrs(state.msrs))
       const { exception, interrupt, nmi, sipiVector } = state.events
       v.setVcpuEvents({ exception, interrupt, nmi, sipiVector })
     },
   }
   return x86
+}
+
+const IA32_TSC = 0x10
+const IA32_TSC_DEADLINE = 0x6e0
+
+/**
+ * The MSRs in the order they must be written back: IA32_TSC_DEADLINE after IA32_TSC (the deadline
+ * is compared with the TSC as it is when it is written), and a saved deadline of 0 (disarmed, or
+ * read as 0 because it had just fired) replaced by the saved TSC, so that a timer interrupt the
+ * guest waits for fires at once instead of never (Firecracker's fix_zero_tsc_deadline_msr).
+ */
+export function orderMsrs(msrs: readonly MsrEntry[]): MsrEntry[] {
+  const tsc = msrs.find((m) => m.index === IA32_TSC)
+  const rest = msrs.filter((m) => m.index !== IA32_TSC_DEADLINE)
+  const deadline = msrs.find((m) => m.index === IA32_TSC_DEADLINE)
+  if (!deadline) return rest
+  return [...rest, { index: IA32_TSC_DEADLINE, data: deadline.data === 0n && tsc ? tsc.data : deadline.data }]
 }
 
 /**

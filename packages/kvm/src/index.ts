@@ -17,7 +17,7 @@ export {
   SystemEventType,
   type VcpuExit,
 } from './exits.js'
-export { hypervisorProvider, KvmHypervisor, KvmVcpu, KvmVirtualMachine } from './hypervisor.js'
+export { hypervisorProvider, KvmHypervisor, KvmVcpu, KvmVirtualMachine, orderMsrs } from './hypervisor.js'
 export { Kvm } from './kvm.js'
 export type { GuestRam, MemoryRegion } from './memory.js'
 export {

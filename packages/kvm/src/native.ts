@@ -110,7 +110,13 @@ export interface NativeBinding {
   msrIndexList(fd: number, feature: boolean): number[]
   /** sizeof each struct src/state/layouts.ts lays out, as the C++ compiler sees linux/kvm.h. */
   structSizes: Record<string, number>
-  mapMemory(size: number | bigint, memfdName: string | null, hugepages?: boolean): NativeMapping
+  /** With `file`: MAP_PRIVATE over that file (copy-on-write, the file never written). */
+  mapMemory(
+    size: number | bigint,
+    memfdName: string | null,
+    hugepages?: boolean,
+    file?: string,
+  ): NativeMapping
   unmapMemory(buffers: ArrayBuffer[]): void
   Vm: new (systemFd: number, wake: () => void) => NativeVm
 }

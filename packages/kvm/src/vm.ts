@@ -50,11 +50,21 @@ export class Vm {
     return this.nvm.checkExtension(typeof cap === 'number' ? cap : KvmCap[cap])
   }
 
-  /** Maps host memory for guest RAM (anonymous, or a memfd named `memfd` that can be shared). */
-  mapMemory(size: number, options: { memfd?: string; hugepages?: boolean } = {}): GuestRam {
+  /**
+   * Maps host memory for guest RAM (anonymous, or a memfd named `memfd` that can be shared, or
+   * with `file` a snapshot's memory file mapped MAP_PRIVATE: loaded lazily, copy-on-write).
+   */
+  mapMemory(size: number, options: { memfd?: string; hugepages?: boolean; file?: string } = {}): GuestRam {
     if (!Number.isSafeInteger(size) || size <= 0 || size % 4096 !== 0)
       throw new RangeError(`mapMemory: size ${size} must be a positive multiple of 4096`)
-    const m = this.n.mapMemory(size, options.memfd ?? null, options.hugepages ?? false)
+    let m: ReturnType<NativeBinding['mapMemory']>
+    try {
+      m = this.n.mapMemory(size, options.memfd ?? null, options.hugepages ?? false, options.file)
+    } catch (e) {
+      if (options.file)
+        throw new Error(`guest RAM from ${options.file}: ${(e as Error).message}`, { cause: e })
+      throw e
+    }
     const n = this.n
     let unmapped = false
     const ram: GuestRam = {

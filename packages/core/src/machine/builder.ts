@@ -32,6 +32,8 @@ export interface Platform {
   readonly mmioBus: MmioBus
   /** The DI container every component's own container descends from. */
   readonly root: Container
+  /** The one host mapping all guest RAM comes from (a snapshot's memory file is its bytes). */
+  readonly ram: RamMapping
 }
 
 /**
@@ -45,11 +47,16 @@ export function buildPlatform(
   hypervisor: Hypervisor,
   buses: { readonly pioBus: PioBus; readonly mmioBus: MmioBus },
   onVm: (vm: VirtualMachine) => void,
+  /** A snapshot's memory file to map guest RAM from (MAP_PRIVATE), instead of fresh memory. */
+  ramFile?: string,
 ): Platform {
   const { machine, holes } = manifest
   const vm = hypervisor.createVm()
   onVm(vm)
-  const mapping = vm.mapRam(machine.memory)
+  let mapping: RamMapping
+  if (ramFile === undefined) mapping = vm.mapRam(machine.memory)
+  else if (vm.mapRamFromFile) mapping = vm.mapRamFromFile(machine.memory, ramFile)
+  else throw new Error(`the ${hypervisor.name} hypervisor cannot map guest RAM from a file (${ramFile})`)
   const flat = new FlatMemory(new RamBacking(mapping.buffers, mapping.chunkSize), holes)
   let addressSpace: AddressSpace | undefined
   if (machine.memoryModel === 'stacked') {
@@ -84,7 +91,7 @@ export function buildPlatform(
   root.bind(Tokens.MmioBus).toConstantValue(buses.mmioBus)
   root.bind(Tokens.VirtualMachine).toConstantValue(vm)
   if (addressSpace) root.bind(Tokens.AddressSpace).toConstantValue(addressSpace)
-  return { vm, memory, addressSpace, vcpus, ...buses, root }
+  return { vm, memory, addressSpace, vcpus, ...buses, root, ram: mapping }
 }
 
 export interface BuildInputs {

@@ -9,9 +9,11 @@ import { ComponentRegistry } from '../component/registry.js'
 import type { GuestStopKind, MachineControl } from '../component/tokens.js'
 import { registerBuiltins } from '../components/builtins.js'
 import type { ExitAction, Hypervisor, Vcpu, VcpuExit, VirtualMachine } from '../hypervisor.js'
+import { printEffective } from '../manifest/print.js'
 import { type ResolvedComponent, type ResolvedManifest, resolveManifest } from '../manifest/resolve.js'
 import { manifestFromObject, readManifest } from '../manifest/source.js'
 import type { SegmentedMemory } from '../memory/guest-memory.js'
+import { loadSnapshot, restoreInto, type SnapshotHeader, snapshotMachine } from '../snapshot/index.js'
 import { buildComponent, buildPlatform, type Platform, unmapComponent } from './builder.js'
 import * as drive from './drivers.js'
 import { exitHandler, guestStopResult, judgeExit } from './exit-policy.js'
@@ -41,6 +43,8 @@ export class Machine {
   private runs: Promise<unknown>[] = []
   private result: MachineResult | undefined
   private pausing = false
+  /** Set by Machine.restore: guest RAM comes from this snapshot memory file. */
+  private ramFile: string | undefined
   private resolveDone!: (r: MachineResult) => void
   /** Settles once, when every vCPU has stopped for good. */
   readonly done: Promise<MachineResult> = new Promise((r) => {
@@ -82,6 +86,32 @@ export class Machine {
       options.hypervisor,
       registry,
     )
+  }
+
+  /**
+   * A machine from snapshot directory `dir` (Machine.snapshot), paused: built from the pinned
+   * manifest with guest RAM mapped copy-on-write from the memory file (the directory is never
+   * written), every vCPU, the VM and every component restored. Call resume() to run it. Refuses a
+   * bad or foreign snapshot, or one from another host, before any vCPU runs.
+   */
+  static async restore(dir: string, options: MachineOptions): Promise<Machine> {
+    const snap = loadSnapshot(dir)
+    const registry = options.registry ?? registerBuiltins(new ComponentRegistry())
+    const manifest = await resolveManifest(
+      manifestFromObject(snap.manifest, `${dir}/state.json ($.manifest)`),
+      registry,
+    )
+    const m = new Machine(manifest, options.hypervisor, registry)
+    m.ramFile = snap.memoryFile
+    try {
+      await m.realize()
+      await restoreInto({ vm: m.vm!, vcpus: m.vcpus, components: m.built }, snap)
+    } catch (e) {
+      await m.dispose()
+      throw e
+    }
+    m.setState('paused')
+    return m
   }
 
   private static async realized(
@@ -159,9 +189,15 @@ export class Machine {
   /** Creates the VM, guest RAM, vCPUs and every component, and maps devices onto the buses. */
   async realize(): Promise<void> {
     this.expect('created')
-    this.platform = buildPlatform(this.manifest, this.hypervisor, this, (vm) => {
-      this.vm = vm
-    })
+    this.platform = buildPlatform(
+      this.manifest,
+      this.hypervisor,
+      this,
+      (vm) => {
+        this.vm = vm
+      },
+      this.ramFile,
+    )
     for (const c of this.manifest.components) await this.build(c)
     this.setState('realized')
   }
@@ -344,6 +380,27 @@ export class Machine {
     }
     await drive.pauseComponents(this.built, this.timed)
     this.setState('paused')
+  }
+
+  /**
+   * Writes the paused machine into snapshot directory `dir` (which must not exist): pinned
+   * manifest, vCPU and VM state, every component's state, guest RAM. Refuses, naming why, before
+   * writing anything when some part cannot be saved; the machine stays paused either way.
+   */
+  snapshot(dir: string): Promise<SnapshotHeader> {
+    const p = this.platform
+    if (!p) throw new Error('the machine is not realized')
+    return snapshotMachine(
+      {
+        state: this.stateValue,
+        manifest: printEffective(this.manifest),
+        vm: p.vm,
+        vcpus: p.vcpus,
+        components: this.built,
+        ram: p.ram,
+      },
+      dir,
+    )
   }
 
   async resume(): Promise<void> {

@@ -1,6 +1,8 @@
 // Guest memory: mappings the VMM owns for KVM memory slots, exposed to JS as external
 // ArrayBuffers (no copies). mmap/munmap/memfd only; no ioctl here.
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -30,6 +32,8 @@ static std::set<Mapping*> gMappings;  // live mappings, so unmap can validate wh
 // Drops the guest pages but keeps the virtual range reserved (PROT_NONE) until the ArrayBuffer
 // itself is collected: V8 may still hold the detached backing store, and a new mapping at the
 // same address while it lives corrupts V8's bookkeeping (seen as a double free).
+static Napi::Value Wrap(Napi::Env env, void* addr, size_t size, int fd);
+
 static void Release(Mapping* m) {
   if (m->released) return;
   mmap(m->addr, m->size, PROT_NONE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -38,13 +42,33 @@ static void Release(Mapping* m) {
   m->released = true;
 }
 
-// mapMemory(size, memfdName | null, hugepages) -> { buffer, address, fd }
+// mapMemory(size, memfdName | null, hugepages, file?) -> { buffer, address, fd }
+// With `file` (a snapshot's memory file), the mapping is MAP_PRIVATE over the file: pages load on
+// first touch and guest writes are copy-on-write, so a restore reads no RAM up front, clones share
+// the page cache, and the file itself is never written.
 Napi::Value MapMemory(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   size_t size = size_t(U64(info[0]));
   bool useMemfd = info[1].IsString();
   bool huge = info.Length() > 2 && info[2].ToBoolean();
   int fd = -1;
+  if (info.Length() > 3 && info[3].IsString()) {
+    std::string path = info[3].As<Napi::String>();
+    int file = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (file < 0) ThrowSys(env, errno, "open");
+    struct stat st;
+    if (fstat(file, &st) < 0 || size_t(st.st_size) < size) {
+      close(file);
+      throw Napi::RangeError::New(env, "mapMemory: " + path + " is shorter than guest RAM");
+    }
+    // SAFETY: a new mapping (no MAP_FIXED) of `size` bytes the file holds (checked above); PROT_WRITE
+    // on a read-only fd is allowed for MAP_PRIVATE, whose writes go to private copies, never the file.
+    void* addr = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, file, 0);
+    int e = errno;
+    close(file);  // the mapping keeps the file open
+    if (addr == MAP_FAILED) ThrowSys(env, e, "mmap");
+    return Wrap(env, addr, size, -1);
+  }
   if (useMemfd) {
     std::string name = info[1].As<Napi::String>();
     fd = memfd_create(name.c_str(), MFD_CLOEXEC | (huge ? MFD_HUGETLB : 0));
@@ -63,6 +87,11 @@ Napi::Value MapMemory(const Napi::CallbackInfo& info) {
     if (fd >= 0) close(fd);
     ThrowSys(env, e, "mmap");
   }
+  return Wrap(env, addr, size, fd);
+}
+
+// The mapping as chunk ArrayBuffers plus its address and fd, registered for unmapMemory.
+static Napi::Value Wrap(Napi::Env env, void* addr, size_t size, int fd) {
   size_t chunks = (size + kChunk - 1) / kChunk;
   auto* m = new Mapping{addr, size, fd, false, int(chunks)};
   {

@@ -43,4 +43,15 @@ export class RawImage implements Component {
     vcpu.setSregs(sregs)
     vcpu.setRegs({ ...vcpu.getRegs(), rip: BigInt(entry.ip), rflags: 2n, rsp: 0n })
   }
+
+  // Snapshottable: what a loader did lives in guest RAM and the vCPU registers, both in the
+  // snapshot already; it has nothing in flight and no state of its own.
+  quiesce(): void {}
+  saveState(): Record<string, never> {
+    return {}
+  }
+  restoreState(state: unknown): void {
+    if (typeof state !== 'object' || state === null || Object.keys(state).length > 0)
+      throw new Error(`${this.id}: a raw-image has no state to restore, got ${JSON.stringify(state)}`)
+  }
 }

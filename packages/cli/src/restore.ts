@@ -1,0 +1,33 @@
+// `vmm restore <dir> [--paused]`: a machine from a snapshot directory (Machine.restore in
+// @vmm/core): refused with the snapshot's own error, naming the file and what is wrong, before any
+// vCPU runs; then resumed (or, with --paused, left paused for the control plane to resume) and run
+// until the guest or a signal ends it, as `vmm run` does. Nothing in the directory is written.
+import type { HypervisorProvider } from '@vmm/core'
+
+export async function restore(dir: string, provider: HypervisorProvider, paused: boolean): Promise<number> {
+  const hypervisor = await provider.open()
+  const { Machine } = await import('@vmm/core')
+  const t0 = performance.now()
+  let machine: InstanceType<typeof Machine> | undefined
+  const stopNow = () => {
+    if (machine && (machine.state === 'running' || machine.state === 'paused'))
+      void machine.stop().catch(() => {})
+  }
+  process.once('SIGINT', stopNow)
+  process.once('SIGTERM', stopNow)
+  try {
+    machine = await Machine.restore(dir, { hypervisor })
+    if (paused) process.stderr.write(`vmm: restored ${dir}, paused; resume it through the control plane\n`)
+    else await machine.resume()
+    if (process.env.VMM_RESTORE_TIMINGS)
+      process.stderr.write(`vmm: restored in ${(performance.now() - t0).toFixed(1)} ms\n`)
+    const result = await machine.done
+    if (result.code !== 0 || result.status === 'failed') process.stderr.write(`vmm: ${result.reason}\n`)
+    return result.status === 'failed' && result.code === 0 ? 1 : result.code
+  } finally {
+    process.off('SIGINT', stopNow)
+    process.off('SIGTERM', stopNow)
+    await machine?.dispose()
+    hypervisor.dispose()
+  }
+}
