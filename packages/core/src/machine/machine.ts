@@ -1,7 +1,11 @@
 // The machine's lifecycle: realize -> load -> start -> pause/resume -> stop -> dispose, its state
 // machine, its events and how a run's end is decided (the first reason wins). The other jobs live
 // beside it: builder.ts (the composition root), hotplug.ts, exit-policy.ts (what a vCPU exit or a
-// guest stopping itself means for the run), drivers.ts (one driver per component capability).
+// guest stopping itself means for the run), drivers.ts (one driver per component capability),
+// ../snapshot (what a snapshot holds and how it is written, read and put back).
+// Over 400 lines on purpose: snapshot() and restore() need the lifecycle's private state (the VM,
+// the built components, the state machine) and are thin calls into ../snapshot; moving them out
+// would mean widening that state to the package.
 import '../third-party/reflect-metadata.js'
 import { MmioBus } from '../bus/mmio-bus.js'
 import { PioBus } from '../bus/pio-bus.js'
