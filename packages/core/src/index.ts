@@ -18,6 +18,9 @@ export {
   type SocketOptions,
   StdioCharBackend,
   type StdioOptions,
+  listenUnixSocket,
+  UnixSocketError,
+  type UnixSocketListener,
 } from './chardev/index.js'
 export {
   type Disposable,

@@ -63,7 +63,8 @@ export class VirtioMmio implements MmioDevice, Component {
     return virtioMmioCmdline(this.base, this.transport.irqNumber)
   }
 
-  start(): void {
+  async start(): Promise<void> {
+    await this.device.ready?.()
     if (this.config.accelerate === false) return
     const accelerator = acceleratorFor(this.vm)
     if (accelerator) this.transport.accelerate(this.base, accelerator)

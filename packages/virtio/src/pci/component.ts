@@ -73,7 +73,8 @@ export class VirtioPci implements Component {
     return this.transport.device
   }
 
-  start(): void {
+  async start(): Promise<void> {
+    await this.device.ready?.()
     if (this.config.accelerate === false) return
     const accelerator = acceleratorFor(this.vm)
     if (accelerator) this.transport.accelerate(accelerator)
