@@ -62,7 +62,9 @@ export { type InterruptLine, IrqChipLine } from './irq/interrupt-line.js'
 export { GUEST_PANIC_EXIT_CODE } from './machine/exit-policy.js'
 export {
   type BuiltComponent,
+  ComponentError,
   type ComponentTiming,
+  describeThrown,
   Machine,
   type MachineEvent,
   type MachineOptions,

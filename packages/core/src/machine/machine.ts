@@ -16,6 +16,7 @@ import { buildComponent, buildPlatform, type Platform, unmapComponent } from './
 import * as drive from './drivers.js'
 import { exitHandler, guestStopResult, judgeExit } from './exit-policy.js'
 import { Hotplug } from './hotplug.js'
+import { ComponentError } from './thrown.js'
 import type {
   BuiltComponent,
   ComponentTiming,
@@ -26,6 +27,11 @@ import type {
 } from './types.js'
 
 export type * from './types.js'
+export { ComponentError, describeThrown } from './thrown.js'
+
+// Build, load and start errors name the component (issue 13 item 7); one already named is kept.
+const blame = (id: string, phase: string, e: unknown): unknown =>
+  e instanceof ComponentError || phase === 'dispose' ? e : new ComponentError(id, phase, e)
 
 /**
  * A machine built from a manifest, driven through realize -> load -> start -> pause/resume -> stop
@@ -151,6 +157,8 @@ export class Machine {
     const t0 = performance.now()
     try {
       return await f()
+    } catch (e) {
+      throw blame(id, phase, e)
     } finally {
       this.timings.push({ id, phase, ms: performance.now() - t0 })
     }
@@ -264,6 +272,10 @@ export class Machine {
       pioBus: this.pioBus,
       mmioBus: this.mmioBus,
       addressSpace: platform.addressSpace,
+      ownerOfPort: (port) => {
+        const device = this.pioBus.lookup(port)?.device
+        return this.built.find((b) => b.instance === device)?.id
+      },
       fail: (end) => this.finish(end),
       onExit: (exit, vcpu) => this.onExit(exit, vcpu),
     })
