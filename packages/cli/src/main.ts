@@ -205,8 +205,17 @@ async function run(
     clearTimeout(shutdownAsked)
     process.off('SIGINT', stopNow)
     process.off('SIGTERM', onSigterm)
-    await machine.dispose()
-    hypervisor.dispose()
+    // Cleanup never replaces the run's error or its exit code: its own errors are reported after
+    // it, and the hypervisor is released whatever happened (issue 13 items 4, 10).
+    try {
+      await machine.dispose()
+    } catch (e) {
+      const all = e instanceof AggregateError ? e.errors : [e]
+      for (const x of all)
+        process.stderr.write(`vmm: while cleaning up: ${(x as Error)?.message ?? String(x)}\n`)
+    } finally {
+      hypervisor.dispose()
+    }
   }
 }
 

@@ -16,7 +16,7 @@ import { buildComponent, buildPlatform, type Platform, unmapComponent } from './
 import * as drive from './drivers.js'
 import { exitHandler, guestStopResult, judgeExit } from './exit-policy.js'
 import { Hotplug } from './hotplug.js'
-import { ComponentError } from './thrown.js'
+import { ComponentError, describeThrown } from './thrown.js'
 import type {
   BuiltComponent,
   ComponentTiming,
@@ -398,6 +398,10 @@ export class Machine {
     this.built.length = 0
     this.vm?.dispose()
     this.setState('disposed')
-    if (errors.length > 0) throw new AggregateError(errors, 'components failed to dispose')
+    if (errors.length > 0)
+      throw new AggregateError(
+        errors,
+        `components failed to dispose: ${errors.map((e) => (e instanceof Error ? e.message : describeThrown(e))).join('; ')}`,
+      )
   }
 }
