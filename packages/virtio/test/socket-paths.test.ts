@@ -2,8 +2,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { ConsoleDevice } from '../src/devices/console/device.js'
 import { SocketBackend } from '../src/devices/console/backend.js'
+import { ConsoleDevice } from '../src/devices/console/device.js'
 import { VsockDevice } from '../src/devices/vsock/device.js'
 
 // Issue 13 item 1: a `path:` typo must never destroy a file (the vsock device used to rmSync it).

@@ -6,8 +6,8 @@ import type { PioBus } from '../bus/pio-bus.js'
 import type { GuestStopKind } from '../component/tokens.js'
 import type { ExitAction, ExitHandler, Vcpu, VcpuExit } from '../hypervisor.js'
 import type { AddressSpace } from '../memory/address-space.js'
-import type { MachineResult } from './types.js'
 import { describeThrown } from './thrown.js'
+import type { MachineResult } from './types.js'
 
 /** `vmm run`'s exit code when the guest kernel panicked (1 is a VMM-side failure, 0 a clean end). */
 export const GUEST_PANIC_EXIT_CODE = 3

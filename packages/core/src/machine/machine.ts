@@ -26,8 +26,8 @@ import type {
   MachineState,
 } from './types.js'
 
-export type * from './types.js'
 export { ComponentError, describeThrown } from './thrown.js'
+export type * from './types.js'
 
 // Build, load and start errors name the component (issue 13 item 7); one already named is kept.
 const blame = (id: string, phase: string, e: unknown): unknown =>

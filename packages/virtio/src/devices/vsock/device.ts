@@ -1,6 +1,6 @@
 import { createConnection, createServer, type Server, type Socket } from 'node:net'
-import { completeChain, type DeviceContext, drainQueue, takeChain, type VirtioDevice } from '../../device.js'
 import { listenUnixSocket, type UnixSocketListener } from '@vmm/core'
+import { completeChain, type DeviceContext, drainQueue, takeChain, type VirtioDevice } from '../../device.js'
 import { gather, scatter } from '../../queue/buffers.js'
 import type { DescriptorChain } from '../../queue/split-queue.js'
 import { DeviceType } from '../../spec.js'
