@@ -155,7 +155,7 @@ async function run(
 ): Promise<number> {
   const provider = await loadProvider(specifier, resolved.source.file)
   const hypervisor = await provider.open()
-  const { Machine } = await import('@vmm/core')
+  const { Machine, guestMessages } = await import('@vmm/core')
   mark(`hypervisor (${hypervisor.name}) opened`)
   const machine = new Machine(resolved, hypervisor)
   // A signal before the guest runs stops it as soon as it has started.
@@ -215,6 +215,7 @@ async function run(
         process.stderr.write(`vmm: while cleaning up: ${(x as Error)?.message ?? String(x)}\n`)
     } finally {
       hypervisor.dispose()
+      guestMessages.flush() // the counts of guest-triggered messages still held back
     }
   }
 }

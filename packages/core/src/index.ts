@@ -60,6 +60,7 @@ export { RawImage, type RawImageConfig, rawImageType } from './components/raw-im
 export type * from './hypervisor.js'
 export { type InterruptLine, IrqChipLine } from './irq/interrupt-line.js'
 export { GUEST_PANIC_EXIT_CODE } from './machine/exit-policy.js'
+export { GuestMessageLimiter, type GuestMessageLimits, guestMessages } from './machine/guest-messages.js'
 export {
   type BuiltComponent,
   ComponentError,
