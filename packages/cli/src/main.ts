@@ -165,7 +165,7 @@ async function run(
 ): Promise<number> {
   const provider = await loadProvider(specifier, resolved.source.file)
   const hypervisor = await provider.open()
-  const { Machine } = await import('@vmm/core')
+  const { Machine, guestMessages } = await import('@vmm/core')
   mark(`hypervisor (${hypervisor.name}) opened`)
   const machine = new Machine(resolved, hypervisor)
   // A signal before the guest runs stops it as soon as it has started.
@@ -215,8 +215,18 @@ async function run(
     clearTimeout(shutdownAsked)
     process.off('SIGINT', stopNow)
     process.off('SIGTERM', onSigterm)
-    await machine.dispose()
-    hypervisor.dispose()
+    // Cleanup never replaces the run's error or its exit code: its own errors are reported after
+    // it, and the hypervisor is released whatever happened (issue 13 items 4, 10).
+    try {
+      await machine.dispose()
+    } catch (e) {
+      const all = e instanceof AggregateError ? e.errors : [e]
+      for (const x of all)
+        process.stderr.write(`vmm: while cleaning up: ${(x as Error)?.message ?? String(x)}\n`)
+    } finally {
+      hypervisor.dispose()
+      guestMessages.flush() // the counts of guest-triggered messages still held back
+    }
   }
 }
 

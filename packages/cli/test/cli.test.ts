@@ -95,6 +95,30 @@ describe('vmm', () => {
     })
   })
 
+  it('run: a component failing to dispose keeps the exit code and shows the cause', () => {
+    const plugin = fileURLToPath(new URL('./fixtures/bad-dispose-plugin.mjs', import.meta.url))
+    const dir = fixture({
+      'g.bin': helloGuest,
+      'm.yaml': `plugins: [${JSON.stringify(plugin)}]\n${hello}  stuck:\n    type: bad-dispose\n`,
+    })
+    expect(vmm('run', join(dir, 'm.yaml'), '--hypervisor', 'test')).toEqual({
+      code: 0,
+      stdout: 'ok',
+      stderr: 'vmm: while cleaning up: stuck: dispose failed: cannot let go of its file\n',
+    })
+    // A build that fails: its own error is what the user reads; the cleanup's comes as well.
+    const broken = fixture({
+      'g.bin': helloGuest,
+      'm.yaml': `plugins: [${JSON.stringify(plugin)}]\n${hello}  stuck:\n    type: bad-dispose\n  broken:\n    type: bad-build\n`,
+    })
+    const r = vmm('run', join(broken, 'm.yaml'), '--hypervisor', 'test')
+    expect(r.code).toBe(1)
+    expect(r.stderr).toBe(
+      'vmm: while cleaning up: stuck: dispose failed: cannot let go of its file\n' +
+        'vmm: broken: build failed: no such device\n',
+    )
+  })
+
   it('run: a hypervisor that cannot be loaded is a clear error', () => {
     const r = vmm('run', example, '--hypervisor', 'vmm-no-such-hypervisor')
     expect(r.code).toBe(1)

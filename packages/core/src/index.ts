@@ -12,12 +12,15 @@ export {
   type CharBackendKind,
   type CharBackendPolicy,
   FileCharBackend,
+  listenUnixSocket,
   OutputBatcher,
   openCharBackend,
   SocketCharBackend,
   type SocketOptions,
   StdioCharBackend,
   type StdioOptions,
+  UnixSocketError,
+  type UnixSocketListener,
 } from './chardev/index.js'
 export {
   type Disposable,
@@ -57,9 +60,12 @@ export { RawImage, type RawImageConfig, rawImageType } from './components/raw-im
 export type * from './hypervisor.js'
 export { type InterruptLine, IrqChipLine } from './irq/interrupt-line.js'
 export { GUEST_PANIC_EXIT_CODE } from './machine/exit-policy.js'
+export { GuestMessageLimiter, type GuestMessageLimits, guestMessages } from './machine/guest-messages.js'
 export {
   type BuiltComponent,
+  ComponentError,
   type ComponentTiming,
+  describeThrown,
   Machine,
   type MachineEvent,
   type MachineOptions,

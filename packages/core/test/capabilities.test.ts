@@ -159,7 +159,11 @@ describe('capability drivers', () => {
     const list = [recorder('a', log, ['dispose']), boom('b'), built('plain', {}), boom('c')]
     const errors = await drive.disposeComponents(list, timer().timed)
     expect(log).toEqual(['c.dispose', 'b.dispose', 'a.dispose'])
-    expect(errors.map((e) => (e as Error).message)).toEqual(['c failed', 'b failed'])
+    expect(errors.map((e) => (e as Error).message)).toEqual([
+      'c: dispose failed: c failed',
+      'b: dispose failed: b failed',
+    ])
+    expect(errors.map((e) => ((e as Error).cause as Error).message)).toEqual(['c failed', 'b failed'])
   })
 
   it('loads in build order with one context and collects the non-empty command-line parameters', async () => {

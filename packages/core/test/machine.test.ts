@@ -216,8 +216,38 @@ describe('Machine on the test hypervisor', () => {
     expect(await m.run()).toMatchObject({
       status: 'failed',
       code: 1,
-      reason: 'port write 0x70: device threw: boom',
+      reason: 'port write 0x70: device bad threw: boom',
     })
+    await m.dispose()
+  })
+
+  it('names what a device threw when it is not an Error (null, a string)', async () => {
+    for (const [thrown, text] of [
+      [null, 'a non-error value was thrown: null'],
+      ['jammed', 'jammed'],
+    ] as const) {
+      const { m } = await build(
+        Uint8Array.of(0xe6, 0x70, 0xf4),
+        { bad: { type: 'test-port', resources: { ports: 0x70 } } },
+        { irqchip: true },
+      )
+      m.component<Registers>('bad').write = () => {
+        throw thrown
+      }
+      expect((await m.run()).reason).toBe(`port write 0x70: device bad threw: ${text}`)
+      await m.dispose()
+    }
+  })
+
+  it('a component that fails to start is named in the error', async () => {
+    const { m } = await build(helloGuest)
+    Object.assign(m.component<object>('console'), {
+      start() {
+        throw new Error('no socket')
+      },
+    })
+    await m.load()
+    await expect(m.start()).rejects.toThrow('console: start failed: no socket')
     await m.dispose()
   })
 
@@ -231,7 +261,7 @@ describe('Machine on the test hypervisor', () => {
     expect(await m.run()).toEqual({
       status: 'failed',
       code: 1,
-      reason: 'guest halted; then stopping failed: stuck',
+      reason: 'guest halted; then stopping failed: console: stop failed: stuck',
     })
     expect(m.state).toBe('stopped')
     await m.dispose()

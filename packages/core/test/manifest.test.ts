@@ -136,6 +136,12 @@ describe('manifest errors name file, line, column and what was expected', () => 
     ])
   })
 
+  it('memory that is not a multiple of the page size', async () => {
+    expect(await errors({ 'main.yaml': 'machine:\n  memory: 1000001\ncomponents: {}\n' })).toEqual([
+      'main.yaml:2:11: machine.memory must be a non-zero multiple of the 4 KiB page size; 1000001 bytes is not (999424 would be)',
+    ])
+  })
+
   it('an interrupt line without an irqchip', async () => {
     const yaml = 'machine:\n  memory: 1MiB\ncomponents:\n  uart:\n    type: test-port\n'
     expect(await errors({ 'main.yaml': yaml })).toEqual([

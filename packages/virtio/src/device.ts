@@ -36,6 +36,11 @@ export interface VirtioDevice {
   /** Reads device configuration space (§4.2.2 offset 0x100 on). Bytes past its end read as 0. */
   readConfig(offset: number, data: Uint8Array): void
   writeConfig(offset: number, data: Uint8Array): void
+  /**
+   * Before the vCPUs first run (the component's Startable.start): wait until host resources are
+   * ready, e.g. a socket listens. A rejection fails the start with its error, before the guest runs.
+   */
+  ready?(): void | Promise<void>
   /** The driver set DRIVER_OK with these queues and features. */
   activate(context: DeviceContext): void
   /** The driver notified queue `index` (§2.7.13.4). Only called while activated. */

@@ -8,6 +8,11 @@ import { closeSync, openSync, writeSync } from 'node:fs'
 export interface CharBackend {
   /** Guest output; the backend copies or owns `bytes` from here on. */
   write(bytes: Uint8Array): void
+  /**
+   * Settles once the back end can carry bytes: a socket listens. Rejects with an error naming the
+   * path (a listen that failed); the device awaits it when it starts, before the guest runs.
+   */
+  ready(): Promise<void>
   /** Starts handing host input to `onInput` (call once). */
   start(onInput: (bytes: Uint8Array) => void): void
   /** Stops reading host input, without closing: flow control, or a paused machine. */
@@ -67,6 +72,9 @@ export class FileCharBackend implements CharBackend {
 
   write(bytes: Uint8Array): void {
     this.out.push(bytes)
+  }
+  ready(): Promise<void> {
+    return Promise.resolve()
   }
   start(): void {}
   pauseInput(): void {}

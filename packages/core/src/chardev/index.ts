@@ -7,6 +7,7 @@ import { StdioCharBackend, type StdioOptions } from './stdio.js'
 export { type CharBackend, type CharBackendKind, FileCharBackend, OutputBatcher } from './backend.js'
 export { SocketCharBackend, type SocketOptions } from './socket.js'
 export { StdioCharBackend, type StdioOptions } from './stdio.js'
+export { listenUnixSocket, UnixSocketError, type UnixSocketListener } from './unix-socket.js'
 
 /** How a device wants each kind opened (its defaults for the terminal and the socket). */
 export interface CharBackendPolicy {

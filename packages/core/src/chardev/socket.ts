@@ -1,6 +1,6 @@
-import { lstatSync, rmSync } from 'node:fs'
 import { createServer, type Server, type Socket } from 'node:net'
 import { type CharBackend, OutputBatcher } from './backend.js'
+import { listenUnixSocket, type UnixSocketListener } from './unix-socket.js'
 
 export interface SocketOptions {
   /**
@@ -11,12 +11,15 @@ export interface SocketOptions {
   keepWhileDisconnected: number
   /** A second client either replaces the first (`replace`) or is told "console busy" (`refuse`). */
   secondClient: 'replace' | 'refuse'
+  /** Who listens, for error messages ("serial console socket"). */
+  owner?: string
 }
 
 /**
  * A Unix socket the VMM listens on (like QEMU's `-chardev socket,server`); one client at a time is
- * the console. A stale socket at `path` is removed first (only a socket: anything else there makes
- * listen fail rather than be deleted), and the socket is removed at close.
+ * the console. Listening goes through listenUnixSocket (a stale socket is replaced, anything else at
+ * `path` is an error naming it); `ready` settles when it listens or cannot, and the socket it
+ * made is removed at close.
  */
 export class SocketCharBackend implements CharBackend {
   readonly terminal = false
@@ -28,15 +31,26 @@ export class SocketCharBackend implements CharBackend {
   private inputPaused = false
   private onInput: ((bytes: Uint8Array) => void) | undefined
   private readonly out = new OutputBatcher((b) => this.emit(b))
+  private readonly listening: Promise<void>
+  private listener: UnixSocketListener | undefined
+  private closed = false
 
   constructor(
     readonly path: string,
     private readonly options: SocketOptions = { keepWhileDisconnected: 1 << 20, secondClient: 'replace' },
   ) {
-    removeSocket(path)
     this.server = createServer((socket) => this.attach(socket))
-    this.server.listen(path)
     this.server.unref()
+    this.listening = listenUnixSocket(this.server, path, options.owner ?? 'console socket').then((l) => {
+      if (this.closed) l.close()
+      else this.listener = l
+    })
+    // Rejections are for whoever awaits ready(); until then a failed listen is not unhandled.
+    this.listening.catch(() => {})
+  }
+
+  ready(): Promise<void> {
+    return this.listening
   }
 
   private attach(socket: Socket): void {
@@ -105,13 +119,7 @@ export class SocketCharBackend implements CharBackend {
   close(): void {
     this.flush()
     this.client?.end()
-    this.server.close()
-    removeSocket(this.path)
+    this.closed = true
+    this.listener?.close()
   }
-}
-
-function removeSocket(path: string): void {
-  try {
-    if (lstatSync(path).isSocket()) rmSync(path, { force: true })
-  } catch {}
 }

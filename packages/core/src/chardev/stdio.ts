@@ -23,6 +23,10 @@ export class StdioCharBackend implements CharBackend {
     this.out.push(bytes)
   }
 
+  ready(): Promise<void> {
+    return Promise.resolve()
+  }
+
   start(onInput: (bytes: Uint8Array) => void): void {
     const stdin = process.stdin
     if (this.options.raw && stdin.isTTY && !stdin.isRaw) {

@@ -84,7 +84,10 @@ export async function disposeComponents(list: Components, timed: Timed): Promise
     try {
       if (isDisposable(i)) await timed(c.id, 'dispose', () => i.dispose())
     } catch (e) {
-      errors.push(e)
+      // Named here: dispose errors are collected, not wrapped by the machine's timer.
+      errors.push(
+        new Error(`${c.id}: dispose failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e }),
+      )
     }
   }
   return errors

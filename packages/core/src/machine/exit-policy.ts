@@ -6,6 +6,7 @@ import type { PioBus } from '../bus/pio-bus.js'
 import type { GuestStopKind } from '../component/tokens.js'
 import type { ExitAction, ExitHandler, Vcpu, VcpuExit } from '../hypervisor.js'
 import type { AddressSpace } from '../memory/address-space.js'
+import { describeThrown } from './thrown.js'
 import type { MachineResult } from './types.js'
 
 /** `vmm run`'s exit code when the guest kernel panicked (1 is a VMM-side failure, 0 a clean end). */
@@ -93,6 +94,8 @@ export interface ExitDispatch {
   readonly mmioBus: MmioBus
   /** With `memoryModel: stacked`: its MMIO regions are dispatched before the MMIO bus. */
   readonly addressSpace: AddressSpace | undefined
+  /** The id of the component whose device answered a PIO access at `port`, for fault messages. */
+  ownerOfPort?(port: number): string | undefined
   /** A device threw: end the run with this. */
   fail(end: RunEnd): void
   /** Every other exit (ExitHandler.onExit). */
@@ -104,13 +107,21 @@ export interface ExitDispatch {
  * Device code must not take the vCPU loop down: a throw fails the run with the access named.
  * Written out per access kind, without a closure per call: this is the path of every exit.
  */
-export function exitHandler({ pioBus, mmioBus, addressSpace, fail, onExit }: ExitDispatch): ExitHandler {
+export function exitHandler({
+  pioBus,
+  mmioBus,
+  addressSpace,
+  ownerOfPort,
+  fail,
+  onExit,
+}: ExitDispatch): ExitHandler {
   const threw = (what: string, address: number, e: unknown, data?: Uint8Array) => {
     data?.fill(0xff)
+    const owner = what.startsWith('port') ? ownerOfPort?.(address) : undefined
     fail({
       status: 'failed',
       code: 1,
-      reason: `${what} ${hex(address)}: device threw: ${(e as Error).message}`,
+      reason: `${what} ${hex(address)}: ${owner === undefined ? 'device' : `device ${owner}`} threw: ${describeThrown(e)}`,
     })
   }
   return {

@@ -22,6 +22,7 @@ import { buildComponent, buildPlatform, type Platform, unmapComponent } from './
 import * as drive from './drivers.js'
 import { exitHandler, guestStopResult, judgeExit } from './exit-policy.js'
 import { Hotplug } from './hotplug.js'
+import { ComponentError, describeThrown } from './thrown.js'
 import type {
   BuiltComponent,
   ComponentTiming,
@@ -31,7 +32,12 @@ import type {
   MachineState,
 } from './types.js'
 
+export { ComponentError, describeThrown } from './thrown.js'
 export type * from './types.js'
+
+// Build, load and start errors name the component (issue 13 item 7); one already named is kept.
+const blame = (id: string, phase: string, e: unknown): unknown =>
+  e instanceof ComponentError || phase === 'dispose' ? e : new ComponentError(id, phase, e)
 
 /**
  * A machine built from a manifest, driven through realize -> load -> start -> pause/resume -> stop
@@ -185,6 +191,8 @@ export class Machine {
     const t0 = performance.now()
     try {
       return await f()
+    } catch (e) {
+      throw blame(id, phase, e)
     } finally {
       this.timings.push({ id, phase, ms: performance.now() - t0 })
     }
@@ -304,6 +312,10 @@ export class Machine {
       pioBus: this.pioBus,
       mmioBus: this.mmioBus,
       addressSpace: platform.addressSpace,
+      ownerOfPort: (port) => {
+        const device = this.pioBus.lookup(port)?.device
+        return this.built.find((b) => b.instance === device)?.id
+      },
       fail: (end) => this.finish(end),
       onExit: (exit, vcpu) => this.onExit(exit, vcpu),
     })
@@ -447,6 +459,10 @@ export class Machine {
     this.built.length = 0
     this.vm?.dispose()
     this.setState('disposed')
-    if (errors.length > 0) throw new AggregateError(errors, 'components failed to dispose')
+    if (errors.length > 0)
+      throw new AggregateError(
+        errors,
+        `components failed to dispose: ${errors.map((e) => (e instanceof Error ? e.message : describeThrown(e))).join('; ')}`,
+      )
   }
 }

@@ -185,6 +185,17 @@ export async function resolveManifest(
   for (const id of components.keys()) visit(id, [])
   fail()
 
+  // KVM_SET_USER_MEMORY_REGION needs page-aligned sizes (Documentation/virt/kvm/api.rst): a size
+  // that is not a multiple of 4 KiB would fail only when the VM is built.
+  if (machine.memory % 4096 !== 0 || machine.memory === 0) {
+    const down = Math.floor(machine.memory / 4096) * 4096
+    diags.push(
+      pos.diagnostic(
+        '/machine/memory',
+        `machine.memory must be a non-zero multiple of the 4 KiB page size; ${machine.memory} bytes is not${down > 0 ? ` (${down} would be)` : ''}`,
+      ),
+    )
+  }
   if (machine.vcpus > 1 && !machine.irqchip) {
     // Without the in-kernel LAPIC every vCPU would start at the reset vector together; with it the
     // application processors wait for INIT/SIPI from the bootstrap processor, as on hardware.

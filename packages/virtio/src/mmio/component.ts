@@ -3,7 +3,9 @@ import {
   type ComponentResources,
   type ComponentType,
   ContainerModule,
+  describeThrown,
   type GuestMemory,
+  guestMessages,
   hex,
   inject,
   injectable,
@@ -50,7 +52,10 @@ export class VirtioMmio implements MmioDevice, Component {
     const irq = resources.irq('irq')
     this.transport = new VirtioMmioTransport(factory(config, id), memory, irq, {
       onNeedsReset: (error) =>
-        process.emitWarning(`${id}: device needs reset: ${(error as Error)?.message ?? String(error)}`),
+        guestMessages.report(
+          `${id}: device needs reset`,
+          `${id}: device needs reset: ${describeThrown(error)}`,
+        ),
     })
   }
 
@@ -63,7 +68,8 @@ export class VirtioMmio implements MmioDevice, Component {
     return virtioMmioCmdline(this.base, this.transport.irqNumber)
   }
 
-  start(): void {
+  async start(): Promise<void> {
+    await this.device.ready?.()
     if (this.config.accelerate === false) return
     const accelerator = acceleratorFor(this.vm)
     if (accelerator) this.transport.accelerate(this.base, accelerator)

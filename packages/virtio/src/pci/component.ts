@@ -11,7 +11,9 @@ import {
   type Component,
   type ComponentType,
   ContainerModule,
+  describeThrown,
   type GuestMemory,
+  guestMessages,
   inject,
   injectable,
   referenceToken,
@@ -55,7 +57,10 @@ export class VirtioPci implements Component {
   ) {
     const events = {
       onNeedsReset: (error: unknown) =>
-        process.emitWarning(`${id}: device needs reset: ${(error as Error)?.message ?? String(error)}`),
+        guestMessages.report(
+          `${id}: device needs reset`,
+          `${id}: device needs reset: ${describeThrown(error)}`,
+        ),
     }
     this.transport = new VirtioPciTransport(factory(config, id), memory, events, id)
     try {
@@ -73,7 +78,8 @@ export class VirtioPci implements Component {
     return this.transport.device
   }
 
-  start(): void {
+  async start(): Promise<void> {
+    await this.device.ready?.()
     if (this.config.accelerate === false) return
     const accelerator = acceleratorFor(this.vm)
     if (accelerator) this.transport.accelerate(accelerator)

@@ -106,7 +106,9 @@ export class Serial implements PioDevice, Component {
     this.uart.write(offset, data)
   }
 
-  start(): void {
+  /** Before the guest runs: a socket console that cannot listen fails the start, naming its path. */
+  async start(): Promise<void> {
+    await this.backend?.ready()
     this.backend?.start((bytes) => this.input(bytes))
   }
 
@@ -179,7 +181,7 @@ function makeBackend(config: SerialConfig): CharBackend | undefined {
   if (config.console === 'none') return undefined
   return openCharBackend(config.console, config.path, {
     stdio: { raw: true },
-    socket: { keepWhileDisconnected: 1 << 20, secondClient: 'replace' },
+    socket: { keepWhileDisconnected: 1 << 20, secondClient: 'replace', owner: 'serial console socket' },
   })
 }
 

@@ -18,6 +18,6 @@ export class StdioBackend extends StdioCharBackend {
  */
 export class SocketBackend extends SocketCharBackend {
   constructor(path: string) {
-    super(path, { keepWhileDisconnected: 0, secondClient: 'refuse' })
+    super(path, { keepWhileDisconnected: 0, secondClient: 'refuse', owner: 'virtio-console socket' })
   }
 }

@@ -30,6 +30,11 @@ export class ConsoleDevice implements VirtioDevice {
     backend.start((bytes) => this.receive(bytes))
   }
 
+  /** A socket back end listens (or fails, naming its path) before the guest runs. */
+  ready(): Promise<void> {
+    return this.backend.ready()
+  }
+
   /** struct virtio_console_config (§5.3.4): cols, rows, max_nr_ports are 0 without SIZE/MULTIPORT. */
   readConfig(): void {}
 

@@ -1,5 +1,5 @@
-import { rmSync } from 'node:fs'
 import { createConnection, createServer, type Server, type Socket } from 'node:net'
+import { listenUnixSocket, type UnixSocketListener } from '@vmm/core'
 import { completeChain, type DeviceContext, drainQueue, takeChain, type VirtioDevice } from '../../device.js'
 import { gather, scatter } from '../../queue/buffers.js'
 import type { DescriptorChain } from '../../queue/split-queue.js'
@@ -47,16 +47,28 @@ export class VsockDevice implements VirtioDevice {
   private nextLocalPort = FIRST_LOCAL_PORT
   /** The machine is paused: packets for the guest are queued, established sockets not read. */
   private paused = false
+  private readonly listening: Promise<void>
+  private listener: UnixSocketListener | undefined
+  private disposed = false
 
   constructor(
     readonly guestCid: number,
     private readonly udsPath: string,
   ) {
     this.config.setBigUint64(0, BigInt(guestCid), true)
-    rmSync(udsPath, { force: true })
     // Half-open sockets: a host that ends its side may still read the guest's reply.
     this.server = createServer({ allowHalfOpen: true }, (socket) => this.hostConnect(socket))
-    this.server.listen(udsPath)
+    // listenUnixSocket replaces only a stale socket at udsPath; anything else is an error naming it.
+    this.listening = listenUnixSocket(this.server, udsPath, 'virtio-vsock socket').then((l) => {
+      if (this.disposed) l.close()
+      else this.listener = l
+    })
+    this.listening.catch(() => {}) // for ready() to raise
+  }
+
+  /** Before the guest runs: the host socket listens, or the start fails naming its path. */
+  ready(): Promise<void> {
+    return this.listening
   }
 
   readConfig(offset: number, data: Uint8Array): void {
@@ -105,8 +117,8 @@ export class VsockDevice implements VirtioDevice {
 
   dispose(): void {
     this.reset()
-    this.server.close()
-    rmSync(this.udsPath, { force: true })
+    this.disposed = true
+    this.listener?.close()
   }
 
   /** Active connections, for monitoring and tests. */
