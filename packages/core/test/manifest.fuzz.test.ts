@@ -100,6 +100,20 @@ function apply(text: string, edits: { kind: string; at: number; text: string }[]
 const schemas = new SchemaCache()
 const registry = testRegistry()
 
+describe('manifest YAML errors (regressions found by the property below)', () => {
+  it('an alias to an anchor never set is a ManifestError naming the file, not a ReferenceError', async () => {
+    writeFileSync(join(dir, 'alias.yaml'), 'machine:\n  memory: 1MiB\n<<: *a\ncomponents: {}\n')
+    let error: unknown
+    try {
+      await resolveManifest(readManifest(join(dir, 'alias.yaml')), registry, { schemas })
+    } catch (e) {
+      error = e
+    }
+    expect(error).toBeInstanceOf(ManifestError)
+    expect((error as Error).message).toMatch(/alias\.yaml:\d+:\d+: YAML error: Unresolved alias/)
+  })
+})
+
 describe('manifests with random edits and includes (fast-check)', () => {
   it('only a ManifestError escapes, and each diagnostic names a given file, a line and a message', async () => {
     await fc.assert(
