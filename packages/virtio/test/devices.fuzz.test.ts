@@ -218,3 +218,44 @@ describe('virtio-blk statuses for well-formed chains with random headers (§5.2.
     )
   })
 })
+
+describe('virtio-blk over disk images of any size and contents (fast-check)', () => {
+  it('capacity is the whole sectors of the file; a read is OK within them and IOERR past them; data is the file', async () => {
+    const path = join(dir, 'any.img')
+    await fc.assert(
+      fc.asyncProperty(
+        fc.uint8Array({ maxLength: 4 * 512 + 100 }),
+        fc.integer({ min: 0, max: 6 }),
+        fc.integer({ min: 1, max: 3 }),
+        async (contents, sector, sectors) => {
+          writeFileSync(path, contents)
+          const r = rig(new BlockDevice({ path, readOnly: true, serial: 'a' }))
+          r.driver.init({ features: 1n << Feature.VERSION_1 })
+          const capacity = Math.floor(contents.length / 512)
+          expect(new DataView(r.driver.readConfig(0, 8).buffer).getBigUint64(0, true)).toBe(BigInt(capacity))
+          const q = r.driver.queue(0)
+          const h = new DataView(new ArrayBuffer(16))
+          h.setUint32(0, BlockRequest.IN, true)
+          h.setBigUint64(8, BigInt(sector), true)
+          const data = r.driver.alloc(sectors * 512)
+          const status = r.driver.alloc(1)
+          q.add([
+            { address: r.driver.put(new Uint8Array(h.buffer)), length: 16 },
+            { address: data, length: sectors * 512, write: true },
+            { address: status, length: 1, write: true },
+          ])
+          r.driver.notify(0)
+          await until(() => q.usedIndex !== 0, 5000, 'the read')
+          const fits = sector + sectors <= capacity
+          expect(r.memory.readU8(status)).toBe(fits ? BlockStatus.OK : BlockStatus.IOERR)
+          if (fits)
+            expect(r.driver.get(data, sectors * 512)).toEqual(
+              contents.subarray(sector * 512, (sector + sectors) * 512),
+            )
+          await r.transport.dispose()
+        },
+      ),
+      fuzzParameters(50),
+    )
+  })
+})
