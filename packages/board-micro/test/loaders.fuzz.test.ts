@@ -130,6 +130,15 @@ describe('loaders: what the headers promise is in the file (regressions)', () =>
     expect(load(b)).toMatchObject({ code: 'TOO_LITTLE_MEMORY' })
   })
 
+  it('a note whose namesz is past 2^31 is refused, not read backwards (found by the fuzzer)', () => {
+    const b = Uint8Array.from(pvh)
+    const at = b.findIndex(
+      (_, i) => b[i] === 0x58 && b[i + 1] === 0x65 && b[i + 2] === 0x6e && b[i + 3] === 0,
+    )
+    new DataView(b.buffer).setUint32(at - 12, 0x80000004, true) // namesz of the Xen note
+    expect(() => parseElf(b, 'pvh')).toThrow(/PT_NOTE segment \d+: the note at file offset .* runs past/)
+  })
+
   it('a PVH note that runs past its segment is refused; so is an entry outside the loaded bytes', () => {
     const b = Uint8Array.from(pvh)
     const at = b.findIndex(

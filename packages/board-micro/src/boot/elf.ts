@@ -121,6 +121,11 @@ export function inLoadedBytes(elf: ElfKernel, address: number): boolean {
   return elf.segments.some((s) => address >= s.physAddress && address < s.physAddress + s.fileSize)
 }
 
+/**
+ * Rounds up to 4 in plain arithmetic: a 32-bit namesz/descsz from the file can exceed 2^31, where
+ * `(n + 3) & ~3` goes negative and walked the note reader backwards out of the file (found by
+ * loaders.fuzz.test.ts: a RangeError escaped parseElf).
+ */
 function align4(n: number): number {
-  return (n + 3) & ~3
+  return Math.ceil(n / 4) * 4
 }

@@ -11,7 +11,8 @@ import { hex } from '@vmm/core'
 import { BootError } from './errors.js'
 
 const NEWC_HEADER = 110
-const align4 = (n: number) => (n + 3) & ~3
+/** Plain arithmetic: offsets past 2^31 must not turn negative as `(n + 3) & ~3` does. */
+const align4 = (n: number) => Math.ceil(n / 4) * 4
 
 function isNewc(b: Uint8Array, at: number): boolean {
   // "070701" (newc) or "070702" (newc with CRC)
