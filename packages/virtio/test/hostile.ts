@@ -164,6 +164,15 @@ export async function runHostile(
   await transport.dispose()
   expect(failures).toEqual([])
   if (driver.status & Status.DEVICE_NEEDS_RESET) return
+  // A guest may point a writable buffer at its own used ring: a device that writes there (rng,
+  // net rx) overwrites entries with guest-requested bytes, which is no fault of the device. The
+  // used ring is checked only when no buffer of the case overlaps it (found at 93,269 cases).
+  const usedEnd = q.usedRing + 6 + 8 * QUEUE_SIZE
+  const overlaps = [...c.table, ...c.indirect.flat()].some(
+    (d) =>
+      d.flags & DescFlags.WRITE && Number(d.address) < usedEnd && Number(d.address) + d.length > q.usedRing,
+  )
+  if (overlaps) return
   const used = q.takeUsed()
   // The device takes at most what the available index announced, and never more than a ring's worth.
   expect(used.length).toBeLessThanOrEqual(Math.min(QUEUE_SIZE, c.heads.length + c.availJump))
