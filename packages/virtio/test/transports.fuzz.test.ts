@@ -73,6 +73,7 @@ describe('virtio-mmio register file under a hostile driver (fast-check)', () => 
               t.write(o.offset, data)
               if (o.offset === MmioReg.QUEUE_SEL && o.width === 4) queueSel = o.value >>> 0
               if (o.offset === MmioReg.STATUS && o.width === 4 && o.value === 0) {
+                queueSel = 0 // the reset clears the selectors too
                 expect(reg(MmioReg.STATUS)).toBe(0)
                 expect(reg(MmioReg.QUEUE_READY)).toBe(0)
               }
@@ -159,7 +160,7 @@ describe('virtio-pci BAR 0 and configuration space under a hostile driver (fast-
         }
         await new Promise<void>((res) => setImmediate(res))
         expect(identity()).toEqual(before)
-        await r.transport.dispose()
+        await r.transport.close() // releases the device's image fd (dispose alone leaked one per case)
       }),
       fuzzParameters(100),
     )
