@@ -14,9 +14,11 @@ import {
   Tokens,
   type VirtualMachine,
 } from '@vmm/core'
-import { isBzImage } from './boot/bzimage.js'
+import { isBzImage, parseBzImage } from './boot/bzimage.js'
 import { setupX86Vcpu, vcpuCpuid } from './boot/cpu.js'
-import { isElf } from './boot/elf.js'
+import { isElf, parseElf } from './boot/elf.js'
+import { BootError } from './boot/errors.js'
+import { checkInitrd } from './boot/initrd.js'
 import { type BootLayout, defaultLayout } from './boot/layout.js'
 import { bootVcpuState, type EntryMode, type LinuxBootPlan, loadLinux } from './boot/linux.js'
 
@@ -29,11 +31,21 @@ export interface LinuxConfig {
   cpu: { hide: string[] }
 }
 
-/** Reads the first bytes of `path` to tell a kernel from anything else, for an early error. */
-function kernelKind(path: string): 'elf' | 'bzimage' | undefined {
-  const head = readFileSync(path).subarray(0, 0x250)
-  if (isElf(head)) return 'elf'
-  if (isBzImage(head)) return 'bzimage'
+/**
+ * Parses the whole kernel (and initrd) at validation, so a truncated file is an error of the
+ * manifest's `kernel` key, not a guest that dies as a triple fault.
+ */
+function kernelKind(path: string, initrd: string | undefined): 'elf' | 'bzimage' | undefined {
+  const bytes = readFileSync(path)
+  try {
+    if (initrd) checkInitrd(readFileSync(initrd), initrd)
+    if (isElf(bytes)) return parseElf(bytes, path) && 'elf'
+    if (isBzImage(bytes)) return parseBzImage(bytes, path) && 'bzimage'
+  } catch (e) {
+    if (e instanceof BootError)
+      throw new ConfigError(e.code === 'BAD_INITRD' ? 'initrd' : 'kernel', e.message)
+    throw e
+  }
   return undefined
 }
 
@@ -177,7 +189,7 @@ export const linuxType: ComponentType<LinuxConfig> = {
       }
       if (size === 0) throw new ConfigError(key, `${key} file ${path} is empty`)
     }
-    if (kernelKind(config.kernel) === undefined)
+    if (kernelKind(config.kernel, config.initrd) === undefined)
       throw new ConfigError(
         'kernel',
         `${config.kernel} is not a kernel: neither an ELF vmlinux nor a bzImage`,

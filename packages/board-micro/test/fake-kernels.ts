@@ -141,13 +141,16 @@ export function bzImageKernel(): string {
     `.text\n.code64\n.org 0x200\n.globl startup_64\nstartup_64:\n${report64('bzimage')}`,
     ['-Ttext=0x100000', '-e', 'startup_64', '--oformat=binary'],
   )
-  const out = `${pm}.bzImage`
+  const out = `${pm}.syssize.bzImage`
   if (!existsSync(out)) {
-    const kernel = readFileSync(pm)
+    const raw = readFileSync(pm)
+    // Padded to whole 16-byte paragraphs, as arch/x86/boot/tools/build.c does, for syssize.
+    const kernel = Buffer.concat([raw, Buffer.alloc((16 - (raw.length % 16)) % 16)])
     const setup = new Uint8Array(2 * 512)
     const dv = new DataView(setup.buffer)
     dv.setUint8(0x1f1, 1) // setup_sects
     dv.setUint16(0x1fe, 0xaa55, true)
+    dv.setUint32(0x1f4, kernel.length / 16, true) // syssize
     dv.setUint8(0x201, 0x66) // the header runs to 0x202 + 0x66
     dv.setUint32(0x202, 0x53726448, true) // "HdrS"
     dv.setUint16(0x206, 0x020f, true)

@@ -1,6 +1,7 @@
 // What the `linux` component asks of the hypervisor, through its optional parts only: the boot
 // policy decides whether a gzip initrd is inflated by the VMM, and the x86 parts get each vCPU's
 // CPUID, boot MSRs, LAPIC and FPU. A hypervisor without them gets neither, and the boot goes on.
+
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -18,9 +19,10 @@ import {
 import { TestHypervisor } from '@vmm/core/testing'
 import { describe, expect, it } from 'vitest'
 import { defaultLayout, Linux, type LinuxConfig } from '../src/index.js'
+import { newc } from './cpio.js'
 import { elf64Kernel } from './fake-kernels.js'
 
-const CPIO = new TextEncoder().encode('070701 an uncompressed cpio stands in here '.repeat(100))
+const CPIO = newc([['init', new TextEncoder().encode('an uncompressed cpio stands in here '.repeat(100))]])
 
 function setup(vm: VirtualMachine, vcpus: Vcpu[]) {
   const dir = mkdtempSync(join(tmpdir(), 'vmm-linux-parts-'))

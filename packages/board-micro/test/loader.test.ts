@@ -211,6 +211,13 @@ describe.skipIf(typeof debian === 'string')("Debian's cloud kernel", () => {
     expect(plan.kernelEnd).toBe(0x100000 + bz.initSize)
   })
 
+  it('a truncated bzImage is refused before loading, naming syssize (issue 13: it was a triple fault)', () => {
+    const bytes = readFileSync(k.bzImage)
+    const [mem, inp] = input(k.bzImage, {}, 256 << 20)
+    const cut = { ...inp, kernel: { name: k.bzImage, bytes: bytes.subarray(0, bytes.length >> 1) } }
+    expect(() => loadLinux(mem, cut)).toThrow(/truncated bzImage: .*\(syssize at 0x1f4\)/)
+  })
+
   it('vmlinux: ELF with the PVH note, loaded segment by segment', () => {
     const bytes = readFileSync(k.vmlinux)
     const elf = parseElf(bytes, k.vmlinux)

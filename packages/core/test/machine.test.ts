@@ -289,4 +289,14 @@ describe('Machine on the test hypervisor', () => {
     )
     expect(hypervisor.vms[0]!.disposed).toBe(true)
   })
+
+  it('refuses a raw image whose entry is outside it, naming the file (issue 13)', async () => {
+    const entry = manifest(spin)
+    ;(entry.components.guest as Record<string, unknown>).entry = { cs: 0, ip: 0x100 }
+    const m2 = await Machine.fromObject(entry, { hypervisor: new TestHypervisor(), registry: testRegistry() })
+    await expect(m2.load()).rejects.toThrow(
+      /the entry 0x0:0x100 \(0x100\) is outside .*guest\.bin, loaded at \[0x7c00, 0x7c02\)/,
+    )
+    await m2.dispose()
+  })
 })

@@ -1,10 +1,13 @@
 // bzImage kernels: the real-mode setup header and where the protected-mode kernel starts.
 // Documentation/arch/x86/boot.rst ("The Real-Mode Kernel Header", "Details of Header Fields").
+import { hex } from '@vmm/core'
 import { BootError } from './errors.js'
 
 /** Offsets in the setup header, which sits at the same place in the file and in boot_params. */
 export const SetupHeader = {
   setupSects: 0x1f1,
+  /** Size of the protected-mode code in 16-byte paragraphs (32 bits since protocol 2.04). */
+  syssize: 0x1f4,
   bootFlag: 0x1fe,
   header: 0x202,
   version: 0x206,
@@ -74,24 +77,61 @@ export function parseBzImage(image: Uint8Array, name: string): BzImage {
     throw new BootError('UNSUPPORTED_KERNEL', `${name}: a zImage (not loaded high)`)
   let setupSects = dv.getUint8(SetupHeader.setupSects)
   if (setupSects === 0) setupSects = 4 // boot.rst: "if this field is 0, the real value is 4"
+  // What the header promises must be in the file (a truncated bzImage otherwise loads and dies in
+  // the guest as a triple fault): the setup sectors, the header itself, syssize paragraphs of
+  // protected-mode code, the compressed payload inside it, and the 64-bit entry at +0x200.
   const kernelOffset = (setupSects + 1) * 512
+  const short = (what: string, field: string, end: number) =>
+    new BootError(
+      'NOT_A_KERNEL',
+      `${name}: truncated bzImage: ${what} (${field}) end at byte ${end}, but the file has ${image.length} bytes`,
+    )
   if (kernelOffset >= image.length)
-    throw new BootError('NOT_A_KERNEL', `${name}: setup sectors run past the end of the file`)
+    throw short(
+      `the ${setupSects} setup sectors`,
+      `setup_sects at ${hex(SetupHeader.setupSects)}`,
+      kernelOffset,
+    )
   const headerEnd = 0x202 + dv.getUint8(SetupHeader.endByte)
+  if (headerEnd > kernelOffset)
+    throw new BootError(
+      'NOT_A_KERNEL',
+      `${name}: the setup header runs to ${hex(headerEnd)} (the byte at 0x201), past the setup sectors (${hex(kernelOffset)})`,
+    )
+  const kernelLength = image.length - kernelOffset
+  const syssize = dv.getUint32(SetupHeader.syssize, true) * 16
+  if (syssize > kernelLength)
+    throw short(
+      `the protected-mode kernel's ${syssize} bytes`,
+      `syssize at ${hex(SetupHeader.syssize)}`,
+      kernelOffset + syssize,
+    )
+  const payloadOffset = dv.getUint32(SetupHeader.payloadOffset, true)
+  const payloadLength = dv.getUint32(SetupHeader.payloadLength, true)
+  if (payloadLength > 0 && payloadOffset + payloadLength > kernelLength)
+    throw short(
+      `the compressed payload's ${payloadLength} bytes at +${hex(payloadOffset)}`,
+      `payload_offset/payload_length at ${hex(SetupHeader.payloadOffset)}`,
+      kernelOffset + payloadOffset + payloadLength,
+    )
+  const xloadflags = dv.getUint16(SetupHeader.xloadflags, true)
+  if (xloadflags & XLF_KERNEL_64 && kernelLength <= 0x200)
+    throw short(
+      'the 64-bit entry at +0x200',
+      `XLF_KERNEL_64 in xloadflags at ${hex(SetupHeader.xloadflags)}`,
+      kernelOffset + 0x201,
+    )
   return {
     version,
     header: image.slice(SetupHeader.setupSects, headerEnd),
     kernel: image.subarray(kernelOffset),
-    has64BitEntry: (dv.getUint16(SetupHeader.xloadflags, true) & XLF_KERNEL_64) !== 0,
+    has64BitEntry: (xloadflags & XLF_KERNEL_64) !== 0,
     initrdAddrMax: dv.getUint32(SetupHeader.initrdAddrMax, true),
     cmdlineSize: dv.getUint32(SetupHeader.cmdlineSize, true),
     kernelAlignment: dv.getUint32(SetupHeader.kernelAlignment, true),
     prefAddress: Number(dv.getBigUint64(SetupHeader.prefAddress, true)),
     initSize: dv.getUint32(SetupHeader.initSize, true),
-    payload: {
-      offset: dv.getUint32(SetupHeader.payloadOffset, true),
-      length: dv.getUint32(SetupHeader.payloadLength, true),
-    },
+    payload: { offset: payloadOffset, length: payloadLength },
   }
 }
 

@@ -1,5 +1,6 @@
 // ELF64 kernels (vmlinux): program headers and notes, enough to load PT_LOAD segments at their
 // physical addresses and find the PVH entry. System V ABI gABI ch. 4 and the x86-64 psABI.
+import { hex } from '@vmm/core'
 import { BootError } from './errors.js'
 
 export interface ElfSegment {
@@ -45,8 +46,11 @@ export function parseElf(image: Uint8Array, name: string): ElfKernel {
   const phoff = Number(dv.getBigUint64(32, true))
   const phentsize = dv.getUint16(54, true)
   const phnum = dv.getUint16(56, true)
-  if (phentsize < 56 || phoff + phnum * phentsize > image.length)
-    throw fail('program headers run past the end of the file')
+  if (phentsize < 56) throw fail(`e_phentsize is ${phentsize}; an ELF64 program header is 56 bytes`)
+  if (phoff + phnum * phentsize > image.length)
+    throw fail(
+      `truncated: ${phnum} program headers at e_phoff ${hex(phoff)} end at byte ${phoff + phnum * phentsize}, but the file has ${image.length} bytes`,
+    )
 
   const segments: ElfSegment[] = []
   let pvhEntry: number | undefined
@@ -57,20 +61,32 @@ export function parseElf(image: Uint8Array, name: string): ElfKernel {
     const paddr = Number(dv.getBigUint64(p + 24, true))
     const filesz = Number(dv.getBigUint64(p + 32, true))
     const memsz = Number(dv.getBigUint64(p + 40, true))
-    if (offset + filesz > image.length) throw fail(`segment ${i} runs past the end of the file`)
+    if (offset + filesz > image.length)
+      throw fail(
+        `truncated: segment ${i} (p_offset ${hex(offset)}, p_filesz ${filesz}) ends at byte ${offset + filesz}, but the file has ${image.length} bytes`,
+      )
     if (ptype === PT_LOAD) {
       if (memsz < filesz) throw fail(`segment ${i} has p_memsz < p_filesz`)
       segments.push({ fileOffset: offset, fileSize: filesz, memSize: memsz, physAddress: paddr })
     } else if (ptype === PT_NOTE) {
-      pvhEntry ??= findPvhEntry(dv, offset, filesz)
+      pvhEntry ??= findPvhEntry(dv, offset, filesz, (what) => fail(`PT_NOTE segment ${i}: ${what}`))
     }
   }
   if (segments.length === 0) throw fail('no loadable segments')
   return pvhEntry === undefined ? { entry, segments } : { entry, segments, pvhEntry }
 }
 
-/** Walks one PT_NOTE segment for the "Xen" note of type PHYS32_ENTRY (gABI 5.6 note layout). */
-function findPvhEntry(dv: DataView, start: number, size: number): number | undefined {
+/**
+ * Walks one PT_NOTE segment for the "Xen" note of type PHYS32_ENTRY (gABI 5.6 note layout). A note
+ * whose namesz/descsz run past the segment, or a PHYS32_ENTRY note too short for its address, is
+ * an error: the loader would otherwise read another note's bytes as an entry point.
+ */
+function findPvhEntry(
+  dv: DataView,
+  start: number,
+  size: number,
+  fail: (what: string) => BootError,
+): number | undefined {
   let p = start
   const end = start + size
   while (p + 12 <= end) {
@@ -79,13 +95,20 @@ function findPvhEntry(dv: DataView, start: number, size: number): number | undef
     const type = dv.getUint32(p + 8, true)
     const nameAt = p + 12
     const descAt = nameAt + align4(namesz)
-    if (descAt + descsz > end) return undefined
+    if (descAt + descsz > end)
+      throw fail(
+        `the note at file offset ${hex(p)} (namesz ${namesz}, descsz ${descsz}) runs past the segment's end at ${hex(end)}`,
+      )
     const isXen =
       namesz === 4 &&
       dv.getUint8(nameAt) === 0x58 && // "Xen\0"
       dv.getUint8(nameAt + 1) === 0x65 &&
       dv.getUint8(nameAt + 2) === 0x6e
-    if (isXen && type === XEN_ELFNOTE_PHYS32_ENTRY && descsz >= 4) {
+    if (isXen && type === XEN_ELFNOTE_PHYS32_ENTRY) {
+      if (descsz < 4)
+        throw fail(
+          `the Xen PHYS32_ENTRY note at file offset ${hex(p)} has ${descsz} bytes; its address needs 4`,
+        )
       return descsz >= 8 ? Number(dv.getBigUint64(descAt, true)) : dv.getUint32(descAt, true)
     }
     p = descAt + align4(descsz)
@@ -93,6 +116,16 @@ function findPvhEntry(dv: DataView, start: number, size: number): number | undef
   return undefined
 }
 
+/** Whether `address` is one of the bytes a PT_LOAD segment brings from the file. */
+export function inLoadedBytes(elf: ElfKernel, address: number): boolean {
+  return elf.segments.some((s) => address >= s.physAddress && address < s.physAddress + s.fileSize)
+}
+
+/**
+ * Rounds up to 4 in plain arithmetic: a 32-bit namesz/descsz from the file can exceed 2^31, where
+ * `(n + 3) & ~3` goes negative and walked the note reader backwards out of the file (found by
+ * loaders.fuzz.test.ts: a RangeError escaped parseElf).
+ */
 function align4(n: number): number {
-  return (n + 3) & ~3
+  return Math.ceil(n / 4) * 4
 }

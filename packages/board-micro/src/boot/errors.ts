@@ -2,6 +2,7 @@
 export type BootErrorCode =
   | 'NOT_FOUND'
   | 'NOT_A_KERNEL'
+  | 'BAD_INITRD'
   | 'UNSUPPORTED_KERNEL'
   | 'DOES_NOT_FIT'
   | 'CMDLINE_TOO_LONG'

@@ -5,10 +5,11 @@
 //  - ELF vmlinux through the PVH entry when it has the PHYS32_ENTRY note (ebx = hvm_start_info),
 //  - bzImage: the protected-mode kernel at 1 MiB, entered at its 64-bit entry (+0x200).
 // Everything is checked before anything is written, so a bad input leaves memory untouched.
-import { type GuestMemory, guestAddress, hex, type Regs, type Sregs } from '@vmm/core'
+import { GUEST_ADDRESS_LIMIT, type GuestMemory, guestAddress, hex, type Regs, type Sregs } from '@vmm/core'
 import { type BzImage, fmtVersion, isBzImage, parseBzImage } from './bzimage.js'
-import { type ElfKernel, isElf, parseElf } from './elf.js'
+import { type ElfKernel, inLoadedBytes, isElf, parseElf } from './elf.js'
 import { BootError } from './errors.js'
+import { checkInitrd } from './initrd.js'
 import type { BootLayout } from './layout.js'
 import { mpTableSize, writeMpTable } from './mptable.js'
 import { type E820Entry, e820Map, writeStartInfo, writeZeroPage } from './params.js'
@@ -54,7 +55,10 @@ function ramEndBelow(ram: LinuxBootInput['ram'], limit: number): number {
 }
 
 function checkMapped(memory: GuestMemory, what: string, address: number, size: number): void {
-  if (!memory.isMapped(guestAddress(address), Math.max(size, 1)))
+  // A header can name any 64-bit address (p_paddr of a hostile ELF): one past the 52-bit physical
+  // address space is as missing as a hole, not a RangeError (found by loaders.fuzz.test.ts).
+  const inRange = Number.isSafeInteger(address + size) && address + size <= GUEST_ADDRESS_LIMIT
+  if (!inRange || !memory.isMapped(guestAddress(address), Math.max(size, 1)))
     throw new BootError(
       'TOO_LITTLE_MEMORY',
       `${what} needs guest RAM at [${hex(address)}, ${hex(address + size)}), which this machine does not have`,
@@ -80,6 +84,13 @@ export function loadLinux(memory: GuestMemory, input: LinuxBootInput): LinuxBoot
         `${kernel.name}: entry: pvh was asked for, but the ELF has no Xen PHYS32_ENTRY note (CONFIG_PVH)`,
       )
     if (input.entry === 'linux64') mode = 'linux64'
+    // The entry the header names must be code the file brings, not .bss or a hole.
+    const entry = mode === 'pvh' ? elf.pvhEntry! : elf.entry
+    if (!inLoadedBytes(elf, entry))
+      throw new BootError(
+        'NOT_A_KERNEL',
+        `${kernel.name}: the ${mode === 'pvh' ? 'PVH entry (Xen PHYS32_ENTRY note)' : '64-bit entry (e_entry)'} ${hex(entry)} is in no loaded segment's file bytes`,
+      )
     let kernelEnd = 0
     for (const s of elf.segments) {
       checkMapped(memory, `${kernel.name} segment at ${hex(s.physAddress)}`, s.physAddress, s.memSize)
@@ -93,7 +104,7 @@ export function loadLinux(memory: GuestMemory, input: LinuxBootInput): LinuxBoot
           memory.write(guestAddress(s.physAddress + s.fileSize), new Uint8Array(s.memSize - s.fileSize))
       })
     }
-    plan = { kind: 'elf', mode, entry: mode === 'pvh' ? elf.pvhEntry! : elf.entry, kernelEnd, elf }
+    plan = { kind: 'elf', mode, entry, kernelEnd, elf }
     cmdlineMax = ELF_CMDLINE_MAX
     initrdMax = DEFAULT_INITRD_MAX
   } else if (isBzImage(kernel.bytes)) {
@@ -144,6 +155,7 @@ export function loadLinux(memory: GuestMemory, input: LinuxBootInput): LinuxBoot
 
   let initrd: { address: number; size: number } | undefined
   if (input.initrd) {
+    checkInitrd(input.initrd.bytes, input.initrd.name)
     const size = input.initrd.bytes.length
     const top = Math.min(ramEndBelow(input.ram, 2 ** 32), initrdMax + 1)
     const address = Math.floor((top - size) / 4096) * 4096

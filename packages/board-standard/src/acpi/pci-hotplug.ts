@@ -36,22 +36,31 @@ export class PciHotplugRegisters implements PioDevice, HotplugController {
     return { up: this.up, down: this.down }
   }
 
+  // Byte by byte: a guest may read or write any width at any port of the block, and an access
+  // that straddles two registers touches each one's bytes (a shift by 8 * (offset % 4 + i) wrapped
+  // at 32 and took bytes from the wrong register; found by acpi.fuzz.test.ts).
   read(offset: number, data: Uint8Array): void {
-    data.fill(0)
-    const reg = offset >> 2
-    const value = reg === 0 ? this.up : reg === 1 ? this.down : 0
-    for (let i = 0; i < data.length; i++) data[i] = (value >>> (8 * ((offset % 4) + i))) & 0xff
-    // Reading the register's first byte takes its bits (the AML reads it as one DWORD).
-    if (offset % 4 === 0) {
-      if (reg === 0) this.up = 0
-      else if (reg === 1) this.down = 0
+    const up = this.up
+    const down = this.down
+    for (let i = 0; i < data.length; i++) {
+      const at = offset + i
+      const reg = at >> 2
+      const value = reg === 0 ? up : reg === 1 ? down : 0
+      data[i] = (value >>> (8 * (at % 4))) & 0xff
+      // Reading a register's first byte takes its bits (the AML reads it as one DWORD).
+      if (at % 4 === 0) {
+        if (reg === 0) this.up = 0
+        else if (reg === 1) this.down = 0
+      }
     }
   }
 
   write(offset: number, data: Uint8Array): void {
-    if (offset < 8) return
     let bits = 0
-    for (let i = 0; i < data.length; i++) bits |= data[i]! << (8 * (offset - 8 + i))
+    for (let i = 0; i < data.length; i++) {
+      const at = offset + i
+      if (at >= 8 && at < PCI_HOTPLUG_REGISTERS_SIZE) bits = (bits | (data[i]! << (8 * (at - 8)))) >>> 0
+    }
     for (let slot = 1; slot < 32; slot++) if ((bits >>> slot) & 1) this.onEject(slot)
   }
 }

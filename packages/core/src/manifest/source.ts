@@ -88,7 +88,16 @@ function readOne(
     return { file, line, column: col }
   }
   walk(doc.contents, '', posOf, positions)
-  const data = doc.toJS({ maxAliasCount: 100 }) ?? {}
+  // toJS throws for what parsing lets through: an alias to an anchor defined later or never, an
+  // alias count past the limit (found by manifest.fuzz.test.ts: a ReferenceError escaped).
+  let data: unknown
+  try {
+    data = doc.toJS({ maxAliasCount: 100 }) ?? {}
+  } catch (cause) {
+    throw new ManifestError([
+      { ...posOf(doc.contents), path: '', message: `YAML error: ${firstLine((cause as Error).message)}` },
+    ])
+  }
   if (typeof data !== 'object' || Array.isArray(data)) {
     throw new ManifestError([
       { ...posOf(doc.contents), path: '', message: 'a manifest must be a mapping (key: value pairs)' },

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs'
-import { guestAddress } from '../../address.js'
+import { guestAddress, hex } from '../../address.js'
 import type { Component, LoadContext } from '../../component/component-type.js'
 import { Tokens } from '../../component/tokens.js'
 import { inject, injectable } from '../../third-party/inversify.js'
@@ -29,10 +29,23 @@ export class RawImage implements Component {
 
   load({ memory, vcpus }: LoadContext): void {
     const { file, address, vcpu: index } = this.config
-    memory.write(guestAddress(address), readFileSync(file))
+    const bytes = readFileSync(file)
     const vcpu = vcpus[index]
     if (!vcpu) throw new Error(`${this.id}: the machine has no vCPU ${index}`)
     const entry = this.config.entry ?? { cs: address >>> 4, ip: address & 0xf }
+    // A raw image has no header: what it promises is its own size at `address` and an entry
+    // inside it. Both are checked before anything is written, naming the file.
+    if (bytes.length === 0) throw new Error(`${this.id}: ${file} is empty`)
+    if (!memory.isMapped(guestAddress(address), bytes.length))
+      throw new Error(
+        `${this.id}: ${file} (${bytes.length} bytes) at ${hex(address)} runs past guest RAM: [${hex(address)}, ${hex(address + bytes.length)}) is not all RAM`,
+      )
+    const linear = entry.cs * 16 + entry.ip
+    if (linear < address || linear >= address + bytes.length)
+      throw new Error(
+        `${this.id}: the entry ${hex(entry.cs)}:${hex(entry.ip)} (${hex(linear)}) is outside ${file}, loaded at [${hex(address)}, ${hex(address + bytes.length)})`,
+      )
+    memory.write(guestAddress(address), bytes)
     const sregs = vcpu.getSregs()
     for (const seg of [sregs.cs, sregs.ds, sregs.es, sregs.fs, sregs.gs, sregs.ss]) {
       seg.selector = entry.cs
