@@ -4,7 +4,8 @@
 // field before anything of it is applied.
 import { type InterruptLine, SavedState } from '@vmm/core'
 import { describe, expect, it } from 'vitest'
-import { I8042Controller, Uart16550 } from '../src/index.js'
+import { readRtcState } from '../src/devices/rtc/state.js'
+import { B_24H, B_DM_BINARY, C_UF, I8042Controller, Mc146818, REG_B, REG_C, Uart16550 } from '../src/index.js'
 
 function line() {
   const events: string[] = []
@@ -120,5 +121,42 @@ describe('i8042 state', () => {
     expect(() => c.restoreState(new SavedState('i8042', { ...good, out: 'x' }))).toThrow(
       /out: must be a list/,
     )
+  })
+})
+
+describe('CMOS RTC state', () => {
+  const clock = (at: number) => ({ now: () => at, setTimeout: () => 0, clearTimeout: () => {} })
+  const T0 = Date.UTC(2026, 10, 27, 13, 45, 30) // 13:45:30 UTC
+  const rw = (c: Mc146818) => ({
+    rd: (i: number) => (c.writeIndex(i), c.readData()),
+    wr: (i: number, v: number) => (c.writeIndex(i), c.writeData(v)),
+  })
+
+  it('CMOS RAM and the mode come back, and the clock went on while the snapshot sat on disk', () => {
+    const a = new Mc146818(line().irq, T0, clock(1_000))
+    rw(a).wr(REG_B, B_24H | B_DM_BINARY)
+    rw(a).wr(0x30, 0x42)
+    const saved = throughJson(a.saveState())
+    const b = new Mc146818(line().irq, undefined, clock(1_000 + 65_000)) // restored 65 s later
+    b.restoreState(readRtcState(new SavedState('rtc', saved)))
+    expect(rw(b).rd(0x30)).toBe(0x42)
+    expect(rw(b).rd(REG_B)).toBe(B_24H | B_DM_BINARY)
+    expect(rw(b).rd(0x00)).toBe(35) // 13:46:35: binary seconds
+    expect(rw(b).rd(0x02)).toBe(46)
+    expect(rw(b).rd(0x04)).toBe(13)
+    expect(rw(b).rd(REG_C) & C_UF).toBe(C_UF) // updates happened in between
+  })
+
+  it('refuses a bad state naming the field', () => {
+    const good = throughJson(new Mc146818(line().irq, T0, clock(0)).saveState()) as object
+    const read = (v: object) => readRtcState(new SavedState('rtc', v))
+    expect(() => read({ ...good, ram: [1, 2] })).toThrow(
+      'rtc: saved state ram: must be a list of exactly 128 bytes',
+    )
+    expect(() => read({ ...good, index: 0x80 })).toThrow('index: must be an integer in 0..127')
+    expect(() => read({ ...good, offsetMs: 'soon' })).toThrow('offsetMs: must be a finite number')
+    expect(() =>
+      read({ ...good, stopped: { sec: 61, min: 0, hour: 0, mday: 1, mon: 1, year: 2026 } }),
+    ).toThrow('rtc: stopped: saved state sec: must be an integer in 0..59')
   })
 })

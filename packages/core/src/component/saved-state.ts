@@ -41,6 +41,11 @@ export class SavedState {
     return v
   }
 
+  /** Whether field `field` is null (an optional part left out). */
+  isNull(field: string): boolean {
+    return this.fields[field] === null
+  }
+
   /** A finite number (a time in ms). */
   number(field: string): number {
     const v = this.fields[field]
@@ -49,15 +54,17 @@ export class SavedState {
     return v
   }
 
-  /** A list of bytes no longer than `maxLength`. */
-  bytes(field: string, maxLength: number): number[] {
+  /** A list of bytes no longer than `maxLength` (and no shorter than `minLength`). */
+  bytes(field: string, maxLength: number, minLength = 0): number[] {
     const v = this.fields[field]
+    const size = minLength === maxLength ? `exactly ${maxLength}` : `at most ${maxLength}`
     if (
       !Array.isArray(v) ||
       v.length > maxLength ||
+      v.length < minLength ||
       !v.every((b) => Number.isInteger(b) && b >= 0 && b <= 0xff)
     )
-      throw this.error(field, `must be a list of at most ${maxLength} bytes, got ${describe(v)}`)
+      throw this.error(field, `must be a list of ${size} bytes, got ${describe(v)}`)
     return v as number[]
   }
 

@@ -43,7 +43,7 @@ export class BootTimer implements MmioDevice {
 
   restoreState(state: unknown): void {
     const s = new SavedState(this.id, state).only('bootMs')
-    this.bootMs = (state as { bootMs: unknown }).bootMs === null ? undefined : s.number('bootMs')
+    this.bootMs = s.isNull('bootMs') ? undefined : s.number('bootMs')
   }
 
   write(offset: number, data: Uint8Array): void {
