@@ -128,8 +128,14 @@ describe('CMOS RTC state', () => {
   const clock = (at: number) => ({ now: () => at, setTimeout: () => 0, clearTimeout: () => {} })
   const T0 = Date.UTC(2026, 10, 27, 13, 45, 30) // 13:45:30 UTC
   const rw = (c: Mc146818) => ({
-    rd: (i: number) => (c.writeIndex(i), c.readData()),
-    wr: (i: number, v: number) => (c.writeIndex(i), c.writeData(v)),
+    rd: (i: number) => {
+      c.writeIndex(i)
+      return c.readData()
+    },
+    wr: (i: number, v: number) => {
+      c.writeIndex(i)
+      c.writeData(v)
+    },
   })
 
   it('CMOS RAM and the mode come back, and the clock went on while the snapshot sat on disk', () => {
