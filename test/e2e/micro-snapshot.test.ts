@@ -8,8 +8,7 @@ import * as fs from 'node:fs'
 import * as net from 'node:net'
 import * as os from 'node:os'
 import * as path from 'node:path'
-import { register } from '@vmm/board-micro'
-import { ComponentRegistry, Machine, type PluginRegistry, registerBuiltins } from '@vmm/core'
+import { Machine } from '@vmm/core'
 import { Kvm, KvmHypervisor } from '@vmm/kvm'
 import { afterAll, describe, expect, it } from 'vitest'
 import { defaultGuest } from './console.js'
@@ -20,12 +19,6 @@ if (kvmUnavailable) console.warn(`[snapshot end-to-end test skipped] ${kvmUnavai
 const CMDLINE =
   'console=ttyS0 loglevel=4 reboot=k panic=1 acpi=off pci=off nomodule i8042.noaux i8042.nomux ' +
   'i8042.nopnp i8042.dumbkbd swiotlb=noforce cryptomgr.notests noxsave clearcpuid=cx16,popcnt'
-
-function registry() {
-  const r = registerBuiltins(new ComponentRegistry())
-  register(r as unknown as PluginRegistry)
-  return r
-}
 
 /** A client of the serial console's socket: what the guest printed, and a way to wait for text. */
 async function attach(socket: string) {
@@ -91,7 +84,7 @@ describe.skipIf(kvmUnavailable)(
         },
       }
       const hypervisor = new KvmHypervisor(Kvm.open())
-      const a = await Machine.fromObject(manifest, { hypervisor, registry: registry() })
+      const a = await Machine.fromObject(manifest, { hypervisor })
       let b: Machine | undefined
       try {
         await a.load()
@@ -117,7 +110,7 @@ describe.skipIf(kvmUnavailable)(
         const onDisk = fs.statSync(path.join(dir, 'memory')).blocks * 512
 
         const tr = performance.now()
-        b = await Machine.restore(dir, { hypervisor, registry: registry() })
+        b = await Machine.restore(dir, { hypervisor })
         await b.resume()
         const restoreMs = performance.now() - tr
         const con2 = await attach(socket)
@@ -128,13 +121,15 @@ describe.skipIf(kvmUnavailable)(
         const answerMs = performance.now() - tq
         mark = con2.text().length
         await new Promise((r) => setTimeout(r, 5000))
+        const ta = performance.now()
         con2.send('echo "again $(cat /tmp/count)"\n')
         const second = await con2.waitFor(/again (\d+)/, mark, 5 * 60_000)
+        const againMs = performance.now() - ta
         const n1 = Number(/(\d+)$/.exec(first)![1])
         const n2 = Number(/(\d+)$/.exec(second)![1])
         console.log(
           `[e2e snapshot] state ${header.state.bytes} B, memory file ${header.memory.bytes} B (${onDisk} B on disk); ` +
-            `snapshot ${snapshotMs.toFixed(0)} ms, restore+resume ${restoreMs.toFixed(0)} ms, first answer ${answerMs.toFixed(0)} ms later; ` +
+            `snapshot ${snapshotMs.toFixed(0)} ms, restore+resume ${restoreMs.toFixed(0)} ms, first answer ${answerMs.toFixed(0)} ms later, the next ${againMs.toFixed(0)} ms; ` +
             `counter ${n1} then ${n2}`,
         )
         expect(n2).toBeGreaterThan(n1)
