@@ -22,6 +22,11 @@ export class SavedState {
     return new Error(`${this.id}: saved state ${field}: ${what}`)
   }
 
+  /** Refuses field `field` for a reason of the reader's own. */
+  refuse(field: string, what: string): never {
+    throw this.error(field, what)
+  }
+
   /** An integer in [min, max]. */
   int(field: string, min: number, max: number): number {
     const v = this.fields[field]
@@ -66,6 +71,22 @@ export class SavedState {
     )
       throw this.error(field, `must be a list of ${size} bytes, got ${describe(v)}`)
     return v as number[]
+  }
+
+  /** A string of at most `maxLength` characters matching `pattern`. */
+  string(field: string, pattern: RegExp, maxLength = 256): string {
+    const v = this.fields[field]
+    if (typeof v !== 'string' || v.length > maxLength || !pattern.test(v))
+      throw this.error(field, `must be a string matching ${pattern}, got ${describe(v)}`)
+    return v
+  }
+
+  /** A list of exactly `length` nested states. */
+  list(field: string, length: number): SavedState[] {
+    const v = this.fields[field]
+    if (!Array.isArray(v) || v.length !== length)
+      throw this.error(field, `must be a list of ${length} states, got ${describe(v)}`)
+    return v.map((x, i) => new SavedState(`${this.id}: ${field}[${i}]`, x))
   }
 
   /** A nested state (another SavedState over field `field`). */
