@@ -1,9 +1,10 @@
 // End to end on the real /dev/kvm: the default guest (Linux + busybox) on the micro board's legacy
-// devices (serial console on a Unix socket, i8042, CMOS RTC, boot timer; no virtio: those devices
-// are not Snapshottable yet) boots to its shell, leaves a marker in tmpfs and starts a counter in
-// the background, and is paused, snapshotted, disposed and restored. The restored shell must
-// answer, the marker be there and the counter go on (issue 15). Boots take minutes on kvm_pvm hosts
-// (every guest kernel instruction is emulated); the restore skips that.
+// devices (serial console on a Unix socket, i8042, CMOS RTC, boot timer) and virtio-rng on
+// virtio-mmio (the other virtio devices cannot save their state yet) boots to its shell, leaves a
+// marker in tmpfs, starts a counter in the background, and is paused, snapshotted, disposed and
+// restored. The restored shell must answer, the marker be there, the counter go on and /dev/hwrng
+// (virtio-rng, its queue restored) answer (issue 15). Boots take minutes on kvm_pvm hosts (every
+// guest kernel instruction is emulated); the restore skips that.
 import * as fs from 'node:fs'
 import * as net from 'node:net'
 import * as os from 'node:os'
@@ -68,7 +69,7 @@ describe.skipIf(kvmUnavailable)(
       const guest = await defaultGuest()
       const socket = path.join(root, 'console.sock')
       const manifest = {
-        plugins: ['@vmm/board-micro'],
+        plugins: ['@vmm/board-micro', '@vmm/virtio'],
         machine: {
           memory: '256MiB',
           vcpus: 1,
@@ -81,6 +82,7 @@ describe.skipIf(kvmUnavailable)(
           i8042: { type: 'i8042', resources: { ports: 0x60, irq: 1 } },
           rtc: { type: 'cmos-rtc', resources: { ports: 0x70, irq: 8 } },
           timer: { type: 'boot-timer', log: false, resources: { page: 0xc0000000 } },
+          rng: { type: 'virtio-rng', resources: { regs: 0xc0001000, irq: 5 } },
         },
       }
       const hypervisor = new KvmHypervisor(Kvm.open())
@@ -122,11 +124,13 @@ describe.skipIf(kvmUnavailable)(
         mark = con2.text().length
         await new Promise((r) => setTimeout(r, 5000))
         const ta = performance.now()
-        con2.send('echo "again $(cat /tmp/count)"\n')
-        const second = await con2.waitFor(/again (\d+)/, mark, 5 * 60_000)
+        con2.send(
+          'echo "again $(cat /tmp/count) rng $(head -c 16 /dev/hwrng | od -An -tx1 | tr -d \' \\n\')"\n',
+        )
+        const second = await con2.waitFor(/again (\d+) rng ([0-9a-f]{32})/, mark, 5 * 60_000)
         const againMs = performance.now() - ta
         const n1 = Number(/(\d+)$/.exec(first)![1])
-        const n2 = Number(/(\d+)$/.exec(second)![1])
+        const n2 = Number(/again (\d+)/.exec(second)![1])
         console.log(
           `[e2e snapshot] state ${header.state.bytes} B, memory file ${header.memory.bytes} B (${onDisk} B on disk); ` +
             `snapshot ${snapshotMs.toFixed(0)} ms, restore+resume ${restoreMs.toFixed(0)} ms, first answer ${answerMs.toFixed(0)} ms later, the next ${againMs.toFixed(0)} ms; ` +
