@@ -96,12 +96,32 @@ describe.skipIf(kvmUnavailable)(
         await con.waitFor(/\/ # /, con.text().indexOf('vmm-guest: init reached') + 1, 15 * 60_000)
         console.log(`[e2e snapshot] shell after ${((Date.now() - t0) / 1000).toFixed(1)} s of boot`)
         let mark = con.text().length
+        // The counter is written to a new file and renamed, so a reader never finds it empty.
         con.send(
-          'echo snapmark-$((6*7)) > /tmp/marker; (i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 1; done) &\n',
+          'echo snapmark-$((6*7)) > /tmp/marker; (i=0; while :; do i=$((i+1)); echo $i > /tmp/count.new; mv /tmp/count.new /tmp/count; sleep 1; done) &\n',
         )
         con.send('echo started-$((1+1))\n')
         await con.waitFor(/started-2/, mark, 5 * 60_000)
         await new Promise((r) => setTimeout(r, 2000))
+        // For comparison with the restore: how long the shell takes to answer right after a plain
+        // pause and resume of the same machine (no snapshot), and when it has not been paused.
+        const answerAfter = async (f: () => Promise<void>) => {
+          await f()
+          const from = con.text().length
+          const t = performance.now()
+          con.send('echo "ping $((2+3))"\n')
+          await con.waitFor(/ping 5/, from, 5 * 60_000)
+          return performance.now() - t
+        }
+        const plainMs = await answerAfter(async () => {})
+        const pausedMs = await answerAfter(async () => {
+          await a.pause()
+          await new Promise((r) => setTimeout(r, 1000))
+          await a.resume()
+        })
+        console.log(
+          `[e2e snapshot] shell answer ${plainMs.toFixed(0)} ms unpaused, ${pausedMs.toFixed(0)} ms after a 1 s pause and resume`,
+        )
         await a.pause()
         const dir = path.join(root, 'snap')
         const ts = performance.now()
