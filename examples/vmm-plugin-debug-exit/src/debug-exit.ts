@@ -5,6 +5,7 @@ import {
   injectable,
   type MachineControl,
   type PioDevice,
+  SavedState,
   Tokens,
 } from '@vmm/core'
 
@@ -23,7 +24,19 @@ export class DebugExit implements PioDevice {
   constructor(
     @inject(Tokens.Config) private readonly config: DebugExitConfig,
     @inject(Tokens.MachineControl) private readonly machine: MachineControl,
+    @inject(Tokens.Id) private readonly id: string,
   ) {}
+
+  // Snapshottable: a write ends the run at once; there is nothing in flight and no state.
+  quiesce(): void {}
+
+  saveState(): Record<string, never> {
+    return {}
+  }
+
+  restoreState(state: unknown): void {
+    new SavedState(this.id, state).only()
+  }
 
   read(_offset: number, data: Uint8Array): void {
     data.fill(0xff) // write-only, like QEMU's

@@ -11,6 +11,7 @@ import {
   injectable,
   type LoadContext,
   pathSchema,
+  SavedState,
   Tokens,
   type VirtualMachine,
 } from '@vmm/core'
@@ -74,6 +75,18 @@ export class Linux implements Component {
   provideBootInputs(inputs: LinuxBootInputs): void {
     if (this.plan) throw new Error('linux: boot inputs must be provided before the kernel is loaded')
     Object.assign(this.inputs, inputs)
+  }
+
+  // Snapshottable: what the loader did is in guest RAM and the vCPU state, both in the snapshot;
+  // a restored machine does not load (the kernel is already running), so `plan` stays unset there.
+  quiesce(): void {}
+
+  saveState(): Record<string, never> {
+    return {}
+  }
+
+  restoreState(state: unknown): void {
+    new SavedState('linux', state).only()
   }
 
   load({ memory, vcpus, kernelCmdline }: LoadContext): void {

@@ -53,6 +53,7 @@ export {
 } from './component/component-type.js'
 export { ComponentRegistry, RegistryError } from './component/registry.js'
 export { ComponentResources, type Window } from './component/resources.js'
+export { SavedState } from './component/saved-state.js'
 export { type GuestStopKind, type MachineControl, referenceToken, Tokens } from './component/tokens.js'
 export { registerBuiltins } from './components/builtins.js'
 export { Debugcon, type DebugconConfig, debugconType } from './components/debugcon/index.js'

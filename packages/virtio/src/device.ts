@@ -1,4 +1,4 @@
-import type { GuestMemory } from '@vmm/core'
+import type { GuestMemory, SavedState } from '@vmm/core'
 import type { DescriptorChain, SplitQueue } from './queue/split-queue.js'
 
 /**
@@ -56,6 +56,13 @@ export interface VirtioDevice {
   pause?(): void | Promise<void>
   /** Go on from where `pause` stopped, in order: held input first reaches the guest now. */
   resume?(): void
+  /**
+   * The device's own state for a snapshot of a paused machine (plain data), beyond what the
+   * transport saves; a device without it cannot be snapshotted while live. restoreState gets it
+   * back, untrusted, right after the restored transport activated the device.
+   */
+  saveState?(): unknown
+  restoreState?(state: SavedState): void
   /** Release host resources (files, sockets); called once when the machine goes away. */
   dispose?(): void | Promise<void>
 }

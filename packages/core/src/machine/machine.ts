@@ -116,6 +116,10 @@ export class Machine {
     try {
       await m.realize()
       await restoreInto({ vm: m.vm!, vcpus: m.vcpus, components: m.built }, snap)
+      // Restore replaces load, not start: back ends (a serial console, a socket) attach in start,
+      // and the components are then paused as Machine.pause leaves them, so resume finds them so.
+      await drive.startComponents(m.built, m.timed)
+      await drive.pauseComponents(m.built, m.timed)
     } catch (e) {
       await m.dispose()
       throw e

@@ -1,7 +1,14 @@
-import type { GuestMemory, InterruptLine, MmioDevice } from '@vmm/core'
+import type { GuestMemory, InterruptLine, MmioDevice, SavedState } from '@vmm/core'
 import type { VirtioDevice } from '../device.js'
 import type { SplitQueue } from '../queue/split-queue.js'
-import { high, low, setHalf, TransportCore, type TransportEvents } from '../transport/core.js'
+import {
+  high,
+  low,
+  setHalf,
+  TransportCore,
+  type TransportCoreState,
+  type TransportEvents,
+} from '../transport/core.js'
 import type { Disposable, InterruptTrigger, VirtioAccelerator } from './accelerator.js'
 
 export type { TransportEvents } from '../transport/core.js'
@@ -54,6 +61,15 @@ export const Interrupt = { USED_BUFFER: 1, CONFIG_CHANGE: 2 } as const
  * status, queue setup, notification, interrupt status and acknowledgement, configuration space and
  * its generation counter. It never throws for what the guest does.
  */
+/** VirtioMmioTransport's saved state. */
+export interface VirtioMmioState {
+  deviceFeaturesSel: number
+  driverFeaturesSel: number
+  queueSel: number
+  interruptStatus: number
+  core: TransportCoreState
+}
+
 export class VirtioMmioTransport implements MmioDevice {
   private readonly core: TransportCore
   private deviceFeaturesSel = 0
@@ -112,7 +128,6 @@ export class VirtioMmioTransport implements MmioDevice {
     if (this.edge) this.registrations.push(this.edge)
   }
 
-  /** Undoes `accelerate` and releases the device's host resources. */
   /** The machine pauses: doorbells and interrupts are held and the device quiesces (TransportCore.pause). */
   pause(): Promise<void> {
     return this.core.pause()
@@ -121,6 +136,31 @@ export class VirtioMmioTransport implements MmioDevice {
   /** The machine resumes: the device goes on and what was held runs, in order. */
   resume(): void {
     this.core.resume()
+  }
+
+  /** The registers of §4.2.2 beyond the common core, and the core's state, for a snapshot. */
+  saveState(): VirtioMmioState {
+    const { deviceFeaturesSel, driverFeaturesSel, queueSel, interruptStatus } = this
+    return { deviceFeaturesSel, driverFeaturesSel, queueSel, interruptStatus, core: this.core.saveState() }
+  }
+
+  /**
+   * Puts a saved state back before the machine runs (checked first). A pending interrupt on a
+   * level line is asserted again: the irqchip already holds it (restored before the devices), and
+   * asserting it once more gives the hypervisor this source's level, so the driver's acknowledgement
+   * lowers it. With an irqfd (set up in start, after this) the pending edge is in the irqchip's state.
+   */
+  restoreState(s: SavedState): void {
+    s.only('deviceFeaturesSel', 'driverFeaturesSel', 'queueSel', 'interruptStatus', 'core')
+    const v = {
+      deviceFeaturesSel: s.int('deviceFeaturesSel', 0, 0xffff_ffff),
+      driverFeaturesSel: s.int('driverFeaturesSel', 0, 0xffff_ffff),
+      queueSel: s.int('queueSel', 0, 0xffff_ffff),
+      interruptStatus: s.int('interruptStatus', 0, Interrupt.USED_BUFFER | Interrupt.CONFIG_CHANGE),
+    }
+    this.core.restoreState(s.nested('core'))
+    Object.assign(this, v)
+    if (this.interruptStatus !== 0 && !this.edge) this.irq.setLevel(true)
   }
 
   async dispose(): Promise<void> {

@@ -1,4 +1,4 @@
-import { type GuestAddress, type GuestMemory, guestAddress } from '@vmm/core'
+import { type GuestAddress, type GuestMemory, guestAddress, type SavedState } from '@vmm/core'
 import { badRange, VirtqueueError } from './errors.js'
 
 /** Descriptor flags (§2.7.5). */
@@ -42,6 +42,18 @@ export function memoryFence(): void {
   Atomics.store(fenceCell, 0, 0)
 }
 
+/** SplitQueue's saved state. */
+export interface SplitQueueState {
+  size: number
+  ready: boolean
+  descTable: number
+  availRing: number
+  usedRing: number
+  nextAvail: number
+  nextUsed: number
+  signalledUsed: number
+}
+
 /**
  * A split virtqueue, device side (§2.7). It holds the ring addresses the driver configured and the
  * device's own indices; guest memory is passed to each call (rust-vmm virtio-queue's QueueT), so a
@@ -66,6 +78,33 @@ export class SplitQueue {
   constructor(readonly maxSize: number) {
     if (!isQueueSize(maxSize)) throw new RangeError(`queue size ${maxSize} is not a power of 2 up to 32768`)
     this.size = maxSize
+  }
+
+  /** The driver's set-up and the device's indices, for a snapshot (eventIdx/indirect follow the features). */
+  saveState(): SplitQueueState {
+    const { size, ready, descTable, availRing, usedRing, nextAvail, nextUsed, signalledUsed } = this
+    return { size, ready, descTable, availRing, usedRing, nextAvail, nextUsed, signalledUsed }
+  }
+
+  /**
+   * Takes a saved state, checked field by field first (it is untrusted, like a guest's register
+   * writes); the rings themselves are checked by validate() when the device is activated.
+   */
+  restoreState(s: SavedState): void {
+    s.only('size', 'ready', 'descTable', 'availRing', 'usedRing', 'nextAvail', 'nextUsed', 'signalledUsed')
+    const size = s.int('size', 1, this.maxSize)
+    if (!isQueueSize(size)) s.refuse('size', `must be a power of 2, got ${size}`)
+    const v = {
+      ready: s.bool('ready'),
+      descTable: s.int('descTable', 0, ADDRESS_LIMIT),
+      availRing: s.int('availRing', 0, ADDRESS_LIMIT),
+      usedRing: s.int('usedRing', 0, ADDRESS_LIMIT),
+      nextAvail: s.int('nextAvail', 0, 0xffff),
+      nextUsed: s.int('nextUsed', 0, 0xffff),
+      signalledUsed: s.int('signalledUsed', 0, 0xffff),
+    }
+    this.size = size
+    Object.assign(this, v)
   }
 
   /** Back to the state after a device reset (§2.1.2 / §4.2.3.1). */

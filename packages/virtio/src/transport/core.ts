@@ -3,9 +3,9 @@
 // DeviceContext, notification and DEVICE_NEEDS_RESET. virtio-mmio (§4.2) and virtio-pci (§4.1)
 // differ only in where these live and how an interrupt reaches the driver, so each transport owns
 // its register decoding and an InterruptSink, and delegates the rest here.
-import type { GuestMemory } from '@vmm/core'
+import type { GuestMemory, SavedState } from '@vmm/core'
 import type { DeviceContext, VirtioDevice } from '../device.js'
-import { SplitQueue } from '../queue/split-queue.js'
+import { SplitQueue, type SplitQueueState } from '../queue/split-queue.js'
 import { Feature, Status } from '../spec.js'
 
 /** Features every device gets from the transport and the queues. */
@@ -204,6 +204,51 @@ export class TransportCore {
     }
   }
 
+  /**
+   * For a snapshot of a paused machine: status, features, each queue, and the device's own state.
+   * A live device that cannot save its state refuses, naming its type.
+   */
+  saveState(): TransportCoreState {
+    const active = (this.status & Status.DRIVER_OK) !== 0
+    if (active && !this.device.saveState)
+      throw new Error(`virtio device type ${this.device.deviceType} cannot save its state yet`)
+    return {
+      status: this.status,
+      driverFeatures: `0x${this.driverFeatures.toString(16)}`,
+      generation: this.generation,
+      queues: this.queues.map((q) => q.saveState()),
+      device: this.device.saveState?.() ?? null,
+    }
+  }
+
+  /**
+   * Puts a saved state back on a device that has not run: every field is checked first, as a
+   * guest's register writes would be, then the features are re-negotiated as the driver did and a
+   * device that was live is activated again with its queues (which validate() checks against
+   * guest RAM: a ring outside it fails the device, it never reaches memory).
+   */
+  restoreState(s: SavedState): void {
+    s.only('status', 'driverFeatures', 'generation', 'queues', 'device')
+    const status = s.u8('status')
+    const text = s.string('driverFeatures', /^0x[0-9a-f]{1,16}$/)
+    const features = BigInt(text)
+    if ((features & ~this.offeredFeatures) !== 0n)
+      s.refuse('driverFeatures', `${text} has bits this device does not offer`)
+    const generation = s.int('generation', 0, 0xffff_ffff)
+    const queues = s.list('queues', this.queues.length)
+    this.reset()
+    queues.forEach((q, i) => {
+      this.queues[i]!.restoreState(q)
+    })
+    this.driverFeatures = features
+    this.generation = generation
+    this.status = status
+    if (status & Status.DRIVER_OK && status & Status.FEATURES_OK && !(status & Status.DEVICE_NEEDS_RESET)) {
+      this.activate()
+      if (!s.isNull('device')) this.device.restoreState?.(s.nested('device'))
+    }
+  }
+
   /** §2.1.2 / §4.2.3.1 / §4.1.4.3.2: status 0 resets the device, its queues and the features. */
   reset(): void {
     if (this.context) this.context.active = false
@@ -273,6 +318,16 @@ export class TransportCore {
     if (this.held) this.heldConfig = true
     else this.interrupts.configChange()
   }
+}
+
+/** TransportCore's saved state: what §2 gives every transport, and the device's own. */
+export interface TransportCoreState {
+  status: number
+  /** The accepted features, hex (JSON has no 64-bit integers). */
+  driverFeatures: string
+  generation: number
+  queues: SplitQueueState[]
+  device: unknown
 }
 
 /** The low 32 bits of a ring address (registers show 64-bit addresses as two halves). */

@@ -1,7 +1,7 @@
 // Firecracker's boot timer: one MMIO page; when the guest's init writes the byte 123 to it, the
 // VMM records the time since `vmm run` started (Firecracker
 // devices/pseudo/boot_timer.rs). Our init writes it with `devmem 0xc0000000 8 123`.
-import { inject, injectable, type MachineControl, type MmioDevice, Tokens } from '@vmm/core'
+import { inject, injectable, type MachineControl, type MmioDevice, SavedState, Tokens } from '@vmm/core'
 
 export const BOOT_TIMER_MAGIC = 123
 
@@ -30,6 +30,20 @@ export class BootTimer implements MmioDevice {
 
   read(_offset: number, data: Uint8Array): void {
     data.fill(0)
+  }
+
+  // Snapshottable: whether the guest has reported its boot. A restored guest that booted before the
+  // snapshot does not report it again (its init ran once), so the restored timer keeps the time the
+  // original run measured, and a second write of the magic byte is ignored as before.
+  quiesce(): void {}
+
+  saveState(): { bootMs: number | null } {
+    return { bootMs: this.bootMs ?? null }
+  }
+
+  restoreState(state: unknown): void {
+    const s = new SavedState(this.id, state).only('bootMs')
+    this.bootMs = s.isNull('bootMs') ? undefined : s.number('bootMs')
   }
 
   write(offset: number, data: Uint8Array): void {

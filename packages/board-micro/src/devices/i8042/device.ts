@@ -2,7 +2,7 @@
 // reboots with reboot=k) and a keyboard that can deliver Ctrl-Alt-Del or the Power key from the
 // host. Ports 0x60 (data) and 0x64 (status/command); command set from the IBM PS/2 Technical
 // Reference (8042 "Keyboard Controller" commands) and the scancodes of set 2.
-import type { InterruptLine } from '@vmm/core'
+import type { InterruptLine, SavedState } from '@vmm/core'
 
 const STATUS_OBF = 0x01 // output buffer full: data for the host at 0x60
 const STATUS_SYS = 0x04 // system flag: self-test passed
@@ -26,6 +26,18 @@ const KBD_ACK = 0xfa
 export const CTRL_ALT_DEL = [0x14, 0x11, 0xe0, 0x71, 0xe0, 0xf0, 0x71, 0xf0, 0x11, 0xf0, 0x14]
 /** The ACPI "Power" key of a PC keyboard in scancode set 2 (E0 37), press then release: Linux's atkbd reports KEY_POWER. */
 export const POWER_KEY = [0xe0, 0x37, 0xe0, 0xf0, 0x37]
+
+/** The controller's registers and the bytes queued for the guest, for a snapshot. */
+export interface I8042State {
+  status: number
+  ctr: number
+  pendingCommand: number
+  out: number[]
+  outport: number
+}
+
+/** More queued bytes than this in a saved state is not a keyboard's (a snapshot of something else). */
+const MAX_SAVED_OUT = 1024
 
 export class I8042Controller {
   private status = STATUS_SYS
@@ -51,6 +63,32 @@ export class I8042Controller {
   keyboard(bytes: readonly number[]): void {
     this.out.push(...bytes)
     this.refill()
+  }
+
+  saveState(): I8042State {
+    const { status, ctr, pendingCommand, outport } = this
+    return { status, ctr, pendingCommand, out: [...this.out], outport }
+  }
+
+  /**
+   * Puts a saved state back (checked first). No interrupt is raised: a byte already in the
+   * output buffer was announced before the snapshot, and that edge is in the irqchip's state.
+   */
+  restoreState(s: SavedState): void {
+    s.only('status', 'ctr', 'pendingCommand', 'out', 'outport')
+    const v = {
+      status: s.u8('status'),
+      ctr: s.u8('ctr'),
+      pendingCommand: s.u8('pendingCommand'),
+      out: s.bytes('out', MAX_SAVED_OUT),
+      outport: s.u8('outport'),
+    }
+    this.status = v.status
+    this.ctr = v.ctr
+    this.pendingCommand = v.pendingCommand
+    this.outport = v.outport
+    this.out.length = 0
+    this.out.push(...v.out)
   }
 
   readData(): number {

@@ -9,9 +9,10 @@ import {
   injectable,
   type MachineControl,
   type PioDevice,
+  SavedState,
   Tokens,
 } from '@vmm/core'
-import { CTRL_ALT_DEL, I8042Controller, POWER_KEY } from './device.js'
+import { CTRL_ALT_DEL, I8042Controller, type I8042State, POWER_KEY } from './device.js'
 
 /** The component: ports 0x60 and 0x64 are one window of 5 ports (0x60-0x64). */
 @injectable()
@@ -21,6 +22,7 @@ export class I8042 implements PioDevice, Component {
   constructor(
     @inject(Tokens.Resources) resources: ComponentResources,
     @inject(Tokens.MachineControl) machine: MachineControl,
+    @inject(Tokens.Id) private readonly id: string,
   ) {
     this.controller = new I8042Controller(resources.irq('irq'), () =>
       machine.guestStopped('reset', 'guest reset through the i8042 (reboot)'),
@@ -46,6 +48,17 @@ export class I8042 implements PioDevice, Component {
 
   resume(): void {
     this.controller.hold(false)
+  }
+
+  // Snapshottable: the controller has nothing in flight (every access completes at once).
+  quiesce(): void {}
+
+  saveState(): I8042State {
+    return this.controller.saveState()
+  }
+
+  restoreState(state: unknown): void {
+    this.controller.restoreState(new SavedState(this.id, state))
   }
 
   /** Delivers Ctrl-Alt-Del to the guest, as a user at the keyboard would. */

@@ -51,6 +51,7 @@ import {
   REG_SECONDS_ALARM,
   REG_YEAR,
 } from './registers.js'
+import type { RtcState } from './state.js'
 
 /** The update cycle takes 1984 µs and UIP rises 244 µs before it (datasheet "Update Cycle"). */
 const UIP_LEAD_MS = 0.244
@@ -177,6 +178,29 @@ export class Mc146818 {
       default:
         this.ram[i] = v
     }
+  }
+
+  saveState(): RtcState {
+    const { index, regA, regB, flags, offsetMs, flagsAt } = this
+    const stopped = this.stopped ? { ...this.stopped } : null
+    return { index, ram: [...this.ram], regA, regB, flags, offsetMs, stopped, flagsAt }
+  }
+
+  /**
+   * Takes a checked state (state.ts) on a chip whose machine has not run. IRQ 8 is edge-triggered:
+   * an edge raised before the snapshot is in the irqchip's state, so nothing is raised here; the
+   * host timer is armed on resume.
+   */
+  restoreState(s: RtcState): void {
+    this.disarm()
+    this.index = s.index
+    this.ram.set(s.ram)
+    this.regA = s.regA
+    this.regB = s.regB
+    this.flags = s.flags
+    this.offsetMs = s.offsetMs
+    this.stopped = s.stopped ? { ...s.stopped } : undefined
+    this.flagsAt = s.flagsAt
   }
 
   /** Stops the host timer (the machine is paused or gone); flags catch up when the guest looks again. */

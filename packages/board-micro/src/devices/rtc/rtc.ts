@@ -11,9 +11,11 @@ import {
   inject,
   injectable,
   type PioDevice,
+  SavedState,
   Tokens,
 } from '@vmm/core'
 import { Mc146818 } from './device.js'
+import { type RtcState, readRtcState } from './state.js'
 
 export interface CmosRtcConfig {
   /**
@@ -47,6 +49,7 @@ export class CmosRtc implements PioDevice, Component {
   constructor(
     @inject(Tokens.Config) config: CmosRtcConfig,
     @inject(Tokens.Resources) resources: ComponentResources,
+    @inject(Tokens.Id) private readonly id: string,
   ) {
     const line = resources.irq('irq')
     this.chip = new Mc146818(line, rtcStartMs(config.base))
@@ -66,6 +69,19 @@ export class CmosRtc implements PioDevice, Component {
 
   pause(): void {
     this.chip.pause()
+  }
+
+  // Snapshottable: registers, CMOS RAM and the clock's offset from the host's wall clock.
+  quiesce(): void {
+    this.chip.pause()
+  }
+
+  saveState(): RtcState {
+    return this.chip.saveState()
+  }
+
+  restoreState(state: unknown): void {
+    this.chip.restoreState(readRtcState(new SavedState(this.id, state)))
   }
 
   resume(): void {

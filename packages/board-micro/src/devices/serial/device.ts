@@ -1,7 +1,7 @@
 // A 16550A UART as the guest sees it through 8 I/O ports. Register semantics from the National
 // Semiconductor PC16550D datasheet (Table II "Summary of Registers", §8.4-8.9); behaviour Linux's
 // 8250 driver relies on (autoconfig probes the scratch register, the FIFO bits of IIR, loopback).
-import type { InterruptLine, PioDevice } from '@vmm/core'
+import type { InterruptLine, PioDevice, SavedState } from '@vmm/core'
 
 // register offsets
 const RBR_THR_DLL = 0
@@ -57,6 +57,21 @@ export interface UartSink {
   write(bytes: Uint8Array): void
 }
 
+/** The UART's registers and receive FIFO, for a snapshot (plain data). */
+export interface UartState {
+  ier: number
+  lcr: number
+  mcr: number
+  lsr: number
+  msr: number
+  scr: number
+  dll: number
+  dlm: number
+  fifoEnabled: boolean
+  threPending: boolean
+  rx: number[]
+}
+
 export class Uart16550 implements PioDevice {
   private ier = 0
   private lcr = 0x03 // 8N1, the reset value Linux expects before it programs the line
@@ -94,6 +109,40 @@ export class Uart16550 implements PioDevice {
       this.update()
     }
     return n
+  }
+
+  saveState(): UartState {
+    const { ier, lcr, mcr, lsr, msr, scr, dll, dlm, fifoEnabled, threPending } = this
+    return { ier, lcr, mcr, lsr, msr, scr, dll, dlm, fifoEnabled, threPending, rx: [...this.rx] }
+  }
+
+  /**
+   * Puts saved registers back (checked first: the state is untrusted) and drives the IRQ line to
+   * the level they imply. The irqchip's own state is restored before the devices; asserting a line
+   * it already holds raised does not deliver the interrupt twice (KVM's IOAPIC skips a pin whose
+   * level interrupt is unacknowledged, its PIC and edge pins an unchanged level), but it gives the
+   * hypervisor the source's level, so the guest's next acknowledgement lowers it.
+   */
+  restoreState(s: SavedState): void {
+    s.only('ier', 'lcr', 'mcr', 'lsr', 'msr', 'scr', 'dll', 'dlm', 'fifoEnabled', 'threPending', 'rx')
+    const { rx, ...registers } = {
+      ier: s.int('ier', 0, IER_MASK),
+      lcr: s.u8('lcr'),
+      mcr: s.int('mcr', 0, MCR_MASK),
+      lsr: s.u8('lsr'),
+      msr: s.u8('msr'),
+      scr: s.u8('scr'),
+      dll: s.u8('dll'),
+      dlm: s.u8('dlm'),
+      fifoEnabled: s.bool('fifoEnabled'),
+      threPending: s.bool('threPending'),
+      rx: s.bytes('rx', RX_FIFO_SIZE),
+    }
+    Object.assign(this, registers)
+    this.rx.length = 0
+    this.rx.push(...rx)
+    this.irqLevel = false
+    if (this.interruptId() !== IIR_NONE) this.update()
   }
 
   read(offset: number, data: Uint8Array): void {

@@ -12,9 +12,10 @@ import {
   openCharBackend,
   type PioDevice,
   pathSchema,
+  SavedState,
   Tokens,
 } from '@vmm/core'
-import { Uart16550 } from './device.js'
+import { Uart16550, type UartState } from './device.js'
 
 export interface SerialConfig {
   /** stdio: the terminal; file: append output to `path`; socket: listen on Unix socket `path`; none: discard. */
@@ -49,6 +50,7 @@ export class Serial implements PioDevice, Component {
     @inject(Tokens.Config) config: SerialConfig,
     @inject(Tokens.Resources) resources: ComponentResources,
     @inject(Tokens.MachineControl) private readonly machine: MachineControl,
+    @inject(Tokens.Id) private readonly id: string,
   ) {
     this.backend = makeBackend(config)
     const line = resources.irq('irq')
@@ -128,6 +130,21 @@ export class Serial implements PioDevice, Component {
 
   stop(): void {
     this.backend?.flush()
+  }
+
+  // Snapshottable: the UART's registers and receive FIFO. Host input still waiting in the backlog
+  // is not saved: it was typed at this console, and a restored machine (or a clone) has its own.
+  quiesce(): void {
+    this.backend?.flush()
+  }
+
+  saveState(): { uart: UartState } {
+    return { uart: this.uart.saveState() }
+  }
+
+  restoreState(state: unknown): void {
+    const s = new SavedState(this.id, state).only('uart')
+    this.uart.restoreState(s.nested('uart'))
   }
 
   dispose(): void {

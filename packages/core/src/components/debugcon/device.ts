@@ -1,4 +1,5 @@
 import type { PioDevice } from '../../bus/device.js'
+import { SavedState } from '../../component/saved-state.js'
 import { Tokens } from '../../component/tokens.js'
 import { inject, injectable } from '../../third-party/inversify.js'
 
@@ -14,7 +15,10 @@ export interface DebugconConfig {
 export class Debugcon implements PioDevice {
   private readonly chunks: Uint8Array[] = []
 
-  constructor(@inject(Tokens.Config) private readonly config: DebugconConfig) {}
+  constructor(
+    @inject(Tokens.Config) private readonly config: DebugconConfig,
+    @inject(Tokens.Id) private readonly id: string,
+  ) {}
 
   /** Everything the guest has written, as text. */
   get text(): string {
@@ -23,6 +27,17 @@ export class Debugcon implements PioDevice {
 
   read(_offset: number, data: Uint8Array): void {
     data.fill(0xe9)
+  }
+
+  // Snapshottable: the port has no state the guest can see (what was written already went out).
+  quiesce(): void {}
+
+  saveState(): Record<string, never> {
+    return {}
+  }
+
+  restoreState(state: unknown): void {
+    new SavedState(this.id, state).only()
   }
 
   write(_offset: number, data: Uint8Array): void {
