@@ -153,6 +153,10 @@ describe('virtio-pci BAR 0 and configuration space under a hostile driver (fast-
             if (o.offset === C.DEVICE_STATUS && o.width === 1 && (o.value & 0xff) === 0) {
               expect(common(C.DEVICE_STATUS, 1)).toBe(0)
               expect(common(C.QUEUE_ENABLE, 2)).toBe(0)
+              // The reset returns every common-configuration field to its initial value, queue_select
+              // included (it reads 0 after), so the model follows.
+              expect(common(C.QUEUE_SELECT, 2)).toBe(0)
+              select = 0
             }
           } else r.mmio.read(bar + o.offset, data)
           expect(common(C.NUM_QUEUES, 2)).toBe(queues)
