@@ -4,4 +4,8 @@ export { type ArgSpec, type ArgsSpec, type ArgType, validateArgs } from './args.
 export { Controller, DEFAULT_VERSION, type Verb, type VersionInfo } from './controller.js'
 export { asCommandError, CommandError, type ErrorClass } from './errors.js'
 export { type ControlEvent, controlEvents, EVENT_NAMES } from './events.js'
+export { QmpClient, QmpError, type QmpEvent } from './qmp/client.js'
+export { type Frame, JsonFramer } from './qmp/framing.js'
+export { QmpServer, type QmpServerOptions } from './qmp/server.js'
+export { parseCommand, QmpInputError } from './qmp/wire.js'
 export { runState, VERBS } from './verbs.js'
