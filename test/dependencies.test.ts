@@ -31,6 +31,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   // The command picks the hypervisor: the one place besides @vmm/kvm that names it.
   '@vmm/cli': [
     '@vmm/core',
+    '@vmm/control',
     '@vmm/host',
     '@vmm/kvm',
     '@vmm/pci',

@@ -169,8 +169,15 @@ export class QmpServer {
 
   /** Closes every connection and the socket, and removes the socket file it made. */
   async close(): Promise<void> {
-    for (const s of this.clients) s.destroy()
-    await new Promise<void>((r) => this.server.close(() => r()))
+    // end(), not destroy(): what is queued (the last SHUTDOWN event) still reaches the client;
+    // one that does not close its side within half a second is cut off.
+    const closed = new Promise<void>((r) => this.server.close(() => r()))
+    for (const s of this.clients) s.end()
+    const cut = setTimeout(() => {
+      for (const s of this.clients) s.destroy()
+    }, 500)
+    await closed
+    clearTimeout(cut)
     try {
       unlinkSync(this.path)
     } catch {}
