@@ -115,6 +115,17 @@ describe('the command layer over a Machine', () => {
     await expect(c.execute('system_powerdown')).rejects.toThrow('no component can ask')
   })
 
+  it('sets the balloon target from the guest size QMP gives, and reports BALLOON_CHANGED as the guest follows', async () => {
+    const { c, events } = await controlled()
+    await c.execute('device_add', { driver: 'test-balloon', id: 'balloon' })
+    expect(await c.execute('query-balloon')).toEqual({ actual: 1 << 20 })
+    await expect(c.execute('balloon', { value: 2 << 20 })).rejects.toThrow('between 1 and')
+    await c.execute('balloon', { value: 768 << 10 }) // leave 768 KiB of the 1 MiB: 64 pages in the balloon
+    await expect.poll(() => events.map((e) => e.event)).toContain('BALLOON_CHANGED')
+    expect(events.find((e) => e.event === 'BALLOON_CHANGED')!.data).toEqual({ actual: 768 << 10 })
+    expect(await c.execute('query-balloon')).toEqual({ actual: 768 << 10 })
+  })
+
   it('quits: answers first, then the run ends with SHUTDOWN host-qmp-quit, once', async () => {
     const { m, c, events } = await controlled()
     expect(await c.execute('quit')).toEqual({})

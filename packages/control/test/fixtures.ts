@@ -43,6 +43,7 @@ export const slotType: ComponentType = {
 export async function runningMachine(): Promise<Machine> {
   const registry = registerBuiltins(new ComponentRegistry())
   registry.register(slotType)
+  registry.register(fakeBalloonType)
   const dir = mkdtempSync(join(tmpdir(), 'vmm-control-'))
   writeFileSync(join(dir, 'guest.bin'), Uint8Array.of(0xeb, 0xfe)) // jmp $
   const m = await Machine.fromObject(
@@ -55,4 +56,24 @@ export async function runningMachine(): Promise<Machine> {
   await m.load()
   await m.start()
   return m
+}
+
+/** A balloon-shaped component (its `device` has setTarget / actualPages); the "guest" follows the target. */
+@injectable()
+export class FakeBalloon {
+  readonly device = {
+    target: 0,
+    actualPages: 0,
+    setTarget(pages: number) {
+      this.target = pages
+      setTimeout(() => (this.actualPages = pages), 50)
+    },
+  }
+}
+
+export const fakeBalloonType: ComponentType = {
+  name: 'test-balloon',
+  description: 'test: a balloon the guest follows at once',
+  schema: { properties: {} },
+  module: new ContainerModule(({ bind }) => void bind(Tokens.Component).to(FakeBalloon)),
 }
