@@ -13,7 +13,9 @@ cd "$(dirname "$0")/.."
 # linux-source-6.1: its tarball in /usr/src, which the kernel patch check applies kernel/patches to
 # (packages/image/test/kernel.test.ts) and the guest build then uses instead of downloading it;
 # busybox-static: /bin/busybox, for the busybox checks of guest/ (packages/image/test/initramfs.test.ts).
-PACKAGES="binutils lz4 cpio acpica-tools make gcc libc6-dev bc bison flex perl libelf-dev xz-utils tar patch linux-source-6.1"
+# golang-go golang-github-digitalocean-go-qemu-dev: the go-qemu QMP client the control-plane e2e
+# test builds offline (test/go-qmp); qemu-system-x86: bench:control runs QEMU's QMP beside ours.
+PACKAGES="binutils lz4 cpio acpica-tools make gcc libc6-dev bc bison flex perl libelf-dev xz-utils tar patch linux-source-6.1 golang-go golang-github-digitalocean-go-qemu-dev qemu-system-x86"
 # Debian's busybox (dynamic) also installs /bin/busybox and conflicts with busybox-static: either does.
 [ -x /bin/busybox ] || PACKAGES="$PACKAGES busybox-static"
 missing=""

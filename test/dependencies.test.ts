@@ -23,12 +23,15 @@ const ALLOWED: Record<string, readonly string[]> = {
   '@vmm/virtio': ['@vmm/core', '@vmm/host', '@vmm/pci'],
   // The default guest's builder: stands alone.
   '@vmm/image': [],
+  // The control plane: verbs over a Machine, QMP.
+  '@vmm/control': ['@vmm/core'],
   '@vmm/board-micro': ['@vmm/core', '@vmm/host', '@vmm/pci', '@vmm/virtio'],
   // The standard board reuses the micro board's devices.
   '@vmm/board-standard': ['@vmm/core', '@vmm/host', '@vmm/pci', '@vmm/virtio', '@vmm/board-micro'],
   // The command picks the hypervisor: the one place besides @vmm/kvm that names it.
   '@vmm/cli': [
     '@vmm/core',
+    '@vmm/control',
     '@vmm/host',
     '@vmm/kvm',
     '@vmm/pci',

@@ -14,16 +14,19 @@ commands:
   validate <manifest> [--print]          check a manifest; --print shows the effective machine
   graph <manifest> [--format text|dot|svg]   the component graph
   schema                                 the manifest JSON Schema, for editors
-  run <manifest> [--hypervisor <module>] [--timings] [--shutdown-timeout <s>]
+  run <manifest> [--hypervisor <module>] [--timings] [--shutdown-timeout <s>] [--qmp <socket>]
                                          run the machine; exits with the guest's code;
                                          --timings: startup milestones and per-component times;
                                          SIGTERM asks the guest to shut down (ACPI power
                                          button, keyboard Power key) and stops it after
                                          --shutdown-timeout seconds (default 30) or a second
-                                         SIGTERM; SIGINT stops it at once
+                                         SIGTERM; SIGINT stops it at once;
+                                         --qmp: serve QMP on a Unix socket (or manifest control.qmp)
   restore <dir> [--paused] [--hypervisor <module>]
                                          run a machine from a snapshot directory
                                          (Machine.snapshot); --paused leaves it paused
+  ctl <socket> <command> [json-args] [--json] | ctl <socket> events
+                                         drive a machine over QMP (vmm ctl --help)
   image build|path|clean [--json] [--jobs N]
                                          the default guest (kernel + initramfs from Debian
                                          packages, cached; needs @vmm/image)
@@ -39,6 +42,7 @@ const mark = (label: string) => void marks.push([label, performance.now()])
 
 async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'image') return image(argv.slice(1))
+  if (argv[0] === 'ctl') return (await import('./ctl.js')).ctl(argv.slice(1))
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -48,6 +52,7 @@ async function main(argv: string[]): Promise<number> {
       hypervisor: { type: 'string' },
       timings: { type: 'boolean' },
       'shutdown-timeout': { type: 'string', default: '30' },
+      qmp: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       paused: { type: 'boolean' },
     },
@@ -94,13 +99,18 @@ async function main(argv: string[]): Promise<number> {
     values.hypervisor ?? process.env.VMM_HYPERVISOR ?? '@vmm/kvm',
     values.timings === true,
     shutdownTimeout,
+    values.qmp ?? resolved.control.qmp,
   )
 }
 
 async function resolve(file: string) {
   const { ComponentRegistry, registerBuiltins, readManifest, resolveManifest } = await import('@vmm/core')
-  return resolveManifest(readManifest(file), registerBuiltins(new ComponentRegistry()))
+  registry = registerBuiltins(new ComponentRegistry())
+  return resolveManifest(readManifest(file), registry)
 }
+
+/** The types the manifest was resolved with (plugins included): hot-plug resolves against them. */
+let registry: import('@vmm/core').ComponentRegistry | undefined
 
 type Resolved = Awaited<ReturnType<typeof resolve>>
 
@@ -162,12 +172,13 @@ async function run(
   specifier: string,
   timings: boolean,
   shutdownTimeout: number,
+  qmp: string | undefined,
 ): Promise<number> {
   const provider = await loadProvider(specifier, resolved.source.file)
   const hypervisor = await provider.open()
   const { Machine, guestMessages } = await import('@vmm/core')
   mark(`hypervisor (${hypervisor.name}) opened`)
-  const machine = new Machine(resolved, hypervisor)
+  const machine = new Machine(resolved, hypervisor, registry)
   // A signal before the guest runs stops it as soon as it has started.
   let stopWhenStarted = false
   const stopNow = () => {
@@ -194,7 +205,10 @@ async function run(
   }
   process.once('SIGINT', stopNow)
   process.on('SIGTERM', onSigterm)
+  let closeQmp: import('./qmp.js').QmpHandle | undefined
   try {
+    // Listening first: a bad socket path fails the run before the guest starts.
+    if (qmp) closeQmp = await (await import('./qmp.js')).serveQmp(machine, qmp)
     await machine.realize()
     mark('realized: VM, RAM, vCPUs, components built')
     await machine.load()
@@ -213,6 +227,7 @@ async function run(
     return result.status === 'failed' && result.code === 0 ? 1 : result.code
   } finally {
     clearTimeout(shutdownAsked)
+    await closeQmp?.close()
     process.off('SIGINT', stopNow)
     process.off('SIGTERM', onSigterm)
     // Cleanup never replaces the run's error or its exit code: its own errors are reported after
@@ -255,6 +270,7 @@ main(process.argv.slice(2)).then(
   (e: unknown) => {
     if (
       e instanceof UsageError ||
+      (e as Error).name === 'UsageError' ||
       ((e as Error).name === 'TypeError' && (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS'))
     ) {
       process.stderr.write(`vmm: ${(e as Error).message}\n\n${USAGE}\n`)

@@ -55,6 +55,8 @@ export class Machine {
   private pausing = false
   /** Set by Machine.restore: guest RAM comes from this snapshot memory file. */
   private ramFile: string | undefined
+  /** The guest clock (hypervisor feature x86.clock) as it was when the machine paused. */
+  private pausedClock: Uint8Array | undefined
   private resolveDone!: (r: MachineResult) => void
   /** Settles once, when every vCPU has stopped for good. */
   readonly done: Promise<MachineResult> = new Promise((r) => {
@@ -399,6 +401,9 @@ export class Machine {
       return
     }
     await drive.pauseComponents(this.built, this.timed)
+    // The guest's clock holds still while paused, as QEMU's kvmclock does on stop/cont
+    // (KVM_GET_CLOCK here, KVM_SET_CLOCK at resume): the guest sees no time pass.
+    this.pausedClock = this.vm?.x86?.clock?.get()
     this.setState('paused')
   }
 
@@ -425,6 +430,8 @@ export class Machine {
 
   async resume(): Promise<void> {
     this.expect('paused')
+    if (this.pausedClock) this.vm?.x86?.clock?.set(this.pausedClock)
+    this.pausedClock = undefined
     await drive.resumeComponents(this.built, this.timed)
     this.setState('running')
     this.runVcpus()

@@ -1,6 +1,6 @@
 // Resolving a manifest: plugins and schema, references and their order, then resources
 // (allocate.ts). ajv's errors become diagnostics in schema-diagnostics.ts.
-import { dirname } from 'node:path'
+import { dirname, resolve as resolvePath } from 'node:path'
 import type { ComponentType } from '../component/component-type.js'
 import type { ComponentRegistry } from '../component/registry.js'
 import type { Window } from '../component/resources.js'
@@ -43,6 +43,8 @@ export interface ResolvedManifest {
   readonly components: readonly ResolvedComponent[]
   /** The RAM holes the flat memory model leaves for MMIO. */
   readonly holes: readonly MemoryHole[]
+  /** The manifest's `control` section; `qmp` is absolute (relative paths from the manifest naming it). */
+  readonly control: { readonly qmp?: string }
 }
 
 export interface ResolveOptions {
@@ -211,10 +213,15 @@ export async function resolveManifest(
   )
   fail()
 
+  const control = isObject(data.control) ? data.control : {}
   return {
     source,
     machine,
     holes,
+    control:
+      typeof control.qmp === 'string'
+        ? { qmp: resolvePath(baseDirOf(source, '/control/qmp'), control.qmp) }
+        : {},
     components: order.map((id) => {
       const c = components.get(id)!
       const { type: _t, resources: _r, ...config } = c.node

@@ -42,6 +42,18 @@ export const envelopeSchema: JsonSchema = {
     $schema: { type: 'string' },
     include: { anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }] },
     plugins: { type: 'array', items: { type: 'string' } },
+    control: {
+      type: 'object',
+      additionalProperties: false,
+      description: 'how the running machine is driven from outside',
+      properties: {
+        qmp: {
+          type: 'string',
+          minLength: 1,
+          description: 'a Unix socket (relative to the manifest) to serve QMP on, as `vmm run --qmp` does',
+        },
+      },
+    },
     machine: {
       type: 'object',
       additionalProperties: false,
