@@ -7,6 +7,7 @@
 // needs one.
 
 import { parseArgs } from 'node:util'
+import { EXIT_HOST_FAILURE, EXIT_OK, EXIT_USAGE } from './exit-codes.js'
 
 const USAGE = `usage: vmm <command> [options]
 
@@ -55,7 +56,7 @@ async function main(argv: string[]): Promise<number> {
   const [command, file, ...extra] = positionals
   if (values.help || command === undefined) {
     process.stdout.write(`${USAGE}\n`)
-    return command === undefined && !values.help ? 2 : 0
+    return command === undefined && !values.help ? EXIT_USAGE : EXIT_OK
   }
   if (extra.length > 0) throw new UsageError(`unexpected arguments: ${extra.join(' ')}`)
   if (command === 'schema') {
@@ -210,7 +211,7 @@ async function run(
         process.stderr.write(`  ${t.ms.toFixed(2).padStart(7)}  ${t.id}: ${t.phase}\n`)
     }
     if (result.code !== 0 || result.status === 'failed') process.stderr.write(`vmm: ${result.reason}\n`)
-    return result.status === 'failed' && result.code === 0 ? 1 : result.code
+    return result.status === 'failed' && result.code === 0 ? EXIT_HOST_FAILURE : result.code
   } finally {
     clearTimeout(shutdownAsked)
     process.off('SIGINT', stopNow)
@@ -253,18 +254,23 @@ main(process.argv.slice(2)).then(
     process.exitCode = code
   },
   (e: unknown) => {
+    // A throw of a non-Error (null, a string) still reads as a sentence.
+    const message =
+      e instanceof Error
+        ? e.message
+        : `${e === null || e === undefined ? String(e) : JSON.stringify(e)} was thrown`
     if (
       e instanceof UsageError ||
-      ((e as Error).name === 'TypeError' && (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS'))
+      ((e as Error)?.name === 'TypeError' && (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS'))
     ) {
-      process.stderr.write(`vmm: ${(e as Error).message}\n\n${USAGE}\n`)
-      process.exitCode = 2
-    } else if ((e as Error).name === 'ManifestError') {
-      process.stderr.write(`${(e as Error).message}\n`)
-      process.exitCode = 1
+      process.stderr.write(`vmm: ${message}\n\n${USAGE}\n`)
+      process.exitCode = EXIT_USAGE
+    } else if ((e as Error)?.name === 'ManifestError') {
+      process.stderr.write(`${message}\n`)
+      process.exitCode = EXIT_USAGE
     } else {
-      process.stderr.write(`vmm: ${(e as Error).message}\n`)
-      process.exitCode = 1
+      process.stderr.write(`vmm: ${message}\n`)
+      process.exitCode = EXIT_HOST_FAILURE
     }
   },
 )
