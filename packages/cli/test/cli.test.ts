@@ -47,6 +47,20 @@ describe('vmm', () => {
     )
   })
 
+  it('validate: an empty or directory path is refused with its position, not EISDIR', () => {
+    const dir = fixture({
+      'e.yaml': hello.replace('file: g.bin', 'file: ""'),
+      'd.yaml': hello.replace('file: g.bin', 'file: .'),
+    })
+    for (const m of ['e.yaml', 'd.yaml']) {
+      const r = vmm('validate', join(dir, m))
+      expect(r.code).toBe(EXIT_USAGE)
+      expect(r.stderr).toBe(
+        `${join(dir, m)}:6:11: raw image ${dir} is a directory, not a file (is the path empty or a typo?)\n`,
+      )
+    }
+  })
+
   it('graph: text and dot; svg through Graphviz or a clear error', () => {
     expect(vmm('graph', example).stdout).toBe(
       'guest (raw-image)\nconsole (debugcon)  port: pio [0xe9, 0xea)\nexit (debug-exit)  port: pio [0xf4, 0xf8)\n',

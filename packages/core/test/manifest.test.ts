@@ -160,7 +160,7 @@ describe('manifest errors name file, line, column and what was expected', () => 
   it('a file the component needs is missing', async () => {
     const yaml = `${head}  g:\n    type: raw-image\n    file: missing.bin\n    address: 0x7c00\n`
     const msg = await errors({ 'main.yaml': yaml })
-    expect(msg).toEqual(['main.yaml:7:11: cannot read missing.bin (ENOENT)'])
+    expect(msg).toEqual(['main.yaml:7:11: raw image missing.bin: does not exist (ENOENT)'])
   })
 
   it('include cycle', async () => {

@@ -1,5 +1,4 @@
-import { statSync } from 'node:fs'
-import { ConfigError, pathSchema } from '@vmm/core'
+import { ConfigError, checkInputFile, pathSchema } from '@vmm/core'
 import { defineVirtioDevice } from '../../definition.js'
 import { virtioMmioType } from '../../mmio/component.js'
 import { BLOCK_ID_BYTES, BlockDevice, SECTOR_SIZE } from './device.js'
@@ -26,15 +25,7 @@ export const blockDefinition = defineVirtioDevice<BlockConfig>({
     required: ['path'],
   },
   resources(config) {
-    let size: number
-    try {
-      size = statSync(config.path).size
-    } catch (e) {
-      throw new ConfigError(
-        'path',
-        `cannot read ${config.path} (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
-      )
-    }
+    const { size } = checkInputFile('path', 'disk image', config.path)
     if (size < SECTOR_SIZE)
       throw new ConfigError('path', `${config.path} is smaller than one 512-byte sector`)
     return []

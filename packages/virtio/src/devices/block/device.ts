@@ -1,5 +1,5 @@
 import { closeSync, fdatasync, fstatSync, openSync, readv, write, writev } from 'node:fs'
-import type { GuestMemory } from '@vmm/core'
+import { errnoWords, type GuestMemory } from '@vmm/core'
 import { deallocateFileRange } from '@vmm/host'
 import { completeChain, type DeviceContext, drainQueue, type VirtioDevice } from '../../device.js'
 import { gather, scatter, views } from '../../queue/buffers.js'
@@ -65,7 +65,7 @@ export class BlockDevice implements VirtioDevice {
   private drained: (() => void)[] = []
 
   constructor(private readonly options: BlockOptions) {
-    this.fd = openSync(options.path, options.readOnly ? 'r' : 'r+')
+    this.fd = openDisk(options.path, options.readOnly)
     this.capacity = Math.floor(fstatSync(this.fd).size / SECTOR_SIZE)
     // Zero-padded: a shorter ID ends with a NUL, a 20-byte one has none (§5.2.6).
     this.serial = new Uint8Array(BLOCK_ID_BYTES)
@@ -302,5 +302,19 @@ export class BlockDevice implements VirtioDevice {
       return
     }
     completeChain(context, 0, chain.head, used)
+  }
+}
+
+/** Opens the image, a refusal naming the path and, for a file vmm may only read, the fix. */
+function openDisk(path: string, readOnly: boolean): number {
+  try {
+    return openSync(path, readOnly ? 'r' : 'r+')
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code
+    const fix =
+      !readOnly && (code === 'EACCES' || code === 'EPERM' || code === 'EROFS')
+        ? '; it cannot be opened for writing: set `readOnly: true` to give the guest a read-only disk'
+        : ''
+    throw new Error(`disk image ${path}: ${errnoWords(e)}${fix}`, { cause: e })
   }
 }
