@@ -12,7 +12,8 @@ describe('virtio-blk: opening the image', () => {
   writeFileSync(path, new Uint8Array(4096))
   // root opens a mode-0444 file for writing anyway; an immutable file (chattr +i) it cannot.
   const root = process.getuid?.() === 0
-  const locked = root ? spawnSync('chattr', ['+i', path]).status === 0 : (chmodSync(path, 0o444), true)
+  if (!root) chmodSync(path, 0o444)
+  const locked = root ? spawnSync('chattr', ['+i', path]).status === 0 : true
   afterAll(() => {
     if (root) spawnSync('chattr', ['-i', path])
     rmSync(dir, { recursive: true, force: true })
