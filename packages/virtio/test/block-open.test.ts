@@ -35,4 +35,35 @@ describe('virtio-blk: opening the image', () => {
       `disk image ${join(dir, 'nope.img')}: does not exist (ENOENT)`,
     )
   })
+
+  it('a second machine opening an image read-write is refused, naming the path; readers share it', async () => {
+    const shared = join(dir, 'shared.img')
+    writeFileSync(shared, new Uint8Array(4096))
+    const first = new BlockDevice({ path: shared, readOnly: false, serial: 'a' })
+    expect(() => new BlockDevice({ path: shared, readOnly: false, serial: 'b' })).toThrow(
+      `disk image ${shared} is in use by another machine`,
+    )
+    expect(() => new BlockDevice({ path: shared, readOnly: true, serial: 'b' })).toThrow(/in use/)
+    await first.dispose()
+    // Closed: the lock went with it; two readers together are fine.
+    const readers = [0, 1].map((i) => new BlockDevice({ path: shared, readOnly: true, serial: `r${i}` }))
+    expect(() => new BlockDevice({ path: shared, readOnly: false, serial: 'w' })).toThrow(/in use/)
+    for (const r of readers) await r.dispose()
+    const again = new BlockDevice({ path: shared, readOnly: false, serial: 'c' })
+    await again.dispose()
+  })
+
+  // A loop device is a real block device (st_size 0): its size comes from BLKGETSIZE64.
+  const backing = join(dir, 'loop.img')
+  writeFileSync(backing, new Uint8Array(8192))
+  const loop = root ? spawnSync('losetup', ['--find', '--show', backing], { encoding: 'utf8' }) : undefined
+  const device = loop?.status === 0 ? loop.stdout.trim() : undefined
+  afterAll(() => {
+    if (device) spawnSync('losetup', ['-d', device])
+  })
+  it.skipIf(device === undefined)('a block device is sized with BLKGETSIZE64', async () => {
+    const d = new BlockDevice({ path: device as string, readOnly: true, serial: 'loop' })
+    expect(d.capacity).toBe(16)
+    await d.dispose()
+  })
 })

@@ -25,8 +25,11 @@ export const blockDefinition = defineVirtioDevice<BlockConfig>({
     required: ['path'],
   },
   resources(config) {
-    const { size } = checkInputFile('path', 'disk image', config.path)
-    if (size < SECTOR_SIZE)
+    // A block device is a fine disk; its size (BLKGETSIZE64) is read when the device opens it.
+    const { size, blockDevice } = checkInputFile('path', 'disk image', config.path, {
+      allowBlockDevice: true,
+    })
+    if (!blockDevice && size < SECTOR_SIZE)
       throw new ConfigError('path', `${config.path} is smaller than one 512-byte sector`)
     return []
   },
