@@ -129,6 +129,36 @@ describe('manifest errors name file, line, column and what was expected', () => 
     ])
   })
 
+  it('the in-kernel irqchip and PIT keep their ports, pages and lines (IRQ 0, 2)', async () => {
+    const yaml = [
+      head.trimEnd(),
+      '  pit:',
+      '    type: test-port',
+      '    resources: { ports: 0x40, irq: 0 }',
+      '  pic:',
+      '    type: test-port',
+      '    resources: { ports: 0xa0, irq: 2 }',
+      '  ioapic:',
+      '    type: test-mmio',
+      '    resources: { regs: 0xfec00000 }',
+      '  lapic:',
+      '    type: test-mmio',
+      '    resources: { regs: 0xfee00000 }',
+      '  fine:',
+      '    type: test-port',
+      '    resources: { ports: 0x3f8, irq: 4 }',
+      '',
+    ].join('\n')
+    expect(await errors({ 'main.yaml': yaml })).toEqual([
+      'main.yaml:7:25: pio window [0x40, 0x48) of pit overlaps pio window [0x40, 0x44) of the in-kernel PIT (i8254)',
+      'main.yaml:7:36: irq 0 is already used by the in-kernel PIT (timer); expected a free interrupt line',
+      'main.yaml:10:25: pio window [0xa0, 0xa8) of pic overlaps pio window [0xa0, 0xa2) of the in-kernel slave PIC (i8259)',
+      'main.yaml:10:36: irq 2 is already used by the PIC cascade; expected a free interrupt line',
+      'main.yaml:13:24: mmio window [0xfec00000, 0xfec01000) of ioapic overlaps mmio window [0xfec00000, 0xfec01000) of the in-kernel IOAPIC',
+      'main.yaml:16:24: mmio window [0xfee00000, 0xfee01000) of lapic overlaps mmio window [0xfee00000, 0xfee01000) of the local APICs',
+    ])
+  })
+
   it('several vCPUs without an irqchip', async () => {
     const yaml = 'machine:\n  memory: 1MiB\n  vcpus: 4\ncomponents: {}\n'
     expect(await errors({ 'main.yaml': yaml })).toEqual([
