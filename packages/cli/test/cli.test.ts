@@ -42,7 +42,7 @@ describe('vmm', () => {
     const bad = vmm('validate', join(dir, 'bad.yaml'))
     expect(bad.code).toBe(EXIT_USAGE) // a manifest error, not a host failure
     expect(bad.stderr).toBe(
-      `${dir}/bad.yaml:3:3: unknown field "cpus"; expected one of: memory, vcpus, irqchip, memoryModel, layout\n` +
+      `${dir}/bad.yaml:3:3: unknown field "cpus" (did you mean "vcpus"?); expected one of: memory, vcpus, irqchip, memoryModel, layout\n` +
         `${dir}/bad.yaml:6:11: unknown component type "nic"; expected one of: debugcon, raw-image\n`,
     )
   })

@@ -28,7 +28,7 @@ const head = 'machine:\n  memory: 1MiB\n  irqchip: true\ncomponents:\n'
 describe('manifest errors name file, line, column and what was expected', () => {
   it('unknown component type', async () => {
     expect(await errors({ 'main.yaml': `${head}  a:\n    type: test-prot\n` })).toEqual([
-      'main.yaml:6:11: unknown component type "test-prot"; expected one of: debugcon, raw-image, test-bar, test-broken, test-link, test-mmio, test-port',
+      'main.yaml:6:11: unknown component type "test-prot" (did you mean "test-port"?); expected one of: debugcon, raw-image, test-bar, test-broken, test-link, test-mmio, test-port',
     ])
   })
 
@@ -50,7 +50,7 @@ describe('manifest errors name file, line, column and what was expected', () => 
       '',
     ].join('\n')
     expect(await errors({ 'main.yaml': yaml })).toEqual([
-      'main.yaml:3:3: unknown field "vcpu"; expected one of: memory, vcpus, irqchip, memoryModel, layout',
+      'main.yaml:3:3: unknown field "vcpu" (did you mean "vcpus"?); expected one of: memory, vcpus, irqchip, memoryModel, layout',
       'main.yaml:2:11: expected a size such as 4096, 0x1000 or "64MiB", got "lots"',
       'main.yaml:12:3: invalid id "9bad"; expected letters, digits, "_", "." or "-", starting with a letter or "_"',
       'main.yaml:8:5: unknown field "colour"; expected one of: type, resources, registers, label',

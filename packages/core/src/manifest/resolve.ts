@@ -1,5 +1,6 @@
 // Resolving a manifest: plugins and schema, references and their order, then resources
 // (allocate.ts). ajv's errors become diagnostics in schema-diagnostics.ts.
+
 import { dirname } from 'node:path'
 import type { ComponentType } from '../component/component-type.js'
 import type { ComponentRegistry } from '../component/registry.js'
@@ -8,6 +9,7 @@ import type { MemoryHole } from '../memory/flat-memory.js'
 import { loadPlugin, PluginError } from '../plugin/loader.js'
 import { allocate, memoryHoles } from './allocate.js'
 import { type Diagnostic, ManifestError, pointer } from './diagnostics.js'
+import { didYouMean } from './did-you-mean.js'
 import { envelopeSchema, nodeSchema, normalizeConfig, SchemaCache, type Validator } from './schema.js'
 import { badSizes, toDiagnostics } from './schema-diagnostics.js'
 import type { ManifestSource } from './source.js'
@@ -91,7 +93,7 @@ export async function resolveManifest(
       diags.push(
         pos.diagnostic(
           pointer(path, 'type'),
-          `unknown component type "${node.type}"; expected one of: ${registry.names().join(', ')}`,
+          `unknown component type "${node.type}"${didYouMean(String(node.type), registry.names())}; expected one of: ${registry.names().join(', ')}`,
         ),
       )
       continue
