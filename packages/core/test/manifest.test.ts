@@ -88,6 +88,11 @@ describe('manifest errors name file, line, column and what was expected', () => 
     ])
   })
 
+  it('a self-reference reached through another node names the node itself', async () => {
+    const yaml = `${head}  x:\n    type: test-link\n    parent: a\n  a:\n    type: test-link\n    parent: a\n`
+    expect(await errors({ 'main.yaml': yaml })).toEqual(['main.yaml:10:13: reference cycle: a -> a'])
+  })
+
   it('cyclic reference', async () => {
     const yaml = `${head}  a:\n    type: test-link\n    parent: b\n  b:\n    type: test-link\n    parent: c\n  c:\n    type: test-link\n    parent: a\n`
     expect(await errors({ 'main.yaml': yaml })).toEqual([

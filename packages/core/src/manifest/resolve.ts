@@ -171,7 +171,10 @@ export async function resolveManifest(
     for (const [prop, targets] of c.refs) {
       for (const target of targets) {
         if (state.get(target) === 'visiting') {
-          const cycle = [...trail.slice(trail.indexOf(target)), id, target]
+          // From the target's place on the path to here: for a self-reference (target === id,
+          // not on the trail) that is just `id -> id`, never the trail's first node.
+          const here = [...trail, id]
+          const cycle = [...here.slice(here.indexOf(target)), target]
           diags.push(
             pos.diagnostic(
               pointer(pointer('/components', id), prop),
