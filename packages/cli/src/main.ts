@@ -100,7 +100,9 @@ async function main(argv: string[]): Promise<number> {
 
 async function resolve(file: string) {
   const { ComponentRegistry, registerBuiltins, readManifest, resolveManifest } = await import('@vmm/core')
-  return resolveManifest(readManifest(file), registerBuiltins(new ComponentRegistry()))
+  return resolveManifest(readManifest(file), registerBuiltins(new ComponentRegistry()), {
+    pluginsAlsoFrom: [import.meta.filename], // beside the installed command (issue 13 item 8)
+  })
 }
 
 type Resolved = Awaited<ReturnType<typeof resolve>>

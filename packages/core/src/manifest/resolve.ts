@@ -50,6 +50,8 @@ export interface ResolvedManifest {
 export interface ResolveOptions {
   /** Reuse compiled validators across manifests. */
   readonly schemas?: SchemaCache
+  /** Files plugins are also resolved from, after the manifest's directory and the working directory. */
+  readonly pluginsAlsoFrom?: readonly string[]
 }
 
 /**
@@ -70,7 +72,7 @@ export async function resolveManifest(
 
   for (const p of source.plugins) {
     try {
-      await loadPlugin(p.name, p.fromFile, registry)
+      await loadPlugin(p.name, p.fromFile, registry, options.pluginsAlsoFrom)
     } catch (e) {
       if (!(e instanceof PluginError)) throw e
       diags.push({ ...p.position, path: '/plugins', message: e.message })
