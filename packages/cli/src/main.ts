@@ -14,7 +14,8 @@ const USAGE = `usage: vmm <command> [options]
 commands:
   validate <manifest> [--print]          check a manifest; --print shows the effective machine
   graph <manifest> [--format text|dot|svg]   the component graph
-  schema                                 the manifest JSON Schema, for editors
+  schema [manifest]                      the manifest JSON Schema, for editors; with a
+                                         manifest, its plugins' component types too
   run <manifest> [--hypervisor <module>] [--timings] [--shutdown-timeout <s>]
                                          run the machine; exits with the guest's code;
                                          --timings: startup milestones and per-component times;
@@ -60,10 +61,8 @@ async function main(argv: string[]): Promise<number> {
   }
   if (extra.length > 0) throw new UsageError(`unexpected arguments: ${extra.join(' ')}`)
   if (command === 'schema') {
-    const { ComponentRegistry, registerBuiltins, manifestSchema } = await import('@vmm/core')
-    process.stdout.write(
-      `${JSON.stringify(manifestSchema(registerBuiltins(new ComponentRegistry())), null, 2)}\n`,
-    )
+    const { schema } = await import('./schema.js')
+    process.stdout.write(await schema(file, [import.meta.filename]))
     return 0
   }
   if (command === 'restore') {

@@ -61,6 +61,18 @@ describe('vmm', () => {
     }
   })
 
+  it("schema: with a manifest, its plugins' component types too", () => {
+    const builtIn = JSON.stringify(JSON.parse(vmm('schema').stdout))
+    expect(builtIn).not.toContain('"debug-exit"')
+    const withPlugins = vmm('schema', example)
+    expect(withPlugins.code).toBe(EXIT_OK)
+    expect(JSON.stringify(JSON.parse(withPlugins.stdout))).toContain('"debug-exit"')
+    const dir = fixture({ 'm.yaml': `plugins: [vmm-plugin-nowhere]\n${hello}` })
+    const missing = vmm('schema', join(dir, 'm.yaml'))
+    expect(missing.code).toBe(EXIT_USAGE)
+    expect(missing.stderr).toContain('plugin "vmm-plugin-nowhere": cannot be found from')
+  })
+
   it('graph: text and dot; svg through Graphviz or a clear error', () => {
     expect(vmm('graph', example).stdout).toBe(
       'guest (raw-image)\nconsole (debugcon)  port: pio [0xe9, 0xea)\nexit (debug-exit)  port: pio [0xf4, 0xf8)\n',
