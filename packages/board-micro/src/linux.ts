@@ -1,12 +1,13 @@
 // The `linux` component: direct kernel boot of an ELF vmlinux (64-bit or PVH entry) or a bzImage,
 // with an initrd and a command line, on a machine's vCPUs.
-import { readFileSync, statSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { gunzipSync } from 'node:zlib'
 import {
   type Component,
   type ComponentType,
   ConfigError,
   ContainerModule,
+  checkInputFile,
   inject,
   injectable,
   type LoadContext,
@@ -190,16 +191,11 @@ export const linuxType: ComponentType<LinuxConfig> = {
     for (const key of ['kernel', 'initrd'] as const) {
       const path = config[key]
       if (!path) continue
-      let size: number
-      try {
-        size = statSync(path).size
-      } catch {
-        // examples/micro.yaml points into .guest/, which `pnpm start` fills with the default guest.
-        const hint = /[/\\]\.guest[/\\]/.test(path)
-          ? ' (the default guest: `pnpm start` builds it and links it there)'
-          : ''
-        throw new ConfigError(key, `${key} file ${path} does not exist${hint}`)
-      }
+      // examples/micro.yaml points into .guest/, which `pnpm start` fills with the default guest.
+      const hint = /[/\\]\.guest[/\\]/.test(path)
+        ? ' (the default guest: `pnpm start` builds it and links it there)'
+        : ''
+      const { size } = checkInputFile(key, `${key} file`, path, { hint })
       if (size === 0) throw new ConfigError(key, `${key} file ${path} is empty`)
     }
     if (kernelKind(config.kernel, config.initrd) === undefined)

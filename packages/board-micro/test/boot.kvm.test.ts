@@ -87,11 +87,11 @@ describe.skipIf(kvmUnavailable)('micro board: direct boot on /dev/kvm', () => {
     expect(result.reason).toContain('guest kernel panic: ---[ end Kernel panic - not syncing: VFS')
   })
 
-  it('reports a triple fault as a failure (exit code 1)', async () => {
+  it('reports a triple fault as a guest failure (exit code 3, as a panic)', async () => {
     const { result } = await boot(tripleFaultKernel(), { entry: 'linux64' })
     expect(result).toMatchObject({
       status: 'failed',
-      code: 1,
+      code: GUEST_PANIC_EXIT_CODE,
       reason: expect.stringContaining('triple fault'),
     })
   })

@@ -7,13 +7,15 @@
 // needs one.
 
 import { parseArgs } from 'node:util'
+import { EXIT_HOST_FAILURE, EXIT_OK, EXIT_USAGE } from './exit-codes.js'
 
 const USAGE = `usage: vmm <command> [options]
 
 commands:
   validate <manifest> [--print]          check a manifest; --print shows the effective machine
   graph <manifest> [--format text|dot|svg]   the component graph
-  schema                                 the manifest JSON Schema, for editors
+  schema [manifest]                      the manifest JSON Schema, for editors; with a
+                                         manifest, its plugins' component types too
   run <manifest> [--hypervisor <module>] [--timings] [--shutdown-timeout <s>] [--qmp <socket>]
                                          run the machine; exits with the guest's code;
                                          --timings: startup milestones and per-component times;
@@ -60,14 +62,12 @@ async function main(argv: string[]): Promise<number> {
   const [command, file, ...extra] = positionals
   if (values.help || command === undefined) {
     process.stdout.write(`${USAGE}\n`)
-    return command === undefined && !values.help ? 2 : 0
+    return command === undefined && !values.help ? EXIT_USAGE : EXIT_OK
   }
   if (extra.length > 0) throw new UsageError(`unexpected arguments: ${extra.join(' ')}`)
   if (command === 'schema') {
-    const { ComponentRegistry, registerBuiltins, manifestSchema } = await import('@vmm/core')
-    process.stdout.write(
-      `${JSON.stringify(manifestSchema(registerBuiltins(new ComponentRegistry())), null, 2)}\n`,
-    )
+    const { schema } = await import('./schema.js')
+    process.stdout.write(await schema(file, [import.meta.filename]))
     return 0
   }
   if (command === 'restore') {
@@ -106,7 +106,9 @@ async function main(argv: string[]): Promise<number> {
 async function resolve(file: string) {
   const { ComponentRegistry, registerBuiltins, readManifest, resolveManifest } = await import('@vmm/core')
   registry = registerBuiltins(new ComponentRegistry())
-  return resolveManifest(readManifest(file), registry)
+  return resolveManifest(readManifest(file), registry, {
+    pluginsAlsoFrom: [import.meta.filename], // beside the installed command (issue 13 item 8)
+  })
 }
 
 /** The types the manifest was resolved with (plugins included): hot-plug resolves against them. */
@@ -224,7 +226,7 @@ async function run(
         process.stderr.write(`  ${t.ms.toFixed(2).padStart(7)}  ${t.id}: ${t.phase}\n`)
     }
     if (result.code !== 0 || result.status === 'failed') process.stderr.write(`vmm: ${result.reason}\n`)
-    return result.status === 'failed' && result.code === 0 ? 1 : result.code
+    return result.status === 'failed' && result.code === 0 ? EXIT_HOST_FAILURE : result.code
   } finally {
     clearTimeout(shutdownAsked)
     await closeQmp?.close()
@@ -268,19 +270,24 @@ main(process.argv.slice(2)).then(
     process.exitCode = code
   },
   (e: unknown) => {
+    // A throw of a non-Error (null, a string) still reads as a sentence.
+    const message =
+      e instanceof Error
+        ? e.message
+        : `${e === null || e === undefined ? String(e) : JSON.stringify(e)} was thrown`
     if (
       e instanceof UsageError ||
-      (e as Error).name === 'UsageError' ||
-      ((e as Error).name === 'TypeError' && (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS'))
+      (e as Error)?.name === 'UsageError' ||
+      ((e as Error)?.name === 'TypeError' && (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS'))
     ) {
-      process.stderr.write(`vmm: ${(e as Error).message}\n\n${USAGE}\n`)
-      process.exitCode = 2
-    } else if ((e as Error).name === 'ManifestError') {
-      process.stderr.write(`${(e as Error).message}\n`)
-      process.exitCode = 1
+      process.stderr.write(`vmm: ${message}\n\n${USAGE}\n`)
+      process.exitCode = EXIT_USAGE
+    } else if ((e as Error)?.name === 'ManifestError') {
+      process.stderr.write(`${message}\n`)
+      process.exitCode = EXIT_USAGE
     } else {
-      process.stderr.write(`vmm: ${(e as Error).message}\n`)
-      process.exitCode = 1
+      process.stderr.write(`vmm: ${message}\n`)
+      process.exitCode = EXIT_HOST_FAILURE
     }
   },
 )

@@ -1,7 +1,9 @@
 import { spawn, spawnSync } from 'node:child_process'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { GUEST_PANIC_EXIT_CODE } from '@vmm/core'
 import { describe, expect, it } from 'vitest'
+import { EXIT_GUEST_FAILURE, EXIT_HOST_FAILURE, EXIT_OK, EXIT_USAGE } from '../src/exit-codes.js'
 import { fixture, helloGuest } from './fixtures.js'
 
 // The CLI is tested as users run it: the built dist/main.js in a child process (`pnpm test`
@@ -38,11 +40,37 @@ describe('vmm', () => {
       '  con:\n    type: debugcon\n    output: stdout\n    resources:\n      port: 0xe9\n',
     )
     const bad = vmm('validate', join(dir, 'bad.yaml'))
-    expect(bad.code).toBe(1)
+    expect(bad.code).toBe(EXIT_USAGE) // a manifest error, not a host failure
     expect(bad.stderr).toBe(
-      `${dir}/bad.yaml:3:3: unknown field "cpus"; expected one of: memory, vcpus, irqchip, memoryModel, layout\n` +
+      `${dir}/bad.yaml:3:3: unknown field "cpus" (did you mean "vcpus"?); expected one of: memory, vcpus, irqchip, memoryModel, layout\n` +
         `${dir}/bad.yaml:6:11: unknown component type "nic"; expected one of: debugcon, raw-image\n`,
     )
+  })
+
+  it('validate: an empty or directory path is refused with its position, not EISDIR', () => {
+    const dir = fixture({
+      'e.yaml': hello.replace('file: g.bin', 'file: ""'),
+      'd.yaml': hello.replace('file: g.bin', 'file: .'),
+    })
+    for (const m of ['e.yaml', 'd.yaml']) {
+      const r = vmm('validate', join(dir, m))
+      expect(r.code).toBe(EXIT_USAGE)
+      expect(r.stderr).toBe(
+        `${join(dir, m)}:6:11: raw image ${dir} is a directory, not a file (is the path empty or a typo?)\n`,
+      )
+    }
+  })
+
+  it("schema: with a manifest, its plugins' component types too", () => {
+    const builtIn = JSON.stringify(JSON.parse(vmm('schema').stdout))
+    expect(builtIn).not.toContain('"debug-exit"')
+    const withPlugins = vmm('schema', example)
+    expect(withPlugins.code).toBe(EXIT_OK)
+    expect(JSON.stringify(JSON.parse(withPlugins.stdout))).toContain('"debug-exit"')
+    const dir = fixture({ 'm.yaml': `plugins: [vmm-plugin-nowhere]\n${hello}` })
+    const missing = vmm('schema', join(dir, 'm.yaml'))
+    expect(missing.code).toBe(EXIT_USAGE)
+    expect(missing.stderr).toContain('plugin "vmm-plugin-nowhere": cannot be found from')
   })
 
   it('graph: text and dot; svg through Graphviz or a clear error', () => {
@@ -140,6 +168,16 @@ describe('vmm', () => {
     child.kill('SIGTERM')
     expect(await exited).toBe(0)
     expect(stderr).not.toContain('asked the guest to shut down')
+  })
+
+  it("exit codes: four distinct meanings, the guest-failure one the same as core's", () => {
+    expect(new Set([EXIT_OK, EXIT_HOST_FAILURE, EXIT_USAGE, EXIT_GUEST_FAILURE]).size).toBe(4)
+    expect(EXIT_GUEST_FAILURE).toBe(GUEST_PANIC_EXIT_CODE)
+    // A manifest that parses but names a file that is not there fails before anything starts.
+    const dir = fixture({ 'm.yaml': hello })
+    const r = vmm('run', join(dir, 'm.yaml'), '--hypervisor', 'test')
+    expect(r.code).not.toBe(EXIT_OK)
+    expect(r.code).not.toBe(EXIT_GUEST_FAILURE)
   })
 
   it('usage errors exit 2', () => {

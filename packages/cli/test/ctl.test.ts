@@ -119,7 +119,7 @@ describe('vmm run --qmp and vmm ctl', () => {
     const r = await run(process.execPath, [main, 'validate', join(dir, 'm.yaml')]).catch(
       (e) => e as { stderr: string; code: number },
     )
-    expect((r as { code: number }).code).toBe(1)
+    expect((r as { code: number }).code).toBe(2) // a manifest error (packages/cli/src/exit-codes.ts)
     expect((r as { stderr: string }).stderr).toContain(
       'm.yaml:4:20: unknown field "rest"; expected one of: qmp',
     )

@@ -51,6 +51,7 @@ export {
   type ReferenceSpec,
   type ResourceRequest,
 } from './component/component-type.js'
+export { checkInputFile, errnoWords, type InputFile } from './component/input-file.js'
 export { ComponentRegistry, RegistryError } from './component/registry.js'
 export { ComponentResources, type Window } from './component/resources.js'
 export { SavedState } from './component/saved-state.js'

@@ -3,7 +3,7 @@ import { connect, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { openCharBackend, SocketCharBackend } from '../src/chardev/index.js'
+import { FileCharBackend, openCharBackend, SocketCharBackend } from '../src/chardev/index.js'
 
 const dirs: string[] = []
 function tmp(): string {
@@ -86,5 +86,18 @@ describe('character back ends', () => {
     await until(() => input.join('') === 'held')
     c.socket.destroy()
     b.close()
+  })
+})
+
+describe('file output', () => {
+  it('a path that cannot be opened names the path and why (issue 13 item 7)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vmm-log-'))
+    expect(() => new FileCharBackend(dir)).toThrow(
+      `cannot open the output file ${dir}: is a directory (EISDIR)`,
+    )
+    expect(() => new FileCharBackend(join(dir, 'no', 'log'))).toThrow(
+      `cannot open the output file ${join(dir, 'no', 'log')}: does not exist (ENOENT)`,
+    )
+    rmSync(dir, { recursive: true })
   })
 })

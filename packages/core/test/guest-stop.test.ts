@@ -156,7 +156,7 @@ describe('a guest stopping itself', () => {
     ['poweroff', 'guest-poweroff', 0],
     ['reset', 'guest-reset', 0],
     ['panic', 'guest-panic', GUEST_PANIC_EXIT_CODE],
-    ['triple-fault', 'failed', 1],
+    ['triple-fault', 'failed', GUEST_PANIC_EXIT_CODE],
   ] as const)('%s ends the run as %s with exit code %d', async (kind: GuestStopKind, status, code) => {
     const { m, control, events } = await build(spin)
     await m.load()

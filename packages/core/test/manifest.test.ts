@@ -28,7 +28,7 @@ const head = 'machine:\n  memory: 1MiB\n  irqchip: true\ncomponents:\n'
 describe('manifest errors name file, line, column and what was expected', () => {
   it('unknown component type', async () => {
     expect(await errors({ 'main.yaml': `${head}  a:\n    type: test-prot\n` })).toEqual([
-      'main.yaml:6:11: unknown component type "test-prot"; expected one of: debugcon, raw-image, test-bar, test-broken, test-link, test-mmio, test-port',
+      'main.yaml:6:11: unknown component type "test-prot" (did you mean "test-port"?); expected one of: debugcon, raw-image, test-bar, test-broken, test-link, test-mmio, test-port',
     ])
   })
 
@@ -50,7 +50,7 @@ describe('manifest errors name file, line, column and what was expected', () => 
       '',
     ].join('\n')
     expect(await errors({ 'main.yaml': yaml })).toEqual([
-      'main.yaml:3:3: unknown field "vcpu"; expected one of: memory, vcpus, irqchip, memoryModel, layout',
+      'main.yaml:3:3: unknown field "vcpu" (did you mean "vcpus"?); expected one of: memory, vcpus, irqchip, memoryModel, layout',
       'main.yaml:2:11: expected a size such as 4096, 0x1000 or "64MiB", got "lots"',
       'main.yaml:12:3: invalid id "9bad"; expected letters, digits, "_", "." or "-", starting with a letter or "_"',
       'main.yaml:8:5: unknown field "colour"; expected one of: type, resources, registers, label',
@@ -86,6 +86,11 @@ describe('manifest errors name file, line, column and what was expected', () => 
       'main.yaml:9:13: "nope" is not a component; expected one of: p, l',
       'main.yaml:10:16: "l" is a test-link; expected a component of type test-port',
     ])
+  })
+
+  it('a self-reference reached through another node names the node itself', async () => {
+    const yaml = `${head}  x:\n    type: test-link\n    parent: a\n  a:\n    type: test-link\n    parent: a\n`
+    expect(await errors({ 'main.yaml': yaml })).toEqual(['main.yaml:10:13: reference cycle: a -> a'])
   })
 
   it('cyclic reference', async () => {
@@ -129,6 +134,36 @@ describe('manifest errors name file, line, column and what was expected', () => 
     ])
   })
 
+  it('the in-kernel irqchip and PIT keep their ports, pages and lines (IRQ 0, 2)', async () => {
+    const yaml = [
+      head.trimEnd(),
+      '  pit:',
+      '    type: test-port',
+      '    resources: { ports: 0x40, irq: 0 }',
+      '  pic:',
+      '    type: test-port',
+      '    resources: { ports: 0xa0, irq: 2 }',
+      '  ioapic:',
+      '    type: test-mmio',
+      '    resources: { regs: 0xfec00000 }',
+      '  lapic:',
+      '    type: test-mmio',
+      '    resources: { regs: 0xfee00000 }',
+      '  fine:',
+      '    type: test-port',
+      '    resources: { ports: 0x3f8, irq: 4 }',
+      '',
+    ].join('\n')
+    expect(await errors({ 'main.yaml': yaml })).toEqual([
+      'main.yaml:7:25: pio window [0x40, 0x48) of pit overlaps pio window [0x40, 0x44) of the in-kernel PIT (i8254)',
+      'main.yaml:7:36: irq 0 is already used by the in-kernel PIT (timer); expected a free interrupt line',
+      'main.yaml:10:25: pio window [0xa0, 0xa8) of pic overlaps pio window [0xa0, 0xa2) of the in-kernel slave PIC (i8259)',
+      'main.yaml:10:36: irq 2 is already used by the PIC cascade; expected a free interrupt line',
+      'main.yaml:13:24: mmio window [0xfec00000, 0xfec01000) of ioapic overlaps mmio window [0xfec00000, 0xfec01000) of the in-kernel IOAPIC',
+      'main.yaml:16:24: mmio window [0xfee00000, 0xfee01000) of lapic overlaps mmio window [0xfee00000, 0xfee01000) of the local APICs',
+    ])
+  })
+
   it('several vCPUs without an irqchip', async () => {
     const yaml = 'machine:\n  memory: 1MiB\n  vcpus: 4\ncomponents: {}\n'
     expect(await errors({ 'main.yaml': yaml })).toEqual([
@@ -160,7 +195,7 @@ describe('manifest errors name file, line, column and what was expected', () => 
   it('a file the component needs is missing', async () => {
     const yaml = `${head}  g:\n    type: raw-image\n    file: missing.bin\n    address: 0x7c00\n`
     const msg = await errors({ 'main.yaml': yaml })
-    expect(msg).toEqual(['main.yaml:7:11: cannot read missing.bin (ENOENT)'])
+    expect(msg).toEqual(['main.yaml:7:11: raw image missing.bin: does not exist (ENOENT)'])
   })
 
   it('include cycle', async () => {

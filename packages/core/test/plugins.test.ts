@@ -82,10 +82,23 @@ describe('plugin loader', () => {
     expect(registry.origin('good-device')).toBe('vmm-plugin-good')
   })
 
+  it('resolves a plugin not beside the manifest from the further places it is given', async () => {
+    const installed = fixture(plugins) // where vmm and its plugins are installed
+    const elsewhere = fixture({ 'machine.yaml': '' }) // a copied example, no node_modules
+    const registry = registerBuiltins(new ComponentRegistry())
+    await expect(loadPlugin('vmm-plugin-good', join(elsewhere, 'machine.yaml'), registry)).rejects.toThrow(
+      /cannot be found from .*machine\.yaml, the working directory/,
+    )
+    await loadPlugin('vmm-plugin-good', join(elsewhere, 'machine.yaml'), registry, [
+      join(installed, 'package.json'),
+    ])
+    expect(registry.origin('good-device')).toBe('vmm-plugin-good')
+  })
+
   it('names the plugin in every error', async () => {
     expect(await load('vmm-plugin-missing')).toMatchObject({
       code: 'NOT_FOUND',
-      message: 'plugin "vmm-plugin-missing": cannot be found from <dir>/machine.yaml (is it installed?)',
+      message: `plugin "vmm-plugin-missing": cannot be found from <dir>/machine.yaml, the working directory ${process.cwd()} or the installed framework (is it installed?)`,
     })
     expect(await load('vmm-plugin-future')).toMatchObject({
       code: 'API_VERSION',
@@ -152,7 +165,7 @@ describe('plugin loader', () => {
     ).catch((e: unknown) => e)
     expect(error).toBeInstanceOf(ManifestError)
     expect((error as ManifestError).message.replaceAll(`${dir}/`, '').split('\n')).toEqual([
-      'machine.yaml:3:5: plugin "vmm-plugin-missing": cannot be found from machine.yaml (is it installed?)',
+      `machine.yaml:3:5: plugin "vmm-plugin-missing": cannot be found from machine.yaml, the working directory ${process.cwd()} or the installed framework (is it installed?)`,
       'machine.yaml:4:5: plugin "vmm-plugin-future": is written for plugin API 2; this vmm implements API 1',
       'machine.yaml:10:12: expected integer, got string "high"',
     ])

@@ -33,6 +33,11 @@ export interface NativeHostBinding {
   /** MADV_DONTNEED on a page-aligned range of an ArrayBuffer (a guest RAM chunk). */
   discardMemory(buffer: ArrayBuffer, offset: number, length: number): void
   deallocateFileRange(fd: number, offset: number, length: number, zeroOnly: boolean): void
+  // disk.cc
+  /** flock(LOCK_EX or LOCK_SH | LOCK_NB): false when another open file description holds a conflicting lock. */
+  lockFile(fd: number, exclusive: boolean): boolean
+  /** ioctl(BLKGETSIZE64): a block device's size in bytes. */
+  blockDeviceSize(fd: number): bigint
 }
 
 let loaded: NativeHostBinding | undefined

@@ -66,7 +66,7 @@ describe('virtio-blk', () => {
     const rw = setup(path)
     expect(new DataView(rw.driver.readConfig(0, 8).buffer).getBigUint64(0, true)).toBe(16n)
     expect((rw.driver.offeredFeatures >> BlockFeature.RO) & 1n).toBe(0n)
-    const ro = setup(path, true)
+    const ro = setup(image(8192), true) // another image: a writer holds path locked
     expect((ro.driver.offeredFeatures >> BlockFeature.RO) & 1n).toBe(1n)
     expect((ro.driver.offeredFeatures >> BlockFeature.DISCARD) & 1n).toBe(0n)
   })
@@ -92,7 +92,7 @@ describe('virtio-blk', () => {
     expect((await blk.request(BlockRequest.IN, 8, { inLength: 512 })).status).toBe(BlockStatus.IOERR)
     expect((await blk.request(BlockRequest.IN, 0, { inLength: 100 })).status).toBe(BlockStatus.IOERR)
     expect((await blk.request(BlockRequest.IN, 2 ** 60, { inLength: 512 })).status).toBe(BlockStatus.IOERR)
-    const ro = setup(path, true)
+    const ro = setup(image(4096), true) // another image: a writer holds path locked
     expect((await ro.request(BlockRequest.OUT, 0, { out: new Uint8Array(512).fill(1) })).status).toBe(
       BlockStatus.IOERR,
     )

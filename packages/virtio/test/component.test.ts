@@ -66,7 +66,7 @@ describe('virtio-mmio components', () => {
 
   it('blames the manifest for a missing image', async () => {
     await expect(machine({ disk: { type: 'virtio-blk', path: '/nonexistent/disk.img' } })).rejects.toThrow(
-      /cannot read/,
+      /disk image .*: does not exist \(ENOENT\)/,
     )
   })
 })

@@ -167,7 +167,11 @@ describe('virtio devices under hostile drivers, contents randomized (fast-check)
 })
 
 describe('virtio-blk statuses for well-formed chains with random headers (§5.2.6, fast-check)', () => {
-  const r = rig(new BlockDevice({ path: image, readOnly: false, serial: 'p' }))
+  // An image of its own: this device lives for the whole file and holds its image's write lock,
+  // which the hostile cases above (one device per case on `image`) would otherwise meet.
+  const statusImage = join(dir, 'status.img')
+  writeFileSync(statusImage, new Uint8Array(IMAGE_SECTORS * 512))
+  const r = rig(new BlockDevice({ path: statusImage, readOnly: false, serial: 'p' }))
   r.driver.init({ features: 0n | (1n << Feature.VERSION_1) })
   const q = r.driver.queue(0)
   const d = r.driver

@@ -3,7 +3,9 @@
 // event-loop turn: a UART guest writes one byte per exit, and one write() per byte would cost more
 // than the exit itself. The batch grows until it is flushed; flush and close write synchronously
 // (file) or hand the bytes to the socket, so nothing the guest wrote before a stop is lost.
+
 import { closeSync, openSync, writeSync } from 'node:fs'
+import { errnoWords } from '../component/input-file.js'
 
 export interface CharBackend {
   /** Guest output; the backend copies or owns `bytes` from here on. */
@@ -67,7 +69,12 @@ export class FileCharBackend implements CharBackend {
   private readonly out = new OutputBatcher((b) => writeSync(this.fd, b))
 
   constructor(readonly path: string) {
-    this.fd = openSync(path, 'a')
+    try {
+      this.fd = openSync(path, 'a')
+    } catch (e) {
+      // EISDIR, EACCES, ENOENT (a missing directory): the path is what the user has to fix.
+      throw new Error(`cannot open the output file ${path}: ${errnoWords(e)}`, { cause: e })
+    }
   }
 
   write(bytes: Uint8Array): void {

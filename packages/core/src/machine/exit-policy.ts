@@ -9,7 +9,10 @@ import type { AddressSpace } from '../memory/address-space.js'
 import { describeThrown } from './thrown.js'
 import type { MachineResult } from './types.js'
 
-/** `vmm run`'s exit code when the guest kernel panicked (1 is a VMM-side failure, 0 a clean end). */
+/**
+ * `vmm run`'s exit code when the guest failed: its kernel panicked or it triple-faulted (1 is a
+ * VMM- or host-side failure, 2 a usage or manifest error, 0 a clean end; packages/cli/src/exit-codes.ts).
+ */
 export const GUEST_PANIC_EXIT_CODE = 3
 
 /** A run's end without the exit that caused it (the machine adds `exit` and `vcpu`). */
@@ -25,7 +28,8 @@ export function guestStopResult(kind: GuestStopKind, reason: string): RunEnd {
     case 'panic':
       return { status: 'guest-panic', code: GUEST_PANIC_EXIT_CODE, reason }
     case 'triple-fault':
-      return { status: 'failed', code: 1, reason }
+      // The guest's own failure, not the host's: the same code as a panic.
+      return { status: 'failed', code: GUEST_PANIC_EXIT_CODE, reason }
   }
 }
 

@@ -10,6 +10,26 @@ import { formatSize } from './size.js'
 import type { ManifestSource } from './source.js'
 
 /** RAM that would reach the MMIO allocation window is moved above 4 GiB, leaving the window as a hole. */
+/**
+ * What the in-kernel irqchip and PIT occupy on x86: the i8254 PIT's ports 0x40-0x43, the two i8259
+ * PICs' 0x20-0x21 and 0xa0-0xa1, the IOAPIC's page at 0xfec00000 and the local APIC's at 0xfee00000
+ * (Intel SDM vol. 3A §11.4.1 "The Local APIC Block Diagram", its default base; the IOAPIC's
+ * default base as in the MultiProcessor Specification 1.4 §3.6.2.2).
+ */
+const PLATFORM_WINDOWS: readonly { kind: 'pio' | 'mmio'; base: number; size: number; owner: string }[] = [
+  { kind: 'pio', base: 0x20, size: 2, owner: 'the in-kernel master PIC (i8259)' },
+  { kind: 'pio', base: 0x40, size: 4, owner: 'the in-kernel PIT (i8254)' },
+  { kind: 'pio', base: 0xa0, size: 2, owner: 'the in-kernel slave PIC (i8259)' },
+  { kind: 'mmio', base: 0xfec0_0000, size: 0x1000, owner: 'the in-kernel IOAPIC' },
+  { kind: 'mmio', base: 0xfee0_0000, size: 0x1000, owner: 'the local APICs' },
+]
+
+/** IRQ 0 is the PIT's timer, IRQ 2 the PICs' cascade (the PIT's IOAPIC input in KVM's routing). */
+const PLATFORM_IRQS: readonly [number, string][] = [
+  [0, 'the in-kernel PIT (timer)'],
+  [2, 'the PIC cascade'],
+]
+
 export function memoryHoles(machine: MachineConfig): MemoryHole[] {
   const { base, size } = machine.layout.mmio
   return machine.memory > base ? [{ base, size: Math.max(size, 2 ** 32 - base) }] : []
@@ -42,9 +62,16 @@ export function allocate(
   }
 
   type Placed = { kind: 'pio' | 'mmio'; base: number; size: number; owner: string; path: string }
+
   const placed: Placed[] = []
   const irqOwners = new Map<number, string>()
   const result = new Map<string, Allocation>()
+  if (machine.irqchip) {
+    // The in-kernel irqchip owns these (KVM_CREATE_IRQCHIP, KVM_CREATE_PIT2): a component placed
+    // over them would never see its accesses, or would steal the timer's and the cascade's lines.
+    for (const w of PLATFORM_WINDOWS) placed.push({ ...w, path: '/machine/irqchip' })
+    for (const [line, owner] of PLATFORM_IRQS) irqOwners.set(line, owner)
+  }
   const ramEnd = ramLayoutEnd(machine.memory, holes)
   const describe = (w: { kind: string; base: number; size: number }) =>
     `${w.kind} window [${hex(w.base)}, ${hex(w.base + w.size)})`

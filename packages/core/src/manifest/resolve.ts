@@ -8,6 +8,7 @@ import type { MemoryHole } from '../memory/flat-memory.js'
 import { loadPlugin, PluginError } from '../plugin/loader.js'
 import { allocate, memoryHoles } from './allocate.js'
 import { type Diagnostic, ManifestError, pointer } from './diagnostics.js'
+import { didYouMean } from './did-you-mean.js'
 import { envelopeSchema, nodeSchema, normalizeConfig, SchemaCache, type Validator } from './schema.js'
 import { badSizes, toDiagnostics } from './schema-diagnostics.js'
 import type { ManifestSource } from './source.js'
@@ -50,6 +51,8 @@ export interface ResolvedManifest {
 export interface ResolveOptions {
   /** Reuse compiled validators across manifests. */
   readonly schemas?: SchemaCache
+  /** Files plugins are also resolved from, after the manifest's directory and the working directory. */
+  readonly pluginsAlsoFrom?: readonly string[]
 }
 
 /**
@@ -70,7 +73,7 @@ export async function resolveManifest(
 
   for (const p of source.plugins) {
     try {
-      await loadPlugin(p.name, p.fromFile, registry)
+      await loadPlugin(p.name, p.fromFile, registry, options.pluginsAlsoFrom)
     } catch (e) {
       if (!(e instanceof PluginError)) throw e
       diags.push({ ...p.position, path: '/plugins', message: e.message })
@@ -93,7 +96,7 @@ export async function resolveManifest(
       diags.push(
         pos.diagnostic(
           pointer(path, 'type'),
-          `unknown component type "${node.type}"; expected one of: ${registry.names().join(', ')}`,
+          `unknown component type "${node.type}"${didYouMean(String(node.type), registry.names())}; expected one of: ${registry.names().join(', ')}`,
         ),
       )
       continue
@@ -171,7 +174,10 @@ export async function resolveManifest(
     for (const [prop, targets] of c.refs) {
       for (const target of targets) {
         if (state.get(target) === 'visiting') {
-          const cycle = [...trail.slice(trail.indexOf(target)), id, target]
+          // From the target's place on the path to here: for a self-reference (target === id,
+          // not on the trail) that is just `id -> id`, never the trail's first node.
+          const here = [...trail, id]
+          const cycle = [...here.slice(here.indexOf(target)), target]
           diags.push(
             pos.diagnostic(
               pointer(pointer('/components', id), prop),

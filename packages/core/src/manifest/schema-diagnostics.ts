@@ -1,6 +1,8 @@
 // ajv's validation errors as diagnostics a person can act on, at the key or value they are about.
+
 import type { ErrorObject } from 'ajv'
 import { type Diagnostic, pointer } from './diagnostics.js'
+import { didYouMean } from './did-you-mean.js'
 import type { ManifestSource } from './source.js'
 
 function describeValue(v: unknown): string {
@@ -38,7 +40,7 @@ export function toDiagnostics(
         out.push(
           pos.diagnostic(
             pointer(path, String(p.additionalProperty)),
-            `unknown field "${p.additionalProperty}"; expected one of: ${allowed.join(', ')}`,
+            `unknown field "${p.additionalProperty}"${didYouMean(String(p.additionalProperty), allowed)}; expected one of: ${allowed.join(', ')}`,
             true,
           ),
         )

@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module'
+import { dirname, join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import type { ComponentType } from '../component/component-type.js'
 import type { ComponentRegistry } from '../component/registry.js'
@@ -50,12 +51,35 @@ function reason(e: unknown): string {
  * API version and lets it register its component types under its own name. A plugin is all or
  * nothing: if one of its types clashes, none of them is registered.
  */
-export async function loadPlugin(name: string, fromFile: string, registry: ComponentRegistry): Promise<void> {
-  let resolved: string
-  try {
-    resolved = createRequire(fromFile).resolve(name)
-  } catch (cause) {
-    throw new PluginError('NOT_FOUND', name, `cannot be found from ${fromFile} (is it installed?)`, { cause })
+export async function loadPlugin(
+  name: string,
+  fromFile: string,
+  registry: ComponentRegistry,
+  /** Further files to resolve from (the `vmm` command's own), after the manifest's and the working directory's. */
+  alsoFrom: readonly string[] = [],
+): Promise<void> {
+  // Where a user would install it, as `--hypervisor` is looked up: next to the manifest (or the
+  // file that names the plugin), the working directory, then beside the installed framework (the
+  // command, and this module), so a copied example finds the boards installed with vmm.
+  const bases = [fromFile, join(process.cwd(), 'package.json'), ...alsoFrom, import.meta.filename]
+  let resolved: string | undefined
+  let cause: unknown
+  for (const base of bases) {
+    try {
+      resolved = createRequire(base).resolve(name)
+      break
+    } catch (e) {
+      cause ??= e
+    }
+  }
+  if (resolved === undefined) {
+    const places = [fromFile, `the working directory ${process.cwd()}`, ...alsoFrom.map((f) => dirname(f))]
+    throw new PluginError(
+      'NOT_FOUND',
+      name,
+      `cannot be found from ${places.join(', ')} or the installed framework (is it installed?)`,
+      { cause },
+    )
   }
   let mod: Partial<VmmPlugin>
   try {

@@ -45,5 +45,7 @@ void InitFd(Napi::Env env, Napi::Object exports);
 void InitTap(Napi::Env env, Napi::Object exports);
 // pages.cc: discardMemory (madvise), deallocateFileRange (fallocate)
 void InitPages(Napi::Env env, Napi::Object exports);
+// disk.cc: lockFile (flock), blockDeviceSize (BLKGETSIZE64)
+void InitDisk(Napi::Env env, Napi::Object exports);
 
 }  // namespace vmm_host

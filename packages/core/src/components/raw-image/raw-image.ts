@@ -1,6 +1,7 @@
 // The `raw-image` component type: the RawImage loader of ./device.ts, with the RAM it is loaded into.
-import { statSync } from 'node:fs'
+
 import { type ComponentType, ConfigError } from '../../component/component-type.js'
+import { checkInputFile } from '../../component/input-file.js'
 import { Tokens } from '../../component/tokens.js'
 import { addressSchema, pathSchema } from '../../manifest/schema.js'
 import { ContainerModule } from '../../third-party/inversify.js'
@@ -27,15 +28,7 @@ export const rawImageType: ComponentType<RawImageConfig> = {
     required: ['file', 'address'],
   },
   resources(config) {
-    let size: number
-    try {
-      size = statSync(config.file).size
-    } catch (e) {
-      throw new ConfigError(
-        'file',
-        `cannot read ${config.file} (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
-      )
-    }
+    const { size } = checkInputFile('file', 'raw image', config.file)
     if (config.address >= 0x10_0000 + 0xfff0)
       throw new ConfigError('address', 'a real-mode guest must be loaded below 0x10fff0')
     return [{ kind: 'ram', name: 'image', base: config.address, size }]

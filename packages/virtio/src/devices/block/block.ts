@@ -1,5 +1,4 @@
-import { statSync } from 'node:fs'
-import { ConfigError, pathSchema } from '@vmm/core'
+import { ConfigError, checkInputFile, pathSchema } from '@vmm/core'
 import { defineVirtioDevice } from '../../definition.js'
 import { virtioMmioType } from '../../mmio/component.js'
 import { BLOCK_ID_BYTES, BlockDevice, SECTOR_SIZE } from './device.js'
@@ -26,16 +25,11 @@ export const blockDefinition = defineVirtioDevice<BlockConfig>({
     required: ['path'],
   },
   resources(config) {
-    let size: number
-    try {
-      size = statSync(config.path).size
-    } catch (e) {
-      throw new ConfigError(
-        'path',
-        `cannot read ${config.path} (${(e as NodeJS.ErrnoException).code ?? 'error'})`,
-      )
-    }
-    if (size < SECTOR_SIZE)
+    // A block device is a fine disk; its size (BLKGETSIZE64) is read when the device opens it.
+    const { size, blockDevice } = checkInputFile('path', 'disk image', config.path, {
+      allowBlockDevice: true,
+    })
+    if (!blockDevice && size < SECTOR_SIZE)
       throw new ConfigError('path', `${config.path} is smaller than one 512-byte sector`)
     return []
   },

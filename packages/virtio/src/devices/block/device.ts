@@ -1,6 +1,6 @@
 import { closeSync, fdatasync, fstatSync, openSync, readv, write, writev } from 'node:fs'
-import type { GuestMemory } from '@vmm/core'
-import { deallocateFileRange } from '@vmm/host'
+import { errnoWords, type GuestMemory } from '@vmm/core'
+import { blockDeviceSize, deallocateFileRange, lockDiskImage } from '@vmm/host'
 import { completeChain, type DeviceContext, drainQueue, type VirtioDevice } from '../../device.js'
 import { gather, scatter, views } from '../../queue/buffers.js'
 import type { DescriptorChain } from '../../queue/split-queue.js'
@@ -65,8 +65,24 @@ export class BlockDevice implements VirtioDevice {
   private drained: (() => void)[] = []
 
   constructor(private readonly options: BlockOptions) {
-    this.fd = openSync(options.path, options.readOnly ? 'r' : 'r+')
-    this.capacity = Math.floor(fstatSync(this.fd).size / SECTOR_SIZE)
+    this.fd = openDisk(options.path, options.readOnly)
+    try {
+      // Two machines writing one image corrupt it: exclusive for read-write, shared for read-only
+      // (a reader and a writer conflict too), as QEMU's image locking does.
+      if (!lockDiskImage(this.fd, !options.readOnly))
+        throw new Error(
+          `disk image ${options.path} is in use by another machine (it holds a lock on it); ` +
+            (options.readOnly
+              ? 'another machine writes it'
+              : 'two machines must not write one image: stop the other, or give this one a copy'),
+        )
+      const stat = fstatSync(this.fd)
+      const bytes = stat.isBlockDevice() ? blockDeviceSize(this.fd) : stat.size
+      this.capacity = Math.floor(bytes / SECTOR_SIZE)
+    } catch (e) {
+      closeSync(this.fd)
+      throw e
+    }
     // Zero-padded: a shorter ID ends with a NUL, a 20-byte one has none (§5.2.6).
     this.serial = new Uint8Array(BLOCK_ID_BYTES)
     this.serial.set(new TextEncoder().encode(options.serial).subarray(0, BLOCK_ID_BYTES))
@@ -302,5 +318,19 @@ export class BlockDevice implements VirtioDevice {
       return
     }
     completeChain(context, 0, chain.head, used)
+  }
+}
+
+/** Opens the image, a refusal naming the path and, for a file vmm may only read, the fix. */
+function openDisk(path: string, readOnly: boolean): number {
+  try {
+    return openSync(path, readOnly ? 'r' : 'r+')
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code
+    const fix =
+      !readOnly && (code === 'EACCES' || code === 'EPERM' || code === 'EROFS')
+        ? '; it cannot be opened for writing: set `readOnly: true` to give the guest a read-only disk'
+        : ''
+    throw new Error(`disk image ${path}: ${errnoWords(e)}${fix}`, { cause: e })
   }
 }
