@@ -162,11 +162,11 @@ describe('QMP over a Unix socket (qmp-spec)', () => {
     const file = join(dir, 'file')
     writeFileSync(file, 'keep me')
     const c = new Controller(m)
-    await expect(QmpServer.listen(file, c)).rejects.toThrow('is not a socket')
+    await expect(QmpServer.listen(file, c)).rejects.toThrow('it exists and is a regular file')
     const live = join(dir, 'live.sock')
     const other = createServer().listen(live)
     await new Promise((r) => other.once('listening', r))
-    await expect(QmpServer.listen(live, c)).rejects.toThrow('another server is listening')
+    await expect(QmpServer.listen(live, c)).rejects.toThrow('another process is listening on it')
     other.close()
     const stale = join(dir, 'stale.sock')
     // A socket file left by a server that died: bind, then close the fd without unlinking.

@@ -4,12 +4,12 @@
 // client. Each client is its own session: its commands wait only for its own earlier ones, a
 // client that floods, sends garbage or stops reading is answered or dropped alone, and the
 // vCPUs never wait for any of it (verbs are the Machine's asynchronous operations).
-import { chmodSync, unlinkSync } from 'node:fs'
+import { chmodSync } from 'node:fs'
 import { createServer, type Server, type Socket } from 'node:net'
+import { listenUnixSocket, type UnixSocketListener } from '@vmm/core'
 import type { Controller } from '../controller.js'
 import { asCommandError } from '../errors.js'
 import { DEFAULT_LIMIT, JsonFramer } from './framing.js'
-import { clearStaleSocket } from './socket-file.js'
 import { event, failure, greeting, parseCommand, QmpInputError, success } from './wire.js'
 
 export interface QmpServerOptions {
@@ -23,6 +23,7 @@ export interface QmpServerOptions {
 
 export class QmpServer {
   private readonly server: Server
+  private listener: UnixSocketListener | undefined
   private readonly clients = new Set<Socket>()
   private constructor(
     readonly path: string,
@@ -38,7 +39,6 @@ export class QmpServer {
     controller: Controller,
     options: QmpServerOptions = {},
   ): Promise<QmpServer> {
-    await clearStaleSocket(path)
     const q = new QmpServer(path, controller, {
       maxMessage: options.maxMessage ?? DEFAULT_LIMIT,
       rateLimit: options.rateLimit ?? 100,
@@ -47,13 +47,8 @@ export class QmpServer {
     // The umask makes the socket 0600 from the moment it exists; chmod is belt and braces.
     const mask = process.umask(0o177)
     try {
-      await new Promise<void>((resolve, reject) => {
-        q.server.once('error', reject)
-        q.server.listen(path, () => {
-          q.server.off('error', reject)
-          resolve()
-        })
-      })
+      // The shared listener: a stale socket is replaced, anything else at `path` refused by name.
+      q.listener = await listenUnixSocket(q.server, path, 'QMP socket')
     } finally {
       process.umask(mask)
     }
@@ -171,15 +166,14 @@ export class QmpServer {
   async close(): Promise<void> {
     // end(), not destroy(): what is queued (the last SHUTDOWN event) still reaches the client;
     // one that does not close its side within half a second is cut off.
-    const closed = new Promise<void>((r) => this.server.close(() => r()))
+    const closed = new Promise<void>((r) => this.server.once('close', () => r()))
+    // Stops listening and removes the socket file only if it is still the one this server made.
+    this.listener?.close()
     for (const s of this.clients) s.end()
     const cut = setTimeout(() => {
       for (const s of this.clients) s.destroy()
     }, 500)
     await closed
     clearTimeout(cut)
-    try {
-      unlinkSync(this.path)
-    } catch {}
   }
 }
