@@ -1,37 +1,17 @@
 // vCPU state as KVM exchanges it (include/uapi/asm/kvm.h, x86-64), with 64-bit fields as bigint.
-// The register shapes every hypervisor shares come from core; the rest is KVM's own.
+// The register and state shapes every hypervisor shares come from core (hypervisor-features.ts);
+// the rest is KVM's own.
 
-export type { CpuidEntry, DescriptorTable, Regs, Segment, Sregs } from '@vmm/core'
-
-export interface Fpu {
-  /** 8 x87 registers, 16 bytes each. */
-  fpr: Uint8Array
-  fcw: number
-  fsw: number
-  ftwx: number
-  lastOpcode: number
-  lastIp: bigint
-  lastDp: bigint
-  /** 16 XMM registers, 16 bytes each. */
-  xmm: Uint8Array
-  mxcsr: number
-}
-
-export interface VcpuEvents {
-  exception: { injected: number; nr: number; hasErrorCode: number; pending: number; errorCode: number }
-  interrupt: { injected: number; nr: number; soft: number; shadow: number }
-  nmi: { injected: number; pending: number; masked: number }
-  sipiVector: number
-  flags: number
-}
-
-/** Parts of VcpuEvents to set; what is left out keeps its current value. */
-export interface VcpuEventsUpdate {
-  exception?: VcpuEvents['exception']
-  interrupt?: VcpuEvents['interrupt']
-  nmi?: VcpuEvents['nmi']
-  sipiVector?: number
-}
+export type {
+  CpuidEntry,
+  DescriptorTable,
+  Fpu,
+  Regs,
+  Segment,
+  Sregs,
+  VcpuEvents,
+  VcpuEventsUpdate,
+} from '@vmm/core'
 
 /** KVM_MP_STATE_* */
 export const MpState = { Runnable: 0, Uninitialized: 1, InitReceived: 2, Halted: 3, SipiReceived: 4 } as const
