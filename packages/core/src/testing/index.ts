@@ -13,4 +13,5 @@ import { TestHypervisor } from './test-hypervisor.js'
 
 /** A HypervisorProvider for the test hypervisor (`vmm run --hypervisor test`). */
 export const hypervisorProvider: HypervisorProvider = { open: () => new TestHypervisor() }
+export { fixture, helloGuest } from './fixtures.js'
 export { fuzzParameters, fuzzRuns } from './fuzz.js'
