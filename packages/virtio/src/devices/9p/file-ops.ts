@@ -192,7 +192,9 @@ const setattr: Op = async (s, r, w, _q, hold) => {
   }
   if (valid & (V.ATIME | V.MTIME)) {
     const now = Date.now() / 1000
-    const cur = valid & V.ATIME && valid & V.MTIME ? undefined : await lstatAsync(p)
+    // lstat of a magic link would stat the link in /proc: the pinned inode is fstat-ed.
+    const both = valid & V.ATIME && valid & V.MTIME
+    const cur = both ? undefined : link ? await lstatAsync(p) : await fstatAsync(node.fd)
     const pick = (bit: number, setBit: number, sec: number, nsec: bigint, current: bigint | undefined) =>
       valid & bit ? (valid & setBit ? sec + Number(nsec % NS) / 1e9 : now) : Number(current ?? 0n) / 1e9
     const atime = pick(V.ATIME, V.ATIME_SET, times[0], times[1], cur?.atimeNs)

@@ -205,23 +205,28 @@ export class Writer {
     return this.at
   }
   u8(v: number): this {
-    this.view.setUint8(this.room(1), v)
+    const at = this.room(1)
+    this.view.setUint8(at, v)
     return this
   }
   u16(v: number): this {
-    this.view.setUint16(this.room(2), v, true)
+    const at = this.room(2)
+    this.view.setUint16(at, v, true)
     return this
   }
   u32(v: number): this {
-    this.view.setUint32(this.room(4), v >>> 0, true)
+    const at = this.room(4)
+    this.view.setUint32(at, v >>> 0, true)
     return this
   }
   u64(v: bigint | number): this {
-    this.view.setBigUint64(this.room(8), BigInt.asUintN(64, BigInt(v)), true)
+    const at = this.room(8)
+    this.view.setBigUint64(at, BigInt.asUintN(64, BigInt(v)), true)
     return this
   }
   bytes(b: Uint8Array): this {
-    this.buf.set(b, this.room(b.length))
+    const at = this.room(b.length) // may replace this.buf
+    this.buf.set(b, at)
     return this
   }
   string(s: string | Uint8Array): this {

@@ -121,6 +121,7 @@ export class P9Server implements Session {
       if (bytes.length > req.replyCapacity) throw new P9Error(Errno.EPROTO, 'reply does not fit')
       return { bytes, data }
     } catch (e) {
+      if (process.env.VMM_9P_DEBUG) console.error(e)
       return { bytes: rlerror(tag, errnoOf(e)), data: 0 }
     } finally {
       hold.release()
