@@ -87,7 +87,7 @@ describe.skipIf(kvmUnavailable)('virtio-9p in a real Linux guest on the micro bo
 
       await sh.check('mkdir -p /mnt/share /mnt/ro')
       await sh.check('mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 share /mnt/share')
-      await sh.check('mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,ro roshare /mnt/ro')
+      await sh.check('mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 roshare /mnt/ro')
       log(`mounted: ${(await sh.check('grep 9p /proc/mounts')).trim().replace(/\n/g, ' | ')}`)
 
       // A host file seen by the guest, small and large.
@@ -113,7 +113,7 @@ describe.skipIf(kvmUnavailable)('virtio-9p in a real Linux guest on the micro bo
       await sh.check(`echo probe > /mnt/share/etc-link/${probe}`)
       expect(await sh.check(`cat /etc/${probe}`)).toContain('probe')
 
-      // The read-only share reads, and refuses writes.
+      // The read-only share (mounted read-write in the guest: the server refuses) reads, and refuses writes.
       expect(await sh.check('cat /mnt/ro/ro-file.txt')).toContain('read only')
       const refused = await sh.run('touch /mnt/ro/nope')
       expect(refused.status).not.toBe(0)
