@@ -1,3 +1,4 @@
+import { errnoWords } from '@vmm/core'
 import { completeChain, type DeviceContext, takeChain, type VirtioDevice } from '../../device.js'
 import { gather, scatter, views } from '../../queue/buffers.js'
 import type { DescriptorChain } from '../../queue/split-queue.js'
@@ -56,7 +57,11 @@ export class P9Device implements VirtioDevice {
     this.config = new Uint8Array(2 + tag.length)
     new DataView(this.config.buffer).setUint16(0, tag.length, true)
     this.config.set(tag, 2)
-    this.server = new P9Server({ root: options.path, readonly: options.readonly })
+    try {
+      this.server = new P9Server({ root: options.path, readonly: options.readonly })
+    } catch (e) {
+      throw new Error(`virtio-9p: shared directory ${options.path}: ${errnoWords(e)}`, { cause: e })
+    }
   }
 
   readConfig(offset: number, data: Uint8Array): void {

@@ -281,7 +281,9 @@ const fsync: Op = async (s, r, w, _q, hold) => {
 /** Tstatfs fid[4] -> type[4] bsize[4] blocks[8] bfree[8] bavail[8] files[8] ffree[8] fsid[8] namelen[4]. */
 const statfs: Op = async (s, r, w, _q, hold) => {
   const f = s.fid(r.u32(), hold)
-  const st = await fs.promises.statfs(f.node.path, { bigint: true })
+  // statfs(2) follows symlinks: a symlink's file system is its directory's.
+  const node = f.node.kind === 'symlink' ? (f.node.parent ?? s.root) : f.node
+  const st = await fs.promises.statfs(node.path, { bigint: true })
   w.u32(Number(st.type & 0xffff_ffffn)).u32(Number(st.bsize))
   return w.u64(st.blocks).u64(st.bfree).u64(st.bavail).u64(st.files).u64(st.ffree).u64(f.node.dev).u32(255)
 }

@@ -118,7 +118,10 @@ export class P9Server implements Session {
       const result = await op(this, new Reader(req.message), new Writer(), req, hold)
       const [writer, data] = result instanceof Writer ? [result, 0] : [result.writer, result.data]
       const bytes = writer.finish(type + 1, tag)
-      if (bytes.length > req.replyCapacity) throw new P9Error(Errno.EPROTO, 'reply does not fit')
+      if (bytes.length + data > req.replyCapacity) throw new P9Error(Errno.EPROTO, 'reply does not fit')
+      // size[4] counts the whole message, data placed after the header included (Rread): Linux's
+      // p9_parse_header refuses a size other than the used length the transport reported.
+      new DataView(bytes.buffer, bytes.byteOffset).setUint32(0, bytes.length + data, true)
       return { bytes, data }
     } catch (e) {
       if (process.env.VMM_9P_DEBUG) console.error(e)
