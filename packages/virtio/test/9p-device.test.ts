@@ -87,6 +87,7 @@ describe('virtio-9p device', () => {
     expect(q.takeUsed()[0]!.length).toBe(11 + 5000)
     const rr = new Reader(driver.get(rh!, 11))
     expect(rr.bytes[4]).toBe(Msg.TREAD + 1)
+    expect(new DataView(rr.bytes.buffer).getUint32(0, true)).toBe(11 + 5000) // size counts the data
     expect(rr.u32()).toBe(5000)
     expect(driver.get(rd!, 5000)).toEqual(payload.subarray(100, 5100))
     device.server.close()
