@@ -1,4 +1,4 @@
-import { errnoWords } from '@vmm/core'
+import { errnoWords, type SavedState } from '@vmm/core'
 import { completeChain, type DeviceContext, takeChain, type VirtioDevice } from '../../device.js'
 import { gather, scatter, views } from '../../queue/buffers.js'
 import type { DescriptorChain } from '../../queue/split-queue.js'
@@ -6,6 +6,7 @@ import { DeviceType, featureBits } from '../../spec.js'
 import { Errno, HEADER_SIZE, header, Msg, NOTAG, RREAD_HEADER, rlerror, TWRITE_HEADER } from './protocol.js'
 import { MAX_MSIZE, P9Server } from './server.js'
 import type { P9Reply } from './session.js'
+import type { SessionState } from './state.js'
 
 /** Feature bits (virtio 1.2 §5.? "9P transport" / Linux include/uapi/linux/virtio_9p.h). */
 export const P9Feature = {
@@ -93,6 +94,21 @@ export class P9Device implements VirtioDevice {
   resume(): void {
     this.paused = false
     this.pump()
+  }
+
+  /**
+   * The session for a snapshot of the paused machine (pause waited for requests in flight; chains
+   * not yet taken stay in the ring, which the transport saves): msize and every fid as a path.
+   */
+  saveState(): { session: SessionState } {
+    if (this.inFlight > 0) throw new Error('virtio-9p: requests in flight (the machine is not paused)')
+    return { session: this.server.saveState() }
+  }
+
+  /** The fids are walked again from the share's root; those not found answer ESTALE (state.ts). */
+  restoreState(state: SavedState): void {
+    state.only('session')
+    this.server.restoreState(state.nested('session'))
   }
 
   async dispose(): Promise<void> {

@@ -44,12 +44,12 @@ const PASSED_FLAGS = 0o3 | 0o1000 | 0o2000 | 0o10000 | 0o4000000
 const TRUNC = 0o1000
 
 /** Opens a fid for I/O; refuses when it is open already or went away while the open ran. */
-function attach(f: Fid, fd: number, dir: boolean): OpenFile {
+function attach(f: Fid, fd: number, dir: boolean, flags: number): OpenFile {
   if (f.open || f.clunked) {
     fs.close(fd, () => {})
     throw new P9Error(Errno.EBADF, 'fid already open')
   }
-  f.open = { fd, dir, users: 0, closed: false }
+  f.open = { fd, dir, flags, users: 0, closed: false }
   return f.open
 }
 
@@ -74,8 +74,9 @@ const lopen: Op = async (s, r, w, _q, hold) => {
   if (access !== 0 || flags & TRUNC) writable(s)
   // Reopened through the magic link of the pinned inode: it is this very file, whatever its
   // entry names now (no O_NOFOLLOW: the magic link is the last component and must be followed).
-  const fd = await openAsync(node.path, (flags & PASSED_FLAGS) | (node.kind === 'dir' ? O_DIRECTORY : 0))
-  attach(f, fd, node.kind === 'dir')
+  const hostFlags = (flags & PASSED_FLAGS) | (node.kind === 'dir' ? O_DIRECTORY : 0)
+  const fd = await openAsync(node.path, hostFlags)
+  attach(f, fd, node.kind === 'dir', hostFlags)
   return w.qid(s.qid(node)).u32(0)
 }
 
@@ -104,7 +105,7 @@ const lcreate: Op = async (s, r, w, _q, hold) => {
     throw e
   }
   try {
-    attach(f, fd, false)
+    attach(f, fd, false, flags & PASSED_FLAGS)
   } catch (e) {
     node.release(s.live)
     throw e

@@ -4,6 +4,7 @@
 // order (9P matches replies by tag). Every failure is an Rlerror with a Linux errno; nothing a
 // client sends can throw out of handle().
 import type * as fs from 'node:fs'
+import type { SavedState } from '@vmm/core'
 import { dirOps } from './dir-ops.js'
 import { fileOps } from './file-ops.js'
 import { checkName, errnoOf, type HostNode, kindOf, openNode, openRoot } from './host.js'
@@ -32,6 +33,7 @@ import {
   qidTypeOfKind,
   type Session,
 } from './session.js'
+import { restoreSession, type SessionState, saveSession } from './state.js'
 
 /** The largest msize we agree to: 512 KiB, as the Linux client allows for virtio (VIRTIO_MAX_MSIZE is larger). */
 export const MAX_MSIZE = 512 * 1024
@@ -219,6 +221,7 @@ export class P9Server implements Session {
   fid(n: number, hold: Hold): Fid {
     const f = this.fids.get(n)
     if (!f) throw new P9Error(Errno.EBADF, `unknown fid ${n}`)
+    if (f.stale) throw new P9Error(Errno.ESTALE, `fid ${n} was not found again at restore`)
     hold.node(f.node)
     if (f.open) hold.open(f.open)
     return f
@@ -251,6 +254,21 @@ export class P9Server implements Session {
 
   nodes(): Iterable<HostNode> {
     return this.live
+  }
+
+  /** The session for a snapshot (nothing may be in flight: the device is paused). */
+  saveState(): SessionState {
+    if (this.inFlight.size > 0) throw new Error('virtio-9p: requests in flight at the snapshot')
+    return saveSession(this.root, this.msize, this.fids, this.live)
+  }
+
+  /** Puts a saved session back: its fids are walked again from the root (state.ts). */
+  restoreState(s: SavedState): void {
+    const limits = { maxFids: this.maxFids, maxMsize: this.maxMsize }
+    const { msize, fids } = restoreSession(s, this.root, this.live, limits)
+    for (const n of [...this.fids.keys()]) this.clunk(n)
+    this.msize = msize
+    for (const [n, f] of fids) this.fids.set(n, f)
   }
 
   /** Drops every fid and the root (the device is going away). */

@@ -16,6 +16,8 @@ export interface DirEntry {
 export interface OpenFile {
   fd: number
   dir: boolean
+  /** The host open(2) flags, for a reopen at restore. */
+  flags: number
   users: number
   closed: boolean
   entries?: DirEntry[]
@@ -30,6 +32,8 @@ export interface Fid {
   xattr?: boolean
   /** Set by clunk: an operation that awaited meanwhile must not attach anything to it. */
   clunked?: boolean
+  /** A fid a restore could not reopen: everything but Tclunk answers ESTALE. */
+  stale?: boolean
 }
 
 /** One request as its transport hands it over. */
