@@ -16,7 +16,7 @@ import {
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { Errno, MAX_MSIZE, Msg, P9Server, QidType, type Writer } from '../src/devices/9p/index.js'
+import { Errno, MAX_MSIZE, Msg, P9Server, QidType, Writer } from '../src/devices/9p/index.js'
 import { TestClient } from './p9-client.js'
 
 const isRoot = process.getuid?.() === 0
@@ -86,10 +86,27 @@ describe('9P2000.L server: session', () => {
     small.close()
   })
 
-  it('answers Tflush after the flushed request', async () => {
+  it('answers Tflush after the flushed request, and never waits for a flush', async () => {
     await c.start()
     const reply = await c.ok(Msg.TFLUSH, (w) => w.u16(1234))
     expect(reply.type).toBe(Msg.TFLUSH + 1)
+    const order: string[] = []
+    const handle = (type: number, tag: number, body: (w: Writer) => void, name: string) => {
+      const w = new Writer()
+      body(w)
+      const m = w.finish(type, tag)
+      return server.handle({ message: m, readTarget: () => [], replyCapacity: 4096 }).then((r) => {
+        order.push(name)
+        return r
+      })
+    }
+    const stat = handle(Msg.TSTATFS, 50, (w) => w.u32(0), 'statfs')
+    const flush = handle(Msg.TFLUSH, 51, (w) => w.u16(50), 'flush')
+    const self = handle(Msg.TFLUSH, 52, (w) => w.u16(52), 'self') // flushing itself
+    const ofFlush = handle(Msg.TFLUSH, 53, (w) => w.u16(51), 'flush of a flush')
+    await Promise.all([stat, flush, self, ofFlush])
+    expect(order.indexOf('flush')).toBeGreaterThan(order.indexOf('statfs'))
+    expect((await self).bytes[4]).toBe(Msg.TFLUSH + 1)
   })
 })
 

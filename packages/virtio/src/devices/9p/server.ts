@@ -57,6 +57,8 @@ export class P9Server implements Session {
   msize = 0
   private readonly fids = new Map<number, Fid>()
   private readonly inFlight = new Map<number, Promise<unknown>>()
+  /** The runs in inFlight that are Tflush. */
+  private readonly flushes = new WeakSet<Promise<unknown>>()
   private readonly maxFids: number
   private readonly maxMsize: number
   private readonly ops: Record<number, Op>
@@ -77,8 +79,10 @@ export class P9Server implements Session {
       },
       [Msg.TFLUSH]: async (_s, r, w) => {
         // 9p.rst / intro(5): Rflush comes after the flushed request's own reply. Host I/O in flight
-        // cannot be cancelled, so wait for it to finish (as QEMU does), then answer.
-        await this.inFlight.get(r.u16())
+        // cannot be cancelled, so wait for it to finish (as QEMU does), then answer. A flush never
+        // waits for a flush (itself, or one waiting for it): that would never end.
+        const old = this.inFlight.get(r.u16())
+        if (old && !this.flushes.has(old)) await old
         return w
       },
       [Msg.TAUTH]: async () => {
@@ -101,6 +105,7 @@ export class P9Server implements Session {
     const { type, tag } = header(m)
     const previous = this.inFlight.get(tag)
     const run = this.run(type, tag, req)
+    if (type === Msg.TFLUSH) this.flushes.add(run)
     // A tag reused while its first request runs breaks the protocol; keep the first for Tflush.
     if (!previous) this.inFlight.set(tag, run)
     try {
