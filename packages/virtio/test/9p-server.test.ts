@@ -246,11 +246,21 @@ describe.skipIf(!isRoot)('9P2000.L server: files, as root', () => {
     expect(await c.errno(Msg.TXATTRCREATE, (w) => w.u32(0).string('user.x').u64(1).u32(0))).toBe(
       Errno.EOPNOTSUPP,
     )
-    const mk = (name: string, mode: number) => (w: Writer) =>
-      w.u32(0).string(name).u32(mode).u32(8).u32(0).u32(0)
+    const mk =
+      (name: string, mode: number, gid = 0) =>
+      (w: Writer) =>
+        w.u32(0).string(name).u32(mode).u32(8).u32(0).u32(gid) // major 8, minor 0: /dev/sda
     await c.ok(Msg.TMKNOD, mk('regular', 0o100600))
     expect(statSync(join(dir, 'regular')).isFile()).toBe(true)
+    await c.ok(Msg.TMKNOD, mk('fifo', 0o010640, 8))
+    await c.ok(Msg.TMKNOD, mk('sock', 0o140755))
+    const fifo = lstatSync(join(dir, 'fifo'))
+    expect([fifo.isFIFO(), fifo.mode & 0o7777, fifo.gid]).toEqual([true, 0o640, 8])
+    expect(lstatSync(join(dir, 'sock')).isSocket()).toBe(true)
+    await c.walk(0, 7, 'fifo')
+    expect(await errnoOf(c.lopen(7, O_RDONLY))).toBe(Errno.EPERM) // the guest opens FIFOs itself
     expect(await c.errno(Msg.TMKNOD, mk('sda', 0o060600))).toBe(Errno.EPERM)
+    expect(await c.errno(Msg.TMKNOD, mk('tty', 0o020600))).toBe(Errno.EPERM)
     expect(existsSync(join(dir, 'sda'))).toBe(false)
   })
 })

@@ -4,6 +4,7 @@
 // the fid's user and the request's group, then the exact mode (the VMM's umask must not apply).
 import * as fs from 'node:fs'
 import { promisify } from 'node:util'
+import { makeFifoOrSocket } from '@vmm/host'
 import { checkName, type HostNode, lstatAsync, openAsync, openNode, verifiedEntry } from './host.js'
 import { AT_REMOVEDIR, Errno, Msg, P9Error } from './protocol.js'
 import { dirFid, type Op, type Session, writable } from './session.js'
@@ -17,10 +18,15 @@ const { O_CREAT, O_EXCL, O_NOFOLLOW, O_WRONLY } = fs.constants
 const PATH_MAX = 4096
 const S_IFMT = 0o170000
 const S_IFREG = 0o100000
+const S_IFIFO = 0o010000
+const S_IFSOCK = 0o140000
 
-/** Owner, then mode, of a new directory: through the node just opened on it, never its entry. */
-async function own(node: HostNode, uid: number, gid: number, mode: number): Promise<void> {
-  if (node.kind !== 'dir' && node.kind !== 'file') throw new P9Error(Errno.ESTALE, 'replaced while created')
+/**
+ * Owner, then mode, of a new directory, FIFO or socket: through the node just opened on it (its
+ * pinned inode's magic link), never its entry, and only if it is still what was made.
+ */
+async function own(node: HostNode, kind: string, uid: number, gid: number, mode: number): Promise<void> {
+  if (node.kind !== kind) throw new P9Error(Errno.ESTALE, 'replaced while created')
   await fs.promises.chown(node.path, uid, gid)
   await fs.promises.chmod(node.path, mode & 0o7777)
 }
@@ -35,7 +41,7 @@ const mkdir: Op = async (s, r, w, _q, hold) => {
   await fs.promises.mkdir(d.node.child(name), 0o700)
   const node = await openNode(d.node, name, s.live)
   try {
-    await own(node, d.uid, gid, mode)
+    await own(node, 'dir', d.uid, gid, mode)
     return w.qid(s.qid(node))
   } finally {
     node.release(s.live)
@@ -58,11 +64,11 @@ const symlink: Op = async (s, r, w, _q, hold) => {
 }
 
 /**
- * Tmknod dfid[4] name[s] mode[4] major[4] minor[4] gid[4] -> qid. Regular files only: a device
- * node made on the host would name a *host* device (major:minor mean the host's devices there),
- * which a host process could then be tricked into opening, so it is refused (EPERM, as for a
- * container without CAP_MKNOD); FIFOs and sockets need mknod(2), which Node does not have
- * (EOPNOTSUPP). The guest's /dev is its own devtmpfs, so containers rarely need either.
+ * Tmknod dfid[4] name[s] mode[4] major[4] minor[4] gid[4] -> qid: regular files, FIFOs and
+ * sockets (mknodat on the pinned directory, @vmm/host). A device node made on the host would name
+ * a *host* device (major:minor mean the host's devices there), which a host process could then be
+ * tricked into opening, so it is refused (EPERM, as for a container without CAP_MKNOD); the
+ * guest's /dev is its own devtmpfs. The guest opens FIFOs and sockets itself, never through us.
  */
 const mknod: Op = async (s, r, w, _q, hold) => {
   const d = dirFid(s, r.u32(), hold)
@@ -75,7 +81,17 @@ const mknod: Op = async (s, r, w, _q, hold) => {
   const fmt = mode & S_IFMT
   if (fmt === 0o020000 || fmt === 0o060000)
     throw new P9Error(Errno.EPERM, 'device nodes are not created on the host')
-  if (fmt !== S_IFREG && fmt !== 0) throw new P9Error(Errno.EOPNOTSUPP, 'FIFOs and sockets are not supported')
+  if (fmt === S_IFIFO || fmt === S_IFSOCK) {
+    makeFifoOrSocket(d.node.fd, name, fmt | 0o600)
+    const node = await openNode(d.node, name, s.live)
+    try {
+      await own(node, 'other', d.uid, gid, mode)
+      return w.qid(s.qid(node))
+    } finally {
+      node.release(s.live)
+    }
+  }
+  if (fmt !== S_IFREG && fmt !== 0) throw new P9Error(Errno.EINVAL, 'unknown file type')
   const fd = await openAsync(d.node.child(name), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600)
   try {
     await fchownAsync(fd, d.uid, gid)

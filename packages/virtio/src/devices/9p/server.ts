@@ -131,7 +131,6 @@ export class P9Server implements Session {
       new DataView(bytes.buffer, bytes.byteOffset).setUint32(0, bytes.length + data, true)
       return { bytes, data }
     } catch (e) {
-      if (process.env.VMM_9P_DEBUG) console.error(e)
       return { bytes: rlerror(tag, errnoOf(e)), data: 0 }
     } finally {
       hold.release()
