@@ -3,7 +3,7 @@
 // read-write and one read-only. The guest's busybox shell mounts them with Linux's 9p client
 // (trans=virtio, 9p2000.L, msize=262144) and creates, writes, reads, renames, links, chmods,
 // chowns and removes; the test then checks the host directory: contents, owners, modes, symlink
-// targets, what is gone. A host file is read by the guest (sha256 of 4 MiB), a copy made by the
+// targets, what is gone; a FIFO, and a program run chrooted into the share. A host file is read by the guest (sha256 of 4 MiB), a copy made by the
 // guest is checked byte for byte (and a 16 MiB one, timed), a symlink to /etc is resolved by the guest in its own tree (the
 // host's /etc is never written), and the read-only share refuses writes. dd gives a rough
 // throughput (on kvm_pvm hosts every guest kernel instruction is emulated: slow, see the log).
@@ -111,6 +111,15 @@ describe.skipIf(kvmUnavailable)('virtio-9p in a real Linux guest on the micro bo
       await sh.check('cp /mnt/share/random.bin /mnt/share/copy.bin')
       const listing = await sh.check('ls -la /mnt/share /mnt/share/dir')
       expect(listing).toContain('moved.txt')
+      // A FIFO on the share (made on the host, used by the guest kernel alone), and a program run
+      // from the share, chrooted into it as a container's root would be (exec maps the file).
+      await sh.check(
+        'mkfifo /mnt/share/fifo && (echo through-the-fifo > /mnt/share/fifo &) && cat /mnt/share/fifo',
+      )
+      await sh.check('mkdir -p /mnt/share/root/bin && cp /bin/busybox /mnt/share/root/bin/busybox')
+      expect(await sh.check('chroot /mnt/share/root /bin/busybox echo chrooted-on-9p')).toContain(
+        'chrooted-on-9p',
+      )
       // A symlink to /etc is the guest's own /etc: the write lands in the guest, not on the host.
       await sh.check(`echo probe > /mnt/share/etc-link/${probe}`)
       expect(await sh.check(`cat /etc/${probe}`)).toContain('probe')
@@ -149,6 +158,8 @@ describe.skipIf(kvmUnavailable)('virtio-9p in a real Linux guest on the micro bo
       expect(sha256(readFileSync(join(share, 'copy.bin')))).toBe(sha256(random))
       expect(sha256(readFileSync(join(share, 'big2')))).toBe(sha256(big))
       expect(existsSync(`/etc/${probe}`)).toBe(false)
+      expect(lstatSync(join(share, 'fifo')).isFIFO()).toBe(true)
+      expect(statSync(join(share, 'root/bin/busybox')).size).toBeGreaterThan(100_000)
       expect(existsSync(join(roShare, 'nope'))).toBe(false)
       log(`done after ${((Date.now() - started) / 1000).toFixed(1)} s wall`)
     } finally {
