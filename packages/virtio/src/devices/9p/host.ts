@@ -26,7 +26,6 @@ export const O_PATH = 0o10000000
 const { O_NOFOLLOW, O_DIRECTORY } = fs.constants
 
 export const openAsync = promisify(fs.open) as (path: string, flags: number, mode?: number) => Promise<number>
-export const closeAsync = promisify(fs.close)
 export const fstatAsync = (fd: number): Promise<fs.BigIntStats> =>
   new Promise((resolve, reject) =>
     fs.fstat(fd, { bigint: true }, (e, s) => (e ? reject(e) : resolve(s as unknown as fs.BigIntStats))),
