@@ -8,7 +8,11 @@ import { MAX_MSIZE, P9Server } from './server.js'
 import type { P9Reply } from './session.js'
 import type { SessionState } from './state.js'
 
-/** Feature bits (virtio 1.2 §5.? "9P transport" / Linux include/uapi/linux/virtio_9p.h). */
+/**
+ * Feature bits. Virtio 1.2 lists device id 9 ("9P transport") in its device-id table (§5) but has
+ * no section for it; the feature and configuration are Linux's include/uapi/linux/virtio_9p.h
+ * (VIRTIO_9P_MOUNT_TAG, struct virtio_9p_config), which QEMU's virtio-9p implements too.
+ */
 export const P9Feature = {
   /** The configuration holds the mount tag. */
   MOUNT_TAG: 0n,
