@@ -38,6 +38,9 @@ export interface NativeHostBinding {
   lockFile(fd: number, exclusive: boolean): boolean
   /** ioctl(BLKGETSIZE64): a block device's size in bytes. */
   blockDeviceSize(fd: number): bigint
+  // mknod.cc
+  /** mknodat(dirfd, name, mode, 0) for a FIFO or socket (EPERM for anything else). */
+  mknodAt(dirfd: number, name: string, mode: number): void
 }
 
 let loaded: NativeHostBinding | undefined
