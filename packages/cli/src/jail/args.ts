@@ -5,7 +5,7 @@ import { isAbsolute, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 
 export class JailUsageError extends Error {
-  override readonly name = 'UsageError'
+  override readonly name = 'JailUsageError'
 }
 
 export interface CgroupSetting {

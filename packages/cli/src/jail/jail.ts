@@ -19,6 +19,17 @@ import { hostDevices, jailEnv, planText, tidyBinds, tidyLinks } from './plan.js'
 const cliMain = fileURLToPath(new URL('../main.js', import.meta.url))
 
 export async function jail(argv: readonly string[]): Promise<number> {
+  try {
+    return await jailed(argv)
+  } catch (e) {
+    // Bad input, checked before anything was made (or after it was removed again): one line.
+    if (!(e instanceof JailUsageError)) throw e
+    process.stderr.write(`vmm jail: ${e.message}\n`)
+    return EXIT_USAGE
+  }
+}
+
+async function jailed(argv: readonly string[]): Promise<number> {
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h') {
     process.stdout.write(`${JAIL_USAGE}\n`)
     return argv.length === 0 ? EXIT_USAGE : 0
