@@ -28,7 +28,9 @@
 //        and then detached (pivot_root(2), NOTES), so no path leads out of the jail
 //     9. sethostname (the new UTS namespace), chdir, setgroups(0)/setresgid/setresuid
 //        (credentials(7); from uid 0 to non-zero uids the capability sets are cleared,
-//        capabilities(7)), PR_SET_NO_NEW_PRIVS and PR_SET_PDEATHSIG (prctl(2)), execve(2)
+//        capabilities(7)), PR_SET_NO_NEW_PRIVS and PR_SET_PDEATHSIG (prctl(2))
+//    10. fork once more: this process stays as the namespace's init (pid 1, unprivileged now: it
+//        forwards signals and reaps), the VMM is pid 2 and execve(2)s node
 //
 // The plan: one record per line, fields separated by TAB (the TypeScript side refuses paths with a
 // TAB or a newline). Records: root <dir>; bind <src> <dst> ro|rw; symlink <target> <path>;
@@ -228,6 +230,9 @@ static void set_rlimit(const record *r) {
   die("plan: unknown rlimit \"%s\"", r->f[1]);
 }
 
+static int supervise(void (*body)(void));
+static void exec_vmm(void);
+
 static const record *find(const char *op) {
   for (int i = 0; i < nrecords; i++)
     if (strcmp(records[i].f[0], op) == 0) return &records[i];
@@ -281,10 +286,20 @@ static void enter_jail(void) {
     die("still able to become root after setresuid; refusing to go on");
   }
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("prctl(PR_SET_NO_NEW_PRIVS)");
-  // After the uid change, which clears it: if the supervisor dies, so does the VMM.
+  // After the uid change, which clears it: if the supervisor dies, so does the jail.
   if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) die("prctl(PR_SET_PDEATHSIG)");
 
+  // 10. Fork once more: this process stays as the namespace's init (pid 1: it reaps and forwards
+  // signals, pid_namespaces(7)), and the VMM is pid 2, so a signal that arrives before Node has
+  // its handlers does what it does to any process (for pid 1, signals without a handler are
+  // ignored, and a SIGTERM during start-up would be lost).
+  exit(supervise(exec_vmm));
+}
+
+// The VMM: never returns.
+static void exec_vmm(void) {
   char **envp = calloc((size_t)nrecords + 1, sizeof(char *));
+  if (!envp) die("out of memory");
   int ne = 0;
   for (int i = 0; i < nrecords; i++)
     if (strcmp(records[i].f[0], "env") == 0 && records[i].n > 1) envp[ne++] = records[i].f[1];
@@ -301,6 +316,43 @@ static pid_t child;
 
 static void forward(int sig) {
   if (child > 0) kill(child, sig);
+}
+
+// Forks; the child runs `body` (which must not return); this process forwards the stop signals
+// to it and returns its status as an exit code (128 + signal when a signal ended it). Signals are
+// blocked from before the fork until the handlers are set, so none is lost on the way.
+static int supervise(void (*body)(void)) {
+  sigset_t all, old;
+  sigfillset(&all);
+  sigprocmask(SIG_BLOCK, &all, &old);
+  child = fork();
+  if (child < 0) die("fork");
+  if (child == 0) {
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    // The child gets its parent's handlers (forward), which would kill pid 0: reset them.
+    int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+    for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++) signal(forwarded[i], SIG_DFL);
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    body();
+    _exit(127);
+  }
+  struct sigaction sa = {0};
+  sa.sa_handler = forward;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+  for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++) sigaction(forwarded[i], &sa, NULL);
+  sigprocmask(SIG_SETMASK, &old, NULL);
+  int status;
+  for (;;) {
+    // As init, other orphans of the namespace are reaped here too; only the child's status counts.
+    pid_t p = wait(&status);
+    if (p < 0 && errno == EINTR) continue;
+    if (p < 0) die("wait");
+    if (p == child) break;
+  }
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return WEXITSTATUS(status);
 }
 
 int main(void) {
@@ -333,28 +385,7 @@ int main(void) {
   }
   // 4. New pid, IPC and UTS namespaces; the next child is their pid 1.
   if (unshare(CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS) < 0) die("unshare(CLONE_NEWPID|CLONE_NEWIPC|CLONE_NEWUTS)");
-  // Signals between fork and the handlers being set are held, so none is lost.
-  sigset_t all, old;
-  sigfillset(&all);
-  sigprocmask(SIG_BLOCK, &all, &old);
-  child = fork();
-  if (child < 0) die("fork");
-  if (child == 0) {
-    sigprocmask(SIG_SETMASK, &old, NULL);
-    enter_jail();
-  }
-  struct sigaction sa = {0};
-  sa.sa_handler = forward;
-  sigemptyset(&sa.sa_mask);
-  sa.sa_flags = SA_RESTART;
-  int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
-  for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++) sigaction(forwarded[i], &sa, NULL);
-  sigprocmask(SIG_SETMASK, &old, NULL);
-  // Our parent (`vmm jail`) going away takes the jail with it (the child has its own PDEATHSIG).
+  // Our parent (`vmm jail`) going away takes the jail with it.
   prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-  int status;
-  while (waitpid(child, &status, 0) < 0)
-    if (errno != EINTR) die("waitpid");
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return WEXITSTATUS(status);
+  return supervise(enter_jail);
 }
