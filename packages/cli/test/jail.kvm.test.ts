@@ -11,6 +11,7 @@ import {
   readFileSync,
   readlinkSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -132,7 +133,7 @@ describe.skipIf(skip)('vmm jail on /dev/kvm', { timeout: 180_000 }, () => {
     expect(readdirSync(chroot)).toEqual([]) // <id>/root removed
   })
 
-  it('the VMM runs as the given uid/gid, without capabilities, with no_new_privs, in its own namespaces and cgroup', async () => {
+  it('the VMM runs as the given uid/gid, without capabilities, with no_new_privs, in its own namespaces (and the given network one) and cgroup', async () => {
     const chroot = base()
     const dir = fixture({
       'g.bin': Uint8Array.of(0xeb, 0xfe), // jmp $
@@ -145,9 +146,26 @@ describe.skipIf(skip)('vmm jail on /dev/kvm', { timeout: 180_000 }, () => {
     mkdirSync(sockets)
     chownSync(sockets, 65534, 65534)
     const qmp = join(sockets, 'vm.qmp')
+    // A network namespace of the test's own for the VMM to join (ip-netns(8)).
+    const nsName = `vmm-jail-test-${process.pid}`
+    expect(spawnSync('ip', ['netns', 'add', nsName]).status).toBe(0)
+    const netns = `/var/run/netns/${nsName}`
     const child = spawn(
       process.execPath,
-      [main, 'jail', ...ids('who', chroot), '--cgroup', 'memory.limit_in_bytes=200MiB', '--', 'run', manifest, '--qmp', qmp],
+      [
+        main,
+        'jail',
+        ...ids('who', chroot),
+        '--cgroup',
+        'memory.limit_in_bytes=200MiB',
+        '--netns',
+        netns,
+        '--',
+        'run',
+        manifest,
+        '--qmp',
+        qmp,
+      ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     )
     let stderr = ''
@@ -165,7 +183,7 @@ describe.skipIf(skip)('vmm jail on /dev/kvm', { timeout: 180_000 }, () => {
       expect(status).toMatch(/^NSpid:\s+\d+\s+2$/m)
       for (const ns of ['pid', 'mnt', 'ipc', 'uts'])
         expect(readlinkSync(`/proc/${pid}/ns/${ns}`)).not.toBe(readlinkSync(`/proc/self/ns/${ns}`))
-      expect(readlinkSync(`/proc/${pid}/ns/net`)).toBe(readlinkSync('/proc/self/ns/net')) // no --netns
+      expect(readlinkSync(`/proc/${pid}/ns/net`)).toBe(`net:[${statSync(netns).ino}]`) // --netns joined
       expect(readOr(`/proc/${pid}/limits`)).toMatch(/^Max open files\s+2048\s+2048/m)
       // Its memory cgroup is the jail's, with the limit asked for.
       const group = /^\d+:memory:(.*)$/m.exec(readFileSync(`/proc/${pid}/cgroup`, 'utf8'))![1]!
@@ -180,6 +198,7 @@ describe.skipIf(skip)('vmm jail on /dev/kvm', { timeout: 180_000 }, () => {
       expect(readdirSync(chroot)).toEqual([])
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL')
+      spawnSync('ip', ['netns', 'del', nsName])
     }
     expect(stderr).toBe('')
   })
