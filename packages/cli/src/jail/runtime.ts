@@ -128,10 +128,20 @@ export function nativeAddons(dir: string): string[] {
   return out
 }
 
-/** Read-only binds for the node binary, its libraries and those of `addons`, and ld.so's cache. */
+/**
+ * What the VMM reads about its host, besides /dev: @vmm/kvm tells a kvm_pvm host (whose guest
+ * kernel code is emulated, and which needs the emulation-failure quirks) by /sys/module/kvm_pvm.
+ * Only that directory (module parameters) is shown, not /sys.
+ */
+const HOST_FACTS = ['/sys/module/kvm_pvm']
+
+/**
+ * Read-only binds for the node binary, its libraries and those of `addons`, ld.so's cache, and
+ * the HOST_FACTS this host has.
+ */
 export function nodeRuntime(addons: readonly string[]): Bind[] {
   const files = new Set<string>([process.execPath])
   for (const f of [process.execPath, ...addons]) for (const lib of sharedLibraries(f)) files.add(lib)
-  if (existsSync('/etc/ld.so.cache')) files.add('/etc/ld.so.cache')
+  for (const f of ['/etc/ld.so.cache', ...HOST_FACTS]) if (existsSync(f)) files.add(f)
   return [...files].map((f) => ({ source: realpathSync(f), target: f, readOnly: true }))
 }
