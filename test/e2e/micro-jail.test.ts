@@ -80,7 +80,9 @@ describe.skipIf(skip)('examples/micro.yaml under vmm jail', () => {
       expect(exit, con.text().slice(-3000)).toEqual({ code: 0, signal: null })
       expect(readdirSync(chroot)).toEqual([])
       expect(existsSync(`/proc/${pid}`)).toBe(false)
-      console.log(`[e2e jail] powered off, status 0 after ${((Date.now() - started) / 1000).toFixed(1)} s wall`)
+      console.log(
+        `[e2e jail] powered off, status 0 after ${((Date.now() - started) / 1000).toFixed(1)} s wall`,
+      )
     } finally {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
       rmSync(chroot, { recursive: true, force: true })

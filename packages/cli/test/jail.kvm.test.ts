@@ -24,7 +24,9 @@ import { fixture } from './fixtures.js'
 
 const main = fileURLToPath(new URL('../dist/main.js', import.meta.url))
 const plugin = fileURLToPath(new URL('./fixtures/hostile-plugin.mjs', import.meta.url))
-const exampleMachine = fileURLToPath(new URL('../../../examples/debug-exit-machine/machine.yaml', import.meta.url))
+const exampleMachine = fileURLToPath(
+  new URL('../../../examples/debug-exit-machine/machine.yaml', import.meta.url),
+)
 const NOBODY = '65534'
 
 function unavailable(): string | undefined {
@@ -71,7 +73,16 @@ function jail(args: readonly string[]) {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr }
 }
 
-const ids = (id: string, chroot: string) => ['--id', id, '--uid', NOBODY, '--gid', NOBODY, '--chroot-base', chroot]
+const ids = (id: string, chroot: string) => [
+  '--id',
+  id,
+  '--uid',
+  NOBODY,
+  '--gid',
+  NOBODY,
+  '--chroot-base',
+  chroot,
+]
 
 /** The probe's report, from the VMM's "vmm: <reason>" line. */
 function report(stderr: string): unknown {
@@ -137,7 +148,8 @@ describe.skipIf(skip)('vmm jail on /dev/kvm', { timeout: 180_000 }, () => {
     const chroot = base()
     const dir = fixture({
       'g.bin': Uint8Array.of(0xeb, 0xfe), // jmp $
-      'm.yaml': 'machine: { memory: 1MiB }\ncomponents:\n  guest: { type: raw-image, file: g.bin, address: 0x7c00 }\n',
+      'm.yaml':
+        'machine: { memory: 1MiB }\ncomponents:\n  guest: { type: raw-image, file: g.bin, address: 0x7c00 }\n',
     })
     const manifest = join(dir, 'm.yaml')
     // A QMP socket only to know when the VMM is up (its signal handlers set: SIGTERM then asks it
@@ -229,13 +241,27 @@ describe.skipIf(skip)('vmm jail on /dev/kvm', { timeout: 180_000 }, () => {
 
   it('the cgroup memory limit holds: a device that eats memory is stopped by the OOM killer, and a machine larger than the limit is refused', () => {
     const chroot = base()
-    const r = jail([...ids('oom', chroot), '--cgroup', 'memory.limit_in_bytes=160MiB', '--', 'run', probeMachine(3)])
+    const r = jail([
+      ...ids('oom', chroot),
+      '--cgroup',
+      'memory.limit_in_bytes=160MiB',
+      '--',
+      'run',
+      probeMachine(3),
+    ])
     expect(r.stderr).not.toMatch(/allocated/)
     expect(r.stderr).toContain(
       "vmm jail: the kernel's OOM killer ended the VMM: the jail's cgroup memory limit (167772160 bytes) was reached",
     )
     expect(r.code).toBe(1)
-    const big = jail([...ids('big', chroot), '--cgroup', 'memory.limit_in_bytes=64MiB', '--', 'run', probeMachine(3, '128MiB')])
+    const big = jail([
+      ...ids('big', chroot),
+      '--cgroup',
+      'memory.limit_in_bytes=64MiB',
+      '--',
+      'run',
+      probeMachine(3, '128MiB'),
+    ])
     expect(big).toEqual({
       code: 2,
       stdout: '',
@@ -249,18 +275,24 @@ describe.skipIf(skip)('vmm jail on /dev/kvm', { timeout: 180_000 }, () => {
     const chroot = base()
     const dir = fixture({
       'g.bin': Uint8Array.of(0xeb, 0xfe),
-      'm.yaml': 'machine: { memory: 1MiB }\ncomponents:\n  guest: { type: raw-image, file: g.bin, address: 0x7c00 }\n',
+      'm.yaml':
+        'machine: { memory: 1MiB }\ncomponents:\n  guest: { type: raw-image, file: g.bin, address: 0x7c00 }\n',
     })
     const sockets = join(dir, 'sockets')
     mkdirSync(sockets)
     chownSync(sockets, 65534, 65534)
     const qmp = join(sockets, 'vm.qmp')
-    const child = spawn(process.execPath, [main, 'jail', ...ids('qmp', chroot), '--', 'run', join(dir, 'm.yaml'), '--qmp', qmp], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
+    const child = spawn(
+      process.execPath,
+      [main, 'jail', ...ids('qmp', chroot), '--', 'run', join(dir, 'm.yaml'), '--qmp', qmp],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    )
     try {
       for (let i = 0; i < 300 && !existsSync(qmp); i++) await new Promise((r) => setTimeout(r, 100))
-      const ctl = (...args: string[]) => spawnSync(process.execPath, [main, 'ctl', qmp, ...args], { encoding: 'utf8' })
+      const ctl = (...args: string[]) =>
+        spawnSync(process.execPath, [main, 'ctl', qmp, ...args], { encoding: 'utf8' })
       expect(JSON.parse(ctl('query-status').stdout)).toMatchObject({ running: true, status: 'running' })
       expect(ctl('stop').status).toBe(0)
       expect(JSON.parse(ctl('query-status').stdout)).toMatchObject({ status: 'paused' })
@@ -276,7 +308,9 @@ describe.skipIf(skip)('vmm jail on /dev/kvm', { timeout: 180_000 }, () => {
   it('bad input is answered clearly and leaves nothing behind; a jail directory not ours is refused and kept', () => {
     const chroot = base()
     const manifest = probeMachine(4)
-    expect(jail(['--id', 'r', '--uid', '0', '--gid', '0', '--chroot-base', chroot, '--', 'run', manifest])).toMatchObject({
+    expect(
+      jail(['--id', 'r', '--uid', '0', '--gid', '0', '--chroot-base', chroot, '--', 'run', manifest]),
+    ).toMatchObject({
       code: 2,
       stderr: expect.stringMatching(/^vmm jail: --uid 0 --gid 0: the VMM would keep root's privileges/),
     })
@@ -285,10 +319,16 @@ describe.skipIf(skip)('vmm jail on /dev/kvm', { timeout: 180_000 }, () => {
       stdout: '',
       stderr: `vmm jail: the manifest ${join(chroot, 'nope.yaml')} does not exist\n`,
     })
-    expect(jail([...ids('bad id/..', chroot), '--', 'run', manifest]).stderr).toMatch(/^vmm jail: --id "bad id\/\.\.": use letters/)
-    expect(jail([...ids('c', chroot), '--cgroup', 'memory.no_such_file=1', '--', 'run', manifest])).toMatchObject({
+    expect(jail([...ids('bad id/..', chroot), '--', 'run', manifest]).stderr).toMatch(
+      /^vmm jail: --id "bad id\/\.\.": use letters/,
+    )
+    expect(
+      jail([...ids('c', chroot), '--cgroup', 'memory.no_such_file=1', '--', 'run', manifest]),
+    ).toMatchObject({
       code: 2,
-      stderr: expect.stringMatching(/^vmm jail: --cgroup memory\.no_such_file: there is no such control file/),
+      stderr: expect.stringMatching(
+        /^vmm jail: --cgroup memory\.no_such_file: there is no such control file/,
+      ),
     })
     expect(readdirSync(chroot)).toEqual([])
     // Someone else's directory where the jail would go: refused, untouched.

@@ -74,7 +74,10 @@ function id(name: string, value: string | undefined): number {
 
 /** Paths go into the native helper's plan one per line, TAB-separated. */
 export function checkPlanPath(what: string, path: string): string {
-  if (/[\t\n\0]/.test(path)) throw new JailUsageError(`${what} ${JSON.stringify(path)}: a TAB, newline or NUL in a path is not supported`)
+  if (/[\t\n\0]/.test(path))
+    throw new JailUsageError(
+      `${what} ${JSON.stringify(path)}: a TAB, newline or NUL in a path is not supported`,
+    )
   return path
 }
 
@@ -97,7 +100,8 @@ export function parseJailArgs(argv: readonly string[]): JailOptions {
       'allow-root': { type: 'boolean', default: false },
     },
   })
-  if (positionals.length > 0) throw new JailUsageError(`unexpected arguments before --: ${positionals.join(' ')}`)
+  if (positionals.length > 0)
+    throw new JailUsageError(`unexpected arguments before --: ${positionals.join(' ')}`)
   if (values.id === undefined) throw new JailUsageError('vmm jail needs --id')
   if (!ID.test(values.id))
     throw new JailUsageError(`--id "${values.id}": use letters, digits, _ and - (at most 64 characters)`)
@@ -109,7 +113,10 @@ export function parseJailArgs(argv: readonly string[]): JailOptions {
     )
   const cgroups = values.cgroup.map((s) => {
     const m = /^([a-z_]+\.[a-z_.]+)=(.+)$/.exec(s)
-    if (!m) throw new JailUsageError(`--cgroup "${s}": expected <controller>.<file>=<value>, e.g. memory.limit_in_bytes=512MiB`)
+    if (!m)
+      throw new JailUsageError(
+        `--cgroup "${s}": expected <controller>.<file>=<value>, e.g. memory.limit_in_bytes=512MiB`,
+      )
     return { file: m[1]!, value: m[2]! }
   })
   const rlimits: RlimitSetting[] = [{ name: 'nofile', soft: '2048', hard: '2048' }]
@@ -125,9 +132,13 @@ export function parseJailArgs(argv: readonly string[]): JailOptions {
   }
   const [command, target, ...vmmArgs] = argv.slice(dash + 1)
   if (command !== 'run' && command !== 'restore')
-    throw new JailUsageError(`vmm jail runs \`run <manifest>\` or \`restore <dir>\` after --, not "${command ?? ''}"`)
+    throw new JailUsageError(
+      `vmm jail runs \`run <manifest>\` or \`restore <dir>\` after --, not "${command ?? ''}"`,
+    )
   if (target === undefined || target.startsWith('-'))
-    throw new JailUsageError(`vmm jail -- ${command} needs a ${command === 'run' ? 'manifest file' : 'snapshot directory'}`)
+    throw new JailUsageError(
+      `vmm jail -- ${command} needs a ${command === 'run' ? 'manifest file' : 'snapshot directory'}`,
+    )
   // The VMM's own options, parsed only to find the paths and modules the jail must hold; the
   // VMM checks them again. --qmp is made absolute, as the VMM in the jail runs elsewhere.
   const vmm = parseArgs({

@@ -25,14 +25,15 @@ export interface JailCgroups {
 function ownGroup(controller: string): string {
   for (const line of readFileSync('/proc/self/cgroup', 'utf8').split('\n')) {
     const [, list, path] = /^\d+:([^:]*):(.*)$/.exec(line) ?? []
-    if (list !== undefined && list.split(',').includes(controller)) return path!
+    if (list?.split(',').includes(controller)) return path!
     if (controller === '' && list === '') return path!
   }
   return '/'
 }
 
 function bytes(setting: CgroupSetting): string {
-  if (!setting.file.startsWith('memory.') || setting.value === 'max' || setting.value === '-1') return setting.value
+  if (!setting.file.startsWith('memory.') || setting.value === 'max' || setting.value === '-1')
+    return setting.value
   const n = parseSize(setting.value)
   if (n === undefined) throw new JailUsageError(`--cgroup ${setting.file}=${setting.value}: not a size`)
   return String(n)
@@ -54,7 +55,9 @@ export function makeCgroups(id: string, settings: readonly CgroupSetting[], pare
     const groupOf = (controller: string): string => {
       const base = version === 1 ? join(ROOT, controller) : ROOT
       if (!existsSync(base))
-        throw new JailUsageError(`--cgroup: this host has no ${version === 1 ? `cgroup v1 "${controller}" hierarchy (${base})` : 'cgroup v2 hierarchy'}`)
+        throw new JailUsageError(
+          `--cgroup: this host has no ${version === 1 ? `cgroup v1 "${controller}" hierarchy (${base})` : 'cgroup v2 hierarchy'}`,
+        )
       const dir = join(base, parent ?? ownGroup(version === 1 ? controller : ''), name)
       if (!made.includes(dir)) {
         if (version === 2) enableController(dirname2(dir), controller)
@@ -62,7 +65,9 @@ export function makeCgroups(id: string, settings: readonly CgroupSetting[], pare
           mkdirSync(dir)
         } catch (e) {
           if ((e as NodeJS.ErrnoException).code === 'EEXIST')
-            throw new JailUsageError(`the cgroup ${dir} already exists; vmm jail makes its own and never reuses one`)
+            throw new JailUsageError(
+              `the cgroup ${dir} already exists; vmm jail makes its own and never reuses one`,
+            )
           throw e
         }
         made.push(dir)
@@ -75,11 +80,15 @@ export function makeCgroups(id: string, settings: readonly CgroupSetting[], pare
       const value = bytes(s)
       const file = join(dir, s.file)
       if (!existsSync(file))
-        throw new JailUsageError(`--cgroup ${s.file}: there is no such control file in ${dir} (cgroup v${version})`)
+        throw new JailUsageError(
+          `--cgroup ${s.file}: there is no such control file in ${dir} (cgroup v${version})`,
+        )
       try {
         writeFileSync(file, value)
       } catch (e) {
-        throw new JailUsageError(`--cgroup ${s.file}=${s.value}: writing ${value} to ${file} failed: ${(e as Error).message}`)
+        throw new JailUsageError(
+          `--cgroup ${s.file}=${s.value}: writing ${value} to ${file} failed: ${(e as Error).message}`,
+        )
       }
       if (s.file === 'memory.limit_in_bytes' || s.file === 'memory.max') {
         memoryLimit = Number(readFileSync(file, 'utf8').trim()) || undefined

@@ -36,7 +36,9 @@ async function jailed(argv: readonly string[]): Promise<number> {
   }
   const o = parseJailArgs(argv)
   if (process.getuid?.() !== 0)
-    throw new JailUsageError('vmm jail must run as root (it makes namespaces, mounts and cgroups, then drops to --uid)')
+    throw new JailUsageError(
+      'vmm jail must run as root (it makes namespaces, mounts and cgroups, then drops to --uid)',
+    )
   const { jailHelperPath } = await import('@vmm/host')
   const helper = jailHelperPath()
   // Everything the jail will hold is worked out, and checked, before anything is made.
@@ -44,7 +46,9 @@ async function jailed(argv: readonly string[]): Promise<number> {
   if (o.daemonize) return daemonize(argv)
   const jailDir = join(o.chrootBase, o.id)
   const root = join(jailDir, 'root')
-  const cwd = needs.binds.some((b) => b.source === b.target && statSync(b.source).isDirectory() && under(process.cwd(), b.target))
+  const cwd = needs.binds.some(
+    (b) => b.source === b.target && statSync(b.source).isDirectory() && under(process.cwd(), b.target),
+  )
     ? process.cwd()
     : '/'
   const made: string[] = []
@@ -96,7 +100,8 @@ async function jailed(argv: readonly string[]): Promise<number> {
     return status
   } finally {
     const left = [...removeCgroups(cgroups?.dirs ?? []), ...removeMade(made)]
-    if (left.length > 0) process.stderr.write(`vmm jail: left behind (not empty or still in use): ${left.join(', ')}\n`)
+    if (left.length > 0)
+      process.stderr.write(`vmm jail: left behind (not empty or still in use): ${left.join(', ')}\n`)
   }
 }
 
@@ -109,7 +114,8 @@ function removeMade(made: readonly string[]): string[] {
     try {
       rmdirSync(d)
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') left.push(`${d} (${(e as NodeJS.ErrnoException).code})`)
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
+        left.push(`${d} (${(e as NodeJS.ErrnoException).code})`)
     }
   }
   return left
@@ -132,7 +138,6 @@ function runHelper(helper: string, plan: string): Promise<number> {
     })
   })
 }
-
 
 /** --daemonize: the same jail, detached (its own session, stdio to /dev/null); prints its pid. */
 function daemonize(argv: readonly string[]): number {

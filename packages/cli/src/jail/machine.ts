@@ -11,7 +11,15 @@ import type { ResolvedManifest } from '@vmm/core'
 import { parse } from 'yaml'
 import { type JailOptions, JailUsageError } from './args.js'
 import { manifestBinds, manifestPaths, permits } from './manifest-paths.js'
-import { type Bind, type Link, lookupPackage, nativeAddons, nodeRuntime, packageClosure, packageRoot } from './runtime.js'
+import {
+  type Bind,
+  type Link,
+  lookupPackage,
+  nativeAddons,
+  nodeRuntime,
+  packageClosure,
+  packageRoot,
+} from './runtime.js'
 
 export interface MachineNeeds {
   readonly binds: readonly Bind[]
@@ -20,9 +28,8 @@ export interface MachineNeeds {
 }
 
 async function resolveMachine(o: JailOptions, cliMain: string): Promise<ResolvedManifest> {
-  const { ComponentRegistry, registerBuiltins, readManifest, resolveManifest, manifestFromObject } = await import(
-    '@vmm/core'
-  )
+  const { ComponentRegistry, registerBuiltins, readManifest, resolveManifest, manifestFromObject } =
+    await import('@vmm/core')
   const registry = registerBuiltins(new ComponentRegistry())
   if (o.command === 'run') {
     if (!existsSync(o.target)) throw new JailUsageError(`the manifest ${o.target} does not exist`)
@@ -56,7 +63,9 @@ export async function machineNeeds(o: JailOptions, cliMain: string): Promise<Mac
   const links: Link[] = []
   const readable = (what: string, file: string) => {
     if (!permits(statSync(file), o.uid, o.gid, 4))
-      throw new JailUsageError(`${what} ${file} is not readable by the jailed VMM (uid ${o.uid}, gid ${o.gid})`)
+      throw new JailUsageError(
+        `${what} ${file} is not readable by the jailed VMM (uid ${o.uid}, gid ${o.gid})`,
+      )
   }
   if (o.command === 'run') {
     for (const f of resolved.source.files) {
@@ -64,7 +73,8 @@ export async function machineNeeds(o: JailOptions, cliMain: string): Promise<Mac
       binds.push({ source: f, target: f, readOnly: true })
     }
   } else {
-    for (const f of ['snapshot.json', 'state.json', 'memory']) readable('the snapshot file', join(o.target, f))
+    for (const f of ['snapshot.json', 'state.json', 'memory'])
+      readable('the snapshot file', join(o.target, f))
     binds.push({ source: o.target, target: o.target, readOnly: true })
   }
   binds.push(...manifestBinds(manifestPaths(resolved, o.qmp ?? resolved.control.qmp), o.uid, o.gid))
@@ -90,11 +100,17 @@ export async function machineNeeds(o: JailOptions, cliMain: string): Promise<Mac
         return
       }
     }
-    throw new JailUsageError(`${what} "${specifier}" cannot be found from ${fromFile}, the working directory or vmm`)
+    throw new JailUsageError(
+      `${what} "${specifier}" cannot be found from ${fromFile}, the working directory or vmm`,
+    )
   }
   for (const p of resolved.source.plugins) find(p.name, p.fromFile, 'the plugin')
   const hypervisor = o.hypervisor ?? process.env.VMM_HYPERVISOR ?? '@vmm/kvm'
-  find(hypervisor === 'test' ? '@vmm/core/testing' : hypervisor, resolved.source.file, 'the hypervisor module')
+  find(
+    hypervisor === 'test' ? '@vmm/core/testing' : hypervisor,
+    resolved.source.file,
+    'the hypervisor module',
+  )
 
   const closure = packageClosure(roots)
   for (const d of closure.dirs) binds.push({ source: d, target: d, readOnly: true })

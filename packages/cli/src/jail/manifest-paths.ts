@@ -91,7 +91,9 @@ export function manifestBinds(paths: readonly ManifestPath[], uid: number, gid: 
       if (st === undefined || !st.isDirectory())
         throw new JailUsageError(`${p.owner}: the directory of ${p.path} does not exist`)
       if (dir === '/')
-        throw new JailUsageError(`${p.owner}: ${p.path} is in /; the jail binds a socket's directory in, so give it a directory of its own`)
+        throw new JailUsageError(
+          `${p.owner}: ${p.path} is in /; the jail binds a socket's directory in, so give it a directory of its own`,
+        )
       if (!permits(st, uid, gid, 3))
         throw new JailUsageError(
           `${p.owner}: the jailed VMM (uid ${uid}, gid ${gid}) cannot create ${p.path}: its directory is not writable by it (chown it or pick a directory of the VMM's own)`,

@@ -56,7 +56,15 @@ export function hostDevices(): Device[] {
 }
 
 /** The variables the jailed VMM gets from our environment; everything else is dropped. */
-export const PASSED_ENV = ['TERM', 'TZ', 'LANG', 'LC_ALL', 'VMM_HYPERVISOR', 'VMM_TRACE_EMULATION', 'VMM_RESTORE_TIMINGS'] as const
+export const PASSED_ENV = [
+  'TERM',
+  'TZ',
+  'LANG',
+  'LC_ALL',
+  'VMM_HYPERVISOR',
+  'VMM_TRACE_EMULATION',
+  'VMM_RESTORE_TIMINGS',
+] as const
 
 /**
  * The jailed VMM's environment: PASSED_ENV where set, HOME=/ (there is no passwd in the jail) and
@@ -99,7 +107,9 @@ export function tidyBinds(binds: readonly Bind[]): Bind[] {
 
 /** Links not already inside an identity-bound directory (where the host's link shows anyway). */
 export function tidyLinks(links: readonly Link[], binds: readonly Bind[]): Link[] {
-  return links.filter((l) => !binds.some((b) => b.source === b.target && under(l.path, b.target) && l.path !== b.target))
+  return links.filter(
+    (l) => !binds.some((b) => b.source === b.target && under(l.path, b.target) && l.path !== b.target),
+  )
 }
 
 export function planText(p: JailPlan): string {
@@ -114,7 +124,14 @@ export function planText(p: JailPlan): string {
   for (const b of p.binds) lines.push(['bind', b.source, b.target, b.readOnly ? 'ro' : 'rw'])
   for (const l of p.links) lines.push(['symlink', l.target, l.path])
   for (const d of p.devices)
-    lines.push(['dev', d.path, String(d.major), String(d.minor), d.mode.toString(8), d.owned ? 'owned' : 'root'])
+    lines.push([
+      'dev',
+      d.path,
+      String(d.major),
+      String(d.minor),
+      d.mode.toString(8),
+      d.owned ? 'owned' : 'root',
+    ])
   lines.push(['proc'], ['cwd', p.cwd])
   for (const e of p.env) lines.push(['env', e])
   lines.push(['exec', ...p.exec])

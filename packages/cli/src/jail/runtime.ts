@@ -29,7 +29,9 @@ export function sharedLibraries(file: string): string[] {
   if (r.error || r.status !== 0) {
     // A static executable: ldd says "not a dynamic executable" (status 1).
     if (/not a dynamic executable|statically linked/.test(`${r.stdout}${r.stderr}`)) return []
-    throw new Error(`vmm jail: cannot list the shared libraries of ${file} with ldd: ${r.error?.message ?? r.stderr.trim()}`)
+    throw new Error(
+      `vmm jail: cannot list the shared libraries of ${file} with ldd: ${r.error?.message ?? r.stderr.trim()}`,
+    )
   }
   const out: string[] = []
   for (const line of r.stdout.split('\n')) {
