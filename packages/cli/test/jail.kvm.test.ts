@@ -191,6 +191,8 @@ describe.skipIf(skip)('vmm jail on /dev/kvm', { timeout: 180_000 }, () => {
         ...ids('who', chroot),
         '--cgroup',
         'memory.limit_in_bytes=200MiB',
+        '--cgroup',
+        'pids.max=64',
         '--netns',
         netns,
         '--',
@@ -224,10 +226,15 @@ describe.skipIf(skip)('vmm jail on /dev/kvm', { timeout: 180_000 }, () => {
       expect(readFileSync(join('/sys/fs/cgroup/memory', group, 'memory.limit_in_bytes'), 'utf8').trim()).toBe(
         String(200 * 2 ** 20),
       )
+      // A second controller: a group of its own in that hierarchy, joined too.
+      const pids = /^\d+:pids:(.*)$/m.exec(readFileSync(`/proc/${pid}/cgroup`, 'utf8'))![1]!
+      expect(pids).toMatch(/\/vmm-jail-who$/)
+      expect(readFileSync(join('/sys/fs/cgroup/pids', pids, 'pids.max'), 'utf8').trim()).toBe('64')
       for (let i = 0; i < 300 && !existsSync(qmp); i++) await new Promise((r) => setTimeout(r, 100))
       child.kill('SIGTERM') // forwarded to the VMM: the guest has no power button, so it stops
       expect(await exited(child)).toBe(0)
       expect(existsSync(join('/sys/fs/cgroup/memory', group))).toBe(false)
+      expect(existsSync(join('/sys/fs/cgroup/pids', pids))).toBe(false)
       expect(readdirSync(chroot)).toEqual([])
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL')
@@ -323,6 +330,37 @@ describe.skipIf(skip)('vmm jail on /dev/kvm', { timeout: 180_000 }, () => {
       expect(readdirSync(chroot)).toEqual([])
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL')
+    }
+  })
+
+  it('--daemonize: prints the supervisor pid and returns; the jail runs on, and cleans up when the VMM ends', async () => {
+    const chroot = base()
+    const dir = fixture({
+      'g.bin': Uint8Array.of(0xeb, 0xfe),
+      'm.yaml':
+        'machine: { memory: 1MiB }\ncomponents:\n  guest: { type: raw-image, file: g.bin, address: 0x7c00 }\n',
+    })
+    const sockets = join(dir, 'sockets')
+    mkdirSync(sockets)
+    chownSync(sockets, 65534, 65534)
+    const qmp = join(sockets, 'vm.qmp')
+    const r = jail([...ids('daemon', chroot), '--daemonize', '--', 'run', join(dir, 'm.yaml'), '--qmp', qmp])
+    expect(r.code).toBe(0)
+    expect(r.stdout).toMatch(/^\d+\n$/)
+    const supervisor = Number(r.stdout)
+    try {
+      for (let i = 0; i < 300 && !existsSync(qmp); i++) await new Promise((r) => setTimeout(r, 100))
+      const ctl = (...args: string[]) =>
+        spawnSync(process.execPath, [main, 'ctl', qmp, ...args], { encoding: 'utf8' })
+      expect(JSON.parse(ctl('query-status').stdout)).toMatchObject({ status: 'running' })
+      expect(readdirSync(chroot)).toEqual(['daemon'])
+      expect(ctl('quit').status).toBe(0)
+      for (let i = 0; i < 300 && existsSync(`/proc/${supervisor}`); i++)
+        await new Promise((r) => setTimeout(r, 100))
+      expect(existsSync(`/proc/${supervisor}`)).toBe(false)
+      expect(readdirSync(chroot)).toEqual([])
+    } finally {
+      if (existsSync(`/proc/${supervisor}`)) process.kill(supervisor, 'SIGTERM')
     }
   })
 

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { parseJailArgs } from '../src/jail/args.js'
+import { manifestBinds, manifestPaths } from '../src/jail/manifest-paths.js'
 import { jailEnv, planText, tidyBinds, tidyLinks } from '../src/jail/plan.js'
 import { packageClosure } from '../src/jail/runtime.js'
 
@@ -187,5 +188,64 @@ describe('the plan', () => {
         LD_PRELOAD: '/evil.so',
       }),
     ).toEqual(['HOME=/', 'VMM_CACHE_DIR=off', 'TERM=xterm', 'VMM_TRACE_EMULATION=1'])
+  })
+})
+
+describe('the paths a manifest names', () => {
+  it('binds inputs read-only, a writable disk read-write, and the directory of each socket or output file', async () => {
+    const { ComponentRegistry, registerBuiltins, readManifest, resolveManifest } = await import('@vmm/core')
+    const dir = mkdtempSync(join(tmpdir(), 'vmm-jail-paths-'))
+    writeFileSync(join(dir, 'g.bin'), Uint8Array.of(0xf4))
+    writeFileSync(join(dir, 'ro.img'), new Uint8Array(4096))
+    writeFileSync(join(dir, 'rw.img'), new Uint8Array(4096))
+    mkdirSync(join(dir, 'run'))
+    writeFileSync(join(dir, 'serial.log'), '') // exists, but serial writes it: its directory is bound
+    writeFileSync(
+      join(dir, 'm.yaml'),
+      [
+        'plugins: ["@vmm/board-micro", "@vmm/virtio"]',
+        'machine: { memory: 1MiB, irqchip: true }',
+        'components:',
+        '  guest: { type: raw-image, file: g.bin, address: 0x7c00 }',
+        '  serial: { type: serial, console: file, path: serial.log, resources: { port: 0x3f8, irq: 4 } }',
+        '  ro: { type: virtio-blk, path: ro.img, readOnly: true, resources: { regs: 0xd0000000, irq: 5 } }',
+        '  rw: { type: virtio-blk, path: rw.img, resources: { regs: 0xd0001000, irq: 6 } }',
+        '  vsock: { type: virtio-vsock, path: run/v.sock, resources: { regs: 0xd0002000, irq: 7 } }',
+        '',
+      ].join('\n'),
+    )
+    const resolved = await resolveManifest(
+      readManifest(join(dir, 'm.yaml')),
+      registerBuiltins(new ComponentRegistry()),
+    )
+    const paths = manifestPaths(resolved, join(dir, 'run', 'vm.qmp'))
+    expect(paths).toEqual([
+      { owner: 'guest.file', path: join(dir, 'g.bin'), access: 'read' },
+      { owner: 'serial.path', path: join(dir, 'serial.log'), access: 'create' },
+      { owner: 'ro.path', path: join(dir, 'ro.img'), access: 'read' },
+      { owner: 'rw.path', path: join(dir, 'rw.img'), access: 'read-write' },
+      { owner: 'vsock.path', path: join(dir, 'run/v.sock'), access: 'create' },
+      { owner: 'control.qmp', path: join(dir, 'run/vm.qmp'), access: 'create' },
+    ])
+    // As root (uid 0) every file is usable; as another uid the files (0644, root's) are readable
+    // but not writable, and the directories (0755, root's) not writable: each named.
+    const uid = process.getuid?.() ?? 0
+    expect(manifestBinds(paths, uid, uid)).toEqual(
+      expect.arrayContaining([
+        { source: join(dir, 'g.bin'), target: join(dir, 'g.bin'), readOnly: true },
+        { source: join(dir, 'rw.img'), target: join(dir, 'rw.img'), readOnly: false },
+        { source: join(dir, 'run'), target: join(dir, 'run'), readOnly: false },
+        { source: dir, target: dir, readOnly: false },
+      ]),
+    )
+    if (uid === 0) {
+      expect(() => manifestBinds(paths.slice(3, 4), 4242, 4242)).toThrow(
+        `rw.path: the jailed VMM (uid 4242, gid 4242) cannot read and write ${join(dir, 'rw.img')} (its mode is 644, owner 0:0)`,
+      )
+      expect(() => manifestBinds(paths.slice(4, 5), 4242, 4242)).toThrow(
+        `vsock.path: the jailed VMM (uid 4242, gid 4242) cannot create ${join(dir, 'run/v.sock')}: its directory is not writable by it`,
+      )
+      expect(manifestBinds(paths.slice(0, 1), 4242, 4242)).toHaveLength(1)
+    }
   })
 })
