@@ -239,11 +239,11 @@ static const record *find(const char *op) {
   return NULL;
 }
 
-// Steps 5-9, in the child: never returns.
+// Steps 5-10, in the first child (pid 1 of the new pid namespace): never returns.
 static void enter_jail(void) {
   if (unshare(CLONE_NEWNS) < 0) die("unshare(CLONE_NEWNS)");
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("make / private (MS_REC|MS_PRIVATE)");
-  // The root tmpfs holds only directories, mount points and links; 64 KiB of inodes is plenty.
+  // The root tmpfs holds only directories, empty mount-point files and links: 1 MiB is plenty.
   if (mount("tmpfs", jail_root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m") < 0)
     die("mount a tmpfs on %s", jail_root);
   for (int i = 0; i < nrecords; i++) {
