@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest'
 import { parseJailArgs } from '../src/jail/args.js'
 import { manifestBinds, manifestPaths } from '../src/jail/manifest-paths.js'
 import { jailEnv, planText, tidyBinds, tidyLinks } from '../src/jail/plan.js'
-import { packageClosure } from '../src/jail/runtime.js'
+import { lookupPackage, packageClosure } from '../src/jail/runtime.js'
 
 const ok = ['--id', 'vm1', '--uid', '1000', '--gid', '1000']
 
@@ -110,6 +110,17 @@ describe('the package walk', () => {
       ]),
     )
     expect(links).toHaveLength(2) // not the devDependency's
+    // A directory whose node_modules is itself a link (as the e2e manifests' are): both links, each
+    // where it really is, so that made again in the jail they lead to the same places.
+    mkdirSync(join(root, 'manifests'))
+    symlinkSync('../app/node_modules', join(root, 'manifests/node_modules'))
+    expect(lookupPackage('lib', join(root, 'manifests'))).toEqual({
+      dir: join(root, 'store/lib@1/node_modules/lib'),
+      links: [
+        { path: join(root, 'manifests/node_modules'), target: '../app/node_modules' },
+        { path: join(root, 'app/node_modules/lib'), target: '../../store/lib@1/node_modules/lib' },
+      ],
+    })
   })
 })
 

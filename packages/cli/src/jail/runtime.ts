@@ -4,7 +4,7 @@
 // messages inside the jail are the same as outside.
 import { spawnSync } from 'node:child_process'
 import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync } from 'node:fs'
-import { dirname, join } from 'node:path'
+import { dirname, isAbsolute, join } from 'node:path'
 
 export interface Bind {
   /** The host path (real: no symbolic links). */
@@ -100,20 +100,43 @@ export function packageClosure(roots: readonly string[]): { dirs: string[]; link
 export function lookupPackage(name: string, from: string): { dir: string; links: Link[] } | undefined {
   for (let d = from; ; d = dirname(d)) {
     const candidate = join(d, 'node_modules', name)
-    let isLink = false
     try {
-      isLink = lstatSync(candidate).isSymbolicLink()
+      lstatSync(candidate)
     } catch {
       if (dirname(d) === d) return undefined
       continue
     }
     try {
-      const dir = realpathSync(candidate)
-      return { dir, links: isLink ? [{ path: candidate, target: readlinkSync(candidate) }] : [] }
+      return { dir: realpathSync(candidate), links: linksAlong(candidate) }
     } catch {
       return undefined // a dangling link: not installed
     }
   }
+}
+
+/**
+ * The symbolic links met on the way along `path`, as realpath(3) meets them, each at the real
+ * place of the directory holding it (so the same link, made there in the jail, leads where it
+ * leads on the host): a manifest directory's node_modules linked to a workspace's, then that
+ * workspace's node_modules/<name> linked into pnpm's store.
+ */
+export function linksAlong(path: string): Link[] {
+  const out: Link[] = []
+  const parts = path.split('/').filter(Boolean)
+  let cur = '/'
+  for (let hops = 0; parts.length > 0; ) {
+    const next = join(cur, parts.shift()!)
+    if (!lstatSync(next).isSymbolicLink()) {
+      cur = next
+      continue
+    }
+    if (++hops > 40) throw new Error(`vmm jail: too many symbolic links along ${path}`)
+    const target = readlinkSync(next)
+    out.push({ path: next, target })
+    parts.unshift(...(isAbsolute(target) ? target : join(cur, target)).split('/').filter(Boolean))
+    cur = '/'
+  }
+  return out
 }
 
 /** The native addons (*.node) a package directory holds where vmm's loader looks (build/Release, prebuilds/*). */
