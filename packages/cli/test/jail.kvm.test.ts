@@ -428,6 +428,9 @@ describe.skipIf(skip)('vmm jail on /dev/kvm', { timeout: 180_000 }, () => {
         /^vmm jail: --cgroup memory\.no_such_file: there is no such control file/,
       ),
     })
+    // The group it had made for that limit is gone again.
+    const own = /^\d+:memory:(.*)$/m.exec(readFileSync('/proc/self/cgroup', 'utf8'))![1]!
+    expect(existsSync(join('/sys/fs/cgroup/memory', own, 'vmm-jail-c'))).toBe(false)
     expect(readdirSync(chroot)).toEqual([])
     // Someone else's directory where the jail would go: refused, untouched.
     mkdirSync(join(chroot, 'taken'))
