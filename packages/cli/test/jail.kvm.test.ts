@@ -256,13 +256,20 @@ describe.skipIf(skip)('vmm jail on /dev/kvm', { timeout: 180_000 }, () => {
     expect(report(ps.stderr)).toEqual({ pids: ['1', '2'] }) // the jail's init and itself
     expect(ps.code).toBe(20)
     const who = jail([...ids('whoami', chroot), '--', 'run', probeMachine(4)])
-    const seen = report(who.stderr) as { uid: number; hostname: string; root: string[]; sys: string[] }
+    const seen = report(who.stderr) as {
+      uid: number
+      hostname: string
+      root: string[]
+      sys: string[]
+      write: string
+    }
     expect(seen.uid).toBe(65534)
     expect(seen.hostname).toBe('whoami')
     // Its root holds only what was bound in: no /etc/shadow, /root, /home, /var, /boot; of /sys
     // only /sys/module/kvm_pvm where the host has it (the kvm_pvm quirks need to know).
     for (const hidden of ['root', 'home', 'var', 'boot', 'srv']) expect(seen.root).not.toContain(hidden)
     expect(seen.sys).toEqual(existsSync('/sys/module/kvm_pvm') ? ['module'] : [])
+    expect(seen.write).toBe('EROFS') // its root is mounted read-only
     expect(seen.root).toEqual(expect.arrayContaining(['dev', 'proc', 'usr']))
     expect(readdirSync(chroot)).toEqual([])
   })
