@@ -29,6 +29,9 @@ commands:
                                          (Machine.snapshot); --paused leaves it paused
   ctl <socket> <command> [json-args] [--json] | ctl <socket> events
                                          drive a machine over QMP (vmm ctl --help)
+  jail --id <id> --uid <uid> --gid <gid> [options] -- run <manifest> [run options]
+                                         run (or restore) the VMM confined: namespaces, a
+                                         per-VM root, cgroups, dropped ids (vmm jail --help)
   image build|path|clean [--json] [--jobs N]
                                          the default guest (kernel + initramfs from Debian
                                          packages, cached; needs @vmm/image)
@@ -45,6 +48,7 @@ const mark = (label: string) => void marks.push([label, performance.now()])
 async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'image') return image(argv.slice(1))
   if (argv[0] === 'ctl') return (await import('./ctl.js')).ctl(argv.slice(1))
+  if (argv[0] === 'jail') return (await import('./jail/jail.js')).jail(argv.slice(1))
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,

@@ -1,6 +1,7 @@
 export { addonCandidates, addonHelp, loadAddon } from './addon.js'
 export { blockDeviceSize, lockDiskImage } from './disk.js'
 export { EventFd } from './eventfd.js'
+export { jailHelperPath } from './jail.js'
 export { makeFifoOrSocket } from './mknod.js'
 export { deallocateFileRange, discardGuestPages } from './pages.js'
 export { Tap, TapOffload } from './tap.js'

@@ -10,13 +10,19 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const dir = fileURLToPath(new URL('..', import.meta.url))
-const target = JSON.parse(readFileSync(join(dir, 'binding.gyp'), 'utf8')).targets[0].target_name
+const targets = JSON.parse(readFileSync(join(dir, 'binding.gyp'), 'utf8')).targets
+const target = targets[0].target_name
+// Executables built beside the addon (@vmm/host's vmm-jail helper) ship the same way.
+const executables = targets.filter((t) => t.type === 'executable').map((t) => t.target_name)
 const built = join(dir, 'build', 'Release', `${target}.node`)
 const sources = [
   join(dir, 'binding.gyp'),
   ...readdirSync(join(dir, 'src', 'native')).map((f) => join(dir, 'src', 'native', f)),
 ]
-const stale = !existsSync(built) || sources.some((f) => statSync(f).mtimeMs > statSync(built).mtimeMs)
+const stale =
+  !existsSync(built) ||
+  executables.some((e) => !existsSync(join(dir, 'build', 'Release', e))) ||
+  sources.some((f) => statSync(f).mtimeMs > statSync(built).mtimeMs)
 if (stale) {
   const r = spawnSync(process.execPath, [join(dir, 'scripts', 'install.mjs'), '--from-source'], {
     stdio: 'inherit',
@@ -26,7 +32,12 @@ if (stale) {
 }
 const outDir = join(dir, 'prebuilds', `${process.platform}-${process.arch}`)
 mkdirSync(outDir, { recursive: true })
-const out = join(outDir, `${target}.node`)
-copyFileSync(built, out)
-const strip = spawnSync('strip', ['--strip-unneeded', out], { stdio: 'inherit' })
-if (strip.error) process.stderr.write(`prebuild: not stripped (${strip.error.message})\n`)
+for (const [from, name] of [
+  [built, `${target}.node`],
+  ...executables.map((e) => [join(dir, 'build', 'Release', e), e]),
+]) {
+  const out = join(outDir, name)
+  copyFileSync(from, out)
+  const strip = spawnSync('strip', ['--strip-unneeded', out], { stdio: 'inherit' })
+  if (strip.error) process.stderr.write(`prebuild: ${name} not stripped (${strip.error.message})\n`)
+}

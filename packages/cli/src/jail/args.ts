@@ -1,0 +1,180 @@
+// `vmm jail` options: who the VMM runs as, where its jail is, its limits, and the VMM command after
+// `--` (run <manifest> or restore <dir>, with their own options). Checked here, before anything is
+// made, so bad input changes nothing on the host.
+import { isAbsolute, resolve } from 'node:path'
+import { parseArgs } from 'node:util'
+
+export class JailUsageError extends Error {
+  override readonly name = 'JailUsageError'
+}
+
+export interface CgroupSetting {
+  /** The control file, e.g. memory.limit_in_bytes (cgroup v1) or memory.max (v2). */
+  readonly file: string
+  readonly value: string
+}
+
+export interface RlimitSetting {
+  readonly name: string
+  readonly soft: string
+  readonly hard: string
+}
+
+export interface JailOptions {
+  readonly id: string
+  readonly uid: number
+  readonly gid: number
+  readonly chrootBase: string
+  readonly netns?: string
+  readonly cgroups: readonly CgroupSetting[]
+  /** Where the jail's cgroups are made (v1: per controller, relative to its hierarchy's root). */
+  readonly parentCgroup?: string
+  readonly rlimits: readonly RlimitSetting[]
+  readonly daemonize: boolean
+  /** The VMM command: `run` or `restore`, its file (manifest or snapshot directory), its options. */
+  readonly command: 'run' | 'restore'
+  readonly target: string
+  readonly vmmArgs: readonly string[]
+  /** Absolute --qmp socket, when given to the VMM command. */
+  readonly qmp?: string
+  readonly hypervisor?: string
+}
+
+export const JAIL_USAGE = `usage: vmm jail --id <id> --uid <uid> --gid <gid> [options] -- run <manifest> [run options]
+       vmm jail --id <id> --uid <uid> --gid <gid> [options] -- restore <dir> [restore options]
+
+Runs the VMM confined (Firecracker's jailer order): inherited fds closed, a cleared environment, a
+per-VM root <chroot-base>/<id>/root holding only what the machine names and what the VMM needs,
+new mount, pid, IPC and UTS namespaces, pivot_root, cgroup limits, rlimits, the given uid/gid,
+no_new_privs. Sockets the machine names (QMP, consoles, vsock) are made in their own directories,
+bound in from outside: give them a directory of their own, writable by the uid.
+
+options:
+  --id <id>                 the jail's name: [A-Za-z0-9_-], at most 64 characters
+  --uid <uid> --gid <gid>   the ids the VMM runs as (0 is refused unless --allow-root)
+  --chroot-base <dir>       where jails are made (default /srv/vmm-jail)
+  --netns <path>            join this network namespace (e.g. /var/run/netns/vm1)
+  --cgroup <file>=<value>   a cgroup limit, repeatable: memory.limit_in_bytes=512MiB (v1),
+                            memory.max=512MiB (v2), cpu.shares=512, pids.max=64, ...
+  --parent-cgroup <path>    where the jail's cgroup is made (default: under vmm jail's own)
+  --rlimit <name>=<n>[:<hard>]  repeatable: nofile, nproc, fsize, as, core, memlock, stack, cpu,
+                            data (default nofile=2048, as Firecracker's)
+  --daemonize               run in the background (stdio to /dev/null), print the supervisor's pid
+  --allow-root              allow --uid 0 or --gid 0 (the jail then confines files, not privilege)`
+
+const ID = /^[A-Za-z0-9_-]{1,64}$/
+const RLIMITS = new Set(['nofile', 'nproc', 'fsize', 'as', 'core', 'memlock', 'stack', 'cpu', 'data'])
+
+function id(name: string, value: string | undefined): number {
+  if (value === undefined) throw new JailUsageError(`vmm jail needs --${name}`)
+  if (!/^\d+$/.test(value) || Number(value) > 0xfffffffe)
+    throw new JailUsageError(`--${name} must be a number (0 to 4294967294), not "${value}"`)
+  return Number(value)
+}
+
+/** Paths go into the native helper's plan one per line, TAB-separated. */
+export function checkPlanPath(what: string, path: string): string {
+  if (/[\t\n\0]/.test(path))
+    throw new JailUsageError(
+      `${what} ${JSON.stringify(path)}: a TAB, newline or NUL in a path is not supported`,
+    )
+  return path
+}
+
+export function parseJailArgs(argv: readonly string[]): JailOptions {
+  const dash = argv.indexOf('--')
+  if (dash < 0) throw new JailUsageError('vmm jail needs the VMM command after `--` (-- run <manifest>)')
+  const { values, positionals } = parseArgs({
+    args: argv.slice(0, dash),
+    allowPositionals: true,
+    options: {
+      id: { type: 'string' },
+      uid: { type: 'string' },
+      gid: { type: 'string' },
+      'chroot-base': { type: 'string', default: '/srv/vmm-jail' },
+      netns: { type: 'string' },
+      cgroup: { type: 'string', multiple: true, default: [] },
+      'parent-cgroup': { type: 'string' },
+      rlimit: { type: 'string', multiple: true, default: [] },
+      daemonize: { type: 'boolean', default: false },
+      'allow-root': { type: 'boolean', default: false },
+    },
+  })
+  if (positionals.length > 0)
+    throw new JailUsageError(`unexpected arguments before --: ${positionals.join(' ')}`)
+  if (values.id === undefined) throw new JailUsageError('vmm jail needs --id')
+  if (!ID.test(values.id))
+    throw new JailUsageError(`--id "${values.id}": use letters, digits, _ and - (at most 64 characters)`)
+  const uid = id('uid', values.uid)
+  const gid = id('gid', values.gid)
+  if ((uid === 0 || gid === 0) && !values['allow-root'])
+    throw new JailUsageError(
+      `--uid ${uid} --gid ${gid}: the VMM would keep root's privileges in its jail; give an unprivileged uid and gid (or --allow-root)`,
+    )
+  const cgroups = values.cgroup.map((s) => {
+    const m = /^([a-z_]+\.[a-z_.]+)=(.+)$/.exec(s)
+    if (!m)
+      throw new JailUsageError(
+        `--cgroup "${s}": expected <controller>.<file>=<value>, e.g. memory.limit_in_bytes=512MiB`,
+      )
+    return { file: m[1]!, value: m[2]! }
+  })
+  const rlimits: RlimitSetting[] = [{ name: 'nofile', soft: '2048', hard: '2048' }]
+  for (const s of values.rlimit) {
+    const m = /^([a-z]+)=(\d+|unlimited)(?::(\d+|unlimited))?$/.exec(s)
+    if (!m || !RLIMITS.has(m[1]!))
+      throw new JailUsageError(
+        `--rlimit "${s}": expected <name>=<n>[:<hard>] with a name among ${[...RLIMITS].join(', ')}`,
+      )
+    const i = rlimits.findIndex((r) => r.name === m[1])
+    if (i >= 0) rlimits.splice(i, 1)
+    rlimits.push({ name: m[1]!, soft: m[2]!, hard: m[3] ?? m[2]! })
+  }
+  const [command, target, ...vmmArgs] = argv.slice(dash + 1)
+  if (command !== 'run' && command !== 'restore')
+    throw new JailUsageError(
+      `vmm jail runs \`run <manifest>\` or \`restore <dir>\` after --, not "${command ?? ''}"`,
+    )
+  if (target === undefined || target.startsWith('-'))
+    throw new JailUsageError(
+      `vmm jail -- ${command} needs a ${command === 'run' ? 'manifest file' : 'snapshot directory'}`,
+    )
+  // The VMM's own options, parsed only to find the paths and modules the jail must hold; the
+  // VMM checks them again. --qmp is made absolute, as the VMM in the jail runs elsewhere.
+  const vmm = parseArgs({
+    args: vmmArgs,
+    allowPositionals: true,
+    strict: false,
+    options: { qmp: { type: 'string' }, hypervisor: { type: 'string' } },
+  }).values
+  const qmp = typeof vmm.qmp === 'string' ? resolve(vmm.qmp) : undefined
+  const args = [...vmmArgs]
+  const q = args.indexOf('--qmp')
+  if (qmp !== undefined && q >= 0) args[q + 1] = qmp
+  else if (qmp !== undefined) args[args.findIndex((a) => a.startsWith('--qmp='))] = `--qmp=${qmp}`
+  const netns = values.netns === undefined ? undefined : resolve(values.netns)
+  const chrootBase = resolve(values['chroot-base'])
+  if (!isAbsolute(chrootBase)) throw new JailUsageError('--chroot-base must be a path')
+  for (const [what, p] of [
+    ['--chroot-base', chrootBase],
+    ['--netns', netns],
+    ['--qmp', qmp],
+  ] as const)
+    if (p !== undefined) checkPlanPath(what, p)
+  return {
+    id: values.id,
+    uid,
+    gid,
+    chrootBase,
+    ...(netns === undefined ? {} : { netns }),
+    cgroups,
+    ...(values['parent-cgroup'] === undefined ? {} : { parentCgroup: values['parent-cgroup'] }),
+    rlimits,
+    daemonize: values.daemonize,
+    command,
+    target: resolve(target),
+    vmmArgs: args,
+    ...(qmp === undefined ? {} : { qmp }),
+    ...(typeof vmm.hypervisor === 'string' ? { hypervisor: vmm.hypervisor } : {}),
+  }
+}

@@ -1,0 +1,120 @@
+// What a jailed run needs bound in: the machine's own files (the manifest and its includes, or the
+// snapshot directory; every path a component names; the control socket's directory), the packages
+// the VMM imports (the command, the plugins the manifest loads, the hypervisor module, and their
+// dependencies), node and its libraries. The manifest is resolved here as `vmm run` resolves it
+// (plugins are loaded to read their schemas: plugins are code the operator chose, as for `vmm
+// validate`), so a manifest error is answered before anything is made.
+import { existsSync, readFileSync, statSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { dirname, isAbsolute, join } from 'node:path'
+import type { ResolvedManifest } from '@vmm/core'
+import { parse } from 'yaml'
+import { type JailOptions, JailUsageError } from './args.js'
+import { manifestBinds, manifestPaths, permits } from './manifest-paths.js'
+import {
+  type Bind,
+  type Link,
+  lookupPackage,
+  nativeAddons,
+  nodeRuntime,
+  packageClosure,
+  packageRoot,
+} from './runtime.js'
+
+export interface MachineNeeds {
+  readonly binds: readonly Bind[]
+  readonly links: readonly Link[]
+  readonly ramBytes: number
+}
+
+async function resolveMachine(o: JailOptions, cliMain: string): Promise<ResolvedManifest> {
+  const { ComponentRegistry, registerBuiltins, readManifest, resolveManifest, manifestFromObject } =
+    await import('@vmm/core')
+  const registry = registerBuiltins(new ComponentRegistry())
+  if (o.command === 'run') {
+    if (!existsSync(o.target)) throw new JailUsageError(`the manifest ${o.target} does not exist`)
+    return resolveManifest(readManifest(o.target), registry, { pluginsAlsoFrom: [cliMain] })
+  }
+  const stateFile = join(o.target, 'state.json')
+  if (!existsSync(stateFile))
+    throw new JailUsageError(`${o.target} is not a snapshot directory: ${stateFile} does not exist`)
+  // The pinned manifest, read as Machine.restore reads it (the restore checks the rest itself).
+  let data: unknown
+  try {
+    data = parse((JSON.parse(readFileSync(stateFile, 'utf8')) as { manifest: string }).manifest)
+  } catch (e) {
+    throw new JailUsageError(`${stateFile}: $.manifest is not a pinned manifest (${(e as Error).message})`)
+  }
+  return resolveManifest(
+    manifestFromObject(data as Record<string, unknown>, `${stateFile} ($.manifest)`),
+    registry,
+  )
+}
+
+/** A module specifier's package name: "@vmm/core/testing" -> "@vmm/core". */
+function packageName(specifier: string): string {
+  const parts = specifier.split('/')
+  return specifier.startsWith('@') ? parts.slice(0, 2).join('/') : parts[0]!
+}
+
+export async function machineNeeds(o: JailOptions, cliMain: string): Promise<MachineNeeds> {
+  const resolved = await resolveMachine(o, cliMain)
+  const binds: Bind[] = []
+  const links: Link[] = []
+  const readable = (what: string, file: string) => {
+    if (!permits(statSync(file), o.uid, o.gid, 4))
+      throw new JailUsageError(
+        `${what} ${file} is not readable by the jailed VMM (uid ${o.uid}, gid ${o.gid})`,
+      )
+  }
+  if (o.command === 'run') {
+    for (const f of resolved.source.files) {
+      readable('the manifest', f)
+      binds.push({ source: f, target: f, readOnly: true })
+    }
+  } else {
+    for (const f of ['snapshot.json', 'state.json', 'memory'])
+      readable('the snapshot file', join(o.target, f))
+    binds.push({ source: o.target, target: o.target, readOnly: true })
+  }
+  binds.push(...manifestBinds(manifestPaths(resolved, o.qmp ?? resolved.control.qmp), o.uid, o.gid))
+
+  // The packages: where the VMM's loader will look for each (the manifest's directory, the
+  // working directory, the command's own), the first that has it.
+  const cliRoot = packageRoot(cliMain)!
+  const roots = [cliRoot]
+  const find = (specifier: string, fromFile: string, what: string) => {
+    if (specifier.startsWith('.') || isAbsolute(specifier)) {
+      const file = createRequire(fromFile).resolve(specifier)
+      const pkg = packageRoot(file)
+      // A plugin file outside any package is bound alone; one inside a package brings the package.
+      if (pkg === undefined) binds.push({ source: file, target: file, readOnly: true })
+      else roots.push(pkg)
+      return
+    }
+    for (const from of [dirname(fromFile), process.cwd(), cliRoot]) {
+      const found = lookupPackage(packageName(specifier), from)
+      if (found) {
+        roots.push(found.dir)
+        links.push(...found.links)
+        return
+      }
+    }
+    throw new JailUsageError(
+      `${what} "${specifier}" cannot be found from ${fromFile}, the working directory or vmm`,
+    )
+  }
+  for (const p of resolved.source.plugins) find(p.name, p.fromFile, 'the plugin')
+  const hypervisor = o.hypervisor ?? process.env.VMM_HYPERVISOR ?? '@vmm/kvm'
+  find(
+    hypervisor === 'test' ? '@vmm/core/testing' : hypervisor,
+    resolved.source.file,
+    'the hypervisor module',
+  )
+
+  const closure = packageClosure(roots)
+  for (const d of closure.dirs) binds.push({ source: d, target: d, readOnly: true })
+  links.push(...closure.links)
+  binds.push(...nodeRuntime(closure.dirs.flatMap(nativeAddons)))
+  return { binds, links, ramBytes: resolved.machine.memory }
+}

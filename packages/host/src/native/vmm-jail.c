@@ -1,0 +1,391 @@
+// vmm-jail: the native half of `vmm jail` (packages/cli/src/jail/). Node is multi-threaded, so it
+// cannot unshare(CLONE_NEWNS) itself (unshare(2): CLONE_NEWNS needs an fs struct not shared with
+// other threads), and namespaces, mounts and pivot_root are done here, in a small single-threaded
+// program that ends in execve of the VMM. The TypeScript side decides *what* the jail holds (every
+// bind mount, device node, limit and id, in a plan read from fd 3); this program does it, always in
+// the one order below (Firecracker's jailer order, docs/jailer.md), and refuses to go on at the
+// first failure, naming the step and the path.
+//
+//   supervisor (this process, host pid namespace)
+//     1. read the plan from fd 3, then close every inherited fd above 2 (close_range(2))
+//     2. setrlimit(2) for each limit; join the cgroups (cgroups(7): writing 0 to cgroup.procs moves
+//        the writer; the child inherits the group on fork(2))
+//     3. setns(2) into the given network namespace (its fd is opened first, on the host's root)
+//     4. unshare(CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS), fork: the child is pid 1 of a new pid
+//        namespace (pid_namespaces(7)); the supervisor forwards SIGTERM/SIGINT/SIGHUP to it and
+//        exits with its status (128 + signal when a signal ended it)
+//   child (pid 1 of the new pid namespace)
+//     5. unshare(CLONE_NEWNS) here, not in the supervisor: pivot_root(2) moves every process of
+//        the mount namespace whose root is the old root, and the supervisor stays on the host's
+//     6. make every mount private, recursively (mount_namespaces(7), "shared subtrees": nothing
+//        done here propagates back to the host), then mount a tmpfs on the jail root: the mount
+//        points live in it and vanish with the namespace, so nothing is left on the host's disk
+//     7. bind mounts (mount(2) MS_BIND, then MS_REMOUNT|MS_BIND to set ro/nosuid/nodev, since a
+//        bind takes its flags only on a remount), symbolic links, a tmpfs /dev with the device
+//        nodes (mknod(2)) owned by the jail's uid, a new /proc for the new pid namespace
+//        (proc(5)), and the jail root remounted read-only
+//     8. pivot_root(".", ".") and umount2(".", MNT_DETACH): the old root is stacked on the new one
+//        and then detached (pivot_root(2), NOTES), so no path leads out of the jail
+//     9. sethostname (the new UTS namespace), chdir, setgroups(0)/setresgid/setresuid
+//        (credentials(7); from uid 0 to non-zero uids the capability sets are cleared,
+//        capabilities(7)), PR_SET_NO_NEW_PRIVS and PR_SET_PDEATHSIG (prctl(2))
+//    10. fork once more: this process stays as the namespace's init (pid 1, unprivileged now: it
+//        forwards signals and reaps), the VMM is pid 2 and execve(2)s node
+//
+// The plan: one record per line, fields separated by TAB (the TypeScript side refuses paths with a
+// TAB or a newline). Records: root <dir>; bind <src> <dst> ro|rw; symlink <target> <path>;
+// dev <path> <major> <minor> <mode-octal> owned|root; proc; cgroup <cgroup.procs file>;
+// netns <path>; rlimit <name> <soft> <hard>; hostname <name>; ids <uid> <gid>; cwd <path>;
+// env <NAME=value>; exec <file> <argv0> <argv1>...
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MAX_PLAN (4 << 20)
+#define MAX_FIELDS 512
+
+static void die(const char *fmt, ...) {
+  int e = errno;
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("vmm-jail: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  if (e != 0) fprintf(stderr, ": %s", strerror(e));
+  fputc('\n', stderr);
+  _exit(1);
+}
+
+// One parsed record: fields point into the plan buffer (TABs and newlines replaced by NUL).
+typedef struct {
+  char *f[MAX_FIELDS];
+  int n;
+} record;
+
+static record *records;
+static int nrecords;
+static const char *jail_root;
+static uid_t jail_uid = (uid_t)-1;
+static gid_t jail_gid = (gid_t)-1;
+
+static void read_plan(void) {
+  char *buf = malloc(MAX_PLAN + 1);
+  if (!buf) die("out of memory");
+  size_t len = 0;
+  for (;;) {
+    ssize_t r = read(3, buf + len, MAX_PLAN - len);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) die("reading the plan from fd 3");
+    if (r == 0) break;
+    len += (size_t)r;
+    if (len == MAX_PLAN) {
+      errno = 0;
+      die("the plan is larger than %d bytes", MAX_PLAN);
+    }
+  }
+  buf[len] = '\0';
+  size_t lines = 1;
+  for (size_t i = 0; i < len; i++) lines += buf[i] == '\n';
+  records = calloc(lines, sizeof(record));
+  if (!records) die("out of memory");
+  char *line = buf;
+  while (*line) {
+    char *end = strchr(line, '\n');
+    if (end) *end = '\0';
+    record *r = &records[nrecords];
+    for (char *p = line; p && r->n < MAX_FIELDS;) {
+      r->f[r->n++] = p;
+      p = strchr(p, '\t');
+      if (p) *p++ = '\0';
+    }
+    if (r->n > 0 && r->f[0][0] != '\0') nrecords++;
+    if (!end) break;
+    line = end + 1;
+  }
+}
+
+static void need(const record *r, int n) {
+  errno = 0;
+  if (r->n < n) die("plan record \"%s\" has %d fields, needs %d", r->f[0], r->n, n);
+}
+
+static unsigned long number(const char *s, int base) {
+  char *end;
+  errno = 0;
+  unsigned long v = strtoul(s, &end, base);
+  if (errno != 0 || *s == '\0' || *end != '\0') {
+    errno = 0;
+    die("plan: \"%s\" is not a number", s);
+  }
+  return v;
+}
+
+// Writes the whole of `text` to the file at `path`, for cgroup control files.
+static void write_file(const char *path, const char *text) {
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) die("open %s", path);
+  if (write(fd, text, strlen(text)) != (ssize_t)strlen(text)) die("write \"%s\" to %s", text, path);
+  close(fd);
+}
+
+// `path` under the jail root (the TypeScript side gives absolute in-jail paths).
+static char *in_root(const char *path) {
+  char *out;
+  if (asprintf(&out, "%s%s", jail_root, path) < 0) die("out of memory");
+  return out;
+}
+
+// mkdir -p of the directories above `full` (a path under the jail root, on our own tmpfs).
+static void make_parents(char *full) {
+  for (char *p = full + strlen(jail_root) + 1; (p = strchr(p, '/')); p++) {
+    *p = '\0';
+    if (mkdir(full, 0755) < 0 && errno != EEXIST) die("mkdir %s", full);
+    *p = '/';
+  }
+}
+
+static void bind(const record *r) {
+  need(r, 4);
+  const char *src = r->f[1];
+  char *dst = in_root(r->f[2]);
+  int ro = strcmp(r->f[3], "ro") == 0;
+  struct stat st;
+  if (stat(src, &st) < 0) die("bind: stat %s", src);
+  make_parents(dst);
+  // The mount point: a directory for a directory, an empty file for anything else (mount(2) binds a
+  // file onto a file). EEXIST: an earlier bind made it, and a second bind stacks, which is fine.
+  if (S_ISDIR(st.st_mode)) {
+    if (mkdir(dst, 0755) < 0 && errno != EEXIST) die("mkdir %s", dst);
+  } else {
+    int fd = open(dst, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+    if (fd < 0 && errno != EEXIST) die("create mount point %s", dst);
+    if (fd >= 0) close(fd);
+  }
+  // Not MS_REC: only the named tree, without what is mounted below it on the host.
+  if (mount(src, dst, NULL, MS_BIND, NULL) < 0) die("bind %s to %s", src, r->f[2]);
+  unsigned long flags = MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | (ro ? MS_RDONLY : 0);
+  if (mount(NULL, dst, NULL, flags, NULL) < 0) die("remount %s %s", r->f[2], ro ? "read-only" : "nosuid,nodev");
+  free(dst);
+}
+
+static void make_symlink(const record *r) {
+  need(r, 3);
+  char *path = in_root(r->f[2]);
+  make_parents(path);
+  if (symlink(r->f[1], path) < 0 && errno != EEXIST) die("symlink %s -> %s", r->f[2], r->f[1]);
+  free(path);
+}
+
+static void make_dev(const record *r) {
+  need(r, 6);
+  char *path = in_root(r->f[1]);
+  make_parents(path);
+  mode_t mode = (mode_t)number(r->f[4], 8);
+  dev_t dev = makedev(number(r->f[2], 10), number(r->f[3], 10));
+  if (mknod(path, S_IFCHR | mode, dev) < 0) die("mknod %s", r->f[1]);
+  // mknod's mode is cut by the umask; chmod sets it exactly.
+  if (chmod(path, mode) < 0) die("chmod %s", r->f[1]);
+  if (strcmp(r->f[5], "owned") == 0 && chown(path, jail_uid, jail_gid) < 0) die("chown %s", r->f[1]);
+  free(path);
+}
+
+static struct {
+  const char *name;
+  int resource;
+} rlimits[] = {
+    {"nofile", RLIMIT_NOFILE}, {"nproc", RLIMIT_NPROC},     {"fsize", RLIMIT_FSIZE},
+    {"as", RLIMIT_AS},         {"core", RLIMIT_CORE},       {"memlock", RLIMIT_MEMLOCK},
+    {"stack", RLIMIT_STACK},   {"cpu", RLIMIT_CPU},         {"data", RLIMIT_DATA},
+};
+
+static rlim_t rlimit_value(const char *s) {
+  return strcmp(s, "unlimited") == 0 ? RLIM_INFINITY : (rlim_t)number(s, 10);
+}
+
+static void set_rlimit(const record *r) {
+  need(r, 4);
+  for (size_t i = 0; i < sizeof rlimits / sizeof rlimits[0]; i++) {
+    if (strcmp(rlimits[i].name, r->f[1]) != 0) continue;
+    struct rlimit l = {rlimit_value(r->f[2]), rlimit_value(r->f[3])};
+    if (setrlimit(rlimits[i].resource, &l) < 0) die("setrlimit %s", r->f[1]);
+    return;
+  }
+  errno = 0;
+  die("plan: unknown rlimit \"%s\"", r->f[1]);
+}
+
+static int supervise(void (*body)(void));
+static void exec_vmm(void);
+
+static const record *find(const char *op) {
+  for (int i = 0; i < nrecords; i++)
+    if (strcmp(records[i].f[0], op) == 0) return &records[i];
+  return NULL;
+}
+
+// Steps 5-10, in the first child (pid 1 of the new pid namespace): never returns.
+static void enter_jail(void) {
+  if (unshare(CLONE_NEWNS) < 0) die("unshare(CLONE_NEWNS)");
+  if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("make / private (MS_REC|MS_PRIVATE)");
+  // The root tmpfs holds only directories, empty mount-point files and links: 1 MiB is plenty.
+  if (mount("tmpfs", jail_root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m") < 0)
+    die("mount a tmpfs on %s", jail_root);
+  for (int i = 0; i < nrecords; i++) {
+    const record *r = &records[i];
+    if (strcmp(r->f[0], "bind") == 0) bind(r);
+    else if (strcmp(r->f[0], "symlink") == 0) make_symlink(r);
+  }
+  // /dev: its own tmpfs (device nodes need a mount without nodev), only the listed nodes.
+  char *dev = in_root("/dev");
+  if (mkdir(dev, 0755) < 0 && errno != EEXIST) die("mkdir %s", dev);
+  if (mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k") < 0) die("mount a tmpfs on /dev");
+  for (int i = 0; i < nrecords; i++)
+    if (strcmp(records[i].f[0], "dev") == 0) make_dev(&records[i]);
+  // Read-only from here: device nodes stay usable (a read-only mount refuses writes to regular
+  // files, directories and links only).
+  if (mount(NULL, dev, NULL, MS_REMOUNT | MS_NOSUID | MS_NOEXEC | MS_RDONLY, NULL) < 0) die("remount /dev read-only");
+  if (find("proc")) {
+    char *proc = in_root("/proc");
+    if (mkdir(proc, 0555) < 0 && errno != EEXIST) die("mkdir %s", proc);
+    // This process is in the new pid namespace, so the new proc shows only that namespace.
+    if (mount("proc", proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) die("mount /proc");
+    free(proc);
+  }
+  if (mount(NULL, jail_root, NULL, MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_RDONLY, "mode=0755") < 0)
+    die("remount the jail root read-only");
+  if (chdir(jail_root) < 0) die("chdir %s", jail_root);
+  if (syscall(SYS_pivot_root, ".", ".") < 0) die("pivot_root into %s", jail_root);
+  if (umount2(".", MNT_DETACH) < 0) die("detach the old root");
+  const record *cwd = find("cwd");
+  if (chdir(cwd ? cwd->f[1] : "/") < 0) die("chdir %s (in the jail)", cwd ? cwd->f[1] : "/");
+  const record *host = find("hostname");
+  if (host && sethostname(host->f[1], strlen(host->f[1])) < 0) die("sethostname %s", host->f[1]);
+
+  // Credentials last but for exec: group first (setresgid needs the privilege setresuid drops).
+  if (setgroups(0, NULL) < 0) die("setgroups(0)");
+  if (setresgid(jail_gid, jail_gid, jail_gid) < 0) die("setresgid %u", (unsigned)jail_gid);
+  if (setresuid(jail_uid, jail_uid, jail_uid) < 0) die("setresuid %u", (unsigned)jail_uid);
+  if (jail_uid != 0 && (setuid(0) == 0 || geteuid() == 0)) {
+    errno = 0;
+    die("still able to become root after setresuid; refusing to go on");
+  }
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("prctl(PR_SET_NO_NEW_PRIVS)");
+  // After the uid change, which clears it: if the supervisor dies, so does the jail.
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) die("prctl(PR_SET_PDEATHSIG)");
+
+  // 10. Fork once more: this process stays as the namespace's init (pid 1: it reaps and forwards
+  // signals, pid_namespaces(7)), and the VMM is pid 2, so a signal that arrives before Node has
+  // its handlers does what it does to any process (for pid 1, signals without a handler are
+  // ignored, and a SIGTERM during start-up would be lost).
+  exit(supervise(exec_vmm));
+}
+
+// The VMM: never returns.
+static void exec_vmm(void) {
+  char **envp = calloc((size_t)nrecords + 1, sizeof(char *));
+  if (!envp) die("out of memory");
+  int ne = 0;
+  for (int i = 0; i < nrecords; i++)
+    if (strcmp(records[i].f[0], "env") == 0 && records[i].n > 1) envp[ne++] = records[i].f[1];
+  const record *ex = find("exec");
+  if (!ex || ex->n < 3) {
+    errno = 0;
+    die("plan: no exec record");
+  }
+  execve(ex->f[1], (char **)&ex->f[2], envp);
+  die("execve %s (in the jail)", ex->f[1]);
+}
+
+static pid_t child;
+
+static void forward(int sig) {
+  if (child > 0) kill(child, sig);
+}
+
+// Forks; the child runs `body` (which must not return); this process forwards the stop signals
+// to it and returns its status as an exit code (128 + signal when a signal ended it). Signals are
+// blocked from before the fork until the handlers are set, so none is lost on the way.
+static int supervise(void (*body)(void)) {
+  sigset_t all, old;
+  sigfillset(&all);
+  sigprocmask(SIG_BLOCK, &all, &old);
+  child = fork();
+  if (child < 0) die("fork");
+  if (child == 0) {
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    // The child gets its parent's handlers (forward), which would kill pid 0: reset them.
+    int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+    for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++) signal(forwarded[i], SIG_DFL);
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    body();
+    _exit(127);
+  }
+  struct sigaction sa = {0};
+  sa.sa_handler = forward;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+  for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++) sigaction(forwarded[i], &sa, NULL);
+  sigprocmask(SIG_SETMASK, &old, NULL);
+  int status;
+  for (;;) {
+    // As init, other orphans of the namespace are reaped here too; only the child's status counts.
+    pid_t p = wait(&status);
+    if (p < 0 && errno == EINTR) continue;
+    if (p < 0) die("wait");
+    if (p == child) break;
+  }
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return WEXITSTATUS(status);
+}
+
+int main(void) {
+  // 1. The plan, then no inherited descriptor but stdin, stdout and stderr.
+  read_plan();
+  if (syscall(SYS_close_range, 3U, ~0U, 0U) < 0) die("close_range(3, ~0)");
+  const record *root = find("root");
+  const record *ids = find("ids");
+  errno = 0;
+  if (!root || root->n < 2) die("plan: no root record");
+  if (!ids || ids->n < 3) die("plan: no ids record");
+  jail_root = root->f[1];
+  jail_uid = (uid_t)number(ids->f[1], 10);
+  jail_gid = (gid_t)number(ids->f[2], 10);
+  // The environment the VMM gets is only the plan's env records (execve's envp); none of ours.
+  clearenv();
+
+  // 2. Limits and cgroups, inherited by the child.
+  for (int i = 0; i < nrecords; i++) {
+    if (strcmp(records[i].f[0], "rlimit") == 0) set_rlimit(&records[i]);
+    else if (strcmp(records[i].f[0], "cgroup") == 0) write_file(records[i].f[1], "0");
+  }
+  // 3. The network namespace.
+  const record *netns = find("netns");
+  if (netns) {
+    int fd = open(netns->f[1], O_RDONLY | O_CLOEXEC);
+    if (fd < 0) die("open the network namespace %s", netns->f[1]);
+    if (setns(fd, CLONE_NEWNET) < 0) die("setns %s", netns->f[1]);
+    close(fd);
+  }
+  // 4. New pid, IPC and UTS namespaces; the next child is their pid 1.
+  if (unshare(CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS) < 0) die("unshare(CLONE_NEWPID|CLONE_NEWIPC|CLONE_NEWUTS)");
+  // Our parent (`vmm jail`) going away takes the jail with it.
+  prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  return supervise(enter_jail);
+}
