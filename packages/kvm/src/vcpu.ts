@@ -2,6 +2,7 @@
 // says stop, kicking it, and its state. Each state call moves one kernel struct whole (one native
 // call, one buffer) and decodes or encodes it with its layout table (src/state/layouts.ts).
 import { kvmSystemError } from './errors.js'
+import { exitStats } from './exit-stats.js'
 import { type ExitHandler, KvmRunView, type VcpuExit } from './exits.js'
 import type { NativeVm } from './native.js'
 import { decode, encode } from './state/codec.js'
@@ -52,7 +53,7 @@ export class Vcpu {
   run(handler: ExitHandler<Vcpu>): Promise<VcpuExit> {
     if (this.state_ !== 'idle') return Promise.reject(new Error(`vCPU ${this.id} is already running`))
     this.lastExit = undefined
-    this.handlerProxy = {
+    const proxy: ExitHandler<Vcpu> = {
       pioIn: handler.pioIn.bind(handler),
       pioOut: handler.pioOut.bind(handler),
       mmioRead: handler.mmioRead.bind(handler),
@@ -62,6 +63,7 @@ export class Vcpu {
         return handler.onExit(exit, vcpu)
       },
     }
+    this.handlerProxy = exitStats ? exitStats.wrap(proxy) : proxy
     const done = new Promise<VcpuExit>((resolve, reject) => {
       this.settle = { resolve, reject }
     })

@@ -2,6 +2,7 @@
 // state blobs a snapshot needs, and the exit pump that moves vCPU exits to their handlers.
 import { EventFd } from '@vmm/host'
 import { errnoName } from './errors.js'
+import { exitStats } from './exit-stats.js'
 import { dispatchExit, type ExitAction, type VcpuExit } from './exits.js'
 import type { Kvm } from './kvm.js'
 import type { GuestRam, MemoryRegion } from './memory.js'
@@ -40,6 +41,20 @@ export class Vm {
     systemFd: number,
   ) {
     this.nvm = new n.Vm(systemFd, this.pump)
+    if (exitStats) {
+      // VMM_EXIT_STATS (exit-stats.ts): the time of each exit's handling on this thread, all kinds.
+      const stats = exitStats
+      const handle = this.handle.bind(this)
+      this.handle = (r) => {
+        const t0 = performance.now()
+        try {
+          return handle(r)
+        } finally {
+          stats.exits++
+          stats.handleMs += performance.now() - t0
+        }
+      }
+    }
   }
 
   get vcpus(): readonly Vcpu[] {
