@@ -1,5 +1,6 @@
 export { addonCandidates, addonHelp, loadAddon } from './addon.js'
 export { blockDeviceSize, lockDiskImage } from './disk.js'
 export { EventFd } from './eventfd.js'
+export { type HeapTuning, trimHeap, tuneHeap } from './heap.js'
 export { deallocateFileRange, discardGuestPages } from './pages.js'
 export { Tap, TapOffload } from './tap.js'

@@ -38,6 +38,11 @@ export interface NativeHostBinding {
   lockFile(fd: number, exclusive: boolean): boolean
   /** ioctl(BLKGETSIZE64): a block device's size in bytes. */
   blockDeviceSize(fd: number): bigint
+  // heap.cc
+  /** mallopt(M_MMAP_THRESHOLD), mallopt(M_ARENA_MAX) (0: unchanged); false where not glibc. */
+  tuneHeap(mmapThreshold: number, arenaMax: number): boolean
+  /** malloc_trim(0): true when memory went back to the system. */
+  trimHeap(): boolean
 }
 
 let loaded: NativeHostBinding | undefined

@@ -47,5 +47,6 @@ void InitTap(Napi::Env env, Napi::Object exports);
 void InitPages(Napi::Env env, Napi::Object exports);
 // disk.cc: lockFile (flock), blockDeviceSize (BLKGETSIZE64)
 void InitDisk(Napi::Env env, Napi::Object exports);
+void InitHeap(Napi::Env env, Napi::Object exports);
 
 }  // namespace vmm_host
