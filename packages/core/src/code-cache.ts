@@ -10,7 +10,7 @@
 // Best effort, like the validator cache: a cache that cannot be read or written only means
 // compiling from source, as without it. Where: $VMM_CACHE_DIR/code, else $XDG_CACHE_HOME/vmm/code,
 // else ~/.cache/vmm/code; VMM_CACHE_DIR=off turns it off.
-import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { homedir } from 'node:os'
 import { basename, dirname, join, resolve } from 'node:path'
@@ -65,13 +65,16 @@ export function loadWithCodeCache(
   const source = readFileSync(bodyFile, 'utf8')
   const dir = codeCacheDir(env)
   let cacheFile: string | undefined
+  let prefix = ''
   let cachedData: Buffer | undefined
   if (dir !== undefined) {
-    // The body's path, size and time, and everything V8's check does not cover (V8 checks its
-    // own version, flags and the source length): a rebuilt or moved body gets its own file.
+    // One file per body (its path), named also by what V8's check does not cover (V8 checks its
+    // own version, flags and the source length): the body's size and time, Node's version. A
+    // rebuilt body's new file replaces the old one when it is written.
     const st = statSync(bodyFile)
-    const key = fnv(`${bodyFile}\0${st.size}\0${st.mtimeMs}\0${process.version}\0${process.arch}`)
-    cacheFile = join(dir, `${basename(bodyFile, '.body.cjs')}-${key}.v8`)
+    const version = fnv(`${st.size}\0${st.mtimeMs}\0${process.version}\0${process.arch}`)
+    prefix = `${basename(bodyFile, '.body.cjs')}-${fnv(bodyFile)}-`
+    cacheFile = join(dir, `${prefix}${version}.v8`)
     try {
       cachedData = readFileSync(cacheFile)
     } catch {}
@@ -100,6 +103,10 @@ export function loadWithCodeCache(
         const tmp = `${target}.${process.pid}.tmp`
         writeFileSync(tmp, script.createCachedData())
         renameSync(tmp, target) // whole or not at all, whatever else runs beside us
+        // The caches of this body's earlier builds (or another Node) are ours and stale now.
+        for (const f of readdirSync(dirname(target)))
+          if (f.startsWith(prefix) && f.endsWith('.v8') && join(dirname(target), f) !== target)
+            rmSync(join(dirname(target), f), { force: true })
       } catch {}
     })
   }

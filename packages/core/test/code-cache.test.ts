@@ -77,6 +77,20 @@ describe('the built bundles (pnpm build)', () => {
     expect(child({ VMM_CACHE_DIR: cache })).toEqual({ ...first, cache: ['used'] })
   })
 
+  it("a rebuilt body's cache replaces the old one, and another body's stays", () => {
+    const cache = join(work, 'rebuilt')
+    mkdirSync(join(cache, 'code'), { recursive: true })
+    const bodyKey = /^(index-[0-9a-f]+-)/
+    child({ VMM_CACHE_DIR: cache })
+    const [file] = readdirSync(join(cache, 'code'))
+    const prefix = bodyKey.exec(file as string)?.[1]
+    writeFileSync(join(cache, 'code', `${prefix}0ld.v8`), 'an earlier build')
+    writeFileSync(join(cache, 'code', 'index-0ther-0ld.v8'), 'another body')
+    rmSync(join(cache, 'code', file as string))
+    expect(child({ VMM_CACHE_DIR: cache }).cache).toEqual(['absent'])
+    expect(readdirSync(join(cache, 'code')).sort()).toEqual([file, 'index-0ther-0ld.v8'].sort())
+  })
+
   it('a cache V8 refuses is replaced; an unwritable cache directory changes nothing', () => {
     const cache = join(work, 'foreign')
     child({ VMM_CACHE_DIR: cache })
