@@ -5,6 +5,7 @@ import { kvmSystemError } from './errors.js'
 import { exitStats } from './exit-stats.js'
 import { type ExitHandler, KvmRunView, type VcpuExit } from './exits.js'
 import type { NativeVm } from './native.js'
+import { SyncRegs } from './sync-regs.js'
 import { decode, encode } from './state/codec.js'
 import {
   decodeCpuid,
@@ -31,6 +32,7 @@ export class Vcpu {
   handlerProxy: ExitHandler<Vcpu> | undefined
   /** @internal */
   lastExit: VcpuExit | undefined
+  private readonly syncRegs: SyncRegs | undefined
 
   /** @internal use Vm.createVcpu() */
   constructor(
@@ -38,8 +40,10 @@ export class Vcpu {
     private readonly nvm: NativeVm,
     readonly id: number,
     run: ArrayBuffer,
+    syncRegs = false,
   ) {
     this.runView = new KvmRunView(run)
+    if (syncRegs) this.syncRegs = new SyncRegs(this.runView)
   }
 
   get state(): VcpuState {
@@ -97,6 +101,18 @@ export class Vcpu {
   }
   setRegs(regs: Regs): void {
     this.nvm.setVcpuState(this.id, 'kvm_regs', encode(KVM_REGS, regs))
+  }
+  /**
+   * For an exit handler that changes the registers and resumes (no other state access between):
+   * the registers at this exit and the way to set them, through kvm_run's synchronized area when
+   * KVM offers it (sync-regs.ts: no ioctl), else getRegs/setRegs.
+   */
+  exitRegs(): Regs {
+    return this.syncRegs?.read() ?? this.getRegs()
+  }
+  setExitRegs(regs: Regs): void {
+    if (this.syncRegs) this.syncRegs.write(regs)
+    else this.setRegs(regs)
   }
   getSregs(): Sregs {
     return decode(KVM_SREGS, this.nvm.getVcpuState(this.id, 'kvm_sregs'))

@@ -33,6 +33,7 @@ export class Vm {
   private running = 0
   private pumping = false
   private disposed = false
+  private syncRegsCap: boolean | undefined
 
   /** @internal use Kvm.createVm() */
   constructor(
@@ -224,7 +225,9 @@ export class Vm {
     if (this.disposed) throw new Error('VM is disposed')
     if (!Number.isInteger(id) || id < 0 || id > 0xffff) throw new RangeError(`vCPU id ${id} out of range`)
     const run = this.nvm.createVcpu(id, `vcpu${id}`)
-    const v = new Vcpu(this, this.nvm, id, run)
+    // KVM_CAP_SYNC_REGS (74): the register classes kvm_run can carry; x86 regs are bit 0.
+    this.syncRegsCap ??= (this.nvm.checkExtension(74) & 1) !== 0
+    const v = new Vcpu(this, this.nvm, id, run, this.syncRegsCap)
     this.vcpuById[id] = v
     return v
   }
