@@ -220,6 +220,6 @@ function vmmShare(last) {
   )
   for (const r of stats.rows.slice(0, 10))
     console.log(
-      `  ${r.key.padEnd(28)} ${String(r.count).padStart(9)} exits ${(r.count / s).toFixed(0).padStart(7)}/s  ${((r.ms / r.count) * 1000).toFixed(1).padStart(7)} µs each in the device`,
+      `  ${r.key.padEnd(28)} ${String(r.count).padStart(9)} exits ${(r.count / s).toFixed(0).padStart(7)}/s  ${((r.ms / r.count) * 1000).toFixed(1).padStart(7)} µs each in its handler`,
     )
 }
