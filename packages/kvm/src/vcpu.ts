@@ -5,7 +5,6 @@ import { kvmSystemError } from './errors.js'
 import { exitStats } from './exit-stats.js'
 import { type ExitHandler, KvmRunView, type VcpuExit } from './exits.js'
 import type { NativeVm } from './native.js'
-import { SyncRegs } from './sync-regs.js'
 import { decode, encode } from './state/codec.js'
 import {
   decodeCpuid,
@@ -19,6 +18,7 @@ import {
   KVM_VCPU_EVENTS,
   VcpuEventValid,
 } from './state/layouts.js'
+import { SyncRegs } from './sync-regs.js'
 import type { CpuidEntry, Fpu, Regs, Sregs, VcpuEvents, VcpuEventsUpdate } from './types.js'
 import type { Vm } from './vm.js'
 
