@@ -82,10 +82,14 @@ function memory(pid) {
   }
 }
 
-function run(name, cmd, args) {
+function run(name, cmd, args, env = process.env) {
   return new Promise((resolve) => {
     const t0 = performance.now()
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env })
+    let consoleBytes = 0
+    child.stdout.on('data', (d) => {
+      consoleBytes += d.length
+    })
     const reached = new Map()
     let mem
     let text = ''
@@ -113,6 +117,8 @@ function run(name, cmd, args) {
         name,
         reached,
         mem,
+        consoleBytes,
+        ms: performance.now() - t0,
         error:
           reached.size < MILESTONES.length
             ? (/emulation failure|KVM internal error[^\n]*/.exec(text)?.[0] ??
@@ -141,7 +147,12 @@ components:
 writeFileSync(join(dir, 'package.json'), '{}')
 execSync(`ln -s ${join(root, 'node_modules')} ${join(dir, 'node_modules')}`)
 
-const vmm = () => run('vmm', process.execPath, [join(root, 'packages/cli/dist/main.js'), 'run', manifest])
+const statsFile = join(dir, 'exit-stats.json')
+const vmm = () =>
+  run('vmm', process.execPath, [join(root, 'packages/cli/dist/main.js'), 'run', manifest], {
+    ...process.env,
+    VMM_EXIT_STATS: statsFile, // @vmm/kvm's exit statistics (exit-stats.ts), for vmmShare()
+  })
 const qemu = () =>
   run('qemu', 'qemu-system-x86_64', [
     ...['-M', 'microvm,x-option-roms=off,rtc=off', '-enable-kvm', '-m', String(MEMORY_MIB)],
@@ -186,4 +197,29 @@ for (const [name, rs] of Object.entries(results)) {
   )
   for (const x of rs)
     if (x.error) console.log(`${name}: stopped after ${x.reached.size} milestone(s): ${x.error}`)
+}
+vmmShare(results.vmm.at(-1))
+
+/**
+ * Where the VMM's own share of the boot goes, from the last vmm round's exit statistics
+ * (VMM_EXIT_STATS): exits per second by kind and place, the JavaScript time per exit, console bytes.
+ */
+function vmmShare(last) {
+  let stats
+  try {
+    stats = JSON.parse(readFileSync(statsFile, 'utf8'))
+  } catch {
+    console.log('vmm exit statistics: none written')
+    return
+  }
+  const s = last.ms / 1000
+  console.log(
+    `vmm's share (last round, ${s.toFixed(1)} s to the end of the run): ${stats.exits} exits (${(stats.exits / s).toFixed(0)}/s), ` +
+      `${stats.handleMs.toFixed(0)} ms in JavaScript handling them (${((stats.handleMs / stats.exits) * 1000).toFixed(1)} µs per exit, ` +
+      `${((stats.handleMs / last.ms) * 100).toFixed(2)} % of the run), ${last.consoleBytes} console bytes`,
+  )
+  for (const r of stats.rows.slice(0, 10))
+    console.log(
+      `  ${r.key.padEnd(28)} ${String(r.count).padStart(9)} exits ${(r.count / s).toFixed(0).padStart(7)}/s  ${((r.ms / r.count) * 1000).toFixed(1).padStart(7)} µs each in its handler`,
+    )
 }

@@ -167,3 +167,19 @@ if (milestones.size > 0) {
   for (const [label, xs] of milestones) console.log(`  ${median(xs).toFixed(1).padStart(7)}  ${label}`)
   for (const [label, xs] of components) console.log(`  ${median(xs).toFixed(2).padStart(7)}  ${label} (ms)`)
 } else console.log('vmm run --timings failed; no framework breakdown')
+againstQemu()
+
+/**
+ * The goal of issue 18 as ratios: vmm's first guest instruction (--timings, ms since process
+ * start) and its whole run, against QEMU's whole run of the same guest, medians of this run.
+ */
+function againstQemu() {
+  if (qemu.unavailable || !qemu.ms?.length) return
+  const q = median(qemu.ms)
+  const whole = rows.find((r) => r.name === 'vmm run (KVM)')
+  const first = milestones.get('loaded and started: first guest instruction')
+  console.log(`against QEMU's whole run (${q.toFixed(1)} ms):`)
+  if (first) console.log(`  vmm first guest instruction  ${(median(first) / q).toFixed(2)}x`)
+  if (whole && !whole.unavailable)
+    console.log(`  vmm whole run (KVM)          ${(median(whole.ms) / q).toFixed(2)}x`)
+}

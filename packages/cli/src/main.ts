@@ -8,6 +8,7 @@
 
 import { parseArgs } from 'node:util'
 import { EXIT_HOST_FAILURE, EXIT_OK, EXIT_USAGE } from './exit-codes.js'
+import { trimProcessHeap, tuneProcessHeap } from './heap.js'
 
 const USAGE = `usage: vmm <command> [options]
 
@@ -180,6 +181,7 @@ async function run(
   shutdownTimeout: number,
   qmp: string | undefined,
 ): Promise<number> {
+  await tuneProcessHeap()
   const provider = await loadProvider(specifier, resolved.source.file)
   const hypervisor = await provider.open()
   const { Machine, guestMessages } = await import('@vmm/core')
@@ -220,6 +222,7 @@ async function run(
     await machine.load()
     await machine.start()
     mark('loaded and started: first guest instruction')
+    trimProcessHeap()
     if (stopWhenStarted) stopNow()
     const result = await machine.done
     mark(`guest ended (${result.status})`)

@@ -122,3 +122,8 @@ await build({
 })
 rmSync(join(root, 'dist/index.js.map'), { force: true }) // tsc's map describes the re-exports
 rmSync(tmp, { recursive: true })
+
+// 4. dist/index.js becomes a facade over dist/index.body.cjs, compiled with a V8 code cache
+//    (scripts/code-cache.mjs, src/code-cache.ts): Node 20 has no compile cache for ES modules.
+const { codeCacheBundle } = await import('./code-cache.mjs')
+await codeCacheBundle(join(root, 'dist/index.js'), { loader: './code-cache.js' })

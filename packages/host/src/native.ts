@@ -41,6 +41,11 @@ export interface NativeHostBinding {
   // mknod.cc
   /** mknodat(dirfd, name, mode, 0) for a FIFO or socket (EPERM for anything else). */
   mknodAt(dirfd: number, name: string, mode: number): void
+  // heap.cc
+  /** mallopt(M_MMAP_THRESHOLD), mallopt(M_ARENA_MAX) (0: unchanged); false where not glibc. */
+  tuneHeap(mmapThreshold: number, arenaMax: number): boolean
+  /** malloc_trim(0): true when memory went back to the system. */
+  trimHeap(): boolean
 }
 
 let loaded: NativeHostBinding | undefined

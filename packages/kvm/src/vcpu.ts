@@ -2,6 +2,7 @@
 // says stop, kicking it, and its state. Each state call moves one kernel struct whole (one native
 // call, one buffer) and decodes or encodes it with its layout table (src/state/layouts.ts).
 import { kvmSystemError } from './errors.js'
+import { exitStats } from './exit-stats.js'
 import { type ExitHandler, KvmRunView, type VcpuExit } from './exits.js'
 import type { NativeVm } from './native.js'
 import { decode, encode } from './state/codec.js'
@@ -17,6 +18,7 @@ import {
   KVM_VCPU_EVENTS,
   VcpuEventValid,
 } from './state/layouts.js'
+import { SyncRegs } from './sync-regs.js'
 import type { CpuidEntry, Fpu, Regs, Sregs, VcpuEvents, VcpuEventsUpdate } from './types.js'
 import type { Vm } from './vm.js'
 
@@ -30,6 +32,7 @@ export class Vcpu {
   handlerProxy: ExitHandler<Vcpu> | undefined
   /** @internal */
   lastExit: VcpuExit | undefined
+  private readonly syncRegs: SyncRegs | undefined
 
   /** @internal use Vm.createVcpu() */
   constructor(
@@ -37,8 +40,10 @@ export class Vcpu {
     private readonly nvm: NativeVm,
     readonly id: number,
     run: ArrayBuffer,
+    syncRegs = false,
   ) {
     this.runView = new KvmRunView(run)
+    if (syncRegs) this.syncRegs = new SyncRegs(this.runView)
   }
 
   get state(): VcpuState {
@@ -52,7 +57,7 @@ export class Vcpu {
   run(handler: ExitHandler<Vcpu>): Promise<VcpuExit> {
     if (this.state_ !== 'idle') return Promise.reject(new Error(`vCPU ${this.id} is already running`))
     this.lastExit = undefined
-    this.handlerProxy = {
+    const proxy: ExitHandler<Vcpu> = {
       pioIn: handler.pioIn.bind(handler),
       pioOut: handler.pioOut.bind(handler),
       mmioRead: handler.mmioRead.bind(handler),
@@ -62,6 +67,7 @@ export class Vcpu {
         return handler.onExit(exit, vcpu)
       },
     }
+    this.handlerProxy = exitStats ? exitStats.wrap(proxy) : proxy
     const done = new Promise<VcpuExit>((resolve, reject) => {
       this.settle = { resolve, reject }
     })
@@ -95,6 +101,18 @@ export class Vcpu {
   }
   setRegs(regs: Regs): void {
     this.nvm.setVcpuState(this.id, 'kvm_regs', encode(KVM_REGS, regs))
+  }
+  /**
+   * For an exit handler that changes the registers and resumes (no other state access between):
+   * the registers at this exit and the way to set them, through kvm_run's synchronized area when
+   * KVM offers it (sync-regs.ts: no ioctl), else getRegs/setRegs.
+   */
+  exitRegs(): Regs {
+    return this.syncRegs?.read() ?? this.getRegs()
+  }
+  setExitRegs(regs: Regs): void {
+    if (this.syncRegs) this.syncRegs.write(regs)
+    else this.setRegs(regs)
   }
   getSregs(): Sregs {
     return decode(KVM_SREGS, this.nvm.getVcpuState(this.id, 'kvm_sregs'))

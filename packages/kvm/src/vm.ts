@@ -2,6 +2,7 @@
 // state blobs a snapshot needs, and the exit pump that moves vCPU exits to their handlers.
 import { EventFd } from '@vmm/host'
 import { errnoName } from './errors.js'
+import { exitStats } from './exit-stats.js'
 import { dispatchExit, type ExitAction, type VcpuExit } from './exits.js'
 import type { Kvm } from './kvm.js'
 import type { GuestRam, MemoryRegion } from './memory.js'
@@ -32,6 +33,7 @@ export class Vm {
   private running = 0
   private pumping = false
   private disposed = false
+  private syncRegsCap: boolean | undefined
 
   /** @internal use Kvm.createVm() */
   constructor(
@@ -40,6 +42,20 @@ export class Vm {
     systemFd: number,
   ) {
     this.nvm = new n.Vm(systemFd, this.pump)
+    if (exitStats) {
+      // VMM_EXIT_STATS (exit-stats.ts): the time of each exit's handling on this thread, all kinds.
+      const stats = exitStats
+      const handle = this.handle.bind(this)
+      this.handle = (r) => {
+        const t0 = performance.now()
+        try {
+          return handle(r)
+        } finally {
+          stats.exits++
+          stats.handleMs += performance.now() - t0
+        }
+      }
+    }
   }
 
   get vcpus(): readonly Vcpu[] {
@@ -209,7 +225,9 @@ export class Vm {
     if (this.disposed) throw new Error('VM is disposed')
     if (!Number.isInteger(id) || id < 0 || id > 0xffff) throw new RangeError(`vCPU id ${id} out of range`)
     const run = this.nvm.createVcpu(id, `vcpu${id}`)
-    const v = new Vcpu(this, this.nvm, id, run)
+    // KVM_CAP_SYNC_REGS (74): the register classes kvm_run can carry; x86 regs are bit 0.
+    this.syncRegsCap ??= (this.nvm.checkExtension(74) & 1) !== 0
+    const v = new Vcpu(this, this.nvm, id, run, this.syncRegsCap)
     this.vcpuById[id] = v
     return v
   }

@@ -49,5 +49,7 @@ void InitPages(Napi::Env env, Napi::Object exports);
 void InitDisk(Napi::Env env, Napi::Object exports);
 // mknod.cc: mknodAt (FIFOs and sockets only)
 void InitMknod(Napi::Env env, Napi::Object exports);
+// heap.cc: tuneHeap (mallopt), trimHeap (malloc_trim)
+void InitHeap(Napi::Env env, Napi::Object exports);
 
 }  // namespace vmm_host

@@ -83,7 +83,9 @@ export function completeEmulationFailure(exit: VcpuExit, vcpu: Vcpu): string | u
   if (exit.kind !== 'internal-error' || exit.suberror !== EMULATION_FAILURE) return undefined
   const bytes = exit.instructionBytes
   if (bytes.length === 0) return undefined
-  const regs = vcpu.getRegs()
+  // Read and written through kvm_run where KVM allows (Vcpu.exitRegs): this runs at every kernel
+  // entry of a kvm_pvm guest (its clac), thousands of times a second.
+  const regs = vcpu.exitRegs()
   if (bytes[0] === 0xcc) {
     // int3 is a trap: the #BP frame's rip is the byte after it (SDM Vol. 3A, 6.5).
     vcpu.setRegs({ ...regs, rip: regs.rip + 1n })
@@ -95,18 +97,18 @@ export function completeEmulationFailure(exit: VcpuExit, vcpu: Vcpu): string | u
   if (bytes[0] === 0x0f && bytes[1] === 0x01 && (bytes[2] === 0xca || bytes[2] === 0xcb)) {
     const ac = 1n << 18n
     const rflags = bytes[2] === 0xca ? regs.rflags & ~ac : regs.rflags | ac
-    vcpu.setRegs({ ...regs, rip: regs.rip + 3n, rflags })
+    vcpu.setExitRegs({ ...regs, rip: regs.rip + 3n, rflags })
     return bytes[2] === 0xca ? 'clac' : 'stac'
   }
   // fwait (9B): waits for pending unmasked x87 exceptions. The kernel issues it after FPU state
   // operations where none can be pending (it runs with the x87 exceptions masked): a no-op here.
   if (bytes[0] === 0x9b) {
-    vcpu.setRegs({ ...regs, rip: regs.rip + 1n })
+    vcpu.setExitRegs({ ...regs, rip: regs.rip + 1n })
     return 'fwait'
   }
   const p = popcnt(bytes, regs)
   if (p) {
-    vcpu.setRegs(p)
+    vcpu.setExitRegs(p)
     return 'popcnt'
   }
   return undefined
