@@ -38,6 +38,11 @@ export interface NativeHostBinding {
   lockFile(fd: number, exclusive: boolean): boolean
   /** ioctl(BLKGETSIZE64): a block device's size in bytes. */
   blockDeviceSize(fd: number): bigint
+  // pty.cc
+  /** openpty(3), both ends close-on-exec. */
+  openPty(): { master: number; slave: number; name: string }
+  /** Connects to a Unix stream socket and sends `fd` over it with SCM_RIGHTS. */
+  sendFd(socketPath: string, fd: number): void
 }
 
 let loaded: NativeHostBinding | undefined
