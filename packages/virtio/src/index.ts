@@ -1,5 +1,5 @@
 // @vmm/virtio: virtio 1.2 split virtqueues, the virtio-mmio and virtio-pci transports and the
-// devices (block, net, rng, console, vsock, balloon), each a component type. As a vmm plugin
+// devices (block, net, rng, console, vsock, balloon, 9p), each a component type. As a vmm plugin
 // (`plugins: ["@vmm/virtio"]`) it registers the virtio-mmio ones; a board can call registerVirtio
 // itself, and a board with PCI registerVirtioPci (the `<device>-pci` types).
 import type { PLUGIN_API_VERSION, PluginRegistry } from '@vmm/core'
@@ -15,6 +15,24 @@ export {
   type VirtioDeviceFactory,
 } from './definition.js'
 export { completeChain, type DeviceContext, drainQueue, takeChain, type VirtioDevice } from './device.js'
+export {
+  Errno as P9Errno,
+  MAX_MSIZE as P9_MAX_MSIZE,
+  Msg as P9Msg,
+  P9_MAX_IN_FLIGHT,
+  P9_QUEUE_SIZE,
+  P9_TAG_MAX,
+  type P9Config,
+  P9Device,
+  type P9DeviceOptions,
+  P9Feature,
+  type P9Reply,
+  type P9Request,
+  P9Server,
+  type P9ServerOptions,
+  p9Definition,
+  virtioP9Type,
+} from './devices/9p/index.js'
 export { type BalloonConfig, balloonDefinition, virtioBalloonType } from './devices/balloon/balloon.js'
 export {
   BALLOON_PAGE,

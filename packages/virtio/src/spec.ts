@@ -24,6 +24,7 @@ export const DeviceType = {
   CONSOLE: 3,
   ENTROPY: 4,
   BALLOON: 5,
+  P9: 9,
   VSOCK: 19,
 } as const
 
