@@ -75,7 +75,13 @@ static int mount_one(char *fields[6], char *err, size_t errlen) {
     return 0;
   }
   int bind = strcmp(kind, "bind") == 0;
-  if (make_target(target, source, bind) < 0) goto fail;
+  // File systems this kernel does not have (cgroup, mqueue: the micro guest kernel has neither):
+  // the container goes on without them rather than failing on what a VM has no use for.
+  int optional = !strcmp(fstype, "cgroup") || !strcmp(fstype, "cgroup2") || !strcmp(fstype, "mqueue");
+  if (make_target(target, source, bind) < 0) {
+    if (optional) return agent_log("skipped %s on %s: %s", fstype, fields[2], strerror(errno)), 0;
+    goto fail;
+  }
   if (bind) {
     if (mount(source, target, NULL, MS_BIND | (flags & MS_REC), NULL) < 0) goto fail;
     // A bind takes the other flags only on a remount (mount(2), "Creating a bind mount").
@@ -84,12 +90,7 @@ static int mount_one(char *fields[6], char *err, size_t errlen) {
     return 0;
   }
   if (mount(source, target, fstype, flags, *data ? data : NULL) < 0) {
-    // File systems this kernel does not have (cgroup, mqueue): the container goes on without
-    // them rather than failing on what a VM has no use for; the host's log says so.
-    if (errno == ENODEV && (!strcmp(fstype, "cgroup") || !strcmp(fstype, "cgroup2") || !strcmp(fstype, "mqueue"))) {
-      agent_log("skipped %s on %s: not in this kernel", fstype, fields[2]);
-      return 0;
-    }
+    if (optional) return agent_log("skipped %s on %s: %s", fstype, fields[2], strerror(errno)), 0;
     goto fail;
   }
   return 0;

@@ -11,12 +11,12 @@ import { runHooks } from './hooks.js'
 import type { Logger } from './log.js'
 import { SANDBOX_CONFIG, type SandboxConfig } from './sandbox-config.js'
 import { parseSignal } from './signals.js'
-import { CONTROL_SOCKET, currentStatus, execPids, loadState, stateJson } from './state.js'
+import { CONTROL_SOCKET, currentStatus, execPids, loadState, socketDir, stateJson } from './state.js'
 
 /** A request to the sandbox's control socket; its error becomes ours. */
 export function control(dir: string, op: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    const s = createConnection(join(dir, CONTROL_SOCKET))
+    const s = createConnection(join(socketDir(dir), CONTROL_SOCKET))
     let text = ''
     s.on('connect', () => s.write(`${JSON.stringify({ op })}\n`))
     s.on('data', (b: Buffer) => (text += b.toString()))
@@ -94,6 +94,7 @@ export async function remove(root: string, id: string, force: boolean, logger: L
     spec = sandboxConfig(dir).spec
   } catch {}
   rmSync(dir, { recursive: true, force: true })
+  rmSync(socketDir(dir), { recursive: true, force: true })
   try {
     await runHooks(spec?.hooks?.poststop, { ...stateJson(dir, state), status: 'stopped', pid: 0 }, 'poststop')
   } catch (e) {

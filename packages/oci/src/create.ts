@@ -4,7 +4,7 @@
 // prestart, createRuntime and createContainer (config.md "POSIX-platform Hooks"), and last the
 // pid file (no newline: Docker parses it). Any failure undoes all of it: no VM process, socket or
 // state directory is left (runtime.md "Errors").
-import { closeSync, rmSync, writeFileSync } from 'node:fs'
+import { closeSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { readSpec, type Spec, vmSize } from './config.js'
@@ -22,6 +22,7 @@ import {
   makeContainerDir,
   procStat,
   saveState,
+  socketDir,
   stateJson,
   VSOCK_SOCKET,
   writeAtomic,
@@ -62,8 +63,11 @@ export async function create(o: CreateOptions): Promise<void> {
   const { ensureContainerGuest } = await import('@vmm/image')
   const guest = await ensureContainerGuest(AGENT_DIR)
   const dir = makeContainerDir(o.root, o.id)
+  const sockets = socketDir(dir)
   let sandboxPid = 0
   try {
+    rmSync(sockets, { recursive: true, force: true }) // a container of this name that was never deleted
+    mkdirSync(sockets, { mode: 0o700 })
     const state: ContainerState = {
       ociVersion: spec.ociVersion,
       id: o.id,
@@ -85,7 +89,7 @@ export async function create(o: CreateOptions): Promise<void> {
       vmlinux: guest.vmlinux,
       initrd,
       consoleLog: join(dir, CONSOLE_LOG),
-      vsockPath: join(dir, VSOCK_SOCKET),
+      vsockPath: join(sockets, VSOCK_SOCKET),
       shares: mounts.shares,
     }
     const config: SandboxConfig = { id: o.id, spec, plan, mountRecords: mounts.records }
@@ -118,6 +122,7 @@ export async function create(o: CreateOptions): Promise<void> {
   } catch (e) {
     if (sandboxPid > 0) await killAndWait(sandboxPid)
     rmSync(dir, { recursive: true, force: true })
+    rmSync(sockets, { recursive: true, force: true })
     throw e
   }
 }

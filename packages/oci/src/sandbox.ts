@@ -18,7 +18,7 @@ import { encodeRecords, Msg, u32 } from './protocol.js'
 import { pipeStdio, type Stdio, terminalStdio } from './relay.js'
 import { SANDBOX_CONFIG, type SandboxConfig } from './sandbox-config.js'
 import { AGENT_HELLO_PORT, AgentSession } from './session.js'
-import { CONTROL_SOCKET, STATUS_FILE, writeAtomic } from './state.js'
+import { CONTROL_SOCKET, STATUS_FILE, socketDir, writeAtomic } from './state.js'
 
 const FORWARDED: NodeJS.Signals[] = [
   'SIGTERM',
@@ -47,17 +47,17 @@ function tellCreate(line: string) {
 
 let machine: Machine | undefined
 let exiting = false
-async function exit(code: number, why: string): Promise<never> {
-  if (!exiting) {
-    exiting = true
-    log(`exit ${code}: ${why}`)
-    tellCreate(`error ${why}`)
-    try {
-      await machine?.stop()
-      await machine?.dispose()
-    } catch (e) {
-      log(`stopping the VM: ${(e as Error).message}`)
-    }
+async function exit(code: number, why: string): Promise<void> {
+  // The first reason wins: the agent's exit status is followed by its stream closing.
+  if (exiting) return
+  exiting = true
+  log(`exit ${code}: ${why}`)
+  tellCreate(`error ${why}`)
+  try {
+    await machine?.stop()
+    await machine?.dispose()
+  } catch (e) {
+    log(`stopping the VM: ${(e as Error).message}`)
   }
   process.exit(code)
 }
@@ -129,7 +129,7 @@ async function main() {
       }
     })
   })
-  await listen(control, join(dir, CONTROL_SOCKET))
+  await listen(control, join(socketDir(dir), CONTROL_SOCKET))
 
   const [{ ComponentRegistry, Machine, registerBuiltins }, kvm, micro, virtio] = await Promise.all([
     import('@vmm/core'),

@@ -3,7 +3,9 @@
 // container moves between created, running and paused), the sandbox's control socket, the vsock
 // socket and the serial log. The status the caller sees follows runtime-spec runtime.md "State":
 // the sandbox process gone (or a zombie) means `stopped`, whatever the file said last.
+import { createHash } from 'node:crypto'
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { OciError } from './errors.js'
 
@@ -25,6 +27,16 @@ export const STATE_FILE = 'state.json'
 export const STATUS_FILE = 'status'
 export const CONTROL_SOCKET = 'control.sock'
 export const VSOCK_SOCKET = 'vsock.sock'
+
+/**
+ * Where a container's Unix sockets live: sun_path holds 107 bytes (unix(7)) and Docker's state
+ * directories are longer than that (/var/run/docker/runtime-runc/moby/<64 hex>/), so the sockets
+ * go in a short directory named by a hash of the state directory, made by create and removed
+ * with the container.
+ */
+export function socketDir(dir: string): string {
+  return join(tmpdir(), `vmm-oci-${createHash('sha256').update(dir).digest('hex').slice(0, 16)}`)
+}
 export const CONSOLE_LOG = 'console.log'
 export const EXEC_DIR = 'exec'
 
