@@ -109,7 +109,7 @@ export async function create(o: CreateOptions): Promise<void> {
       config.consoleSlave = pty.name
     }
     writeFileSync(join(dir, SANDBOX_CONFIG), JSON.stringify(config))
-    const sandbox = await startHelper(helperScript('sandbox'), [dir], bundle, 'sandbox')
+    const sandbox = await startHelper(helperScript('sandbox'), [dir], bundle, 'sandbox', !config.consoleSlave)
     sandboxPid = sandbox.pid
     state.pid = sandbox.pid
     state.pidStart = procStat(sandbox.pid)?.start ?? 0

@@ -78,7 +78,13 @@ export async function exec(o: ExecOptions): Promise<number> {
   mkdirSync(join(dir, EXEC_DIR), { recursive: true })
   const file = join(dir, EXEC_DIR, `config-${process.pid}-${Date.now()}.json`)
   writeFileSync(file, JSON.stringify(config))
-  const proxy = await startHelper(helperScript('exec-proxy'), [dir, file], state.bundle, 'exec process')
+  const proxy = await startHelper(
+    helperScript('exec-proxy'),
+    [dir, file],
+    state.bundle,
+    'exec process',
+    !config.consoleSlave,
+  )
   if (o.pidFile) writeAtomic(resolve(o.pidFile), String(proxy.pid))
   if (o.detach) return 0
   proxy.child.ref()

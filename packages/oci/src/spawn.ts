@@ -16,16 +16,22 @@ export function helperScript(name: string): string {
   return fileURLToPath(new URL(`./${name}.js`, import.meta.url))
 }
 
+/**
+ * `stdio` false: the helper gets /dev/null for fds 0-2. With a terminal the container's stdio is
+ * the pty, and the caller's fds must not stay open in a helper: containerd's go-runc reads a
+ * create without IO through a pipe until EOF, so a helper holding it would hang the create.
+ */
 export async function startHelper(
   script: string,
   args: string[],
   cwd: string,
   what: string,
+  stdio = true,
 ): Promise<Helper> {
   const child = spawn(process.execPath, [script, ...args], {
     cwd,
     detached: true,
-    stdio: ['inherit', 'inherit', 'inherit', 'pipe'],
+    stdio: stdio ? ['inherit', 'inherit', 'inherit', 'pipe'] : ['ignore', 'ignore', 'ignore', 'pipe'],
   })
   const ready = child.stdio[3] as NodeJS.ReadableStream
   const line = await new Promise<string>((resolve) => {
