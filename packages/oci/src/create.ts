@@ -60,14 +60,14 @@ export async function create(o: CreateOptions): Promise<void> {
   checkConsole(spec, o.consoleSocket)
   const with9p = await have9p()
   const mounts = guestMounts(spec, with9p)
-  const { ensureContainerGuest } = await import('@vmm/image')
-  const guest = await ensureContainerGuest(AGENT_DIR)
   const dir = makeContainerDir(o.root, o.id)
   const sockets = socketDir(dir)
   let sandboxPid = 0
   try {
     rmSync(sockets, { recursive: true, force: true }) // a container of this name that was never deleted
     mkdirSync(sockets, { mode: 0o700 })
+    const { ensureContainerGuest } = await import('@vmm/image')
+    const guest = await ensureContainerGuest(AGENT_DIR)
     const state: ContainerState = {
       ociVersion: spec.ociVersion,
       id: o.id,

@@ -131,9 +131,19 @@ function needId(rest: string[], command: string, max = 1): string {
 }
 
 export async function run(argv: readonly string[], logger?: Logger): Promise<number> {
-  const g = parseFlags(argv, GLOBAL, 'global')
-  const log = logger ?? openLog(str(g, 'log'), str(g, 'log-format') ?? 'text')
+  // The log is found before the flags are checked, so that a bad flag is reported there too.
+  const logged = (name: string) => {
+    const i = argv.findIndex((a) => a === `--${name}` || a === `-${name}` || a.startsWith(`--${name}=`))
+    return i < 0
+      ? undefined
+      : argv[i]!.includes('=')
+        ? argv[i]!.slice(argv[i]!.indexOf('=') + 1)
+        : argv[i + 1]
+  }
+  const logFile = logged('log')
+  const log = logger ?? openLog(logFile, logged('log-format') ?? 'text')
   try {
+    const g = parseFlags(argv, GLOBAL, 'global')
     if (bool(g, 'version', 'v')) {
       process.stdout.write(`vmm-oci version ${VERSION}\nspec: 1.0.2-dev\n`)
       return 0
@@ -220,7 +230,7 @@ export async function run(argv: readonly string[], logger?: Logger): Promise<num
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e)
     log.log('error', msg)
-    if (str(g, 'log') !== undefined) process.stderr.write(`vmm-oci: ${msg}\n`)
+    if (logFile !== undefined) process.stderr.write(`vmm-oci: ${msg}\n`)
     return e instanceof OciError ? e.status : 1
   }
 }

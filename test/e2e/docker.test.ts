@@ -1,0 +1,130 @@
+// End to end with Docker from Debian as the client (issue 16): a dockerd of the test's own
+// (docker-daemon.mjs) with `vmm` registered as a runtime, and `docker run --runtime vmm`
+// containers whose processes run in microVMs of ours. Each container is a guest boot (about a
+// minute on kvm_pvm hosts), so the cases share containers and boot concurrently:
+//  - run --rm: stdout, the guest kernel's release (not the host's), exit code 3;
+//  - run -i with stdin from a pipe through cat, -e and -w honoured;
+//  - run -t (under script(1) for a client terminal): tty names a /dev/pts path;
+//  - run -d: exec (output, exit code), top (the sandbox pid), diff (a file the container wrote
+//    lands in root.path), pause/unpause, stop (SIGTERM reaches the trap: exit 42);
+//  - run -d then kill: exit 137.
+import { spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { release } from 'node:os'
+import { Kvm } from '@vmm/kvm'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { defaultGuest } from './console.js'
+import { DOCKER, dockerMissing, IMAGE, startDocker } from './docker-daemon.mjs'
+
+const skip = Kvm.unavailableReason() ?? dockerMissing()
+if (skip) console.warn(`[docker end-to-end test skipped] ${skip}`)
+
+const LIMIT = 20 * 60_000
+const log = (text: string) => console.log(`[e2e docker] ${text}`)
+
+interface Result {
+  code: number | null
+  stdout: string
+  stderr: string
+  ms: number
+}
+
+describe.skipIf(skip)('docker run --runtime vmm', () => {
+  let d: Awaited<ReturnType<typeof startDocker>>
+  let guestRelease: string
+  const docker = (args: string[], input?: string, command = DOCKER): Promise<Result> =>
+    new Promise((resolve) => {
+      const t0 = Date.now()
+      const child = spawn(command, args, {
+        env: d.env,
+        stdio: ['pipe', 'pipe', 'pipe'],
+      })
+      let stdout = ''
+      let stderr = ''
+      child.stdout.on('data', (b: Buffer) => (stdout += b.toString()))
+      child.stderr.on('data', (b: Buffer) => (stderr += b.toString()))
+      child.stdin.end(input ?? '')
+      child.on('close', (code) => {
+        const r = { code, stdout, stderr, ms: Date.now() - t0 }
+        log(`${command === DOCKER ? 'docker' : command} ${args.join(' ')} -> ${code} in ${r.ms} ms`)
+        resolve(r)
+      })
+    })
+  const ok = async (args: string[]) => {
+    const r = await docker(args)
+    expect(r.code, `docker ${args.join(' ')}: ${r.stderr}`).toBe(0)
+    return r.stdout
+  }
+  const vmm = ['run', '--runtime', 'vmm', '--network', 'none']
+
+  beforeAll(async () => {
+    // The kernel's release, from its build configuration's header ("Linux/x86 6.1.192 Kernel Configuration").
+    const config = readFileSync((await defaultGuest()).config, 'utf8')
+    guestRelease = /Linux\/x86 (\S+) Kernel Configuration/.exec(config)![1]!
+    d = await startDocker()
+    log(`dockerd in ${d.dir}; guest kernel ${guestRelease}, host ${release()}`)
+  }, 5 * 60_000)
+  afterAll(async () => {
+    await d?.stop()
+  }, 2 * 60_000)
+
+  it('runs, pipes stdin, gives a tty, and exits with the process status', { timeout: LIMIT }, async () => {
+    const [plain, piped, tty] = await Promise.all([
+      docker([...vmm, '--rm', IMAGE, 'sh', '-c', 'echo hi; uname -r; exit 3']),
+      docker(
+        [...vmm, '--rm', '-i', '-e', 'FOO=bar', '-w', '/tmp', IMAGE, 'sh', '-c', 'cat; echo "$FOO"; pwd'],
+        'piped through\n',
+      ),
+      // The client needs a terminal of its own for -t: script(1) gives it one.
+      docker(
+        ['-qec', `${DOCKER} ${[...vmm, '--rm', '-t', IMAGE, 'tty'].join(' ')}`, '/dev/null'],
+        undefined,
+        'script',
+      ),
+    ])
+    expect(plain.stderr).toBe('')
+    expect(plain.stdout).toBe(`hi\n${guestRelease}\n`)
+    expect(plain.code).toBe(3)
+    expect(piped.stdout).toBe('piped through\nbar\n/tmp\n')
+    expect(piped.code).toBe(0)
+    expect(tty.stdout).toMatch(/^\/dev\/pts\/\d+\r?\n/)
+    expect(tty.code).toBe(0)
+  })
+
+  it('detached: exec, top, diff, pause/unpause, stop and kill', { timeout: LIMIT }, async () => {
+    const script = 'trap "echo got TERM; exit 42" TERM; echo written > /tmp/marker; while :; do sleep 1; done'
+    const [a, b] = await Promise.all([
+      docker([...vmm, '-d', '--name', 'vmm-a', IMAGE, 'sh', '-c', script]),
+      docker([...vmm, '-d', '--name', 'vmm-b', IMAGE, 'sleep', '1000']),
+    ])
+    expect(a.code, a.stderr).toBe(0)
+    expect(b.code, b.stderr).toBe(0)
+
+    const hostname = (await ok(['inspect', '-f', '{{.Config.Hostname}}', 'vmm-a'])).trim()
+    const exec = await docker(['exec', 'vmm-a', 'sh', '-c', 'cat /tmp/marker; hostname; exit 5'])
+    expect(exec.stdout).toBe(`written\n${hostname}\n`)
+    expect(exec.code).toBe(5)
+
+    const pid = (await ok(['inspect', '-f', '{{.State.Pid}}', 'vmm-a'])).trim()
+    const top = await ok(['top', 'vmm-a'])
+    expect(top).toContain('vmm-oci sandbox')
+    expect(top.split('\n').some((l) => l.split(/\s+/)[1] === pid)).toBe(true)
+
+    // The container's write reached root.path: Docker's own view of the upper layer shows it.
+    expect((await ok(['diff', 'vmm-a'])).split('\n')).toContain('A /tmp/marker')
+
+    await ok(['pause', 'vmm-a'])
+    expect((await ok(['inspect', '-f', '{{.State.Status}}', 'vmm-a'])).trim()).toBe('paused')
+    await ok(['unpause', 'vmm-a'])
+    expect((await ok(['inspect', '-f', '{{.State.Status}}', 'vmm-a'])).trim()).toBe('running')
+
+    await ok(['stop', '-t', '60', 'vmm-a'])
+    expect((await ok(['inspect', '-f', '{{.State.ExitCode}}', 'vmm-a'])).trim()).toBe('42')
+    expect(await ok(['logs', 'vmm-a'])).toContain('got TERM')
+
+    await ok(['kill', 'vmm-b'])
+    await ok(['wait', 'vmm-b'])
+    expect((await ok(['inspect', '-f', '{{.State.ExitCode}}', 'vmm-b'])).trim()).toBe('137')
+    await ok(['rm', 'vmm-a', 'vmm-b'])
+  })
+})
