@@ -128,5 +128,12 @@ export async function startDocker() {
     } catch {}
     rmSync(dir, { recursive: true, force: true })
   }
-  return { dir, env, docker, stop, containerdSocket: join(dir, 'exec', 'containerd', 'containerd.sock') }
+  return {
+    dir,
+    env,
+    docker,
+    stop,
+    runtime,
+    containerdSocket: join(dir, 'exec', 'containerd', 'containerd.sock'),
+  }
 }

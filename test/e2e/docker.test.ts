@@ -7,8 +7,9 @@
 //  - run -t (under script(1) for a client terminal): tty names a /dev/pts path;
 //  - run -d: exec (output, exit code), top (the sandbox pid), diff (a file the container wrote
 //    lands in root.path), pause/unpause, stop (SIGTERM reaches the trap: exit 42);
-//  - run -d then kill: exit 137.
-import { spawn } from 'node:child_process'
+//  - run -d then kill: exit 137;
+//  - containerd's own client: ctr run --runc-binary, the image imported from `docker save`.
+import { execFileSync, spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { release } from 'node:os'
 import { Kvm } from '@vmm/kvm'
@@ -69,26 +70,61 @@ describe.skipIf(skip)('docker run --runtime vmm', () => {
   }, 2 * 60_000)
 
   it('runs, pipes stdin, gives a tty, and exits with the process status', { timeout: LIMIT }, async () => {
-    const [plain, piped, tty] = await Promise.all([
+    const tty = (runtime: string) =>
+      docker(
+        // A 30x100 client terminal: its size reaches the container's pty (a resize after start).
+        [
+          '-qec',
+          `stty rows 30 cols 100; ${DOCKER} run --runtime ${runtime} --network none --rm -t ${IMAGE} sh -c 'tty; sleep 2; stty size'`,
+          '/dev/null',
+        ],
+        undefined,
+        'script',
+      )
+    const [plain, piped, ours, runc] = await Promise.all([
       docker([...vmm, '--rm', IMAGE, 'sh', '-c', 'echo hi; uname -r; exit 3']),
       docker(
         [...vmm, '--rm', '-i', '-e', 'FOO=bar', '-w', '/tmp', IMAGE, 'sh', '-c', 'cat; echo "$FOO"; pwd'],
         'piped through\n',
       ),
-      // The client needs a terminal of its own for -t: script(1) gives it one.
-      docker(
-        ['-qec', `${DOCKER} ${[...vmm, '--rm', '-t', IMAGE, 'tty'].join(' ')}`, '/dev/null'],
-        undefined,
-        'script',
-      ),
+      // The client needs a terminal of its own for -t: script(1) gives it one. runc's answer is
+      // the reference for the bytes (the client's terminal adds its own CR to the guest's CR LF).
+      tty('vmm'),
+      tty('runc'),
     ])
     expect(plain.stderr).toBe('')
     expect(plain.stdout).toBe(`hi\n${guestRelease}\n`)
     expect(plain.code).toBe(3)
     expect(piped.stdout).toBe('piped through\nbar\n/tmp\n')
     expect(piped.code).toBe(0)
-    expect(tty.stdout).toMatch(/^\/dev\/pts\/\d+\r?\n/)
-    expect(tty.code).toBe(0)
+    expect(ours.stdout).toMatch(/^\/dev\/pts\/\d+\r*\n30 100\r*\n$/)
+    expect(ours.stdout.replace(/\d+/, 'N')).toBe(runc.stdout.replace(/\d+/, 'N'))
+    expect(ours.code).toBe(0)
+  })
+
+  it('containerd: ctr run --runc-binary against the same containerd', { timeout: LIMIT }, async () => {
+    const ctr = (args: string[], input?: Buffer) =>
+      execFileSync('ctr', ['--address', d.containerdSocket, ...args], { input, encoding: 'utf8' })
+    ctr(['images', 'import', '-'], execFileSync(DOCKER, ['save', IMAGE], { env: d.env, maxBuffer: 64 << 20 }))
+    const r = await docker(
+      [
+        '--address',
+        d.containerdSocket,
+        'run',
+        '--rm',
+        '--runc-binary',
+        d.runtime,
+        `docker.io/library/${IMAGE}`,
+        'ctr1',
+        'sh',
+        '-c',
+        'echo from ctr; uname -r; exit 4',
+      ],
+      undefined,
+      'ctr',
+    )
+    expect(r.stdout).toBe(`from ctr\n${guestRelease}\n`)
+    expect(r.code).toBe(4)
   })
 
   it('detached: exec, top, diff, pause/unpause, stop and kill', { timeout: LIMIT }, async () => {

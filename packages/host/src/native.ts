@@ -39,8 +39,8 @@ export interface NativeHostBinding {
   /** ioctl(BLKGETSIZE64): a block device's size in bytes. */
   blockDeviceSize(fd: number): bigint
   // pty.cc
-  /** openpty(3), both ends close-on-exec. */
-  openPty(): { master: number; slave: number; name: string }
+  /** openpty(3), both ends close-on-exec; raw: cfmakeraw(3)'s termios. */
+  openPty(raw?: boolean): { master: number; slave: number; name: string }
   /** Connects to a Unix stream socket and sends `fd` over it with SCM_RIGHTS. */
   sendFd(socketPath: string, fd: number): void
 }

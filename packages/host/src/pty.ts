@@ -9,8 +9,9 @@ export interface PtyPair {
   name: string
 }
 
-export function openPty(): PtyPair {
-  return native().openPty()
+/** A pty pair; `raw`: cfmakeraw(3)'s termios (a transparent relay, no echo, no CR/LF translation). */
+export function openPty(raw = false): PtyPair {
+  return native().openPty(raw)
 }
 
 /** Sends `fd` to whoever listens on the Unix socket `socketPath` (one fd, one byte of data). */

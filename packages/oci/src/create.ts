@@ -95,7 +95,7 @@ export async function create(o: CreateOptions): Promise<void> {
     const config: SandboxConfig = { id: o.id, spec, plan, mountRecords: mounts.records }
     if (spec.process.terminal && o.consoleSocket) {
       const { openPty, sendFd } = await import('@vmm/host')
-      const pty = openPty()
+      const pty = openPty(true)
       try {
         sendFd(resolve(o.consoleSocket), pty.master)
       } catch (e) {

@@ -66,7 +66,7 @@ export async function exec(o: ExecOptions): Promise<number> {
   const config: ExecConfig = { process: proc, vsockPath: container.plan.vsockPath }
   if (proc.terminal && o.consoleSocket) {
     const { openPty, sendFd } = await import('@vmm/host')
-    const pty = openPty()
+    const pty = openPty(true)
     try {
       sendFd(resolve(o.consoleSocket), pty.master)
     } finally {

@@ -1,7 +1,7 @@
 // The host end of a container process's stdio. Without a terminal the caller's fds 0/1/2 are the
 // process's (containerd's shim hands the runtime pipes from dockerd's FIFOs): stdin goes to the
 // agent, its stdout/stderr frames come back to fds 1 and 2. With a terminal, the host end is the
-// slave of a pty whose master went to the caller over --console-socket: the slave is raw here
+// slave of a pty whose master went to the caller over --console-socket: the slave is raw
 // (the guest's own pty does the line discipline), and its window size follows the master's
 // (SIGWINCH: the slave is this process's controlling terminal).
 import { closeSync, openSync, writeSync } from 'node:fs'
@@ -57,8 +57,9 @@ export function terminalStdio(slavePath: string): Stdio {
   // The first open by this session leader makes it the controlling terminal (SIGWINCH comes here).
   const fdIn = openSync(slavePath, 'r+')
   const fdOut = openSync(slavePath, 'r+')
+  // Raw since openPty(true) (cfmakeraw): Node's setRawMode would keep ONLCR, and the guest's
+  // pty already turned each \n into \r\n.
   const input = new tty.ReadStream(fdIn)
-  input.setRawMode(true)
   const size = new tty.WriteStream(fdOut)
   let session: AgentSession | undefined
   const sendSize = () => {

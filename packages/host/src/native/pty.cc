@@ -5,17 +5,23 @@
 #include <pty.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "host.h"
 
 namespace vmm_host {
 
-// openPty(): openpty(3) with both ends close-on-exec. Returns { master, slave, name }.
+// openPty(raw): openpty(3) with both ends close-on-exec; raw: the termios of cfmakeraw(3) (no
+// echo, no line editing, no output processing: a transparent byte pipe, for a relay whose far
+// end is another terminal). Returns { master, slave, name }.
 static Napi::Value OpenPty(const Napi::CallbackInfo& info) {
   int master, slave;
   char name[256];
-  if (openpty(&master, &slave, name, nullptr, nullptr) < 0) ThrowSys(info.Env(), errno, "openpty");
+  termios raw{};
+  cfmakeraw(&raw);
+  bool isRaw = info.Length() > 0 && info[0].ToBoolean();
+  if (openpty(&master, &slave, name, isRaw ? &raw : nullptr, nullptr) < 0) ThrowSys(info.Env(), errno, "openpty");
   fcntl(master, F_SETFD, FD_CLOEXEC);
   fcntl(slave, F_SETFD, FD_CLOEXEC);
   Napi::Object r = Napi::Object::New(info.Env());
