@@ -2,7 +2,8 @@
 // (docker-daemon.mjs) with `vmm` registered as a runtime, and `docker run --runtime vmm`
 // containers whose processes run in microVMs of ours. Each container is a guest boot (about a
 // minute on kvm_pvm hosts), so the cases share containers and boot concurrently:
-//  - run --rm: stdout, the guest kernel's release (not the host's), exit code 3;
+//  - run --rm: stdout, the guest kernel's release (not the host's), exit code 3; a command that
+//    is not in the image refused with runc's message;
 //  - run -i with stdin from a pipe through cat, -e and -w honoured;
 //  - run -t (under script(1) for a client terminal): tty names a /dev/pts path;
 //  - run -d: exec (output, exit code), top (the sandbox pid), diff (a file the container wrote
@@ -81,7 +82,7 @@ describe.skipIf(skip)('docker run --runtime vmm', () => {
         undefined,
         'script',
       )
-    const [plain, piped, ours, runc] = await Promise.all([
+    const [plain, piped, ours, runc, missing] = await Promise.all([
       docker([...vmm, '--rm', IMAGE, 'sh', '-c', 'echo hi; uname -r; exit 3']),
       docker(
         [...vmm, '--rm', '-i', '-e', 'FOO=bar', '-w', '/tmp', IMAGE, 'sh', '-c', 'cat; echo "$FOO"; pwd'],
@@ -91,6 +92,7 @@ describe.skipIf(skip)('docker run --runtime vmm', () => {
       // the reference for the bytes (the client's terminal adds its own CR to the guest's CR LF).
       tty('vmm'),
       tty('runc'),
+      docker([...vmm, '--rm', IMAGE, 'nope']),
     ])
     expect(plain.stderr).toBe('')
     expect(plain.stdout).toBe(`hi\n${guestRelease}\n`)
@@ -100,6 +102,9 @@ describe.skipIf(skip)('docker run --runtime vmm', () => {
     expect(ours.stdout).toMatch(/^\/dev\/pts\/\d+\r*\n30 100\r*\n$/)
     expect(ours.stdout.replace(/\d+/, 'N')).toBe(runc.stdout.replace(/\d+/, 'N'))
     expect(ours.code).toBe(0)
+    // A command that is not in the image: refused at create, in runc's words; 127 as with runc.
+    expect(missing.stderr).toContain('exec: "nope": executable file not found in $PATH')
+    expect(missing.code).toBe(127)
   })
 
   it('containerd: ctr run --runc-binary against the same containerd', { timeout: LIMIT }, async () => {

@@ -63,6 +63,9 @@ export function terminalStdio(slavePath: string): Stdio {
   const size = new tty.WriteStream(fdOut)
   let session: AgentSession | undefined
   const sendSize = () => {
+    // getWindowSize() answers what the stream last read; Node re-reads it (TIOCGWINSZ) on
+    // SIGWINCH only for process.stdout and stderr, so this stream is told to here.
+    ;(size as unknown as { _refreshSize?: () => void })._refreshSize?.()
     const [cols, rows] = size.getWindowSize()
     const b = Buffer.alloc(4)
     b.writeUInt16LE(rows, 0)
