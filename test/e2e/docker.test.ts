@@ -6,7 +6,7 @@
 //    is not in the image refused with runc's message;
 //  - run -i with stdin from a pipe through cat, -e and -w honoured;
 //  - run -t (under script(1) for a client terminal): tty names a /dev/pts path;
-//  - run -d: exec (output, exit code), top (the sandbox pid), diff (a file the container wrote
+//  - run -d: exec (output, exit code), exec -t, top (the sandbox pid), diff (a file the container wrote
 //    lands in root.path), pause/unpause, stop (SIGTERM reaches the trap: exit 42);
 //  - run -d then kill: exit 137;
 //  - containerd's own client: ctr run --runc-binary, the image imported from `docker save`.
@@ -145,6 +145,11 @@ describe.skipIf(skip)('docker run --runtime vmm', () => {
     const exec = await docker(['exec', 'vmm-a', 'sh', '-c', 'cat /tmp/marker; hostname; exit 5'])
     expect(exec.stdout).toBe(`written\n${hostname}\n`)
     expect(exec.code).toBe(5)
+
+    // exec -t: its own pty in the guest (the master again over --console-socket).
+    const execTty = await docker(['-qec', `${DOCKER} exec -t vmm-a tty`, '/dev/null'], undefined, 'script')
+    expect(execTty.stdout).toMatch(/^\/dev\/pts\/\d+\r*\n$/)
+    expect(execTty.code).toBe(0)
 
     const pid = (await ok(['inspect', '-f', '{{.State.Pid}}', 'vmm-a'])).trim()
     const top = await ok(['top', 'vmm-a'])
