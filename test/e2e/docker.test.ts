@@ -9,10 +9,12 @@
 //  - run -d: exec (output, exit code), exec -t, top (the sandbox pid), diff (a file the container wrote
 //    lands in root.path), pause/unpause, stop (SIGTERM reaches the trap: exit 42);
 //  - run -d then kill: exit 137;
-//  - containerd's own client: ctr run --runc-binary, the image imported from `docker save`.
+//  - containerd's own client: ctr run --runc-binary, the image imported from `docker save`;
+//  - and after the containers are gone, no state directory, socket directory or sandbox left.
 import { execFileSync, spawn } from 'node:child_process'
-import { readFileSync } from 'node:fs'
-import { release } from 'node:os'
+import { readdirSync, readFileSync } from 'node:fs'
+import { release, tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { Kvm } from '@vmm/kvm'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { defaultGuest } from './console.js'
@@ -70,6 +72,22 @@ describe.skipIf(skip)('docker run --runtime vmm', () => {
     await d?.stop()
   }, 2 * 60_000)
 
+  /** What containers that are gone must not leave: state dirs, socket dirs, sandbox processes. */
+  const leftovers = () => ({
+    state: readdirSync(join(d.dir, 'exec', 'runtime-runc', 'moby')).filter((n) => !n.startsWith('.')),
+    sockets: readdirSync(tmpdir()).filter((n) => n.startsWith('vmm-oci-') && !socketsBefore.has(n)),
+    sandboxes: readdirSync('/proc')
+      .filter((n) => /^\d+$/.test(n))
+      .filter((n) => {
+        try {
+          return readFileSync(`/proc/${n}/cmdline`, 'utf8').startsWith('vmm-oci ')
+        } catch {
+          return false
+        }
+      }),
+  })
+  const socketsBefore = new Set(readdirSync(tmpdir()).filter((n) => n.startsWith('vmm-oci-')))
+
   it('runs, pipes stdin, gives a tty, and exits with the process status', { timeout: LIMIT }, async () => {
     const tty = (runtime: string) =>
       docker(
@@ -105,6 +123,7 @@ describe.skipIf(skip)('docker run --runtime vmm', () => {
     // A command that is not in the image: refused at create, in runc's words; 127 as with runc.
     expect(missing.stderr).toContain('exec: "nope": executable file not found in $PATH')
     expect(missing.code).toBe(127)
+    expect(leftovers()).toEqual({ state: [], sockets: [], sandboxes: [] })
   })
 
   it('containerd: ctr run --runc-binary against the same containerd', { timeout: LIMIT }, async () => {
@@ -172,5 +191,6 @@ describe.skipIf(skip)('docker run --runtime vmm', () => {
     await ok(['wait', 'vmm-b'])
     expect((await ok(['inspect', '-f', '{{.State.ExitCode}}', 'vmm-b'])).trim()).toBe('137')
     await ok(['rm', 'vmm-a', 'vmm-b'])
+    expect(leftovers()).toEqual({ state: [], sockets: [], sandboxes: [] })
   })
 })
