@@ -18,6 +18,9 @@ cd "$(dirname "$0")/.."
 PACKAGES="binutils lz4 cpio acpica-tools make gcc libc6-dev bc bison flex perl libelf-dev xz-utils tar patch linux-source-6.1 golang-go golang-github-digitalocean-go-qemu-dev qemu-system-x86"
 # Debian's busybox (dynamic) also installs /bin/busybox and conflicts with busybox-static: either does.
 [ -x /bin/busybox ] || PACKAGES="$PACKAGES busybox-static"
+# test/e2e/docker.test.ts and bench/containers: Docker 20.10 (with containerd and runc) as the
+# client of @vmm/oci, and script(1) (bsdutils) for `docker run -t` without a terminal.
+PACKAGES="$PACKAGES docker.io bsdutils"
 missing=""
 for p in $PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -29,6 +29,8 @@ const ALLOWED: Record<string, readonly string[]> = {
   // The standard board reuses the micro board's devices.
   '@vmm/board-standard': ['@vmm/core', '@vmm/host', '@vmm/pci', '@vmm/virtio', '@vmm/board-micro'],
   // The command picks the hypervisor: the one place besides @vmm/kvm that names it.
+  // The OCI runtime picks the hypervisor for its sandboxes, as the command does.
+  '@vmm/oci': ['@vmm/core', '@vmm/host', '@vmm/kvm', '@vmm/virtio', '@vmm/board-micro', '@vmm/image'],
   '@vmm/cli': [
     '@vmm/core',
     '@vmm/control',
@@ -153,14 +155,14 @@ describe('the dependency rule (README: dependencies point one way)', () => {
     },
   )
 
-  it('lets no package but @vmm/kvm and @vmm/cli name @vmm/kvm outside its devDependencies', () => {
+  it('lets no package but @vmm/kvm, @vmm/cli and @vmm/oci name @vmm/kvm outside its devDependencies', () => {
     const naming = all
       .filter((w) => {
         const runtime = { ...w.manifest.dependencies, ...w.manifest.peerDependencies }
         return '@vmm/kvm' in runtime
       })
       .map((w) => w.manifest.name)
-      .filter((n) => n !== '@vmm/kvm' && n !== '@vmm/cli')
+      .filter((n) => n !== '@vmm/kvm' && n !== '@vmm/cli' && n !== '@vmm/oci')
     expect(naming).toEqual([])
   })
 })

@@ -46,6 +46,11 @@ export interface NativeHostBinding {
   tuneHeap(mmapThreshold: number, arenaMax: number): boolean
   /** malloc_trim(0): true when memory went back to the system. */
   trimHeap(): boolean
+  // pty.cc
+  /** openpty(3), both ends close-on-exec; raw: cfmakeraw(3)'s termios. */
+  openPty(raw?: boolean): { master: number; slave: number; name: string }
+  /** Connects to a Unix stream socket and sends `fd` over it with SCM_RIGHTS. */
+  sendFd(socketPath: string, fd: number): void
 }
 
 let loaded: NativeHostBinding | undefined

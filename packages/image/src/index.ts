@@ -1,4 +1,5 @@
 export { runImageCommand } from './cli-main.js'
+export { type ContainerGuest, containerInitramfsEntries, ensureContainerGuest } from './container.js'
 export { type CpioEntry, type CpioOptions, gzipCpio, writeCpio } from './cpio.js'
 export {
   BUILDER_VERSION,

@@ -51,5 +51,7 @@ void InitDisk(Napi::Env env, Napi::Object exports);
 void InitMknod(Napi::Env env, Napi::Object exports);
 // heap.cc: tuneHeap (mallopt), trimHeap (malloc_trim)
 void InitHeap(Napi::Env env, Napi::Object exports);
+// pty.cc: openPty, sendFd (SCM_RIGHTS)
+void InitPty(Napi::Env env, Napi::Object exports);
 
 }  // namespace vmm_host

@@ -1,0 +1,142 @@
+// `create`: runtime-spec runtime.md "Create" and "Lifecycle" steps 1-3. Everything is checked
+// before anything is made (config.json, the rootfs, the console socket rules); then the state
+// directory, the sandbox (which boots the VM and has the agent prepare the container), the hooks
+// prestart, createRuntime and createContainer (config.md "POSIX-platform Hooks"), and last the
+// pid file (no newline: Docker parses it). Any failure undoes all of it: no VM process, socket or
+// state directory is left (runtime.md "Errors").
+import { closeSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { readSpec, type Spec, vmSize } from './config.js'
+import { OciError } from './errors.js'
+import { runHooks } from './hooks.js'
+import type { VmPlan } from './machine.js'
+import { guestMounts } from './mounts.js'
+import { copyRootfsInitrd } from './rootfs-copy.js'
+import { SANDBOX_CONFIG, type SandboxConfig } from './sandbox-config.js'
+import { helperScript, startHelper } from './spawn.js'
+import {
+  CONSOLE_LOG,
+  type ContainerState,
+  checkId,
+  makeContainerDir,
+  procStat,
+  saveState,
+  socketDir,
+  stateJson,
+  VSOCK_SOCKET,
+  writeAtomic,
+} from './state.js'
+
+export interface CreateOptions {
+  root: string
+  id: string
+  bundle?: string
+  pidFile?: string
+  consoleSocket?: string
+}
+
+export const AGENT_DIR = fileURLToPath(new URL('../agent', import.meta.url))
+
+/** Whether @vmm/virtio has the virtio-9p device (the rootfs shared with the host). */
+export async function have9p(): Promise<boolean> {
+  if (process.env.VMM_OCI_NO_9P === '1') return false
+  const { virtioCatalogue } = await import('@vmm/virtio')
+  return virtioCatalogue.some((d) => d.name === 'virtio-9p')
+}
+
+export function checkConsole(spec: Spec, consoleSocket: string | undefined): void {
+  // runc's wording (utils_linux.go) for the two mismatches.
+  if (spec.process.terminal && !consoleSocket)
+    throw new OciError('cannot allocate tty if runc will detach without setting console socket')
+  if (!spec.process.terminal && consoleSocket)
+    throw new OciError('cannot use console socket if runc will not detach or allocate tty')
+}
+
+export async function create(o: CreateOptions): Promise<void> {
+  checkId(o.id)
+  const bundle = resolve(o.bundle ?? '.')
+  const spec = readSpec(bundle)
+  checkConsole(spec, o.consoleSocket)
+  const with9p = await have9p()
+  const mounts = guestMounts(spec, with9p)
+  const dir = makeContainerDir(o.root, o.id)
+  const sockets = socketDir(dir)
+  let sandboxPid = 0
+  try {
+    rmSync(sockets, { recursive: true, force: true }) // a container of this name that was never deleted
+    mkdirSync(sockets, { mode: 0o700 })
+    const { ensureContainerGuest } = await import('@vmm/image')
+    const guest = await ensureContainerGuest(AGENT_DIR)
+    const state: ContainerState = {
+      ociVersion: spec.ociVersion,
+      id: o.id,
+      bundle,
+      pid: 0,
+      pidStart: 0,
+      created: new Date().toISOString(),
+      ...(spec.annotations ? { annotations: spec.annotations } : {}),
+    }
+    saveState(dir, state)
+    let initrd = guest.initramfs
+    if (!with9p) {
+      // Development only, until virtio-9p exists: a read-only copy of the rootfs in the initrd.
+      initrd = join(dir, 'initrd.cpio.gz')
+      copyRootfsInitrd(guest.initramfs, spec.root.path, initrd)
+    }
+    const plan: VmPlan = {
+      size: vmSize(spec.linux?.resources),
+      vmlinux: guest.vmlinux,
+      initrd,
+      consoleLog: join(dir, CONSOLE_LOG),
+      vsockPath: join(sockets, VSOCK_SOCKET),
+      shares: mounts.shares,
+    }
+    const config: SandboxConfig = { id: o.id, spec, plan, mountRecords: mounts.records }
+    if (spec.process.terminal && o.consoleSocket) {
+      const { openPty, sendFd } = await import('@vmm/host')
+      const pty = openPty(true)
+      try {
+        sendFd(resolve(o.consoleSocket), pty.master)
+      } catch (e) {
+        throw new OciError(
+          `sending the pty master to --console-socket ${o.consoleSocket}: ${(e as Error).message}`,
+        )
+      } finally {
+        closeSync(pty.master)
+        closeSync(pty.slave)
+      }
+      config.consoleSlave = pty.name
+    }
+    writeFileSync(join(dir, SANDBOX_CONFIG), JSON.stringify(config))
+    const sandbox = await startHelper(helperScript('sandbox'), [dir], bundle, 'sandbox', !config.consoleSlave)
+    sandboxPid = sandbox.pid
+    state.pid = sandbox.pid
+    state.pidStart = procStat(sandbox.pid)?.start ?? 0
+    saveState(dir, state)
+    const hookState = { ...stateJson(dir, state), status: 'creating' }
+    await runHooks(spec.hooks?.prestart, hookState, 'prestart')
+    await runHooks(spec.hooks?.createRuntime, hookState, 'createRuntime')
+    await runHooks(spec.hooks?.createContainer, hookState, 'createContainer')
+    if (o.pidFile) writeAtomic(resolve(o.pidFile), String(sandbox.pid))
+  } catch (e) {
+    if (sandboxPid > 0) await killAndWait(sandboxPid)
+    rmSync(dir, { recursive: true, force: true })
+    rmSync(sockets, { recursive: true, force: true })
+    throw e
+  }
+}
+
+/** SIGKILL, then wait (up to 10 s) until the process is gone or a zombie its parent will reap. */
+export async function killAndWait(pid: number): Promise<void> {
+  try {
+    process.kill(pid, 'SIGKILL')
+  } catch {
+    return
+  }
+  for (let i = 0; i < 1000; i++) {
+    const s = procStat(pid)
+    if (!s || s.zombie) return
+    await new Promise((r) => setTimeout(r, 10))
+  }
+}

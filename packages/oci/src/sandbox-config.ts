@@ -1,0 +1,15 @@
+// What `create` hands the sandbox process (sandbox.ts) in <state dir>/sandbox.json.
+import type { Spec } from './config.js'
+import type { VmPlan } from './machine.js'
+
+export interface SandboxConfig {
+  id: string
+  spec: Spec
+  plan: VmPlan
+  /** 'M' records (mounts.ts) and the hostname, for the agent's 'C'. */
+  mountRecords: string[]
+  /** The host end of the container's terminal (the pty slave), when process.terminal. */
+  consoleSlave?: string
+}
+
+export const SANDBOX_CONFIG = 'sandbox.json'

@@ -1,0 +1,170 @@
+#!/usr/bin/env node
+// The sandbox process: the pid in the container's pid file, the process containerd's shim waits
+// for. It runs the microVM (a Machine of the framework on /dev/kvm) with the container guest,
+// sets the container up through the agent ('C'), has the agent prepare the init process ('S',
+// held before execve until `start`), then tells `create` (its parent, over fd 3) that the
+// container is created. From then on it lives exactly as long as the container's process: its
+// stdio is that process's, the signals it gets go to that process, and it exits with that
+// process's status (128+N for death by signal N, as the agent reports it). SIGKILL cannot be
+// caught, so `kill <id> 9` kills this process and with it the VM. Its own diagnostics go to
+// sandbox.log in the state directory: fds 1 and 2 belong to the container.
+import { appendFileSync, readFileSync, writeSync } from 'node:fs'
+import { createServer, type Server, type Socket } from 'node:net'
+import { join } from 'node:path'
+import type { Machine } from '@vmm/core'
+import { vmManifest } from './machine.js'
+import { processRecords } from './procspec.js'
+import { encodeRecords, Msg, u32 } from './protocol.js'
+import { pipeStdio, type Stdio, terminalStdio } from './relay.js'
+import { SANDBOX_CONFIG, type SandboxConfig } from './sandbox-config.js'
+import { AGENT_HELLO_PORT, AgentSession } from './session.js'
+import { CONTROL_SOCKET, STATUS_FILE, socketDir, writeAtomic } from './state.js'
+
+const FORWARDED: NodeJS.Signals[] = [
+  'SIGTERM',
+  'SIGINT',
+  'SIGHUP',
+  'SIGQUIT',
+  'SIGUSR1',
+  'SIGUSR2',
+  'SIGALRM',
+  'SIGCONT',
+]
+
+const dir = process.argv[2]!
+const log = (msg: string) => appendFileSync(join(dir, 'sandbox.log'), `${new Date().toISOString()} ${msg}\n`)
+const setStatus = (s: string) => writeAtomic(join(dir, STATUS_FILE), s)
+
+/** One line to `create` on fd 3 ("ok" or "error <message>"); fd 3 is gone after that. */
+let told = false
+function tellCreate(line: string) {
+  if (told) return
+  told = true
+  try {
+    writeSync(3, `${line}\n`)
+  } catch {}
+}
+
+let machine: Machine | undefined
+let exiting = false
+async function exit(code: number, why: string): Promise<void> {
+  // The first reason wins: the agent's exit status is followed by its stream closing.
+  if (exiting) return
+  exiting = true
+  log(`exit ${code}: ${why}`)
+  tellCreate(`error ${why}`)
+  try {
+    await machine?.stop()
+    await machine?.dispose()
+  } catch (e) {
+    log(`stopping the VM: ${(e as Error).message}`)
+  }
+  process.exit(code)
+}
+
+function listen(server: Server, path: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(path, () => resolve())
+  })
+}
+
+async function main() {
+  const config = JSON.parse(readFileSync(join(dir, SANDBOX_CONFIG), 'utf8')) as SandboxConfig
+  process.title = `vmm-oci sandbox ${config.id}`
+  const stdio: Stdio = config.consoleSlave ? terminalStdio(config.consoleSlave) : pipeStdio()
+  let session: AgentSession | undefined
+  let started = false
+  for (const s of FORWARDED)
+    process.on(s, () => {
+      const n = {
+        SIGTERM: 15,
+        SIGINT: 2,
+        SIGHUP: 1,
+        SIGQUIT: 3,
+        SIGUSR1: 10,
+        SIGUSR2: 12,
+        SIGALRM: 14,
+        SIGCONT: 18,
+      }[s as string]!
+      log(`forwarding ${s}`)
+      if (session) session.send(Msg.signal, u32(n))
+      else void exit(128 + n, `${s} before the container was created`)
+    })
+
+  // The agent says it is up by connecting to host port 1023: <vsock socket>_1023.
+  const hello = new Promise<Socket>((resolve) => {
+    const server = createServer({ allowHalfOpen: true }, (socket) => {
+      server.close()
+      resolve(socket)
+    })
+    void listen(server, `${config.plan.vsockPath}_${AGENT_HELLO_PORT}`)
+  })
+
+  const control = createServer((socket) => {
+    let line = ''
+    socket.on('error', () => {})
+    socket.on('data', async (b: Buffer) => {
+      line += b.toString()
+      if (!line.includes('\n')) return
+      const req = JSON.parse(line.slice(0, line.indexOf('\n'))) as { op: string }
+      const reply = (r: Record<string, unknown>) => socket.end(`${JSON.stringify(r)}\n`)
+      try {
+        if (req.op === 'start') {
+          if (started) throw new Error('cannot start an already running container')
+          started = true
+          await session!.request(Msg.go)
+          setStatus('running')
+          stdio.start(session!)
+        } else if (req.op === 'pause') {
+          await machine!.pause()
+          setStatus('paused')
+        } else if (req.op === 'resume') {
+          await machine!.resume()
+          setStatus(started ? 'running' : 'created')
+        } else throw new Error(`unknown request ${req.op}`)
+        reply({ ok: true })
+      } catch (e) {
+        reply({ error: (e as Error).message })
+      }
+    })
+  })
+  await listen(control, join(socketDir(dir), CONTROL_SOCKET))
+
+  const [{ ComponentRegistry, Machine, registerBuiltins }, kvm, micro, virtio] = await Promise.all([
+    import('@vmm/core'),
+    import('@vmm/kvm'),
+    import('@vmm/board-micro'),
+    import('@vmm/virtio'),
+  ])
+  const registry = registerBuiltins(new ComponentRegistry())
+  micro.register(registry)
+  virtio.registerVirtio(registry)
+  const hypervisor = await kvm.hypervisorProvider.open()
+  machine = await Machine.fromObject(vmManifest(config.plan), { hypervisor, registry })
+  await machine.load()
+  await machine.start()
+  log('VM started')
+  void machine.done.then((r) =>
+    exit(r.status === 'guest-poweroff' ? 0 : 255, `the VM ended: ${r.status} ${r.reason}`),
+  )
+
+  const socket = await hello
+  session = new AgentSession(socket, {
+    output: (stream, data) => stdio.write(stream, data),
+    exit: (status) => {
+      stdio.close()
+      void exit(status, `the container's process exited with status ${status}`)
+    },
+    close: () => void exit(255, 'the guest agent closed the connection'),
+  })
+  const setup: [string, string][] = config.mountRecords.map((m) => ['M', m])
+  if (config.spec.hostname) setup.unshift(['h', config.spec.hostname])
+  await session.request(Msg.setup, encodeRecords(setup))
+  const pid = await session.request(Msg.spawn, encodeRecords(processRecords(config.spec.process, true)))
+  log(`agent ${session.hello ?? ''}: container created, guest pid ${pid}`)
+  setStatus('created')
+  tellCreate('ok')
+}
+
+main().catch((e) => void exit(255, (e as Error).message))

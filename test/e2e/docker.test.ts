@@ -1,0 +1,196 @@
+// End to end with Docker from Debian as the client (issue 16): a dockerd of the test's own
+// (docker-daemon.mjs) with `vmm` registered as a runtime, and `docker run --runtime vmm`
+// containers whose processes run in microVMs of ours. Each container is a guest boot (about a
+// minute on kvm_pvm hosts), so the cases share containers and boot concurrently:
+//  - run --rm: stdout, the guest kernel's release (not the host's), exit code 3; a command that
+//    is not in the image refused with runc's message;
+//  - run -i with stdin from a pipe through cat, -e and -w honoured;
+//  - run -t (under script(1) for a client terminal): tty names a /dev/pts path;
+//  - run -d: exec (output, exit code), exec -t, top (the sandbox pid), diff (a file the container wrote
+//    lands in root.path), pause/unpause, stop (SIGTERM reaches the trap: exit 42);
+//  - run -d then kill: exit 137;
+//  - containerd's own client: ctr run --runc-binary, the image imported from `docker save`;
+//  - and after the containers are gone, no state directory, socket directory or sandbox left.
+import { execFileSync, spawn } from 'node:child_process'
+import { readdirSync, readFileSync } from 'node:fs'
+import { release, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Kvm } from '@vmm/kvm'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { defaultGuest } from './console.js'
+import { DOCKER, dockerMissing, IMAGE, startDocker } from './docker-daemon.mjs'
+
+const skip = Kvm.unavailableReason() ?? dockerMissing()
+if (skip) console.warn(`[docker end-to-end test skipped] ${skip}`)
+
+const LIMIT = 20 * 60_000
+const log = (text: string) => console.log(`[e2e docker] ${text}`)
+
+interface Result {
+  code: number | null
+  stdout: string
+  stderr: string
+  ms: number
+}
+
+describe.skipIf(skip)('docker run --runtime vmm', () => {
+  let d: Awaited<ReturnType<typeof startDocker>>
+  let guestRelease: string
+  const docker = (args: string[], input?: string, command = DOCKER): Promise<Result> =>
+    new Promise((resolve) => {
+      const t0 = Date.now()
+      const child = spawn(command, args, {
+        env: d.env,
+        stdio: ['pipe', 'pipe', 'pipe'],
+      })
+      let stdout = ''
+      let stderr = ''
+      child.stdout.on('data', (b: Buffer) => (stdout += b.toString()))
+      child.stderr.on('data', (b: Buffer) => (stderr += b.toString()))
+      child.stdin.end(input ?? '')
+      child.on('close', (code) => {
+        const r = { code, stdout, stderr, ms: Date.now() - t0 }
+        log(`${command === DOCKER ? 'docker' : command} ${args.join(' ')} -> ${code} in ${r.ms} ms`)
+        resolve(r)
+      })
+    })
+  const ok = async (args: string[]) => {
+    const r = await docker(args)
+    expect(r.code, `docker ${args.join(' ')}: ${r.stderr}`).toBe(0)
+    return r.stdout
+  }
+  const vmm = ['run', '--runtime', 'vmm', '--network', 'none']
+
+  beforeAll(async () => {
+    // The kernel's release, from its build configuration's header ("Linux/x86 6.1.192 Kernel Configuration").
+    const config = readFileSync((await defaultGuest()).config, 'utf8')
+    guestRelease = /Linux\/x86 (\S+) Kernel Configuration/.exec(config)![1]!
+    d = await startDocker()
+    log(`dockerd in ${d.dir}; guest kernel ${guestRelease}, host ${release()}`)
+  }, 5 * 60_000)
+  afterAll(async () => {
+    await d?.stop()
+  }, 2 * 60_000)
+
+  /** What containers that are gone must not leave: state dirs, socket dirs, sandbox processes. */
+  const leftovers = () => ({
+    state: readdirSync(join(d.dir, 'exec', 'runtime-runc', 'moby')).filter((n) => !n.startsWith('.')),
+    sockets: readdirSync(tmpdir()).filter((n) => n.startsWith('vmm-oci-') && !socketsBefore.has(n)),
+    sandboxes: readdirSync('/proc')
+      .filter((n) => /^\d+$/.test(n))
+      .filter((n) => {
+        try {
+          return readFileSync(`/proc/${n}/cmdline`, 'utf8').startsWith('vmm-oci ')
+        } catch {
+          return false
+        }
+      }),
+  })
+  const socketsBefore = new Set(readdirSync(tmpdir()).filter((n) => n.startsWith('vmm-oci-')))
+
+  it('runs, pipes stdin, gives a tty, and exits with the process status', { timeout: LIMIT }, async () => {
+    const tty = (runtime: string) =>
+      docker(
+        // A 30x100 client terminal: its size reaches the container's pty (a resize after start).
+        [
+          '-qec',
+          `stty rows 30 cols 100; ${DOCKER} run --runtime ${runtime} --network none --rm -t ${IMAGE} sh -c 'tty; sleep 2; stty size'`,
+          '/dev/null',
+        ],
+        undefined,
+        'script',
+      )
+    const [plain, piped, ours, runc, missing] = await Promise.all([
+      docker([...vmm, '--rm', IMAGE, 'sh', '-c', 'echo hi; uname -r; exit 3']),
+      docker(
+        [...vmm, '--rm', '-i', '-e', 'FOO=bar', '-w', '/tmp', IMAGE, 'sh', '-c', 'cat; echo "$FOO"; pwd'],
+        'piped through\n',
+      ),
+      // The client needs a terminal of its own for -t: script(1) gives it one. runc's answer is
+      // the reference for the bytes (the client's terminal adds its own CR to the guest's CR LF).
+      tty('vmm'),
+      tty('runc'),
+      docker([...vmm, '--rm', IMAGE, 'nope']),
+    ])
+    expect(plain.stderr).toBe('')
+    expect(plain.stdout).toBe(`hi\n${guestRelease}\n`)
+    expect(plain.code).toBe(3)
+    expect(piped.stdout).toBe('piped through\nbar\n/tmp\n')
+    expect(piped.code).toBe(0)
+    expect(ours.stdout).toMatch(/^\/dev\/pts\/\d+\r*\n30 100\r*\n$/)
+    expect(ours.stdout.replace(/\d+/, 'N')).toBe(runc.stdout.replace(/\d+/, 'N'))
+    expect(ours.code).toBe(0)
+    // A command that is not in the image: refused at create, in runc's words; 127 as with runc.
+    expect(missing.stderr).toContain('exec: "nope": executable file not found in $PATH')
+    expect(missing.code).toBe(127)
+    expect(leftovers()).toEqual({ state: [], sockets: [], sandboxes: [] })
+  })
+
+  it('containerd: ctr run --runc-binary against the same containerd', { timeout: LIMIT }, async () => {
+    const ctr = (args: string[], input?: Buffer) =>
+      execFileSync('ctr', ['--address', d.containerdSocket, ...args], { input, encoding: 'utf8' })
+    ctr(['images', 'import', '-'], execFileSync(DOCKER, ['save', IMAGE], { env: d.env, maxBuffer: 64 << 20 }))
+    const r = await docker(
+      [
+        '--address',
+        d.containerdSocket,
+        'run',
+        '--rm',
+        '--runc-binary',
+        d.runtime,
+        `docker.io/library/${IMAGE}`,
+        'ctr1',
+        'sh',
+        '-c',
+        'echo from ctr; uname -r; exit 4',
+      ],
+      undefined,
+      'ctr',
+    )
+    expect(r.stdout).toBe(`from ctr\n${guestRelease}\n`)
+    expect(r.code).toBe(4)
+  })
+
+  it('detached: exec, top, diff, pause/unpause, stop and kill', { timeout: LIMIT }, async () => {
+    const script = 'trap "echo got TERM; exit 42" TERM; echo written > /tmp/marker; while :; do sleep 1; done'
+    const [a, b] = await Promise.all([
+      docker([...vmm, '-d', '--name', 'vmm-a', IMAGE, 'sh', '-c', script]),
+      docker([...vmm, '-d', '--name', 'vmm-b', IMAGE, 'sleep', '1000']),
+    ])
+    expect(a.code, a.stderr).toBe(0)
+    expect(b.code, b.stderr).toBe(0)
+
+    const hostname = (await ok(['inspect', '-f', '{{.Config.Hostname}}', 'vmm-a'])).trim()
+    const exec = await docker(['exec', 'vmm-a', 'sh', '-c', 'cat /tmp/marker; hostname; exit 5'])
+    expect(exec.stdout).toBe(`written\n${hostname}\n`)
+    expect(exec.code).toBe(5)
+
+    // exec -t: its own pty in the guest (the master again over --console-socket).
+    const execTty = await docker(['-qec', `${DOCKER} exec -t vmm-a tty`, '/dev/null'], undefined, 'script')
+    expect(execTty.stdout).toMatch(/^\/dev\/pts\/\d+\r*\n$/)
+    expect(execTty.code).toBe(0)
+
+    const pid = (await ok(['inspect', '-f', '{{.State.Pid}}', 'vmm-a'])).trim()
+    const top = await ok(['top', 'vmm-a'])
+    expect(top).toContain('vmm-oci sandbox')
+    expect(top.split('\n').some((l) => l.split(/\s+/)[1] === pid)).toBe(true)
+
+    // The container's write reached root.path: Docker's own view of the upper layer shows it.
+    expect((await ok(['diff', 'vmm-a'])).split('\n')).toContain('A /tmp/marker')
+
+    await ok(['pause', 'vmm-a'])
+    expect((await ok(['inspect', '-f', '{{.State.Status}}', 'vmm-a'])).trim()).toBe('paused')
+    await ok(['unpause', 'vmm-a'])
+    expect((await ok(['inspect', '-f', '{{.State.Status}}', 'vmm-a'])).trim()).toBe('running')
+
+    await ok(['stop', '-t', '60', 'vmm-a'])
+    expect((await ok(['inspect', '-f', '{{.State.ExitCode}}', 'vmm-a'])).trim()).toBe('42')
+    expect(await ok(['logs', 'vmm-a'])).toContain('got TERM')
+
+    await ok(['kill', 'vmm-b'])
+    await ok(['wait', 'vmm-b'])
+    expect((await ok(['inspect', '-f', '{{.State.ExitCode}}', 'vmm-b'])).trim()).toBe('137')
+    await ok(['rm', 'vmm-a', 'vmm-b'])
+    expect(leftovers()).toEqual({ state: [], sockets: [], sandboxes: [] })
+  })
+})
