@@ -423,6 +423,7 @@ export class Machine {
         vcpus: p.vcpus,
         components: this.built,
         ram: p.ram,
+        pausedClock: this.pausedClock,
       },
       dir,
     )

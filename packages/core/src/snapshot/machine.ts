@@ -20,6 +20,12 @@ export interface SnapshotSource {
   readonly vcpus: readonly Vcpu[]
   readonly components: readonly BuiltComponent[]
   readonly ram: RamMapping
+  /**
+   * The guest clock (KVM_GET_CLOCK) as Machine.pause held it. Saved instead of a fresh read: the
+   * clock runs on while the machine sits paused, and a snapshot taken later would otherwise make
+   * the restored guest's clock jump by the time spent paused and writing the snapshot.
+   */
+  readonly pausedClock?: Uint8Array
 }
 
 /** This host's CPU model as /proc/cpuinfo names it ('unknown' where it does not). */
@@ -52,7 +58,7 @@ export async function snapshotMachine(m: SnapshotSource, dir: string): Promise<S
   const vm = {
     ...(x86.irqchip ? { irqchip: x86.irqchip.get() } : {}),
     ...(x86.pit ? { pit: x86.pit.get() } : {}),
-    ...(x86.clock ? { clock: x86.clock.get() } : {}),
+    ...(x86.clock ? { clock: m.pausedClock ?? x86.clock.get() } : {}),
   }
   const ramBytes = m.ram.buffers.reduce((n, b) => n + b.byteLength, 0)
   const state: MachineSnapshotState = {
