@@ -53,7 +53,17 @@ export async function snapshotMachine(m: SnapshotSource, dir: string): Promise<S
   const refusals = snapshotRefusals(m)
   if (refusals.length > 0) throw new SnapshotError(dir, `cannot snapshot: ${refusals.join('; ')}`)
   const components = Object.fromEntries(await saveComponentStates(m.components))
-  const vcpus = m.vcpus.map((v) => v.x86!.getState())
+  const vcpus = m.vcpus.map((v, i) => {
+    try {
+      return v.x86!.getState()
+    } catch (e) {
+      // KVM_GET_LAPIC fails without an in-kernel irqchip: say what the manifest needs.
+      const hint = /LAPIC/.test(String(e))
+        ? '; a machine without `irqchip: true` has no in-kernel LAPIC whose state could be saved'
+        : ''
+      throw new SnapshotError(dir, `cannot snapshot: vCPU ${i}: ${(e as Error).message}${hint}`, { cause: e })
+    }
+  })
   const x86 = m.vm.x86!
   const vm = {
     ...(x86.irqchip ? { irqchip: x86.irqchip.get() } : {}),
