@@ -65,7 +65,9 @@ export async function resolveRestoredManifest(
   const where = `${snap.dir}/state.json ($.manifest)`
   const data = applyOverrides(snap.manifest, overrides)
   try {
-    return await resolveManifest(manifestFromObject(data, where), registry)
+    // Restoring: the loaders' kernel and initrd are not read (a restore loads nothing), which
+    // saves reading and inflating the initramfs at every restore, and a snapshot outlives them.
+    return await resolveManifest(manifestFromObject(data, where), registry, { restoring: true })
   } catch (e) {
     if (overrides.length === 0) throw e
     throw new Error(
