@@ -134,6 +134,16 @@ describe('virtio-net state', () => {
     expect(a.driver.get(buffer, 13)[12]).toBe(9)
   })
 
+  it("a clone's MAC override is what the restored device offers (the saved one is not forced)", async () => {
+    const a = rig(new NetDevice(new FakeTap(false), MAC))
+    a.driver.init()
+    await a.transport.pause()
+    const other = parseMac('06:00:00:00:00:07')
+    const { failures } = await restoreInto(a, new NetDevice(new FakeTap(false), other))
+    expect(failures).toEqual([])
+    expect(a.driver.readConfig(0, 6)).toEqual(other)
+  })
+
   it('refuses a held buffer whose head is outside the queue', async () => {
     const a = rig(new NetDevice(new FakeTap(false), MAC))
     a.driver.init()
