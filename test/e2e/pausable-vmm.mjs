@@ -4,6 +4,8 @@
 //   pause  -> "paused"   Machine.pause(): vCPUs stopped, every component paused
 //   hash   -> sha256 of all guest RAM, segment by segment (hex)
 //   resume -> "resumed"
+//   snapshot <dir> -> "snapshotted <state bytes> <memory bytes>"  Machine.snapshot of the paused machine
+//   stop   -> "stopped", then the run ends (Machine.stop)
 // The exit status is the run's, as `vmm run` gives it.
 import { createHash } from 'node:crypto'
 import { createServer } from 'node:net'
@@ -50,6 +52,12 @@ const control = createServer((socket) => {
         } else if (command === 'resume') {
           await machine.resume()
           socket.write('resumed\n')
+        } else if (command.startsWith('snapshot ')) {
+          const header = await machine.snapshot(command.slice('snapshot '.length))
+          socket.write(`snapshotted ${header.state.bytes} ${header.memory.bytes}\n`)
+        } else if (command === 'stop') {
+          socket.write('stopped\n')
+          await machine.stop()
         } else if (command === 'hash') socket.write(`${hashRam()}\n`)
         else socket.write(`error: unknown command ${command}\n`)
       } catch (e) {

@@ -187,7 +187,9 @@ export const linuxType: ComponentType<LinuxConfig> = {
     },
     required: ['kernel'],
   },
-  resources: (config) => {
+  resources: (config, context) => {
+    // A restored machine does not load its kernel: its files need not exist any more.
+    if (context?.restoring) return []
     for (const key of ['kernel', 'initrd'] as const) {
       const path = config[key]
       if (!path) continue

@@ -9,6 +9,7 @@
 import { parseArgs } from 'node:util'
 import { EXIT_HOST_FAILURE, EXIT_OK, EXIT_USAGE } from './exit-codes.js'
 import { trimProcessHeap, tuneProcessHeap } from './heap.js'
+import { overrideTexts, RESTORE_OVERRIDE_OPTIONS } from './restore-options.js'
 
 const USAGE = `usage: vmm <command> [options]
 
@@ -25,9 +26,12 @@ commands:
                                          --shutdown-timeout seconds (default 30) or a second
                                          SIGTERM; SIGINT stops it at once;
                                          --qmp: serve QMP on a Unix socket (or manifest control.qmp)
-  restore <dir> [--paused] [--hypervisor <module>]
+  restore <dir> [--paused] [--hypervisor <module>] [--set <id>.<prop>=<value>]...
+          [--tap|--disk|--vsock|--cid|--mac <id>=<value>]...
                                          run a machine from a snapshot directory
-                                         (Machine.snapshot); --paused leaves it paused
+                                         (Machine.snapshot); --paused leaves it paused;
+                                         --set changes a component property (a clone's TAP,
+                                         disk, socket...), --tap etc. are short for it
   ctl <socket> <command> [json-args] [--json] | ctl <socket> events
                                          drive a machine over QMP (vmm ctl --help)
   jail --id <id> --uid <uid> --gid <gid> [options] -- run <manifest> [run options]
@@ -62,6 +66,7 @@ async function main(argv: string[]): Promise<number> {
       qmp: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       paused: { type: 'boolean' },
+      ...RESTORE_OVERRIDE_OPTIONS,
     },
   })
   const [command, file, ...extra] = positionals
@@ -78,8 +83,14 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'restore') {
     if (file === undefined) throw new UsageError('restore needs a snapshot directory')
     const specifier = values.hypervisor ?? process.env.VMM_HYPERVISOR ?? '@vmm/kvm'
-    const { restore } = await import('./restore.js')
-    return restore(file, await loadProvider(specifier, file), values.paused === true)
+    const { restore, parseOverrides } = await import('./restore.js')
+    let overrides: Awaited<ReturnType<typeof parseOverrides>>
+    try {
+      overrides = await parseOverrides(overrideTexts(values))
+    } catch (e) {
+      throw new UsageError((e as Error).message)
+    }
+    return restore(file, await loadProvider(specifier, file), values.paused === true, overrides)
   }
   if (command !== 'validate' && command !== 'graph' && command !== 'run')
     throw new UsageError(`unknown command "${command}"`)

@@ -1,10 +1,22 @@
 // `vmm restore <dir> [--paused]`: a machine from a snapshot directory (Machine.restore in
 // @vmm/core): refused with the snapshot's own error, naming the file and what is wrong, before any
-// vCPU runs; then resumed (or, with --paused, left paused for the control plane to resume) and run
-// until the guest or a signal ends it, as `vmm run` does. Nothing in the directory is written.
-import type { HypervisorProvider } from '@vmm/core'
+// vCPU runs, with overrides (restore-options.ts) applied to the snapshot's manifest for a clone;
+// then resumed (or, with --paused, left paused for the control plane to resume) and run until
+// the guest or a signal ends it, as `vmm run` does. Nothing in the directory is written.
+import type { ComponentOverride, HypervisorProvider } from '@vmm/core'
 
-export async function restore(dir: string, provider: HypervisorProvider, paused: boolean): Promise<number> {
+/** The override texts (restore-options.ts) parsed; a malformed one throws, naming it. */
+export async function parseOverrides(texts: readonly string[]): Promise<ComponentOverride[]> {
+  const { parseOverride } = await import('@vmm/core')
+  return texts.map(parseOverride)
+}
+
+export async function restore(
+  dir: string,
+  provider: HypervisorProvider,
+  paused: boolean,
+  overrides: readonly ComponentOverride[] = [],
+): Promise<number> {
   const hypervisor = await provider.open()
   const { Machine } = await import('@vmm/core')
   const t0 = performance.now()
@@ -16,7 +28,7 @@ export async function restore(dir: string, provider: HypervisorProvider, paused:
   process.once('SIGINT', stopNow)
   process.once('SIGTERM', stopNow)
   try {
-    machine = await Machine.restore(dir, { hypervisor })
+    machine = await Machine.restore(dir, { hypervisor, overrides })
     if (paused) process.stderr.write(`vmm: restored ${dir}, paused; resume it through the control plane\n`)
     else await machine.resume()
     if (process.env.VMM_RESTORE_TIMINGS)

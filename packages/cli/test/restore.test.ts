@@ -34,6 +34,15 @@ describe('vmm restore', () => {
     expect(r.stderr).toMatch(/snapshot\.json: missing: not a snapshot directory/)
   })
 
+  it('refuses a malformed override as a usage error, naming it, before reading the snapshot', () => {
+    let r = vmm('restore', '/nonexistent', '--set', 'net0tap=x', '--hypervisor', 'test')
+    expect(r.status).toBe(2)
+    expect(r.stderr).toContain('--set net0tap=x: expected <component>.<property>=<value>')
+    r = vmm('restore', '/nonexistent', '--tap', 'tap7', '--hypervisor', 'test')
+    expect(r.status).toBe(2)
+    expect(r.stderr).toContain('--tap tap7: expected <component>=<value>')
+  })
+
   it('needs a directory', () => {
     const r = vmm('restore')
     expect(r.status).toBe(2)

@@ -49,6 +49,7 @@ export {
   ConfigError,
   type JsonSchema,
   type ReferenceSpec,
+  type ResourceContext,
   type ResourceRequest,
 } from './component/component-type.js'
 export { checkInputFile, errnoWords, type InputFile } from './component/input-file.js'

@@ -277,6 +277,11 @@ describe.skipIf(kvmUnavailable)('Machine.snapshot and Machine.restore (real /dev
     c.memory.read((COUNTER + 4) as GuestAddress, other)
     expect(other[0]).toBe(0)
     await Promise.all([b.dispose(), c.dispose()])
+    // An override the component's schema refuses is refused before anything runs, naming it.
+    const { parseOverride } = await import('@vmm/core')
+    await expect(
+      Machine.restore(dir, { hypervisor, overrides: [parseOverride('guest.address=oops')] }),
+    ).rejects.toThrow(/the snapshot's manifest with the overrides guest\.address=oops: .*address/s)
     for (const [f, bytes] of Object.entries(files))
       expect(fs.readFileSync(path.join(dir, f)).equals(bytes)).toBe(true)
   })

@@ -58,9 +58,19 @@ export interface ComponentType<C = Record<string, unknown>> {
   /** The node's own fields: JSON Schema `properties` and `required`. `type` and `resources` are added by the framework. */
   readonly schema: { readonly properties: Record<string, JsonSchema>; readonly required?: readonly string[] }
   readonly references?: readonly ReferenceSpec[]
-  /** May read files the config names (paths are absolute by then); throw ConfigError to blame a field. */
-  resources?(config: C): readonly ResourceRequest[]
+  /**
+   * May read files the config names (paths are absolute by then); throw ConfigError to blame a field.
+   * `context.restoring`: the machine is rebuilt from a snapshot, so nothing is loaded into it and
+   * a loader need not check (or even find) the files it would load.
+   */
+  resources?(config: C, context?: ResourceContext): readonly ResourceRequest[]
   readonly module: ContainerModule
+}
+
+/** What a type's resources() is told about the resolution it is part of. */
+export interface ResourceContext {
+  /** The manifest is a snapshot's, resolved for Machine.restore: loaders do not run. */
+  readonly restoring: boolean
 }
 
 /**

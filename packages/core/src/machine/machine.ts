@@ -17,7 +17,14 @@ import { printEffective } from '../manifest/print.js'
 import { type ResolvedComponent, type ResolvedManifest, resolveManifest } from '../manifest/resolve.js'
 import { manifestFromObject, readManifest } from '../manifest/source.js'
 import type { SegmentedMemory } from '../memory/guest-memory.js'
-import { loadSnapshot, restoreInto, type SnapshotHeader, snapshotMachine } from '../snapshot/index.js'
+import {
+  loadSnapshot,
+  type RestoreOptions,
+  resolveRestoredManifest,
+  restoreInto,
+  type SnapshotHeader,
+  snapshotMachine,
+} from '../snapshot/index.js'
 import { buildComponent, buildPlatform, type Platform, unmapComponent } from './builder.js'
 import * as drive from './drivers.js'
 import { exitHandler, guestStopResult, judgeExit } from './exit-policy.js'
@@ -106,13 +113,10 @@ export class Machine {
    * written), every vCPU, the VM and every component restored. Call resume() to run it. Refuses a
    * bad or foreign snapshot, or one from another host, before any vCPU runs.
    */
-  static async restore(dir: string, options: MachineOptions): Promise<Machine> {
+  static async restore(dir: string, options: RestoreOptions): Promise<Machine> {
     const snap = loadSnapshot(dir)
     const registry = options.registry ?? registerBuiltins(new ComponentRegistry())
-    const manifest = await resolveManifest(
-      manifestFromObject(snap.manifest, `${dir}/state.json ($.manifest)`),
-      registry,
-    )
+    const manifest = await resolveRestoredManifest(snap, options.overrides ?? [], registry)
     const m = new Machine(manifest, options.hypervisor, registry)
     m.ramFile = snap.memoryFile
     try {
@@ -423,6 +427,7 @@ export class Machine {
         vcpus: p.vcpus,
         components: this.built,
         ram: p.ram,
+        pausedClock: this.pausedClock,
       },
       dir,
     )

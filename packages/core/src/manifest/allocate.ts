@@ -1,7 +1,12 @@
 // Resource allocation, the last stage of resolving a manifest: pinned windows and IRQs are checked
 // first, then everything else is placed first-fit in dependency order in the machine's layout.
 import { hex } from '../address.js'
-import { type ComponentType, ConfigError, type ResourceRequest } from '../component/component-type.js'
+import {
+  type ComponentType,
+  ConfigError,
+  type ResourceContext,
+  type ResourceRequest,
+} from '../component/component-type.js'
 import type { Window } from '../component/resources.js'
 import type { MemoryHole } from '../memory/flat-memory.js'
 import { type Diagnostic, pointer } from './diagnostics.js'
@@ -46,6 +51,7 @@ export function allocate(
   holes: readonly MemoryHole[],
   source: ManifestSource,
   diags: Diagnostic[],
+  context: ResourceContext = { restoring: false },
 ): Map<string, Allocation> {
   const pos = source.positions
   const requests = new Map<string, ResourceRequest[]>()
@@ -53,7 +59,7 @@ export function allocate(
     const path = pointer('/components', c.id)
     try {
       const { type: _t, resources: _r, ...config } = c.node
-      requests.set(c.id, [...(c.type.resources?.(config) ?? [])])
+      requests.set(c.id, [...(c.type.resources?.(config, context) ?? [])])
     } catch (e) {
       if (!(e instanceof ConfigError)) throw e
       diags.push(pos.diagnostic(pointer(path, e.property), e.message))

@@ -53,6 +53,8 @@ export interface ResolveOptions {
   readonly schemas?: SchemaCache
   /** Files plugins are also resolved from, after the manifest's directory and the working directory. */
   readonly pluginsAlsoFrom?: readonly string[]
+  /** A snapshot's manifest, resolved for Machine.restore (ResourceContext.restoring). */
+  readonly restoring?: boolean
 }
 
 /**
@@ -216,6 +218,7 @@ export async function resolveManifest(
     holes,
     source,
     diags,
+    { restoring: options.restoring === true },
   )
   fail()
 

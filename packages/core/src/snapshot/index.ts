@@ -11,7 +11,15 @@ export {
   writeSnapshot,
 } from './files.js'
 export { hostCpuModel, type SnapshotSource, snapshotMachine, snapshotRefusals } from './machine.js'
-export { type LoadedSnapshot, loadSnapshot, type RestoreTarget, restoreInto } from './restore.js'
+export { applyOverrides, type ComponentOverride, describeOverride, parseOverride } from './overrides.js'
+export {
+  type LoadedSnapshot,
+  loadSnapshot,
+  type RestoreOptions,
+  type RestoreTarget,
+  resolveRestoredManifest,
+  restoreInto,
+} from './restore.js'
 export {
   checkState,
   type FileFingerprint,

@@ -20,6 +20,12 @@ export interface SnapshotSource {
   readonly vcpus: readonly Vcpu[]
   readonly components: readonly BuiltComponent[]
   readonly ram: RamMapping
+  /**
+   * The guest clock (KVM_GET_CLOCK) as Machine.pause held it. Saved instead of a fresh read: the
+   * clock runs on while the machine sits paused, and a snapshot taken later would otherwise make
+   * the restored guest's clock jump by the time spent paused and writing the snapshot.
+   */
+  readonly pausedClock?: Uint8Array
 }
 
 /** This host's CPU model as /proc/cpuinfo names it ('unknown' where it does not). */
@@ -47,12 +53,22 @@ export async function snapshotMachine(m: SnapshotSource, dir: string): Promise<S
   const refusals = snapshotRefusals(m)
   if (refusals.length > 0) throw new SnapshotError(dir, `cannot snapshot: ${refusals.join('; ')}`)
   const components = Object.fromEntries(await saveComponentStates(m.components))
-  const vcpus = m.vcpus.map((v) => v.x86!.getState())
+  const vcpus = m.vcpus.map((v, i) => {
+    try {
+      return v.x86!.getState()
+    } catch (e) {
+      // KVM_GET_LAPIC fails without an in-kernel irqchip: say what the manifest needs.
+      const hint = /LAPIC/.test(String(e))
+        ? '; a machine without `irqchip: true` has no in-kernel LAPIC whose state could be saved'
+        : ''
+      throw new SnapshotError(dir, `cannot snapshot: vCPU ${i}: ${(e as Error).message}${hint}`, { cause: e })
+    }
+  })
   const x86 = m.vm.x86!
   const vm = {
     ...(x86.irqchip ? { irqchip: x86.irqchip.get() } : {}),
     ...(x86.pit ? { pit: x86.pit.get() } : {}),
-    ...(x86.clock ? { clock: x86.clock.get() } : {}),
+    ...(x86.clock ? { clock: m.pausedClock ?? x86.clock.get() } : {}),
   }
   const ramBytes = m.ram.buffers.reduce((n, b) => n + b.byteLength, 0)
   const state: MachineSnapshotState = {

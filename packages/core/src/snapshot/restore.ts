@@ -3,13 +3,17 @@
 // every vCPU, then the VM (PIC, IOAPIC, PIT, clock), the devices last (a device that raised an
 // interrupt while restoring would be overwritten by a later irqchip restore). Everything here runs
 // before any vCPU does; a failure names what and where.
+import type { ComponentRegistry } from '../component/registry.js'
 import type { Vcpu, VirtualMachine } from '../hypervisor.js'
 import { restoreComponentStates } from '../machine/drivers.js'
-import type { BuiltComponent } from '../machine/types.js'
+import type { BuiltComponent, MachineOptions } from '../machine/types.js'
+import { type ResolvedManifest, resolveManifest } from '../manifest/resolve.js'
+import { manifestFromObject } from '../manifest/source.js'
 import { parseDocument } from '../third-party/yaml.js'
 import { SnapshotError } from './codec.js'
 import { readSnapshot } from './files.js'
 import { hostCpuModel } from './machine.js'
+import { applyOverrides, type ComponentOverride, describeOverride } from './overrides.js'
 import { checkState, hostMismatches, type MachineSnapshotState } from './state.js'
 
 export interface LoadedSnapshot {
@@ -38,6 +42,39 @@ export function loadSnapshot(dir: string): LoadedSnapshot {
       `holds ${read.memoryBytes} bytes, guest RAM is ${state.ramBytes}`,
     )
   return { dir, state, memoryFile: read.memoryFile, memoryBytes: read.memoryBytes, manifest: doc.toJS() }
+}
+
+/** Machine.restore's options: the machine's, and the clone's own host resources. */
+export interface RestoreOptions extends MachineOptions {
+  /**
+   * Component properties to change from the snapshot's manifest (overrides.ts): the TAP, disk,
+   * vsock socket and CID, MAC of this clone. Validated by each component type's schema.
+   */
+  readonly overrides?: readonly ComponentOverride[]
+}
+
+/**
+ * The snapshot's pinned manifest with `overrides` applied, resolved (plugins loaded, schemas
+ * checked). An error caused by an override says so and names it.
+ */
+export async function resolveRestoredManifest(
+  snap: LoadedSnapshot,
+  overrides: readonly ComponentOverride[],
+  registry: ComponentRegistry,
+): Promise<ResolvedManifest> {
+  const where = `${snap.dir}/state.json ($.manifest)`
+  const data = applyOverrides(snap.manifest, overrides)
+  try {
+    // Restoring: the loaders' kernel and initrd are not read (a restore loads nothing), which
+    // saves reading and inflating the initramfs at every restore, and a snapshot outlives them.
+    return await resolveManifest(manifestFromObject(data, where), registry, { restoring: true })
+  } catch (e) {
+    if (overrides.length === 0) throw e
+    throw new Error(
+      `the snapshot's manifest with the overrides ${overrides.map(describeOverride).join(', ')}: ${(e as Error).message}`,
+      { cause: e },
+    )
+  }
 }
 
 export interface RestoreTarget {

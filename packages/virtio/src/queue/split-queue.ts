@@ -194,6 +194,18 @@ export class SplitQueue {
     return (memory.readU16(guestAddress(this.availRing)) & AVAIL_F_NO_INTERRUPT) === 0
   }
 
+  /**
+   * The chain at descriptor `head`, read again from the descriptor table: for a device restored
+   * from a snapshot that had taken this chain (popped, not yet used) and holds it for later, e.g. a
+   * receive buffer waiting for a frame. The head is untrusted (it comes from a file) and checked as
+   * every chain is; a bad one throws a VirtqueueError.
+   */
+  chainAt(memory: GuestMemory, head: number): DescriptorChain {
+    if (!Number.isInteger(head) || head < 0 || head >= this.size)
+      throw new VirtqueueError('DESCRIPTOR_INDEX', `descriptor index ${head} is not below ${this.size}`)
+    return this.walk(memory, head)
+  }
+
   private pending(memory: GuestMemory): number {
     const availIdx = memory.readU16(guestAddress(this.availRing + 2))
     const pending = (availIdx - this.nextAvail) & 0xffff

@@ -1,4 +1,4 @@
-import { type GuestMemory, guestAddress } from '@vmm/core'
+import { type GuestMemory, guestAddress, type SavedState } from '@vmm/core'
 import { discardGuestPages } from '@vmm/host'
 import { completeChain, type DeviceContext, drainQueue, takeChain, type VirtioDevice } from '../../device.js'
 import { gather } from '../../queue/buffers.js'
@@ -122,6 +122,36 @@ export class BalloonDevice implements VirtioDevice {
     if (!this.heldStatsRequest) return
     this.heldStatsRequest = false
     if (this.context && this.statsChain) this.returnStatsBuffer(this.context, this.statsChain)
+  }
+
+  /**
+   * For a snapshot: the target and what the guest says it gave (the configuration), and the
+   * statistics buffer the driver posted and the device holds (its head; read again at restore).
+   * The pages in the balloon are holes in guest RAM, and so in the memory file. A statistics
+   * request still unanswered is not kept: its caller belongs to the machine that was saved.
+   */
+  saveState(): { targetPages: number; actualPages: number; statsHead: number | null } {
+    return {
+      targetPages: this.targetPages,
+      actualPages: this.actualPages,
+      statsHead: this.statsChain?.head ?? null,
+    }
+  }
+
+  restoreState(s: SavedState): void {
+    s.only('targetPages', 'actualPages', 'statsHead')
+    this.config.setUint32(0, s.int('targetPages', 0, 0xffff_ffff), true)
+    this.config.setUint32(4, s.int('actualPages', 0, 0xffff_ffff), true)
+    const context = this.context
+    if (s.isNull('statsHead') || !context) return
+    const head = s.int('statsHead', 0, 0xffff)
+    const queue = context.queues[STATS]
+    if (!queue?.ready) s.refuse('statsHead', 'a held statistics buffer, but the statistics queue is not live')
+    try {
+      this.statsChain = queue.chainAt(context.memory, head)
+    } catch (e) {
+      s.refuse('statsHead', (e as Error).message)
+    }
   }
 
   readConfig(offset: number, data: Uint8Array): void {

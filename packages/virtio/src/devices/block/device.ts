@@ -1,10 +1,11 @@
 import { closeSync, fdatasync, fstatSync, openSync, readv, write, writev } from 'node:fs'
-import { errnoWords, type GuestMemory } from '@vmm/core'
+import { errnoWords, type GuestMemory, type SavedState } from '@vmm/core'
 import { blockDeviceSize, deallocateFileRange, lockDiskImage } from '@vmm/host'
 import { completeChain, type DeviceContext, drainQueue, type VirtioDevice } from '../../device.js'
 import { gather, scatter, views } from '../../queue/buffers.js'
 import type { DescriptorChain } from '../../queue/split-queue.js'
 import { DeviceType, featureBits } from '../../spec.js'
+import { type DiskFingerprint, fingerprint, fingerprintMismatch, readFingerprint } from './fingerprint.js'
 
 /** Feature bits (§5.2.3). */
 export const BlockFeature = {
@@ -53,6 +54,8 @@ export class BlockDevice implements VirtioDevice {
   readonly features: bigint
   /** Capacity in 512-byte sectors, from the file's size. */
   readonly capacity: number
+  /** The image's size in bytes (a file's may not be whole sectors). */
+  private readonly bytes: number
   private readonly fd: number
   private readonly config = new DataView(new ArrayBuffer(60))
   private readonly serial: Uint8Array
@@ -78,6 +81,7 @@ export class BlockDevice implements VirtioDevice {
         )
       const stat = fstatSync(this.fd)
       const bytes = stat.isBlockDevice() ? blockDeviceSize(this.fd) : stat.size
+      this.bytes = bytes
       this.capacity = Math.floor(bytes / SECTOR_SIZE)
     } catch (e) {
       closeSync(this.fd)
@@ -139,6 +143,25 @@ export class BlockDevice implements VirtioDevice {
 
   private idle(): Promise<void> {
     return this.inFlight === 0 ? Promise.resolve() : new Promise<void>((r) => this.drained.push(r))
+  }
+
+  /**
+   * For a snapshot (the machine paused, so pause() already waited for every request in flight:
+   * none is popped and unfinished): the disk's fingerprint, nothing else; the queue is the
+   * transport's.
+   */
+  saveState(): { disk: DiskFingerprint } {
+    if (this.inFlight > 0)
+      throw new Error(`disk image ${this.options.path}: ${this.inFlight} requests in flight`)
+    return { disk: fingerprint(this.fd, this.options.path, this.bytes) }
+  }
+
+  /** Refuses a disk that is not the one the snapshot saw (fingerprint.ts says what is compared). */
+  restoreState(s: SavedState): void {
+    s.only('disk')
+    const then = readFingerprint(s.nested('disk'))
+    const problem = fingerprintMismatch(then, fingerprint(this.fd, this.options.path, this.bytes))
+    if (problem) throw new Error(problem)
   }
 
   /** Waits for requests in flight, then closes the image. */

@@ -1,3 +1,4 @@
+import type { SavedState } from '@vmm/core'
 import { completeChain, type DeviceContext, drainQueue, takeChain, type VirtioDevice } from '../../device.js'
 import { gather, scatter } from '../../queue/buffers.js'
 import { DeviceType, featureBits } from '../../spec.js'
@@ -81,6 +82,23 @@ export class ConsoleDevice implements VirtioDevice {
 
   dispose(): void {
     this.backend.close()
+  }
+
+  /**
+   * For a snapshot: host input that arrived and has not reached the guest yet (at most
+   * CONSOLE_INPUT_LIMIT bytes), so a restored guest still gets it. The back end (a socket that
+   * listens, stdio) is the restored machine's own; a client connected before is not.
+   */
+  saveState(): { input: number[] } {
+    return { input: [...Buffer.concat(this.input)] }
+  }
+
+  restoreState(s: SavedState): void {
+    s.only('input')
+    const input = Uint8Array.from(s.bytes('input', CONSOLE_INPUT_LIMIT))
+    this.input.length = 0
+    if (input.length > 0) this.input.push(input)
+    this.inputBytes = input.length
   }
 
   private receive(bytes: Uint8Array): void {

@@ -1,3 +1,4 @@
+import type { SavedState } from '@vmm/core'
 import { completeChain, type DeviceContext, drainQueue, takeChain, type VirtioDevice } from '../../device.js'
 import { scatter, views } from '../../queue/buffers.js'
 import type { DescriptorChain } from '../../queue/split-queue.js'
@@ -130,6 +131,36 @@ export class NetDevice implements VirtioDevice {
     this.backend.close()
   }
 
+  /**
+   * For a snapshot: the receive buffer taken from the ring and waiting for a frame (its head; the
+   * restored device reads that chain again from the descriptor table), and the MAC the guest was
+   * given. Frames waiting in the TAP stay with the TAP: the restored machine opens its own.
+   */
+  saveState(): { rxHead: number | null; mac: string } {
+    return { rxHead: this.rxChain?.head ?? null, mac: formatMac(this.config) }
+  }
+
+  /**
+   * After the restored transport activated the device: takes the held receive buffer back. A MAC
+   * that differs from the saved one is a clone's override: the device offers the new MAC, but a
+   * Linux driver reads it only when it probes the device, so the running guest keeps the old one
+   * until it is told otherwise (README, "Clones").
+   */
+  restoreState(s: SavedState): void {
+    s.only('rxHead', 'mac')
+    s.string('mac', /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/)
+    const context = this.context
+    if (s.isNull('rxHead') || !context) return
+    const head = s.int('rxHead', 0, 0xffff)
+    const queue = context.queues[RX]
+    if (!queue?.ready) s.refuse('rxHead', 'a held receive buffer, but the receive queue is not live')
+    try {
+      this.rxChain = queue.chainAt(context.memory, head)
+    } catch (e) {
+      s.refuse('rxHead', (e as Error).message)
+    }
+  }
+
   private watch(on: boolean): void {
     if (on === this.watching) return
     this.watching = on
@@ -200,6 +231,11 @@ export class NetDevice implements VirtioDevice {
       completeChain(context, RX, chain.head, written)
     }
   }
+}
+
+/** "52:54:00:12:34:56" from 6 bytes. */
+export function formatMac(mac: Uint8Array): string {
+  return [...mac.subarray(0, 6)].map((b) => b.toString(16).padStart(2, '0')).join(':')
 }
 
 /** Parses "52:54:00:12:34:56". */

@@ -42,3 +42,28 @@ export interface Control {
   op: number
   flags: number
 }
+
+/** How much more the guest can take: its buffer minus what is in flight (§5.10.6.3). */
+export function credit(c: Connection): number {
+  return c.peerBufAlloc - ((c.txCnt - c.peerFwdCnt) >>> 0)
+}
+
+/** The first established connection with data the guest has credit for, or an end to report. */
+export function readyConnection(connections: Iterable<Connection>): Connection | undefined {
+  for (const c of connections) {
+    if (c.state !== 'established') continue
+    if (c.pendingBytes > 0 && credit(c) > 0) return c
+    if (c.pendingBytes === 0 && c.hostEnded) return c
+  }
+  return undefined
+}
+
+/** A host port no connection uses, from `next` on, and the one to try after it. */
+export function nextFreePort(next: number, connections: Iterable<Connection>): [number, number] {
+  const used = new Set([...connections].map((c) => c.localPort))
+  for (;;) {
+    const port = next
+    next = next === 0xffff_ffff ? FIRST_LOCAL_PORT : next + 1
+    if (!used.has(port)) return [port, next]
+  }
+}

@@ -1,5 +1,5 @@
 import { createConnection, createServer, type Server, type Socket } from 'node:net'
-import { listenUnixSocket, type UnixSocketListener } from '@vmm/core'
+import { listenUnixSocket, type SavedState, type UnixSocketListener } from '@vmm/core'
 import { completeChain, type DeviceContext, drainQueue, takeChain, type VirtioDevice } from '../../device.js'
 import { gather, scatter } from '../../queue/buffers.js'
 import type { DescriptorChain } from '../../queue/split-queue.js'
@@ -7,12 +7,16 @@ import { DeviceType } from '../../spec.js'
 import {
   type Connection,
   type Control,
+  credit,
   FIRST_LOCAL_PORT,
   MAX_CONNECT_LINE,
+  nextFreePort,
   PENDING_LIMIT,
+  readyConnection,
   type State,
   VSOCK_BUF_ALLOC,
 } from './connection.js'
+import { EVENT_QUEUE, sendTransportReset } from './events.js'
 import {
   decodeHeader,
   encodeHeader,
@@ -50,6 +54,8 @@ export class VsockDevice implements VirtioDevice {
   private readonly listening: Promise<void>
   private listener: UnixSocketListener | undefined
   private disposed = false
+  /** Restored from a snapshot: TRANSPORT_RESET goes to the guest at resume (events.ts). */
+  private resetPending = false
 
   constructor(
     readonly guestCid: number,
@@ -86,7 +92,8 @@ export class VsockDevice implements VirtioDevice {
     const context = this.context
     if (!context) return
     if (index === TX) drainQueue(context, TX, (chain) => this.transmit(context, chain))
-    // The event queue only holds buffers for TRANSPORT_RESET, which this device never sends.
+    // The event queue holds buffers for TRANSPORT_RESET, sent only after a restore.
+    if (index === EVENT_QUEUE) this.sendReset()
     this.flush()
   }
 
@@ -110,9 +117,27 @@ export class VsockDevice implements VirtioDevice {
 
   resume(): void {
     this.paused = false
+    this.sendReset()
     for (const c of this.connections.values())
       if (c.state === 'established' && c.pendingBytes < PENDING_LIMIT) c.socket.resume()
     this.flush()
+  }
+
+  // A snapshot keeps no connection (host sockets cannot come back; §5.10.6.6: the restored guest
+  // is told at resume that they are gone), only the next host port, so none is reused soon.
+  saveState(): { nextLocalPort: number } {
+    return { nextLocalPort: this.nextLocalPort }
+  }
+
+  restoreState(s: SavedState): void {
+    s.only('nextLocalPort')
+    this.nextLocalPort = s.int('nextLocalPort', FIRST_LOCAL_PORT, 0xffff_ffff)
+    this.resetPending = true
+  }
+
+  private sendReset(): void {
+    if (this.resetPending && this.context && !this.paused && sendTransportReset(this.context))
+      this.resetPending = false
   }
 
   dispose(): void {
@@ -235,11 +260,9 @@ export class VsockDevice implements VirtioDevice {
   }
 
   private allocatePort(): number {
-    for (;;) {
-      const port = this.nextLocalPort
-      this.nextLocalPort = this.nextLocalPort === 0xffff_ffff ? FIRST_LOCAL_PORT : this.nextLocalPort + 1
-      if (![...this.connections.values()].some((c) => c.localPort === port)) return port
-    }
+    const [port, next] = nextFreePort(this.nextLocalPort, this.connections.values())
+    this.nextLocalPort = next
+    return port
   }
 
   private track(localPort: number, peerPort: number, socket: Socket, state: State): Connection {
@@ -310,7 +333,7 @@ export class VsockDevice implements VirtioDevice {
     if (!context || this.paused) return
     for (;;) {
       const control = this.control[0]
-      const data = control ? undefined : this.readyConnection()
+      const data = control ? undefined : readyConnection(this.connections.values())
       if (!control && !data) return
       const chain = takeChain(context, RX)
       if (!chain) return
@@ -331,20 +354,6 @@ export class VsockDevice implements VirtioDevice {
     }
   }
 
-  private readyConnection(): Connection | undefined {
-    for (const c of this.connections.values()) {
-      if (c.state !== 'established') continue
-      if (c.pendingBytes > 0 && this.credit(c) > 0) return c
-      if (c.pendingBytes === 0 && c.hostEnded) return c
-    }
-    return undefined
-  }
-
-  /** How much more the guest can take: its buffer minus what is in flight (§5.10.6.3). */
-  private credit(c: Connection): number {
-    return c.peerBufAlloc - ((c.txCnt - c.peerFwdCnt) >>> 0)
-  }
-
   private deliverData(context: DeviceContext, chain: DescriptorChain, conn: Connection): void {
     if (conn.pendingBytes === 0) {
       // The host finished sending and all of it reached the guest.
@@ -352,7 +361,7 @@ export class VsockDevice implements VirtioDevice {
       this.deliver(context, chain, this.packet(conn, VsockOp.SHUTDOWN, ShutdownFlag.SEND), undefined)
       return
     }
-    const room = Math.min(chain.writableLength - VSOCK_HDR_SIZE, this.credit(conn))
+    const room = Math.min(chain.writableLength - VSOCK_HDR_SIZE, credit(conn))
     let head = conn.pending[0]!
     if (head.length > room) {
       conn.pending[0] = head.subarray(room)
