@@ -1,7 +1,9 @@
 // End to end, the control plane with a client no one here wrote: go-qemu's QMP SocketMonitor
 // (Debian's golang-github-digitalocean-go-qemu-dev, built offline from test/go-qmp) drives a
 // `vmm run --qmp` of examples/standard.yaml with the default guest on /dev/kvm:
-//  - negotiation and query-status,
+//  - negotiation, query-status, and what libvirt probes first (query-qmp-schema, query-kvm,
+//    query-target, query-machines, query-cpu-definitions, qom-list-types, device-list-properties,
+//    human-monitor-command, query-chardev, query-uuid) decoded by go-qemu's typed raw API,
 //  - stop: the guest's console goes quiet and its clock does not advance; cont: both go on,
 //  - blockdev-add + device_add virtio-blk-pci drive=: the guest sees /dev/vdb; device_del: the
 //    guest lets go and DEVICE_DELETED arrives,
@@ -115,6 +117,27 @@ describe.skipIf(skip)('QMP on `vmm run --qmp examples/standard.yaml`, driven by 
       go = driver(bin, socket)
       expect(await go.next(30_000)).toMatchObject({ step: 'negotiated', version: '7.2.0' })
       expect(await go.step('status')).toMatchObject({ return: { running: true, status: 'running' } })
+      // What libvirt probes first, decoded by go-qemu's raw API (structs generated from QEMU's schema).
+      const probe = (await go.step('probe virtio-blk-pci')) as { return: Record<string, unknown> }
+      expect(probe.return).toMatchObject({
+        arch: 'x86_64',
+        kvm: { enabled: true, present: true },
+        hmp: 'VM status: running\r\n',
+        uuid: '00000000-0000-0000-0000-000000000000',
+        machines: [{ name: 'vmm', 'hotpluggable-cpus': false }],
+        cpus: [{ name: 'host', typename: 'host-x86_64-cpu' }],
+      })
+      expect(probe.return.commands).toEqual(
+        expect.arrayContaining(['query-qmp-schema', 'device_add', 'stop']),
+      )
+      expect(probe.return.events).toEqual(expect.arrayContaining(['SHUTDOWN', 'DEVICE_DELETED']))
+      expect(probe.return.types).toEqual(expect.arrayContaining(['virtio-blk-pci', 'linux', 'serial']))
+      expect(probe.return.properties).toContainEqual(expect.objectContaining({ name: 'path', type: 'str' }))
+      expect(probe.return.chardevs).toContainEqual({
+        label: 'serial',
+        filename: 'stdio',
+        'frontend-open': true,
+      })
 
       // A ticker on the console: the guest's uptime once a second.
       child.stdin.write(

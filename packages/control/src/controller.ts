@@ -7,6 +7,7 @@ import { type ArgsSpec, validateArgs } from './args.js'
 import type { Backend } from './backends.js'
 import { CommandError } from './errors.js'
 import { type ControlEvent, controlEvents } from './events.js'
+import type { TypeSpec } from './introspect.js'
 import { VERBS } from './verbs.js'
 
 /** What we are, for query-version and a QMP greeting. */
@@ -21,8 +22,16 @@ export const DEFAULT_VERSION: VersionInfo = {
   package: 'vmm-0.1.0 (TypeScript VMM on KVM; QMP per QEMU 7.2)',
 }
 
+/** Who the machine is, for query-name and query-uuid (QEMU's -name and -uuid). */
+export interface MachineIdentity {
+  readonly name?: string
+  readonly uuid?: string
+}
+
 export interface Verb {
   readonly args: ArgsSpec
+  /** What `return` holds, for query-qmp-schema; absent: `{}`. */
+  readonly returns?: TypeSpec
   readonly description: string
   run(c: Controller, args: Record<string, unknown>): unknown | Promise<unknown>
 }
@@ -46,6 +55,7 @@ export class Controller {
   constructor(
     readonly machine: Machine,
     readonly version: VersionInfo = DEFAULT_VERSION,
+    readonly identity: MachineIdentity = {},
   ) {
     this.unsubscribe = machine.on((e) => {
       for (const ce of controlEvents(e)) this.emit(ce)

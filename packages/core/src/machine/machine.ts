@@ -69,9 +69,10 @@ export class Machine {
 
   constructor(
     readonly manifest: ResolvedManifest,
-    private readonly hypervisor: Hypervisor,
-    /** The types the manifest was resolved with; Machine.hotplug needs them. */
-    registry?: ComponentRegistry,
+    /** What runs the vCPUs ("kvm", "test"): a control plane reports it (QMP query-kvm). */
+    readonly hypervisor: Hypervisor,
+    /** The types the manifest was resolved with; Machine.hotplug needs them, a control plane lists them. */
+    readonly registry?: ComponentRegistry,
   ) {
     this.changes = new Hotplug(manifest, registry, {
       state: () => this.stateValue,
