@@ -110,7 +110,6 @@ describe('the command layer over a Machine', () => {
       expect.arrayContaining(['stop', 'cont', 'device_add', 'qmp_capabilities', 'query-balloon']),
     )
     await expect(c.execute('query-balloon')).rejects.toMatchObject({ errorClass: 'DeviceNotActive' })
-    await expect(c.execute('system_reset')).rejects.toThrow('cannot reset')
     // The test board has no power button.
     await expect(c.execute('system_powerdown')).rejects.toThrow('no component can ask')
   })
@@ -136,5 +135,16 @@ describe('the command layer over a Machine', () => {
       { guest: false, reason: 'host-qmp-quit' },
     ])
     await expect(c.execute('stop')).rejects.toThrow('shutdown')
+  })
+
+  it('system_reset resets the machine in place and sends RESET; a paused machine stays paused', async () => {
+    const { m, c, events } = await controlled()
+    await c.execute('system_reset')
+    expect(m.state).toBe('running')
+    expect(events.at(-1)).toMatchObject({ event: 'RESET', data: { guest: false, reason: 'host-qmp-system-reset' } })
+    await c.execute('stop')
+    await c.execute('system_reset')
+    expect(m.state).toBe('paused')
+    expect(events.map((e) => e.event)).toEqual(['RESET', 'STOP', 'RESET'])
   })
 })
