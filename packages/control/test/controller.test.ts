@@ -141,7 +141,10 @@ describe('the command layer over a Machine', () => {
     const { m, c, events } = await controlled()
     await c.execute('system_reset')
     expect(m.state).toBe('running')
-    expect(events.at(-1)).toMatchObject({ event: 'RESET', data: { guest: false, reason: 'host-qmp-system-reset' } })
+    expect(events.at(-1)).toMatchObject({
+      event: 'RESET',
+      data: { guest: false, reason: 'host-qmp-system-reset' },
+    })
     await c.execute('stop')
     await c.execute('system_reset')
     expect(m.state).toBe('paused')

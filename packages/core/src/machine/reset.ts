@@ -12,11 +12,10 @@
 // Not reset: the guest clock (kvmclock's base runs on, as a rebooted PC's RTC does), components
 // without a reset hook (their registers stay as the guest left them: the guest's drivers program
 // them again at boot), hot-plugged components stay plugged (as in QEMU).
-import type { Vcpu, VirtualMachine } from '../hypervisor.js'
+import { guestAddress } from '../address.js'
+import type { RamMapping, Vcpu, VirtualMachine } from '../hypervisor.js'
 import type { X86VcpuState } from '../hypervisor-features.js'
 import type { GuestMemory } from '../memory/guest-memory.js'
-import { guestAddress } from '../address.js'
-import type { RamMapping } from '../hypervisor.js'
 
 /** [start, end) guest physical ranges, as recorded. */
 type Ranges = [number, number][]
