@@ -24,9 +24,10 @@ commands:
                                          --shutdown-timeout seconds (default 30) or a second
                                          SIGTERM; SIGINT stops it at once;
                                          --qmp: serve QMP on a Unix socket (or manifest control.qmp)
-  restore <dir> [--paused] [--hypervisor <module>]
+  restore <dir> [--paused] [--hypervisor <module>] [--qmp <socket>]
                                          run a machine from a snapshot directory
-                                         (Machine.snapshot); --paused leaves it paused
+                                         (Machine.snapshot, QMP x-snapshot-save); --paused
+                                         leaves it paused (QMP cont resumes it)
   ctl <socket> <command> [json-args] [--json] | ctl <socket> events
                                          drive a machine over QMP (vmm ctl --help)
   image build|path|clean [--json] [--jobs N]
@@ -74,7 +75,7 @@ async function main(argv: string[]): Promise<number> {
     if (file === undefined) throw new UsageError('restore needs a snapshot directory')
     const specifier = values.hypervisor ?? process.env.VMM_HYPERVISOR ?? '@vmm/kvm'
     const { restore } = await import('./restore.js')
-    return restore(file, await loadProvider(specifier, file), values.paused === true)
+    return restore(file, await loadProvider(specifier, file), values.paused === true, values.qmp)
   }
   if (command !== 'validate' && command !== 'graph' && command !== 'run')
     throw new UsageError(`unknown command "${command}"`)

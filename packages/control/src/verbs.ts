@@ -9,6 +9,7 @@ import { EVENT_DATA, EVENT_NAMES } from './events.js'
 import { argsType, qmpSchema, type TypeSpec } from './introspect.js'
 import { PROBES } from './probes.js'
 import { runState } from './run-state.js'
+import { SNAPSHOT_VERBS } from './snapshot-verbs.js'
 
 export { runState } from './run-state.js'
 
@@ -350,6 +351,7 @@ export const VERBS: Record<string, Verb> = {
       }),
   },
   ...PROBES,
+  ...SNAPSHOT_VERBS,
 }
 
 function freeId(c: Controller): string {

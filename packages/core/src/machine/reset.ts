@@ -6,7 +6,8 @@
 //    (every write, every writable view they take) and copied once they are done. QEMU keeps its
 //    ROM blobs for reset the same way (rom_reset), rather than reading the files again.
 //  - vCPUs: the whole state they had after load (registers, segments, FPU, LAPIC, MSRs, MP state,
-//    events; on hypervisors without x86 state, registers and segments), CPUID left as set.
+//    events), CPUID left as set; without an in-kernel irqchip (no LAPIC to read) registers,
+//    segments and FPU; on hypervisors without x86 state, registers and segments.
 //  - the in-kernel PIC/IOAPIC and PIT (hypervisor features x86.irqchip / x86.pit): as after load.
 //  - components: Resettable.reset (virtio devices to status 0); Pausable ones paused around it.
 // Not reset: the guest clock (kvmclock's base runs on, as a rebooted PC's RTC does), components
@@ -14,7 +15,7 @@
 // them again at boot), hot-plugged components stay plugged (as in QEMU).
 import { guestAddress } from '../address.js'
 import type { RamMapping, Vcpu, VirtualMachine } from '../hypervisor.js'
-import type { X86VcpuState } from '../hypervisor-features.js'
+import type { Fpu, X86VcpuState } from '../hypervisor-features.js'
 import type { GuestMemory } from '../memory/guest-memory.js'
 
 /** [start, end) guest physical ranges, as recorded. */
@@ -60,7 +61,7 @@ function merged(ranges: Ranges): Ranges {
 
 type VcpuBoot =
   | { full: X86VcpuState }
-  | { regs: ReturnType<Vcpu['getRegs']>; sregs: ReturnType<Vcpu['getSregs']> }
+  | { regs: ReturnType<Vcpu['getRegs']>; sregs: ReturnType<Vcpu['getSregs']>; fpu?: Fpu }
 
 /** What the machine looked like when its loaders were done. */
 export class BootImage {
@@ -84,9 +85,14 @@ export class BootImage {
       return { address: s, bytes }
     })
     const states = vcpus.map((v): VcpuBoot => {
-      if (!v.x86) return { regs: v.getRegs(), sregs: v.getSregs() }
-      const { cpuid: _cpuid, tscKhz: _tsc, ...full } = v.x86.getState()
-      return { full }
+      const x86 = v.x86
+      if (x86 && vm.x86?.irqchip) {
+        const { cpuid: _cpuid, tscKhz: _tsc, ...full } = x86.getState()
+        return { full }
+      }
+      // Without an in-kernel irqchip there is no LAPIC to read (KVM_GET_LAPIC fails), so not the
+      // whole state: registers, segments and the FPU.
+      return { regs: v.getRegs(), sregs: v.getSregs(), ...(x86 ? { fpu: x86.getFpu() } : {}) }
     })
     return new BootImage(pieces, states, vm.x86?.irqchip?.get(), vm.x86?.pit?.get())
   }
@@ -107,6 +113,7 @@ export class BootImage {
       else {
         v.setSregs(structuredClone(s.sregs))
         v.setRegs(structuredClone(s.regs))
+        if (s.fpu) v.x86?.setFpu(structuredClone(s.fpu))
       }
     })
     if (this.irqchip) vm.x86?.irqchip?.set(this.irqchip)
