@@ -3,7 +3,7 @@
 // value. Names of our own carry `x-`.
 import { isHotpluggable } from '@vmm/core'
 import { backendProperties, blockBackend, charBackend, netBackend } from './backends.js'
-import type { Controller, Verb } from './controller.js'
+import type { BalloonSource, Controller, Verb } from './controller.js'
 import { CommandError } from './errors.js'
 import { EVENT_DATA, EVENT_NAMES } from './events.js'
 import { argsType, qmpSchema, type TypeSpec } from './introspect.js'
@@ -26,9 +26,8 @@ function expectLive(c: Controller, verb: string): void {
 }
 
 /** The virtio-balloon device of a component, found by shape (its transport's `device`). */
-interface BalloonLike {
+interface BalloonLike extends BalloonSource {
   setTarget(pages: number): void
-  readonly actualPages: number
 }
 function balloonOf(c: Controller): BalloonLike {
   for (const b of c.machine.components) {
@@ -306,7 +305,7 @@ export const VERBS: Record<string, Verb> = {
       const d = balloonOf(c)
       const target = Math.floor((ram - value) / PAGE)
       d.setTarget(target)
-      c.watchBalloon(() => ram - d.actualPages * PAGE, ram - target * PAGE)
+      c.watchBalloon(d, ram, ram - target * PAGE, PAGE)
     },
   },
   'query-balloon': {

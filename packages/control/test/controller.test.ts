@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { type ControlEvent, Controller } from '../src/index.js'
-import { runningMachine, type Slot } from './fixtures.js'
+import { type FakeBalloon, runningMachine, type Slot } from './fixtures.js'
 
 let cleanup: (() => Promise<void>) | undefined
 afterEach(async () => {
@@ -123,6 +123,23 @@ describe('the command layer over a Machine', () => {
     await expect.poll(() => events.map((e) => e.event)).toContain('BALLOON_CHANGED')
     expect(events.find((e) => e.event === 'BALLOON_CHANGED')!.data).toEqual({ actual: 768 << 10 })
     expect(await c.execute('query-balloon')).toEqual({ actual: 768 << 10 })
+  })
+
+  it('reports BALLOON_CHANGED from a balloon that tells its changes, each time, without polling', async () => {
+    const { m, c, events } = await controlled()
+    await c.execute('device_add', { driver: 'test-balloon', id: 'balloon' })
+    const d = m.component<FakeBalloon>('balloon').device
+    let tell: ((pages: number) => void) | undefined
+    const watched = Object.assign(d, { watchActual: (l: (pages: number) => void) => ((tell = l), () => {}) })
+    expect(watched.watchActual).toBeDefined()
+    await c.execute('balloon', { value: 768 << 10 })
+    await c.execute('balloon', { value: 512 << 10 }) // subscribed once
+    tell!(16) // the guest wrote actual = 16 pages
+    tell!(32)
+    expect(events.filter((e) => e.event === 'BALLOON_CHANGED').map((e) => e.data)).toEqual([
+      { actual: (1 << 20) - 16 * 4096 },
+      { actual: (1 << 20) - 32 * 4096 },
+    ])
   })
 
   it('quits: answers first, then the run ends with SHUTDOWN host-qmp-quit, once', async () => {
