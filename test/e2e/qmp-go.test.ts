@@ -6,9 +6,9 @@
 //    human-monitor-command, query-chardev, query-uuid) decoded by go-qemu's typed raw API,
 //  - stop: the guest's console goes quiet and its clock does not advance (kvm-clock held by
 //    KVM_GET/SET_CLOCK; at least half the pause missing from its uptime); cont: both go on,
+//  - system_reset: RESET, and the guest boots again (its disk there again),
 //  - blockdev-add + device_add virtio-blk-pci drive=: the guest sees /dev/vdb; device_del: the
 //    guest lets go and DEVICE_DELETED arrives,
-//  - system_reset: RESET, and the guest boots again (its disk there again),
 //  - system_powerdown: the guest powers off, SHUTDOWN arrives, vmm exits 0.
 // go-qemu reads lines of at most 64 KiB and takes the next non-event line as the answer.
 import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from 'node:child_process'
@@ -189,6 +189,23 @@ describe.skipIf(skip)('QMP on `vmm run --qmp examples/standard.yaml`, driven by 
       )
       expect(missed).toBeGreaterThan(pausedMs / 1000 / 2)
 
+      // system_reset through go-qemu's raw API: RESET, and the guest boots again from the kernel
+      // entry (RAM, vCPU and irqchip as after load; the virtio-pci devices back at status 0).
+      const bootFrom = con.text().length
+      expect(await go.step('reset')).toMatchObject({ return: {} })
+      expect(await go.step('wait RESET 60')).toMatchObject({
+        event: 'RESET',
+        data: { guest: false, reason: 'host-qmp-system-reset' },
+      })
+      await con.waitFor(/vmm-guest: init reached/, bootFrom, BOOT_LIMIT_MS)
+      await con.waitFor(
+        /# (.\[6n)?$/,
+        con.text().indexOf('vmm-guest: init reached', bootFrom),
+        COMMAND_LIMIT_MS,
+      )
+      ;(sh as unknown as { quiet: boolean }).quiet = false // a fresh shell: echo is on again
+      expect(await sh.check('cat /sys/block/vda/size', COMMAND_LIMIT_MS)).toContain('128') // the disk came back
+
       // Hot-plug through blockdev-add + device_add drive=, then device_del.
       expect(await go.step(`add hotdisk ${join(dir, 'hot.img')}`, 120_000)).toMatchObject({ return: {} })
       const seen = await sh.check(
@@ -204,22 +221,6 @@ describe.skipIf(skip)('QMP on `vmm run --qmp examples/standard.yaml`, driven by 
       expect(
         await sh.check('[ -e /sys/block/vdb ] && echo still-there || echo gone', COMMAND_LIMIT_MS),
       ).toContain('gone')
-
-      // system_reset through go-qemu's raw API: RESET, and the guest boots again from the kernel
-      // entry (RAM, vCPU and irqchip as after load; the virtio-pci devices back at status 0).
-      const bootFrom = con.text().length
-      expect(await go.step('reset')).toMatchObject({ return: {} })
-      expect(await go.step('wait RESET 60')).toMatchObject({
-        event: 'RESET',
-        data: { guest: false, reason: 'host-qmp-system-reset' },
-      })
-      await con.waitFor(/vmm-guest: init reached/, bootFrom, BOOT_LIMIT_MS)
-      await con.waitFor(
-        /# (.\[6n)?$/,
-        con.text().indexOf('vmm-guest: init reached', bootFrom),
-        COMMAND_LIMIT_MS,
-      )
-      expect(await sh.check('cat /sys/block/vda/size', COMMAND_LIMIT_MS)).toContain('128') // the disk came back
 
       expect(await go.step('powerdown')).toMatchObject({ return: {} })
       const shutdown = await go.step('wait SHUTDOWN 300', 6 * 60_000)
