@@ -1,8 +1,12 @@
 // End to end, the control plane with a client no one here wrote: go-qemu's QMP SocketMonitor
 // (Debian's golang-github-digitalocean-go-qemu-dev, built offline from test/go-qmp) drives a
 // `vmm run --qmp` of examples/standard.yaml with the default guest on /dev/kvm:
-//  - negotiation and query-status,
-//  - stop: the guest's console goes quiet and its clock does not advance; cont: both go on,
+//  - negotiation, query-status, and what libvirt probes first (query-qmp-schema, query-kvm,
+//    query-target, query-machines, query-cpu-definitions, qom-list-types, device-list-properties,
+//    human-monitor-command, query-chardev, query-uuid) decoded by go-qemu's typed raw API,
+//  - stop: the guest's console goes quiet and its clock does not advance (kvm-clock held by
+//    KVM_GET/SET_CLOCK; at least half the pause missing from its uptime); cont: both go on,
+//  - system_reset: RESET, and the guest boots again (its disk there again),
 //  - blockdev-add + device_add virtio-blk-pci drive=: the guest sees /dev/vdb; device_del: the
 //    guest lets go and DEVICE_DELETED arrives,
 //  - system_powerdown: the guest powers off, SHUTDOWN arrives, vmm exits 0.
@@ -115,19 +119,52 @@ describe.skipIf(skip)('QMP on `vmm run --qmp examples/standard.yaml`, driven by 
       go = driver(bin, socket)
       expect(await go.next(30_000)).toMatchObject({ step: 'negotiated', version: '7.2.0' })
       expect(await go.step('status')).toMatchObject({ return: { running: true, status: 'running' } })
+      // What libvirt probes first, decoded by go-qemu's raw API (structs generated from QEMU's schema).
+      const probe = (await go.step('probe virtio-blk-pci')) as { return: Record<string, unknown> }
+      expect(probe.return).toMatchObject({
+        arch: 'x86_64',
+        kvm: { enabled: true, present: true },
+        hmp: 'VM status: running\r\n',
+        uuid: '00000000-0000-0000-0000-000000000000',
+        machines: [{ name: 'vmm', 'hotpluggable-cpus': false }],
+        cpus: [{ name: 'host', typename: 'host-x86_64-cpu' }],
+      })
+      expect(probe.return.commands).toEqual(
+        expect.arrayContaining(['query-qmp-schema', 'device_add', 'stop']),
+      )
+      expect(probe.return.events).toEqual(expect.arrayContaining(['SHUTDOWN', 'DEVICE_DELETED']))
+      expect(probe.return.types).toEqual(expect.arrayContaining(['virtio-blk-pci', 'linux', 'serial']))
+      expect(probe.return.properties).toContainEqual(expect.objectContaining({ name: 'path', type: 'str' }))
+      expect(probe.return.chardevs).toContainEqual({
+        label: 'serial',
+        filename: 'stdio',
+        'frontend-open': true,
+      })
 
-      // A ticker on the console: the guest's uptime once a second.
+      // A ticker on the console: the guest's uptime once a second, each tick timed on arrival.
+      const arrivals: [number, number][] = []
+      let pending = ''
+      child.stdout.on('data', (d: Buffer) => {
+        pending += d.toString('latin1')
+        const lines = pending.split('\n')
+        pending = lines.pop()!
+        for (const l of lines) {
+          const m = /^tick (\d+\.\d+)/.exec(l.trim())
+          if (m) arrivals.push([Date.now(), Number(m[1])])
+        }
+      })
       child.stdin.write(
         '(for i in $(seq 1 60); do echo "tick $(cut -d" " -f1 /proc/uptime)"; sleep 1; done) &\n',
       )
       const ticks = () => [...con.text().matchAll(/tick (\d+\.\d+)/g)].map((m) => Number(m[1]))
       await expect
-        .poll(() => ticks().length, { timeout: COMMAND_LIMIT_MS, interval: 200 })
+        .poll(() => arrivals.length, { timeout: COMMAND_LIMIT_MS, interval: 200 })
         .toBeGreaterThanOrEqual(3)
       expect(await go.step('stop')).toMatchObject({ return: {} })
       const stoppedAt = Date.now()
       expect(await go.step('status')).toMatchObject({ return: { running: false, status: 'paused' } })
       const before = ticks()
+      const arrivedBefore = arrivals.length
       const quietFrom = con.text().length
       await new Promise((r) => setTimeout(r, 6000))
       expect(con.text().slice(quietFrom)).toBe('') // the console stopped
@@ -135,25 +172,41 @@ describe.skipIf(skip)('QMP on `vmm run --qmp examples/standard.yaml`, driven by 
       expect(await go.step('cont')).toMatchObject({ return: {} })
       const pausedMs = Date.now() - stoppedAt
       await expect
-        .poll(() => ticks().length, { timeout: COMMAND_LIMIT_MS, interval: 200 })
-        .toBeGreaterThan(before.length)
-      const gap = ticks()[before.length]! - before.at(-1)!
+        .poll(() => arrivals.length, { timeout: COMMAND_LIMIT_MS, interval: 200 })
+        .toBeGreaterThan(arrivedBefore)
+      // The guest's clock holds still while paused: between the last tick before the pause and the
+      // first after it, the host saw the pause go by and the guest did not. On kvm_pvm hosts the
+      // guest's TSC cannot be held (it is the host's), so vmm hides the invariant TSC and the guest
+      // keeps time by kvm-clock, whose base Machine.pause/resume save and restore (KVM_GET/SET_CLOCK);
+      // docs/kvm-pvm-hosts.md. Ticks are irregular there (a fork takes seconds), so the test asks
+      // for at least half the pause to be missing from the guest's clock; a clock that runs on
+      // through the pause misses about none of it (measured: 1.2 s of 6.6 s with clocksource=tsc).
+      const [hostBefore, guestBefore] = arrivals[arrivedBefore - 1]!
+      const [hostAfter, guestAfter] = arrivals[arrivedBefore]!
+      const missed = (hostAfter - hostBefore) / 1000 - (guestAfter - guestBefore)
       console.log(
-        `[e2e qmp] paused ${(pausedMs / 1000).toFixed(1)} s; the guest's uptime moved ${gap.toFixed(2)} s across it`,
+        `[e2e qmp] paused ${(pausedMs / 1000).toFixed(1)} s; across it the host saw ${((hostAfter - hostBefore) / 1000).toFixed(2)} s, the guest's uptime ${(guestAfter - guestBefore).toFixed(2)} s: ${missed.toFixed(2)} s held back`,
       )
-      // With the guest's clock held while paused, the tick across the pause is as far from the one
-      // before as ticks usually are (1 s of sleep plus the fork, slow on kvm_pvm); without, the
-      // pause would add its ~6 s.
-      const normal = Math.max(...before.slice(1).map((t, i) => t - before[i]!))
-      console.log(
-        `[e2e qmp] ticks ${before.join(' ')}; the longest interval before the pause: ${normal.toFixed(2)} s`,
+      expect(missed).toBeGreaterThan(pausedMs / 1000 / 2)
+
+      // system_reset through go-qemu's raw API: RESET, and the guest boots again from the kernel
+      // entry (RAM, vCPU and irqchip as after load; the virtio-pci devices back at status 0).
+      // Before the hot-plug: after a hot-plug and unplug on this board the guest does not come
+      // back from a reset (it resets itself early in the boot; README, "What a reset does not reset").
+      const bootFrom = con.text().length
+      expect(await go.step('reset')).toMatchObject({ return: {} })
+      expect(await go.step('wait RESET 60')).toMatchObject({
+        event: 'RESET',
+        data: { guest: false, reason: 'host-qmp-system-reset' },
+      })
+      await con.waitFor(/vmm-guest: init reached/, bootFrom, BOOT_LIMIT_MS)
+      await con.waitFor(
+        /# (.\[6n)?$/,
+        con.text().indexOf('vmm-guest: init reached', bootFrom),
+        COMMAND_LIMIT_MS,
       )
-      // TODO(issue 14): the guest's clock should hold still while paused. Machine.pause saves and
-      // Machine.resume restores KVM's clock (KVM_GET/SET_CLOCK, as QEMU does), yet here the gap
-      // still looks like `normal` plus the pause (the default guest may keep time by the TSC,
-      // which that does not stop); ticks are too irregular on kvm_pvm (8-11 s) to assert on.
-      // Measured and printed, not asserted, until the TSC is held too.
-      void normal
+      ;(sh as unknown as { quiet: boolean }).quiet = false // a fresh shell: echo is on again
+      expect(await sh.check('cat /sys/block/vda/size', COMMAND_LIMIT_MS)).toContain('128') // the disk came back
 
       // Hot-plug through blockdev-add + device_add drive=, then device_del.
       expect(await go.step(`add hotdisk ${join(dir, 'hot.img')}`, 120_000)).toMatchObject({ return: {} })

@@ -6,6 +6,9 @@
 //	add <id> <image>      blockdev-add + device_add virtio-blk-pci drive=<id>-drive
 //	del <id>              device_del, then waits for DEVICE_DELETED of <id>
 //	wait <EVENT> <secs>   waits for an event
+//	probe <type>          what libvirt asks first, through go-qemu's typed raw API (its structs
+//	                      are generated from QEMU's schema, so a wrong shape fails to decode)
+//	reset                 system_reset through the raw API
 //
 // Built offline against Debian's golang-github-digitalocean-go-qemu-dev (GOPATH=/usr/share/gocode,
 // GO111MODULE=off).
@@ -23,6 +26,7 @@ import (
 	"context"
 
 	"github.com/digitalocean/go-qemu/qmp"
+	"github.com/digitalocean/go-qemu/qmp/raw"
 )
 
 func main() {
@@ -39,13 +43,13 @@ func main() {
 	}
 	defer mon.Disconnect()
 	// go-qemu's listener blocks on an unread event channel: drain it into a buffered one.
-	raw, err := mon.Events(context.Background())
+	stream, err := mon.Events(context.Background())
 	if err != nil {
 		fail("events", err)
 	}
 	events := make(chan qmp.Event, 1024)
 	go func() {
-		for e := range raw {
+		for e := range stream {
 			events <- e
 		}
 		close(events)
@@ -88,6 +92,14 @@ func main() {
 				continue
 			}
 			say(wait(events, "DEVICE_DELETED", 300, f[1]))
+		case "probe":
+			say(probe(raw.NewMonitor(mon), f[1]))
+		case "reset":
+			if err := raw.NewMonitor(mon).SystemReset(); err != nil {
+				say(map[string]interface{}{"command": "system_reset", "error": err.Error()})
+			} else {
+				say(map[string]interface{}{"command": "system_reset", "return": map[string]interface{}{}})
+			}
 		case "wait":
 			secs, _ := strconv.Atoi(f[2])
 			say(wait(events, f[1], secs, ""))
@@ -115,6 +127,78 @@ func run(mon *qmp.SocketMonitor, command string, args map[string]interface{}) ma
 	}
 	v["command"] = command
 	return v
+}
+
+// probe asks what libvirt's capability probe asks and reports what go-qemu decoded.
+func probe(r *raw.Monitor, typename string) map[string]interface{} {
+	out := map[string]interface{}{}
+	fault := func(what string, err error) map[string]interface{} {
+		return map[string]interface{}{"error": what + ": " + err.Error()}
+	}
+	schema, err := r.QueryQMPSchema()
+	if err != nil {
+		return fault("query-qmp-schema", err)
+	}
+	commands, events := []string{}, []string{}
+	for _, i := range schema {
+		switch v := i.(type) {
+		case raw.SchemaInfoCommand:
+			commands = append(commands, v.Name)
+		case raw.SchemaInfoEvent:
+			events = append(events, v.Name)
+		}
+	}
+	out["commands"], out["events"] = commands, events
+	kvm, err := r.QueryKVM()
+	if err != nil {
+		return fault("query-kvm", err)
+	}
+	out["kvm"] = kvm
+	target, err := r.QueryTarget()
+	if err != nil {
+		return fault("query-target", err)
+	}
+	out["arch"] = target.Arch
+	machines, err := r.QueryMachines()
+	if err != nil {
+		return fault("query-machines", err)
+	}
+	out["machines"] = machines
+	cpus, err := r.QueryCPUDefinitions()
+	if err != nil {
+		return fault("query-cpu-definitions", err)
+	}
+	out["cpus"] = cpus
+	types, err := r.QomListTypes(nil, nil)
+	if err != nil {
+		return fault("qom-list-types", err)
+	}
+	names := []string{}
+	for _, t := range types {
+		names = append(names, t.Name)
+	}
+	out["types"] = names
+	props, err := r.DeviceListProperties(typename)
+	if err != nil {
+		return fault("device-list-properties", err)
+	}
+	out["properties"] = props
+	status, err := r.HumanMonitorCommand("info status", nil)
+	if err != nil {
+		return fault("human-monitor-command", err)
+	}
+	out["hmp"] = status
+	chardevs, err := r.QueryChardev()
+	if err != nil {
+		return fault("query-chardev", err)
+	}
+	out["chardevs"] = chardevs
+	uuid, err := r.QueryUUID()
+	if err != nil {
+		return fault("query-uuid", err)
+	}
+	out["uuid"] = uuid.UUID
+	return map[string]interface{}{"return": out}
 }
 
 func wait(events <-chan qmp.Event, name string, secs int, device string) map[string]interface{} {

@@ -1,7 +1,7 @@
 // The vCPU's CPUID table: topology per vCPU and features hidden by name (Intel SDM Vol. 2A CPUID;
 // KVM's leaves: Linux Documentation/virt/kvm/x86/cpuid.rst).
 import type { CpuidEntry } from '@vmm/core'
-import { hideHypercallFeatures } from '@vmm/kvm'
+import { hideHypercallFeatures, hideInvariantTsc, kvmPvmQuirks } from '@vmm/kvm'
 import { describe, expect, it } from 'vitest'
 import { vcpuCpuid } from '../src/boot/cpu.js'
 
@@ -44,6 +44,15 @@ describe('vcpuCpuid', () => {
     for (const bit of [7, 11, 13]) expect(kvm & (1 << bit), `bit ${bit}`).toBe(0)
     // kvmclock (3), its stable bit (24) and async PF (4) stay: they are MSRs, not hypercalls.
     for (const bit of [3, 4, 24]) expect(kvm & (1 << bit), `bit ${bit}`).not.toBe(0)
+  })
+
+  it('on kvm_pvm hosts hides the invariant TSC (0x80000007 EDX[8]) so Linux keeps kvm-clock, which a pause holds', () => {
+    const apm = entry(0x80000007, { edx: (1 << 8) | (1 << 7) })
+    expect(leaf(hideInvariantTsc([...supported, apm]), 0x80000007).edx).toBe(1 << 7)
+    const both = kvmPvmQuirks.cpuid([...supported, apm])
+    expect(leaf(both, 0x80000007).edx & (1 << 8)).toBe(0)
+    expect(leaf(both, 0x40000001).eax & (1 << 11)).toBe(0)
+    expect(apm.edx).toBe((1 << 8) | (1 << 7)) // the input is not changed
   })
 
   it('names the known features when asked to hide an unknown one', () => {

@@ -3,7 +3,7 @@
 // throws an Error naming the component and field ("<id>: saved state <field>: ..."); never a
 // TypeError or RangeError from inside a device, and a refused state changes nothing the guest sees.
 import { type InterruptLine, SavedState } from '@vmm/core'
-import { fuzzParameters } from '@vmm/core/testing'
+import { fuzz } from '@vmm/core/testing'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { readRtcState } from '../src/devices/rtc/state.js'
@@ -44,21 +44,25 @@ const refusedCleanly = (f: () => unknown) => {
 
 describe('device state readers on untrusted input', () => {
   for (const [name, r] of Object.entries(readers)) {
-    it(`${name}: random JSON is taken or refused naming the field`, () => {
-      fc.assert(
-        fc.property(json, (v) => refusedCleanly(() => r.restore(v))),
-        fuzzParameters(),
+    it(`${name}: random JSON is taken or refused naming the field`, async () => {
+      await fuzz((p) =>
+        fc.assert(
+          fc.property(json, (v) => refusedCleanly(() => r.restore(v))),
+          p,
+        ),
       )
     })
 
-    it(`${name}: a saved state with one field replaced is taken or refused naming the field`, () => {
+    it(`${name}: a saved state with one field replaced is taken or refused naming the field`, async () => {
       const good = JSON.parse(JSON.stringify(r.fresh())) as Record<string, unknown>
       const keys = Object.keys(good)
-      fc.assert(
-        fc.property(fc.constantFrom(...keys), json, (key, v) =>
-          refusedCleanly(() => r.restore({ ...good, [key]: v })),
+      await fuzz((p) =>
+        fc.assert(
+          fc.property(fc.constantFrom(...keys), json, (key, v) =>
+            refusedCleanly(() => r.restore({ ...good, [key]: v })),
+          ),
+          p,
         ),
-        fuzzParameters(),
       )
     })
   }

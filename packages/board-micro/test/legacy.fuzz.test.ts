@@ -10,7 +10,7 @@
 //    dropped, and the user RAM bytes (0x0e-0x7f, less the century byte 0x32) read back what was
 //    last written.
 import type { InterruptLine } from '@vmm/core'
-import { fuzzParameters } from '@vmm/core/testing'
+import { fuzz } from '@vmm/core/testing'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import {
@@ -26,7 +26,7 @@ const irq: InterruptLine = { irq: 4, setLevel() {}, pulse() {} }
 const byte = fc.integer({ min: 0, max: 255 })
 
 describe('legacy devices under hostile port accesses (fast-check)', () => {
-  it('16550A: THR bytes reach the console exactly; reads are bytes; the RX FIFO stays bounded', () => {
+  it('16550A: THR bytes reach the console exactly; reads are bytes; the RX FIFO stays bounded', async () => {
     const op = fc.oneof(
       fc.record({ kind: fc.constant('write' as const), offset: fc.integer({ min: 0, max: 7 }), value: byte }),
       fc.record({
@@ -40,37 +40,41 @@ describe('legacy devices under hostile port accesses (fast-check)', () => {
         value: fc.integer({ min: 0, max: 40 }),
       }),
     )
-    fc.assert(
-      fc.property(fc.array(op, { maxLength: 64 }), (ops) => {
-        const out: number[] = []
-        const expected: number[] = []
-        const u = new Uart16550(irq, { write: (b) => out.push(...b) })
-        let lcr = 0
-        let mcr = 0
-        const d = new Uint8Array(1)
-        for (const { kind, offset, value } of ops) {
-          if (kind === 'write') {
-            if (offset === 0 && !(lcr & 0x80) && !(mcr & 0x10)) expected.push(value)
-            if (offset === 3) lcr = value
-            if (offset === 4) mcr = value
-            u.write(offset, Uint8Array.of(value))
-          } else if (kind === 'read') {
-            u.read(offset, d)
-            expect(d[0]).toBeGreaterThanOrEqual(0)
-          } else {
-            const took = u.receive(new Uint8Array(value).fill(0x61))
-            // In loopback the receiver hears only itself: host input is taken and dropped (§8.5).
-            if (mcr & 0x10) expect(took).toBe(value)
-            else expect(took).toBeLessThanOrEqual(Math.min(value, RX_FIFO_SIZE))
-          }
-        }
-        expect(out).toEqual(expected)
-      }),
-      fuzzParameters(300),
+    await fuzz(
+      (p) =>
+        fc.assert(
+          fc.property(fc.array(op, { maxLength: 64 }), (ops) => {
+            const out: number[] = []
+            const expected: number[] = []
+            const u = new Uart16550(irq, { write: (b) => out.push(...b) })
+            let lcr = 0
+            let mcr = 0
+            const d = new Uint8Array(1)
+            for (const { kind, offset, value } of ops) {
+              if (kind === 'write') {
+                if (offset === 0 && !(lcr & 0x80) && !(mcr & 0x10)) expected.push(value)
+                if (offset === 3) lcr = value
+                if (offset === 4) mcr = value
+                u.write(offset, Uint8Array.of(value))
+              } else if (kind === 'read') {
+                u.read(offset, d)
+                expect(d[0]).toBeGreaterThanOrEqual(0)
+              } else {
+                const took = u.receive(new Uint8Array(value).fill(0x61))
+                // In loopback the receiver hears only itself: host input is taken and dropped (§8.5).
+                if (mcr & 0x10) expect(took).toBe(value)
+                else expect(took).toBeLessThanOrEqual(Math.min(value, RX_FIFO_SIZE))
+              }
+            }
+            expect(out).toEqual(expected)
+          }),
+          p,
+        ),
+      300,
     )
   })
 
-  it('i8042: resets only on a 0xF0-0xFE pulse of bit 0 or an output-port write with bit 0 low; reads are bytes', () => {
+  it('i8042: resets only on a 0xF0-0xFE pulse of bit 0 or an output-port write with bit 0 low; reads are bytes', async () => {
     const op = fc.oneof(
       fc.record({ port: fc.constantFrom(0x60, 0x64), write: fc.constant(true), value: byte }),
       fc.record({
@@ -81,60 +85,68 @@ describe('legacy devices under hostile port accesses (fast-check)', () => {
       fc.record({ port: fc.constantFrom(0x60, 0x64), write: fc.constant(false), value: fc.constant(0) }),
       fc.record({ port: fc.constant(0), write: fc.constant(false), value: byte }), // a key from the host
     )
-    fc.assert(
-      fc.property(fc.array(op, { maxLength: 64 }), (ops) => {
-        let resets = 0
-        let allowed = 0
-        let pending = 0
-        const c = new I8042Controller(irq, () => resets++)
-        for (const { port, write, value } of ops) {
-          if (port === 0) c.keyboard([value])
-          else if (port === 0x64 && write) {
-            // 0xF0-0xFF pulse the output-port bits whose mask bit is 0; bit 0 is the reset line.
-            if (value >= 0xf0 && !(value & 1)) allowed++
-            if (value === 0xd1 || value === 0x60) pending = value
-            c.writeCommand(value)
-          } else if (port === 0x60 && write) {
-            if (pending === 0xd1 && !(value & 1)) allowed++
-            pending = 0
-            c.writeData(value)
-          } else {
-            const v = port === 0x60 ? c.readData() : c.readStatus()
-            expect(v >>> 0 === v && v <= 0xff).toBe(true)
-          }
-        }
-        expect(resets).toBeLessThanOrEqual(allowed)
-      }),
-      fuzzParameters(300),
+    await fuzz(
+      (p) =>
+        fc.assert(
+          fc.property(fc.array(op, { maxLength: 64 }), (ops) => {
+            let resets = 0
+            let allowed = 0
+            let pending = 0
+            const c = new I8042Controller(irq, () => resets++)
+            for (const { port, write, value } of ops) {
+              if (port === 0) c.keyboard([value])
+              else if (port === 0x64 && write) {
+                // 0xF0-0xFF pulse the output-port bits whose mask bit is 0; bit 0 is the reset line.
+                if (value >= 0xf0 && !(value & 1)) allowed++
+                if (value === 0xd1 || value === 0x60) pending = value
+                c.writeCommand(value)
+              } else if (port === 0x60 && write) {
+                if (pending === 0xd1 && !(value & 1)) allowed++
+                pending = 0
+                c.writeData(value)
+              } else {
+                const v = port === 0x60 ? c.readData() : c.readStatus()
+                expect(v >>> 0 === v && v <= 0xff).toBe(true)
+              }
+            }
+            expect(resets).toBeLessThanOrEqual(allowed)
+          }),
+          p,
+        ),
+      300,
     )
   })
 
-  it('MC146818A: D reads VRT, C and D ignore writes, user RAM reads back; reads are bytes', () => {
+  it('MC146818A: D reads VRT, C and D ignore writes, user RAM reads back; reads are bytes', async () => {
     const clock: RtcClock = { now: () => 1_700_000_000_000, setTimeout: () => 0, clearTimeout() {} }
     const op = fc.record({
       write: fc.boolean(),
       index: fc.oneof(fc.integer({ min: 0, max: 0x0e }), byte),
       value: byte,
     })
-    fc.assert(
-      fc.property(fc.array(op, { maxLength: 64 }), (ops) => {
-        const chip = new Mc146818(irq, undefined, clock)
-        const ram = new Map<number, number>()
-        for (const { write, index, value } of ops) {
-          chip.writeIndex(index)
-          const i = index & 0x7f
-          if (write) {
-            chip.writeData(value)
-            if (i >= 0x0e && i !== REG_CENTURY) ram.set(i, value)
-          } else {
-            const v = chip.readData()
-            expect(Number.isInteger(v) && v >= 0 && v <= 0xff).toBe(true)
-            if (i === 0x0d) expect(v).toBe(0x80)
-            if (ram.has(i)) expect(v).toBe(ram.get(i))
-          }
-        }
-      }),
-      fuzzParameters(300),
+    await fuzz(
+      (p) =>
+        fc.assert(
+          fc.property(fc.array(op, { maxLength: 64 }), (ops) => {
+            const chip = new Mc146818(irq, undefined, clock)
+            const ram = new Map<number, number>()
+            for (const { write, index, value } of ops) {
+              chip.writeIndex(index)
+              const i = index & 0x7f
+              if (write) {
+                chip.writeData(value)
+                if (i >= 0x0e && i !== REG_CENTURY) ram.set(i, value)
+              } else {
+                const v = chip.readData()
+                expect(Number.isInteger(v) && v >= 0 && v <= 0xff).toBe(true)
+                if (i === 0x0d) expect(v).toBe(0x80)
+                if (ram.has(i)) expect(v).toBe(ram.get(i))
+              }
+            }
+          }),
+          p,
+        ),
+      300,
     )
   })
 })

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs'
 import { gzipSync } from 'node:zlib'
 import { FlatMemory, type GuestMemory, RamBacking } from '@vmm/core'
-import { fuzzParameters } from '@vmm/core/testing'
+import { fuzz } from '@vmm/core/testing'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import {
@@ -101,7 +101,7 @@ function elfEnd(b: Uint8Array): number {
 }
 
 describe('loaders: what the headers promise is in the file (regressions)', () => {
-  it('a truncated bzImage is refused at parse time, naming syssize', () => {
+  it('a truncated bzImage is refused at parse time, naming syssize', async () => {
     expect(() => parseBzImage(bz.subarray(0, bz.length - 100), 'bz')).toThrow(
       /bz: truncated bzImage: the protected-mode kernel's \d+ bytes \(syssize at 0x1f4\) end at byte \d+, but the file has \d+ bytes/,
     )
@@ -110,27 +110,27 @@ describe('loaders: what the headers promise is in the file (regressions)', () =>
     expect((e as BootError).code).toBe('NOT_A_KERNEL')
   })
 
-  it('a bzImage whose payload runs past its kernel is refused, naming payload_offset', () => {
+  it('a bzImage whose payload runs past its kernel is refused, naming payload_offset', async () => {
     const b = Uint8Array.from(bz)
     new DataView(b.buffer).setUint32(0x248, 0x100, true)
     new DataView(b.buffer).setUint32(0x24c, b.length, true)
     expect(() => parseBzImage(b, 'bz')).toThrow(/payload_offset\/payload_length at 0x248/)
   })
 
-  it('a truncated ELF names the segment and the offset', () => {
+  it('a truncated ELF names the segment and the offset', async () => {
     expect(() => parseElf(elf.subarray(0, elfEnd(elf) - 20), 'vmlinux')).toThrow(
       /vmlinux: truncated: segment \d \(p_offset 0x[0-9a-f]+, p_filesz \d+\) ends at byte \d+, but the file has \d+ bytes/,
     )
   })
 
-  it('a segment at a physical address past 2^52 is TOO_LITTLE_MEMORY, not a RangeError (found by the fuzzer)', () => {
+  it('a segment at a physical address past 2^52 is TOO_LITTLE_MEMORY, not a RangeError (found by the fuzzer)', async () => {
     const b = Uint8Array.from(elf)
     const dv = new DataView(b.buffer)
     dv.setBigUint64(Number(dv.getBigUint64(32, true)) + 24, 1n << 60n, true) // p_paddr of segment 0
     expect(load(b)).toMatchObject({ code: 'TOO_LITTLE_MEMORY' })
   })
 
-  it('a note whose namesz is past 2^31 is refused, not read backwards (found by the fuzzer)', () => {
+  it('a note whose namesz is past 2^31 is refused, not read backwards (found by the fuzzer)', async () => {
     const b = Uint8Array.from(pvh)
     const at = b.findIndex(
       (_, i) => b[i] === 0x58 && b[i + 1] === 0x65 && b[i + 2] === 0x6e && b[i + 3] === 0,
@@ -139,7 +139,7 @@ describe('loaders: what the headers promise is in the file (regressions)', () =>
     expect(() => parseElf(b, 'pvh')).toThrow(/PT_NOTE segment \d+: the note at file offset .* runs past/)
   })
 
-  it('a PVH note that runs past its segment is refused; so is an entry outside the loaded bytes', () => {
+  it('a PVH note that runs past its segment is refused; so is an entry outside the loaded bytes', async () => {
     const b = Uint8Array.from(pvh)
     const at = b.findIndex(
       (_, i) => b[i] === 0x58 && b[i + 1] === 0x65 && b[i + 2] === 0x6e && b[i + 3] === 0,
@@ -153,7 +153,7 @@ describe('loaders: what the headers promise is in the file (regressions)', () =>
     expect(load(c)).toMatchObject({ message: /PVH entry .* 0x2000000 is in no loaded segment/ })
   })
 
-  it('a truncated initrd (cpio or gzip) is refused, naming the entry and c_filesize', () => {
+  it('a truncated initrd (cpio or gzip) is refused, naming the entry and c_filesize', async () => {
     expect(() => checkInitrd(cpio.subarray(0, 2000), 'i.img')).toThrow(
       /i.img: truncated cpio archive: "init" at offset 0 promises 3000 bytes \(c_filesize\)/,
     )
@@ -172,37 +172,53 @@ describe('loaders under hostile files (fast-check)', () => {
     ['ELF vmlinux', elf, elfEnd(elf)],
     ['PVH ELF', pvh, elfEnd(pvh)],
   ] as const) {
-    it(`${what}: mutated or cut, only a BootError escapes and a refusal writes nothing`, () => {
-      fc.assert(
-        fc.property(mutated(file), (k) => {
-          load(k)
-        }),
-        fuzzParameters(200),
+    it(`${what}: mutated or cut, only a BootError escapes and a refusal writes nothing`, async () => {
+      await fuzz(
+        (p) =>
+          fc.assert(
+            fc.property(mutated(file), (k) => {
+              load(k)
+            }),
+            p,
+          ),
+        200,
       )
     })
 
-    it(`${what}: cut before the end of its loaded bytes, always refused`, () => {
-      fc.assert(
-        fc.property(fc.integer({ min: 0, max: promised - 1 }), (cut) => {
-          expect(load(file.subarray(0, cut))).toBeInstanceOf(BootError)
-        }),
-        fuzzParameters(200),
+    it(`${what}: cut before the end of its loaded bytes, always refused`, async () => {
+      await fuzz(
+        (p) =>
+          fc.assert(
+            fc.property(fc.integer({ min: 0, max: promised - 1 }), (cut) => {
+              expect(load(file.subarray(0, cut))).toBeInstanceOf(BootError)
+            }),
+            p,
+          ),
+        200,
       )
     })
   }
 
-  it('initrd (cpio and gzip): mutated or cut, only a BootError escapes; cut cpio always refused', () => {
-    fc.assert(
-      fc.property(fc.oneof(mutated(cpio), mutated(gz)), (i) => {
-        load(elf, i)
-      }),
-      fuzzParameters(200),
+  it('initrd (cpio and gzip): mutated or cut, only a BootError escapes; cut cpio always refused', async () => {
+    await fuzz(
+      (p) =>
+        fc.assert(
+          fc.property(fc.oneof(mutated(cpio), mutated(gz)), (i) => {
+            load(elf, i)
+          }),
+          p,
+        ),
+      200,
     )
-    fc.assert(
-      fc.property(fc.integer({ min: 6, max: cpio.length - 1 }), (cut) => {
-        expect(() => checkInitrd(cpio.subarray(0, cut), 'i.img')).toThrow(BootError)
-      }),
-      fuzzParameters(200),
+    await fuzz(
+      (p) =>
+        fc.assert(
+          fc.property(fc.integer({ min: 6, max: cpio.length - 1 }), (cut) => {
+            expect(() => checkInitrd(cpio.subarray(0, cut), 'i.img')).toThrow(BootError)
+          }),
+          p,
+        ),
+      200,
     )
   })
 })

@@ -5,7 +5,7 @@
 //    raised since the last read, and the GED line is high exactly while one is pending (§5.6.9).
 //  - PCI hot-plug registers: PCIU/PCID return the slots announced since the last read; a B0EJ write
 //    ejects exactly the slots (1-31) whose bits it writes as 1, whatever the access's offset/width.
-import { fuzzParameters } from '@vmm/core/testing'
+import { fuzz } from '@vmm/core/testing'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { AcpiPmRegisters, PciHotplugRegisters, type PmEvent } from '../src/index.js'
@@ -22,7 +22,7 @@ const access = (ports: number) =>
   })
 
 describe('PCI hot-plug registers: accesses that straddle two registers (regressions)', () => {
-  it('a DWORD write at +5 ejects the slots its last byte names in B0EJ', () => {
+  it('a DWORD write at +5 ejects the slots its last byte names in B0EJ', async () => {
     const ejected: number[] = []
     const hp = new PciHotplugRegisters(
       () => {},
@@ -32,7 +32,7 @@ describe('PCI hot-plug registers: accesses that straddle two registers (regressi
     expect(ejected).toEqual([1])
   })
 
-  it('a DWORD read at +1 returns PCIU bytes 1-3 then PCID byte 0, not PCIU byte 0 again', () => {
+  it('a DWORD read at +1 returns PCIU bytes 1-3 then PCID byte 0, not PCIU byte 0 again', async () => {
     const hp = new PciHotplugRegisters(
       () => {},
       () => {},
@@ -46,88 +46,98 @@ describe('PCI hot-plug registers: accesses that straddle two registers (regressi
 })
 
 describe('ACPI registers under hostile accesses (fast-check)', () => {
-  it('PM and GED: power-off and reset only as §4.8.3 says; the GED line follows pending events', () => {
-    fc.assert(
-      fc.property(fc.array(access(4), { maxLength: 32 }), (ops) => {
-        const events: PmEvent[] = []
-        let level = false
-        const pm = new AcpiPmRegisters((e) => events.push(e), {
-          irq: 9,
-          setLevel: (h) => {
-            level = h
-          },
-          pulse() {},
-        })
-        let pending = 0
-        const expected: PmEvent[] = []
-        for (const o of ops) {
-          if (o.raise !== undefined) {
-            pm.raiseGedEvent(1 << o.raise)
-            pending = (pending | (1 << o.raise)) >>> 0
-          }
-          if (o.write) {
-            const v = o.bytes[0]!
-            if (o.offset === 0 && v & 0x20)
-              expected.push(((v >> 2) & 7) === 5 ? 'poweroff' : { sleep: (v >> 2) & 7 })
-            else if (o.offset === 2 && v === 1) expected.push('reset')
-            pm.write(o.offset, o.bytes)
-          } else {
-            const d = new Uint8Array(o.bytes.length)
-            pm.read(o.offset, d)
-            if (o.offset === 3) {
-              expect(d[0]).toBe(pending & 0xff)
-              pending = 0
+  it('PM and GED: power-off and reset only as §4.8.3 says; the GED line follows pending events', async () => {
+    await fuzz(
+      (p) =>
+        fc.assert(
+          fc.property(fc.array(access(4), { maxLength: 32 }), (ops) => {
+            const events: PmEvent[] = []
+            let level = false
+            const pm = new AcpiPmRegisters((e) => events.push(e), {
+              irq: 9,
+              setLevel: (h) => {
+                level = h
+              },
+              pulse() {},
+            })
+            let pending = 0
+            const expected: PmEvent[] = []
+            for (const o of ops) {
+              if (o.raise !== undefined) {
+                pm.raiseGedEvent(1 << o.raise)
+                pending = (pending | (1 << o.raise)) >>> 0
+              }
+              if (o.write) {
+                const v = o.bytes[0]!
+                if (o.offset === 0 && v & 0x20)
+                  expected.push(((v >> 2) & 7) === 5 ? 'poweroff' : { sleep: (v >> 2) & 7 })
+                else if (o.offset === 2 && v === 1) expected.push('reset')
+                pm.write(o.offset, o.bytes)
+              } else {
+                const d = new Uint8Array(o.bytes.length)
+                pm.read(o.offset, d)
+                if (o.offset === 3) {
+                  expect(d[0]).toBe(pending & 0xff)
+                  pending = 0
+                }
+              }
+              expect(level).toBe(pm.pendingGedEvents !== 0)
             }
-          }
-          expect(level).toBe(pm.pendingGedEvents !== 0)
-        }
-        expect(events).toEqual(expected)
-      }),
-      fuzzParameters(300),
+            expect(events).toEqual(expected)
+          }),
+          p,
+        ),
+      300,
     )
   })
 
-  it('PCI hot-plug: PCIU/PCID report what was announced; B0EJ ejects exactly the slots written', () => {
-    fc.assert(
-      fc.property(fc.array(access(12), { maxLength: 32 }), (ops) => {
-        const ejected: number[] = []
-        const hp = new PciHotplugRegisters(
-          () => {},
-          (s) => ejected.push(s),
-        )
-        let up = 0
-        for (const o of ops) {
-          if (o.raise !== undefined && o.raise > 0) {
-            hp.plugged(o.raise)
-            up = (up | (1 << o.raise)) >>> 0
-          }
-          const bytes = o.bytes.subarray(0, Math.min(o.bytes.length, 12 - o.offset))
-          if (o.write) {
-            const want: number[] = []
-            for (let i = 0; i < bytes.length; i++) {
-              const at = o.offset + i
-              if (at < 8) continue
-              for (let b = 0; b < 8; b++) if ((bytes[i]! >> b) & 1) want.push(8 * (at - 8) + b)
+  it('PCI hot-plug: PCIU/PCID report what was announced; B0EJ ejects exactly the slots written', async () => {
+    await fuzz(
+      (p) =>
+        fc.assert(
+          fc.property(fc.array(access(12), { maxLength: 32 }), (ops) => {
+            const ejected: number[] = []
+            const hp = new PciHotplugRegisters(
+              () => {},
+              (s) => ejected.push(s),
+            )
+            let up = 0
+            for (const o of ops) {
+              if (o.raise !== undefined && o.raise > 0) {
+                hp.plugged(o.raise)
+                up = (up | (1 << o.raise)) >>> 0
+              }
+              const bytes = o.bytes.subarray(0, Math.min(o.bytes.length, 12 - o.offset))
+              if (o.write) {
+                const want: number[] = []
+                for (let i = 0; i < bytes.length; i++) {
+                  const at = o.offset + i
+                  if (at < 8) continue
+                  for (let b = 0; b < 8; b++) if ((bytes[i]! >> b) & 1) want.push(8 * (at - 8) + b)
+                }
+                ejected.length = 0
+                hp.write(o.offset, bytes)
+                expect(ejected.sort((a, b) => a - b)).toEqual(
+                  want.filter((s) => s >= 1).sort((a, b) => a - b),
+                )
+              } else {
+                const d = new Uint8Array(bytes.length)
+                const down = hp.pending.down
+                hp.read(o.offset, d)
+                for (let i = 0; i < d.length; i++) {
+                  const at = o.offset + i
+                  const value = at < 4 ? up : at < 8 ? down : 0
+                  expect(d[i]).toBe((value >>> (8 * (at % 4))) & 0xff)
+                }
+                if (o.offset + d.length > 4 && o.offset <= 4) expect(hp.pending.down).toBe(0)
+                if (o.offset === 0) up = 0
+                expect(hp.pending.up).toBe(up)
+              }
             }
-            ejected.length = 0
-            hp.write(o.offset, bytes)
-            expect(ejected.sort((a, b) => a - b)).toEqual(want.filter((s) => s >= 1).sort((a, b) => a - b))
-          } else {
-            const d = new Uint8Array(bytes.length)
-            const down = hp.pending.down
-            hp.read(o.offset, d)
-            for (let i = 0; i < d.length; i++) {
-              const at = o.offset + i
-              const value = at < 4 ? up : at < 8 ? down : 0
-              expect(d[i]).toBe((value >>> (8 * (at % 4))) & 0xff)
-            }
-            if (o.offset + d.length > 4 && o.offset <= 4) expect(hp.pending.down).toBe(0)
-            if (o.offset === 0) up = 0
-            expect(hp.pending.up).toBe(up)
-          }
-        }
-      }),
-      fuzzParameters(300),
+          }),
+          p,
+        ),
+      300,
     )
   })
 })

@@ -26,12 +26,13 @@ commands:
                                          --shutdown-timeout seconds (default 30) or a second
                                          SIGTERM; SIGINT stops it at once;
                                          --qmp: serve QMP on a Unix socket (or manifest control.qmp)
-  restore <dir> [--paused] [--hypervisor <module>] [--set <id>.<prop>=<value>]...
+  restore <dir> [--paused] [--hypervisor <module>] [--qmp <socket>] [--set <id>.<prop>=<value>]...
           [--tap|--disk|--vsock|--cid|--mac <id>=<value>]...
                                          run a machine from a snapshot directory
-                                         (Machine.snapshot); --paused leaves it paused;
-                                         --set changes a component property (a clone's TAP,
-                                         disk, socket...), --tap etc. are short for it
+                                         (Machine.snapshot, QMP x-snapshot-save); --paused
+                                         leaves it paused (QMP cont resumes it); --set changes
+                                         a component property (a clone's TAP, disk, socket...),
+                                         --tap etc. are short for it
   ctl <socket> <command> [json-args] [--json] | ctl <socket> events
                                          drive a machine over QMP (vmm ctl --help)
   jail --id <id> --uid <uid> --gid <gid> [options] -- run <manifest> [run options]
@@ -90,7 +91,7 @@ async function main(argv: string[]): Promise<number> {
     } catch (e) {
       throw new UsageError((e as Error).message)
     }
-    return restore(file, await loadProvider(specifier, file), values.paused === true, overrides)
+    return restore(file, await loadProvider(specifier, file), values.paused === true, overrides, values.qmp)
   }
   if (command !== 'validate' && command !== 'graph' && command !== 'run')
     throw new UsageError(`unknown command "${command}"`)

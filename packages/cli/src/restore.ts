@@ -1,8 +1,9 @@
-// `vmm restore <dir> [--paused]`: a machine from a snapshot directory (Machine.restore in
-// @vmm/core): refused with the snapshot's own error, naming the file and what is wrong, before any
-// vCPU runs, with overrides (restore-options.ts) applied to the snapshot's manifest for a clone;
-// then resumed (or, with --paused, left paused for the control plane to resume) and run until
-// the guest or a signal ends it, as `vmm run` does. Nothing in the directory is written.
+// `vmm restore <dir> [--paused] [--qmp <socket>]`: a machine from a snapshot directory
+// (Machine.restore in @vmm/core): refused with the snapshot's own error, naming the file and what
+// is wrong, before any vCPU runs, with overrides (restore-options.ts) applied to the snapshot's
+// manifest for a clone; then resumed (or, with --paused, left paused for the control plane,
+// --qmp, to resume with `cont`) and run until the guest or a signal ends it, as `vmm run` does.
+// Nothing in the directory is written.
 import type { ComponentOverride, HypervisorProvider } from '@vmm/core'
 
 /** The override texts (restore-options.ts) parsed; a malformed one throws, naming it. */
@@ -16,11 +17,13 @@ export async function restore(
   provider: HypervisorProvider,
   paused: boolean,
   overrides: readonly ComponentOverride[] = [],
+  qmp?: string,
 ): Promise<number> {
   const hypervisor = await provider.open()
   const { Machine } = await import('@vmm/core')
   const t0 = performance.now()
   let machine: InstanceType<typeof Machine> | undefined
+  let closeQmp: import('./qmp.js').QmpHandle | undefined
   const stopNow = () => {
     if (machine && (machine.state === 'running' || machine.state === 'paused'))
       void machine.stop().catch(() => {})
@@ -29,6 +32,7 @@ export async function restore(
   process.once('SIGTERM', stopNow)
   try {
     machine = await Machine.restore(dir, { hypervisor, overrides })
+    if (qmp) closeQmp = await (await import('./qmp.js')).serveQmp(machine, qmp)
     if (paused) process.stderr.write(`vmm: restored ${dir}, paused; resume it through the control plane\n`)
     else await machine.resume()
     if (process.env.VMM_RESTORE_TIMINGS)
@@ -37,6 +41,7 @@ export async function restore(
     if (result.code !== 0 || result.status === 'failed') process.stderr.write(`vmm: ${result.reason}\n`)
     return result.status === 'failed' && result.code === 0 ? 1 : result.code
   } finally {
+    await closeQmp?.close()
     process.off('SIGINT', stopNow)
     process.off('SIGTERM', stopNow)
     await machine?.dispose()

@@ -66,4 +66,57 @@ describe('vmm run --qmp on KVM, driven by vmm ctl', () => {
     },
     120_000,
   )
+
+  it.skipIf(kvmUnavailable)(
+    'system_reset, then x-snapshot-save of the paused machine and vmm restore --paused --qmp, resumed with cont',
+    async () => {
+      const dir = fixture({
+        'guest.bin': Uint8Array.of(0xeb, 0xfe), // jmp $
+        'm.yaml':
+          'machine: { memory: 1MiB, irqchip: true }\ncomponents:\n  guest: { type: raw-image, file: guest.bin, address: 0x7c00 }\n',
+      })
+      const start = (args: string[]) => {
+        const p = spawn(process.execPath, [main, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+        children.push(p)
+        const out = { stderr: '' }
+        p.stderr!.on('data', (d) => (out.stderr += d))
+        return { out, exited: new Promise<number | null>((r) => p.on('exit', (code) => r(code))) }
+      }
+      const sock = join(dir, 'qmp.sock')
+      const first = start(['run', join(dir, 'm.yaml'), '--qmp', sock])
+      await expect
+        .poll(async () => existsSync(sock) && (await status(sock))?.status, { timeout: 30_000 })
+        .toBe('running')
+      expect(await ctl(sock, 'system_reset')).toMatchObject({ code: 0 })
+      expect((await status(sock)).status).toBe('running')
+
+      const snap = join(dir, 'snap')
+      const running = await ctl(sock, 'x-snapshot-save', JSON.stringify({ dir: snap }))
+      expect(running.code).toBe(1)
+      expect(running.stderr).toContain('a snapshot is taken of a paused machine (stop first)')
+      expect((await ctl(sock, 'x-snapshot-save', '{"dir":"relative"}')).stderr).toContain('absolute path')
+      expect(await ctl(sock, 'stop')).toMatchObject({ code: 0 })
+      const saved = await ctl(sock, 'x-snapshot-save', JSON.stringify({ dir: snap }), '--json')
+      expect(saved.code, saved.stderr).toBe(0)
+      expect(JSON.parse(saved.stdout).return).toMatchObject({ dir: snap, 'memory-bytes': 1 << 20 })
+      expect(existsSync(join(snap, 'state.json'))).toBe(true)
+      const again = await ctl(sock, 'x-snapshot-save', JSON.stringify({ dir: snap }))
+      expect(again.stderr).toContain('already exists')
+      expect(await ctl(sock, 'quit')).toMatchObject({ code: 0 })
+      expect(await first.exited, first.out.stderr).toBe(0)
+
+      const sock2 = join(dir, 'qmp2.sock')
+      const second = start(['restore', snap, '--paused', '--qmp', sock2])
+      await expect
+        .poll(async () => existsSync(sock2) && (await status(sock2))?.status, { timeout: 30_000 })
+        .toBe('paused')
+      expect(await ctl(sock2, 'cont')).toMatchObject({ code: 0 })
+      expect((await status(sock2)).status).toBe('running')
+      // A restored machine cannot reset in place, and says why.
+      expect((await ctl(sock2, 'system_reset')).stderr).toContain('restored from a snapshot')
+      expect(await ctl(sock2, 'quit')).toMatchObject({ code: 0 })
+      expect(await second.exited, second.out.stderr).toBe(0)
+    },
+    120_000,
+  )
 })

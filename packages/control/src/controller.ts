@@ -7,6 +7,7 @@ import { type ArgsSpec, validateArgs } from './args.js'
 import type { Backend } from './backends.js'
 import { CommandError } from './errors.js'
 import { type ControlEvent, controlEvents } from './events.js'
+import type { TypeSpec } from './introspect.js'
 import { VERBS } from './verbs.js'
 
 /** What we are, for query-version and a QMP greeting. */
@@ -21,8 +22,22 @@ export const DEFAULT_VERSION: VersionInfo = {
   package: 'vmm-0.1.0 (TypeScript VMM on KVM; QMP per QEMU 7.2)',
 }
 
+/** A balloon as the controller sees it (virtio-balloon's device, found by shape). */
+export interface BalloonSource {
+  readonly actualPages: number
+  watchActual?(listener: (pages: number) => void): () => void
+}
+
+/** Who the machine is, for query-name and query-uuid (QEMU's -name and -uuid). */
+export interface MachineIdentity {
+  readonly name?: string
+  readonly uuid?: string
+}
+
 export interface Verb {
   readonly args: ArgsSpec
+  /** What `return` holds, for query-qmp-schema; absent: `{}`. */
+  readonly returns?: TypeSpec
   readonly description: string
   run(c: Controller, args: Record<string, unknown>): unknown | Promise<unknown>
 }
@@ -42,10 +57,12 @@ export class Controller {
   hostReason: string | undefined
   private shutdownSent = false
   private balloonWatch: ReturnType<typeof setInterval> | undefined
+  private readonly balloonSubscribed = new Map<BalloonSource, () => void>()
 
   constructor(
     readonly machine: Machine,
     readonly version: VersionInfo = DEFAULT_VERSION,
+    readonly identity: MachineIdentity = {},
   ) {
     this.unsubscribe = machine.on((e) => {
       for (const ce of controlEvents(e)) this.emit(ce)
@@ -96,16 +113,31 @@ export class Controller {
     return Object.hasOwn(VERBS, name) ? VERBS[name] : undefined
   }
 
-  /** Polls the balloon until the guest has reached the target, sending BALLOON_CHANGED on each change. */
-  watchBalloon(actual: () => number, target: number): void {
+  /**
+   * BALLOON_CHANGED {actual} whenever the guest's balloon changes: from the device itself where it
+   * reports its `actual` (virtio-balloon's watchActual, once per device), else by polling until
+   * `target` is reached.
+   */
+  watchBalloon(device: BalloonSource, ram: number, target: number, page: number): void {
+    const bytes = (pages: number) => ram - pages * page
+    if (typeof device.watchActual === 'function') {
+      if (this.balloonSubscribed.has(device)) return
+      this.balloonSubscribed.set(
+        device,
+        device.watchActual((pages) =>
+          this.emit({ event: 'BALLOON_CHANGED', data: { actual: bytes(pages) } }),
+        ),
+      )
+      return
+    }
     if (this.balloonWatch) clearInterval(this.balloonWatch)
-    let last = actual()
+    let last = device.actualPages
     const deadline = Date.now() + 60_000
     this.balloonWatch = setInterval(() => {
-      const now = actual()
-      if (now !== last) this.emit({ event: 'BALLOON_CHANGED', data: { actual: now } })
+      const now = device.actualPages
+      if (now !== last) this.emit({ event: 'BALLOON_CHANGED', data: { actual: bytes(now) } })
       last = now
-      if (now === target || Date.now() > deadline || this.machine.state === 'stopped') {
+      if (bytes(now) === target || Date.now() > deadline || this.machine.state === 'stopped') {
         clearInterval(this.balloonWatch)
         this.balloonWatch = undefined
       }
@@ -126,6 +158,8 @@ export class Controller {
   /** Stops listening to the machine. */
   close(): void {
     this.unsubscribe()
+    for (const off of this.balloonSubscribed.values()) off()
+    this.balloonSubscribed.clear()
     this.listeners.clear()
     if (this.balloonWatch) clearInterval(this.balloonWatch)
   }

@@ -2,6 +2,7 @@
 // qapi/run-state.json, qdev.json, machine.json) so that a QMP transport passes them through
 // unchanged. Our own extensions carry the `x-` prefix qmp-spec reserves for experimental names.
 import type { MachineEvent } from '@vmm/core'
+import type { TypeSpec } from './introspect.js'
 
 export interface ControlEvent {
   readonly event: string
@@ -21,6 +22,32 @@ export const EVENT_NAMES = [
   'BALLOON_CHANGED',
   'x-boot-time',
 ] as const
+
+/** QMP's ShutdownCause (qapi/run-state.json), the values we send. */
+const SHUTDOWN_CAUSE: TypeSpec = {
+  enum: [
+    'host-error',
+    'host-qmp-quit',
+    'host-qmp-system-reset',
+    'host-signal',
+    'guest-shutdown',
+    'guest-reset',
+    'guest-panic',
+  ],
+}
+
+/** Each event's `data`, for query-qmp-schema (none: no data). */
+export const EVENT_DATA: Readonly<Record<(typeof EVENT_NAMES)[number], TypeSpec | undefined>> = {
+  STOP: undefined,
+  RESUME: undefined,
+  POWERDOWN: undefined,
+  SHUTDOWN: { object: { guest: 'bool', reason: SHUTDOWN_CAUSE } },
+  RESET: { object: { guest: 'bool', reason: SHUTDOWN_CAUSE } },
+  GUEST_PANICKED: { object: { action: { enum: ['pause', 'poweroff', 'run'] } } },
+  DEVICE_DELETED: { object: { '*device': 'str', path: 'str' } },
+  BALLOON_CHANGED: { object: { actual: 'int' } },
+  'x-boot-time': { object: { source: 'str', ms: 'number' } },
+}
 
 /**
  * The events one machine event means, if any: a state change to or from `paused` is STOP or

@@ -1,28 +1,23 @@
 // The verbs, by their QMP names (QEMU's qapi/*.json; StratoVirt's and Kata's where they differ).
 // Each takes the arguments it declares (validated before it runs) and returns the QMP `return`
 // value. Names of our own carry `x-`.
-import { isHotpluggable, type MachineState } from '@vmm/core'
+import { isHotpluggable } from '@vmm/core'
 import { backendProperties, blockBackend, charBackend, netBackend } from './backends.js'
-import type { Controller, Verb } from './controller.js'
+import type { BalloonSource, Controller, Verb } from './controller.js'
 import { CommandError } from './errors.js'
-import { EVENT_NAMES } from './events.js'
+import { EVENT_DATA, EVENT_NAMES } from './events.js'
+import { argsType, qmpSchema, type TypeSpec } from './introspect.js'
+import { PROBES } from './probes.js'
+import { runState } from './run-state.js'
+import { SNAPSHOT_VERBS } from './snapshot-verbs.js'
+
+export { runState } from './run-state.js'
 
 const none = { args: {} } as const
 
-/** QMP's RunState (qapi/run-state.json) for a machine state. */
-export function runState(s: MachineState): string {
-  switch (s) {
-    case 'running':
-      return 'running'
-    case 'paused':
-      return 'paused'
-    case 'stopped':
-    case 'disposed':
-      return 'shutdown'
-    default:
-      return 'prelaunch'
-  }
-}
+/** QMP's RunState values we report (qapi/run-state.json). */
+const RUN_STATE: TypeSpec = { enum: ['prelaunch', 'running', 'paused', 'shutdown'] }
+const nameList: TypeSpec = { array: { object: { name: 'str' } } }
 
 function expectLive(c: Controller, verb: string): void {
   const s = c.machine.state
@@ -31,9 +26,8 @@ function expectLive(c: Controller, verb: string): void {
 }
 
 /** The virtio-balloon device of a component, found by shape (its transport's `device`). */
-interface BalloonLike {
+interface BalloonLike extends BalloonSource {
   setTarget(pages: number): void
-  readonly actualPages: number
 }
 function balloonOf(c: Controller): BalloonLike {
   for (const b of c.machine.components) {
@@ -48,6 +42,7 @@ export const VERBS: Record<string, Verb> = {
   'query-status': {
     description: 'whether the guest runs: {running, singlestep, status}',
     args: none,
+    returns: { object: { running: 'bool', singlestep: 'bool', status: RUN_STATE } },
     run: (c) => {
       const status = runState(c.machine.state)
       return { running: status === 'running', singlestep: false, status }
@@ -88,13 +83,13 @@ export const VERBS: Record<string, Verb> = {
     },
   },
   system_reset: {
-    description: 'not supported: the machine cannot reset in place',
+    description:
+      'reset in place: vCPUs, devices (virtio to status 0) and guest RAM as after load; a paused machine stays paused (RESET)',
     args: none,
-    run: () => {
-      throw new CommandError(
-        'GenericError',
-        'system_reset: this machine cannot reset in place (stop it and run it again)',
-      )
+    run: async (c) => {
+      expectLive(c, 'system_reset')
+      await c.machine.reset() // its refusal says why (a restored machine), a GenericError here
+      c.emit({ event: 'RESET', data: { guest: false, reason: 'host-qmp-system-reset' } })
     },
   },
   quit: {
@@ -109,11 +104,11 @@ export const VERBS: Record<string, Verb> = {
   },
   device_add: {
     description:
-      'hot-plug a component: driver = component type, id, its manifest properties; drive=/netdev=/chardev= name a back end',
+      'hot-plug a component: driver = component type, id (generated when absent), its manifest properties; drive=/netdev=/chardev= name a back end; bus=pci.0 is the first PCI host bridge',
     args: {
       args: {
         driver: { type: 'string' },
-        id: { type: 'string' },
+        id: { type: 'string', optional: true },
         drive: { type: 'string', optional: true },
         netdev: { type: 'string', optional: true },
         chardev: { type: 'string', optional: true },
@@ -122,8 +117,12 @@ export const VERBS: Record<string, Verb> = {
     },
     run: async (c, a) => {
       expectLive(c, 'device_add')
-      const { driver, id, drive, netdev, chardev, ...properties } = a
+      const { driver, id: given, drive, netdev, chardev, ...properties } = a
+      // QEMU allows a device without an id (it lands under /machine/peripheral-anon); ours need
+      // one to be a manifest node, so it gets the first free `anon<N>` (x-query-components shows it).
+      const id = typeof given === 'string' ? given : freeId(c)
       const node: Record<string, unknown> = { type: driver, ...properties }
+      if (typeof node.bus === 'string') node.bus = busComponent(c, node.bus)
       for (const [property, name] of [
         ['drive', drive],
         ['netdev', netdev],
@@ -136,8 +135,8 @@ export const VERBS: Record<string, Verb> = {
         Object.assign(node, backendProperties(property, b))
       }
       // Validated by the component type's schema and resolved before anything is built.
-      await c.machine.hotplug(id as string, node)
-      c.added.set(id as string, node)
+      await c.machine.hotplug(id, node)
+      c.added.set(id, node)
     },
   },
   device_del: {
@@ -215,6 +214,17 @@ export const VERBS: Record<string, Verb> = {
   'query-cpus-fast': {
     description: 'the vCPUs',
     args: none,
+    returns: {
+      array: {
+        object: {
+          'cpu-index': 'int',
+          'qom-path': 'str',
+          'thread-id': 'int',
+          target: 'str',
+          '*props': { object: { 'core-id': 'int', 'thread-id': 'int', 'socket-id': 'int' } },
+        },
+      },
+    },
     run: (c) =>
       c.machine.vcpus.map((v) => ({
         'cpu-index': v.id,
@@ -227,6 +237,20 @@ export const VERBS: Record<string, Verb> = {
   'query-block': {
     description: 'the block devices: disk components with their image',
     args: none,
+    returns: {
+      array: {
+        object: {
+          device: 'str',
+          qdev: 'str',
+          type: 'str',
+          removable: 'bool',
+          locked: 'bool',
+          inserted: {
+            object: { file: 'str', ro: 'bool', drv: 'str', backing_file_depth: 'int', encrypted: 'bool' },
+          },
+        },
+      },
+    },
     run: (c) => {
       const nodes = new Map<string, { type: string; config: Record<string, unknown> }>()
       for (const r of c.machine.manifest.components) nodes.set(r.id, { type: r.type.name, config: r.config })
@@ -253,8 +277,9 @@ export const VERBS: Record<string, Verb> = {
     },
   },
   'x-query-components': {
-    description: 'the component graph: id, type, windows and interrupt lines of each component',
+    description: 'the component graph: id, type and references of each component',
     args: none,
+    returns: { array: { object: { id: 'str', type: 'str', references: 'any', added: 'bool' } } },
     run: (c) => {
       const resolved = new Map(c.machine.manifest.components.map((r) => [r.id, r]))
       return c.machine.components.map((b) => ({
@@ -280,29 +305,72 @@ export const VERBS: Record<string, Verb> = {
       const d = balloonOf(c)
       const target = Math.floor((ram - value) / PAGE)
       d.setTarget(target)
-      c.watchBalloon(() => ram - d.actualPages * PAGE, ram - target * PAGE)
+      c.watchBalloon(d, ram, ram - target * PAGE, PAGE)
     },
   },
   'query-balloon': {
     description: 'the guest memory size the balloon leaves: {actual} in bytes',
     args: none,
+    returns: { object: { actual: 'int' } },
     run: (c) => ({ actual: c.machine.manifest.machine.memory - balloonOf(c).actualPages * PAGE }),
   },
   'query-version': {
     description: 'the QEMU version we answer as, and what we are',
     args: none,
+    returns: { object: { qemu: { object: { major: 'int', minor: 'int', micro: 'int' } }, package: 'str' } },
     run: (c) => c.version,
   },
   'query-commands': {
     description: 'every command',
     args: none,
+    returns: nameList,
     run: (c) => [...c.commands, 'qmp_capabilities'].map((name) => ({ name })),
   },
   'query-events': {
     description: 'every event',
     args: none,
+    returns: nameList,
     run: () => EVENT_NAMES.map((name) => ({ name })),
   },
+  'query-qmp-schema': {
+    description: "the QMP ABI, generated from the verbs' declarations (QEMU's SchemaInfo, masked type names)",
+    args: none,
+    returns: { array: 'any' },
+    run: (c) =>
+      qmpSchema({
+        commands: [
+          ...c.commands.map((name) => {
+            const v = c.verb(name)!
+            return { name, args: argsType(v.args), returns: v.returns }
+          }),
+          // The server's own (qmp/server.ts): QMPCapability has only 'oob', which we do not offer.
+          { name: 'qmp_capabilities', args: { object: { '*enable': { array: { enum: ['oob'] } } } } },
+        ],
+        events: EVENT_NAMES.map((name) => ({ name, data: EVENT_DATA[name] })),
+      }),
+  },
+  ...PROBES,
+  ...SNAPSHOT_VERBS,
+}
+
+function freeId(c: Controller): string {
+  const taken = new Set(c.machine.components.map((b) => b.id))
+  let n = 0
+  while (taken.has(`anon${n}`)) n++
+  return `anon${n}`
+}
+
+/**
+ * QEMU's bus names as libvirt sends them (`bus=pci.0`, `pcie.0` on q35): the N-th PCI host
+ * bridge component. Our PCI devices name their host bridge by component id (`bus: pci`); a name
+ * that is a component id, or that no bridge answers to, is left for the schema to judge.
+ */
+function busComponent(c: Controller, bus: string): string {
+  if (c.machine.components.some((b) => b.id === bus)) return bus
+  const m = /^pcie?\.(\d+)$/.exec(bus)
+  if (!m) return bus
+  const bridges = c.machine.components.filter((b) => b.type === 'pci-host-bridge')
+  return bridges[Number(m[1])]?.id ?? bus
 }
 
 function addBackend(c: Controller, name: string, b: ReturnType<typeof blockBackend>): void {

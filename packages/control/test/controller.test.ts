@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { type ControlEvent, Controller } from '../src/index.js'
-import { runningMachine, type Slot } from './fixtures.js'
+import { type FakeBalloon, runningMachine, type Slot } from './fixtures.js'
 
 let cleanup: (() => Promise<void>) | undefined
 afterEach(async () => {
@@ -110,7 +110,6 @@ describe('the command layer over a Machine', () => {
       expect.arrayContaining(['stop', 'cont', 'device_add', 'qmp_capabilities', 'query-balloon']),
     )
     await expect(c.execute('query-balloon')).rejects.toMatchObject({ errorClass: 'DeviceNotActive' })
-    await expect(c.execute('system_reset')).rejects.toThrow('cannot reset')
     // The test board has no power button.
     await expect(c.execute('system_powerdown')).rejects.toThrow('no component can ask')
   })
@@ -126,6 +125,27 @@ describe('the command layer over a Machine', () => {
     expect(await c.execute('query-balloon')).toEqual({ actual: 768 << 10 })
   })
 
+  it('reports BALLOON_CHANGED from a balloon that tells its changes, each time, without polling', async () => {
+    const { m, c, events } = await controlled()
+    await c.execute('device_add', { driver: 'test-balloon', id: 'balloon' })
+    const d = m.component<FakeBalloon>('balloon').device
+    let tell: ((pages: number) => void) | undefined
+    Object.assign(d, {
+      watchActual: (l: (pages: number) => void) => {
+        tell = l
+        return () => {}
+      },
+    })
+    await c.execute('balloon', { value: 768 << 10 })
+    await c.execute('balloon', { value: 512 << 10 }) // subscribed once
+    tell!(16) // the guest wrote actual = 16 pages
+    tell!(32)
+    expect(events.filter((e) => e.event === 'BALLOON_CHANGED').map((e) => e.data)).toEqual([
+      { actual: (1 << 20) - 16 * 4096 },
+      { actual: (1 << 20) - 32 * 4096 },
+    ])
+  })
+
   it('quits: answers first, then the run ends with SHUTDOWN host-qmp-quit, once', async () => {
     const { m, c, events } = await controlled()
     expect(await c.execute('quit')).toEqual({})
@@ -136,5 +156,19 @@ describe('the command layer over a Machine', () => {
       { guest: false, reason: 'host-qmp-quit' },
     ])
     await expect(c.execute('stop')).rejects.toThrow('shutdown')
+  })
+
+  it('system_reset resets the machine in place and sends RESET; a paused machine stays paused', async () => {
+    const { m, c, events } = await controlled()
+    await c.execute('system_reset')
+    expect(m.state).toBe('running')
+    expect(events.at(-1)).toMatchObject({
+      event: 'RESET',
+      data: { guest: false, reason: 'host-qmp-system-reset' },
+    })
+    await c.execute('stop')
+    await c.execute('system_reset')
+    expect(m.state).toBe('paused')
+    expect(events.map((e) => e.event)).toEqual(['RESET', 'STOP', 'RESET'])
   })
 })

@@ -35,14 +35,26 @@ export class Slot {
 export const slotType: ComponentType = {
   name: 'test-slot',
   description: 'test: a hot-pluggable port device',
-  schema: { properties: { label: { type: 'string' } }, required: [] },
+  schema: {
+    properties: { label: { type: 'string', description: 'a name' }, bus: { type: 'string' } },
+    required: [],
+  },
   resources: () => [{ kind: 'pio', name: 'port', size: 4, align: 4 }],
+  module: new ContainerModule(({ bind }) => void bind(Tokens.Component).to(Slot)),
+}
+
+/** Stands in for @vmm/pci's host bridge by name only (device_add maps bus=pci.0 to it). */
+export const fakeBridgeType: ComponentType = {
+  name: 'pci-host-bridge',
+  description: 'test: a component named like the PCI host bridge',
+  schema: { properties: {} },
   module: new ContainerModule(({ bind }) => void bind(Tokens.Component).to(Slot)),
 }
 
 export async function runningMachine(): Promise<Machine> {
   const registry = registerBuiltins(new ComponentRegistry())
   registry.register(slotType)
+  registry.register(fakeBridgeType)
   registry.register(fakeBalloonType)
   const dir = mkdtempSync(join(tmpdir(), 'vmm-control-'))
   writeFileSync(join(dir, 'guest.bin'), Uint8Array.of(0xeb, 0xfe)) // jmp $

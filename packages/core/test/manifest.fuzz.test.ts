@@ -12,7 +12,7 @@ import { ManifestError } from '../src/manifest/diagnostics.js'
 import { resolveManifest } from '../src/manifest/resolve.js'
 import { SchemaCache } from '../src/manifest/schema.js'
 import { readManifest } from '../src/manifest/source.js'
-import { fuzzParameters } from '../src/testing/fuzz.js'
+import { fuzz } from '../src/testing/fuzz.js'
 import { helloGuest } from './fixtures.js'
 import { testRegistry } from './test-types.js'
 
@@ -116,26 +116,30 @@ describe('manifest YAML errors (regressions found by the property below)', () =>
 
 describe('manifests with random edits and includes (fast-check)', () => {
   it('only a ManifestError escapes, and each diagnostic names a given file, a line and a message', async () => {
-    await fc.assert(
-      fc.asyncProperty(
-        fc.array(fc.array(edit, { maxLength: 6 }), { minLength: 3, maxLength: 3 }),
-        async (edits) => {
-          const texts = seeds.map((s, i) => apply(s, edits[i]!))
-          for (const [i, t] of texts.entries()) writeFileSync(join(dir, names[i]!), t)
-          try {
-            await resolveManifest(readManifest(join(dir, 'main.yaml')), registry, { schemas })
-          } catch (e) {
-            if (!(e instanceof ManifestError)) throw e
-            for (const d of e.diagnostics) {
-              expect(d.message.length).toBeGreaterThan(0)
-              expect(d.line).toBeGreaterThanOrEqual(0)
-              expect(d.column).toBeGreaterThanOrEqual(0)
-              if (d.file !== '<manifest>') expect(names.map((n) => join(dir, n))).toContain(d.file)
-            }
-          }
-        },
-      ),
-      fuzzParameters(100),
+    await fuzz(
+      (p) =>
+        fc.assert(
+          fc.asyncProperty(
+            fc.array(fc.array(edit, { maxLength: 6 }), { minLength: 3, maxLength: 3 }),
+            async (edits) => {
+              const texts = seeds.map((s, i) => apply(s, edits[i]!))
+              for (const [i, t] of texts.entries()) writeFileSync(join(dir, names[i]!), t)
+              try {
+                await resolveManifest(readManifest(join(dir, 'main.yaml')), registry, { schemas })
+              } catch (e) {
+                if (!(e instanceof ManifestError)) throw e
+                for (const d of e.diagnostics) {
+                  expect(d.message.length).toBeGreaterThan(0)
+                  expect(d.line).toBeGreaterThanOrEqual(0)
+                  expect(d.column).toBeGreaterThanOrEqual(0)
+                  if (d.file !== '<manifest>') expect(names.map((n) => join(dir, n))).toContain(d.file)
+                }
+              }
+            },
+          ),
+          p,
+        ),
+      100,
     )
   })
 })

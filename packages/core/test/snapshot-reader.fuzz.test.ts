@@ -3,7 +3,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { checkState, decodeState, encodeState, parseHeader, SnapshotError } from '../src/index.js'
-import { fuzzParameters } from '../src/testing/index.js'
+import { fuzz } from '../src/testing/index.js'
 
 const onlySnapshotErrors = (f: () => void) => {
   try {
@@ -32,35 +32,43 @@ const tagged = fc.letrec((tie) => ({
 })).value
 
 describe('the snapshot state reader (fuzz)', () => {
-  it('decodes what it encodes', () => {
-    fc.assert(
-      fc.property(tagged, (v) => {
-        expect(decodeState(encodeState(v), 's')).toEqual(v)
-      }),
-      fuzzParameters(200),
+  it('decodes what it encodes', async () => {
+    await fuzz(
+      (p) =>
+        fc.assert(
+          fc.property(tagged, (v) => {
+            expect(decodeState(encodeState(v), 's')).toEqual(v)
+          }),
+          p,
+        ),
+      200,
     )
   })
 
-  it('arbitrary or mutated text gives a checked state or a SnapshotError', () => {
-    fc.assert(
-      fc.property(
-        fc.oneof(fc.string(), fc.json(), tagged.map(encodeState)),
-        fc.nat(),
-        fc.nat(255),
-        (text, at, byte) => {
-          const mutated =
-            text.length > 0
-              ? text.slice(0, at % text.length) +
-                String.fromCharCode(byte) +
-                text.slice((at % text.length) + 1)
-              : text
-          for (const t of [text, mutated]) {
-            onlySnapshotErrors(() => checkState(decodeState(t, 'state.json'), 'state.json'))
-            onlySnapshotErrors(() => parseHeader(t, 'snapshot.json'))
-          }
-        },
-      ),
-      fuzzParameters(300),
+  it('arbitrary or mutated text gives a checked state or a SnapshotError', async () => {
+    await fuzz(
+      (p) =>
+        fc.assert(
+          fc.property(
+            fc.oneof(fc.string(), fc.json(), tagged.map(encodeState)),
+            fc.nat(),
+            fc.nat(255),
+            (text, at, byte) => {
+              const mutated =
+                text.length > 0
+                  ? text.slice(0, at % text.length) +
+                    String.fromCharCode(byte) +
+                    text.slice((at % text.length) + 1)
+                  : text
+              for (const t of [text, mutated]) {
+                onlySnapshotErrors(() => checkState(decodeState(t, 'state.json'), 'state.json'))
+                onlySnapshotErrors(() => parseHeader(t, 'snapshot.json'))
+              }
+            },
+          ),
+          p,
+        ),
+      300,
     )
   })
 })

@@ -27,6 +27,7 @@ export {
   type HostQuirks,
   HYPERCALL_FEATURES,
   hideHypercallFeatures,
+  hideInvariantTsc,
   hostQuirks,
   isKvmPvmHost,
   kvmPvmQuirks,

@@ -56,6 +56,24 @@ describe('virtio-balloon', () => {
     expect(device.targetPages).toBe(1024)
   })
 
+  it('tells watchers each new actual the driver writes, once per change, and not after unsubscribing', () => {
+    const { driver, device } = rig(balloon())
+    driver.init()
+    const seen: number[] = []
+    const off = device.watchActual((p) => seen.push(p))
+    device.watchActual(() => {
+      throw new Error('a broken watcher')
+    })
+    driver.writeConfig(4, u32s(10))
+    driver.writeConfig(4, u32s(10)) // the same value: no news
+    driver.writeConfig(0, u32s(99)) // num_pages: not actual
+    driver.writeConfig(4, u32s(20))
+    off()
+    driver.writeConfig(4, u32s(30))
+    expect(seen).toEqual([10, 20])
+    expect(device.actualPages).toBe(30)
+  })
+
   it('collects statistics on request (§5.5.6.3)', async () => {
     const { driver, device } = rig(balloon())
     driver.init({ features: 1n << BalloonFeature.STATS_VQ })

@@ -6,7 +6,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fuzzParameters } from '@vmm/core/testing'
+import { fuzz } from '@vmm/core/testing'
 import fc from 'fast-check'
 import { afterAll, describe, expect, it } from 'vitest'
 import { BalloonDevice } from '../src/devices/balloon/device.js'
@@ -157,9 +157,13 @@ describe('virtio devices under hostile drivers, contents randomized (fast-check)
   for (const [name, queues, content, make] of devices) {
     for (const queue of queues) {
       it(`${name}, queue ${queue}: nothing escapes, no access outside RAM, NEEDS_RESET or valid used ring`, async () => {
-        await fc.assert(
-          fc.asyncProperty(hostileCaseWith(content), (c) => runHostile(make, queue, c, settleIo)),
-          fuzzParameters(40),
+        await fuzz(
+          (p) =>
+            fc.assert(
+              fc.asyncProperty(hostileCaseWith(content), (c) => runHostile(make, queue, c, settleIo)),
+              p,
+            ),
+          40,
         )
       })
     }
@@ -179,46 +183,50 @@ describe('virtio-blk statuses for well-formed chains with random headers (§5.2.
   const data = d.alloc(4096)
   const status = d.alloc(1)
   it('IN/OUT in range: OK; past the capacity or not whole sectors: IOERR; an unknown type: UNSUPP', async () => {
-    await fc.assert(
-      fc.asyncProperty(
-        fc.record({
-          type: fc.oneof(
-            fc.constantFrom(BlockRequest.IN, BlockRequest.OUT),
-            fc.integer({ min: 0, max: 0xffff_ffff }),
+    await fuzz(
+      (p) =>
+        fc.assert(
+          fc.asyncProperty(
+            fc.record({
+              type: fc.oneof(
+                fc.constantFrom(BlockRequest.IN, BlockRequest.OUT),
+                fc.integer({ min: 0, max: 0xffff_ffff }),
+              ),
+              sector: fc.oneof(fc.integer({ min: 0, max: IMAGE_SECTORS + 8 }), fc.constant(2 ** 40)),
+              length: fc.oneof(fc.constantFrom(512, 1024, 4096), fc.integer({ min: 1, max: 4096 })),
+            }),
+            async ({ type, sector, length }) => {
+              const h = new DataView(new ArrayBuffer(16))
+              h.setUint32(0, type, true)
+              h.setBigUint64(8, BigInt(sector), true)
+              d.memory.write(hdr, new Uint8Array(h.buffer))
+              d.memory.writeU8(status, 0xff)
+              const before = q.usedIndex
+              q.add([
+                { address: hdr, length: 16 },
+                { address: data, length, write: type !== BlockRequest.OUT },
+                { address: status, length: 1, write: true },
+              ])
+              d.notify(0)
+              await until(() => q.usedIndex !== before, 5000, 'the request')
+              q.takeUsed()
+              const known = [0, 1, 4, 8, 11, 13].includes(type)
+              const fits = length % 512 === 0 && sector + length / 512 <= IMAGE_SECTORS
+              const want =
+                type === BlockRequest.IN || type === BlockRequest.OUT
+                  ? fits
+                    ? BlockStatus.OK
+                    : BlockStatus.IOERR
+                  : known
+                    ? undefined
+                    : BlockStatus.UNSUPP
+              if (want !== undefined) expect(d.memory.readU8(status)).toBe(want)
+              expect(r.failures).toEqual([])
+            },
           ),
-          sector: fc.oneof(fc.integer({ min: 0, max: IMAGE_SECTORS + 8 }), fc.constant(2 ** 40)),
-          length: fc.oneof(fc.constantFrom(512, 1024, 4096), fc.integer({ min: 1, max: 4096 })),
-        }),
-        async ({ type, sector, length }) => {
-          const h = new DataView(new ArrayBuffer(16))
-          h.setUint32(0, type, true)
-          h.setBigUint64(8, BigInt(sector), true)
-          d.memory.write(hdr, new Uint8Array(h.buffer))
-          d.memory.writeU8(status, 0xff)
-          const before = q.usedIndex
-          q.add([
-            { address: hdr, length: 16 },
-            { address: data, length, write: type !== BlockRequest.OUT },
-            { address: status, length: 1, write: true },
-          ])
-          d.notify(0)
-          await until(() => q.usedIndex !== before, 5000, 'the request')
-          q.takeUsed()
-          const known = [0, 1, 4, 8, 11, 13].includes(type)
-          const fits = length % 512 === 0 && sector + length / 512 <= IMAGE_SECTORS
-          const want =
-            type === BlockRequest.IN || type === BlockRequest.OUT
-              ? fits
-                ? BlockStatus.OK
-                : BlockStatus.IOERR
-              : known
-                ? undefined
-                : BlockStatus.UNSUPP
-          if (want !== undefined) expect(d.memory.readU8(status)).toBe(want)
-          expect(r.failures).toEqual([])
-        },
-      ),
-      fuzzParameters(100),
+          p,
+        ),
+      100,
     )
   })
 })
@@ -226,40 +234,46 @@ describe('virtio-blk statuses for well-formed chains with random headers (§5.2.
 describe('virtio-blk over disk images of any size and contents (fast-check)', () => {
   it('capacity is the whole sectors of the file; a read is OK within them and IOERR past them; data is the file', async () => {
     const path = join(dir, 'any.img')
-    await fc.assert(
-      fc.asyncProperty(
-        fc.uint8Array({ maxLength: 4 * 512 + 100 }),
-        fc.integer({ min: 0, max: 6 }),
-        fc.integer({ min: 1, max: 3 }),
-        async (contents, sector, sectors) => {
-          writeFileSync(path, contents)
-          const r = rig(new BlockDevice({ path, readOnly: true, serial: 'a' }))
-          r.driver.init({ features: 1n << Feature.VERSION_1 })
-          const capacity = Math.floor(contents.length / 512)
-          expect(new DataView(r.driver.readConfig(0, 8).buffer).getBigUint64(0, true)).toBe(BigInt(capacity))
-          const q = r.driver.queue(0)
-          const h = new DataView(new ArrayBuffer(16))
-          h.setUint32(0, BlockRequest.IN, true)
-          h.setBigUint64(8, BigInt(sector), true)
-          const data = r.driver.alloc(sectors * 512)
-          const status = r.driver.alloc(1)
-          q.add([
-            { address: r.driver.put(new Uint8Array(h.buffer)), length: 16 },
-            { address: data, length: sectors * 512, write: true },
-            { address: status, length: 1, write: true },
-          ])
-          r.driver.notify(0)
-          await until(() => q.usedIndex !== 0, 5000, 'the read')
-          const fits = sector + sectors <= capacity
-          expect(r.memory.readU8(status)).toBe(fits ? BlockStatus.OK : BlockStatus.IOERR)
-          if (fits)
-            expect(r.driver.get(data, sectors * 512)).toEqual(
-              contents.subarray(sector * 512, (sector + sectors) * 512),
-            )
-          await r.transport.dispose()
-        },
-      ),
-      fuzzParameters(50),
+    await fuzz(
+      (p) =>
+        fc.assert(
+          fc.asyncProperty(
+            fc.uint8Array({ maxLength: 4 * 512 + 100 }),
+            fc.integer({ min: 0, max: 6 }),
+            fc.integer({ min: 1, max: 3 }),
+            async (contents, sector, sectors) => {
+              writeFileSync(path, contents)
+              const r = rig(new BlockDevice({ path, readOnly: true, serial: 'a' }))
+              r.driver.init({ features: 1n << Feature.VERSION_1 })
+              const capacity = Math.floor(contents.length / 512)
+              expect(new DataView(r.driver.readConfig(0, 8).buffer).getBigUint64(0, true)).toBe(
+                BigInt(capacity),
+              )
+              const q = r.driver.queue(0)
+              const h = new DataView(new ArrayBuffer(16))
+              h.setUint32(0, BlockRequest.IN, true)
+              h.setBigUint64(8, BigInt(sector), true)
+              const data = r.driver.alloc(sectors * 512)
+              const status = r.driver.alloc(1)
+              q.add([
+                { address: r.driver.put(new Uint8Array(h.buffer)), length: 16 },
+                { address: data, length: sectors * 512, write: true },
+                { address: status, length: 1, write: true },
+              ])
+              r.driver.notify(0)
+              await until(() => q.usedIndex !== 0, 5000, 'the read')
+              const fits = sector + sectors <= capacity
+              expect(r.memory.readU8(status)).toBe(fits ? BlockStatus.OK : BlockStatus.IOERR)
+              if (fits)
+                expect(r.driver.get(data, sectors * 512)).toEqual(
+                  contents.subarray(sector * 512, (sector + sectors) * 512),
+                )
+              await r.transport.dispose()
+            },
+          ),
+          p,
+        ),
+      50,
     )
   })
 })

@@ -11,7 +11,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fuzzParameters } from '@vmm/core/testing'
+import { fuzz } from '@vmm/core/testing'
 import { Command, Reg } from '@vmm/pci'
 import fc from 'fast-check'
 import { afterAll, describe, expect, it } from 'vitest'
@@ -51,44 +51,51 @@ describe('virtio-mmio register file under a hostile driver (fast-check)', () => 
     ['virtio-blk', () => new BlockDevice({ path: image, readOnly: false, serial: 'r' }), 1],
   ] as const) {
     it(`${name}: identity fixed, QueueNumMax 0 past the queues, reset clears, nothing escapes`, async () => {
-      await fc.assert(
-        fc.asyncProperty(fc.array(access, { maxLength: 48 }), async (ops) => {
-          const { memory, failures } = watched(testMemory(MEMORY_SIZE))
-          const t = new VirtioMmioTransport(make(), memory, new TestInterruptLine())
-          const d = new Uint8Array(8)
-          const dv = new DataView(d.buffer)
-          const reg = (offset: number) => {
-            t.read(offset, d.subarray(0, 4))
-            return dv.getUint32(0, true)
-          }
-          const identity = [MmioReg.MAGIC_VALUE, MmioReg.VERSION, MmioReg.DEVICE_ID, MmioReg.VENDOR_ID].map(
-            reg,
-          )
-          expect(identity[0]).toBe(MMIO_MAGIC)
-          let queueSel = 0
-          for (const o of ops) {
-            const data = d.subarray(0, o.width)
-            if (o.write) {
-              dv.setUint32(0, o.value >>> 0, true)
-              t.write(o.offset, data)
-              if (o.offset === MmioReg.QUEUE_SEL && o.width === 4) queueSel = o.value >>> 0
-              if (o.offset === MmioReg.STATUS && o.width === 4 && o.value === 0) {
-                queueSel = 0 // the reset clears the selectors too
-                expect(reg(MmioReg.STATUS)).toBe(0)
-                expect(reg(MmioReg.QUEUE_READY)).toBe(0)
+      await fuzz(
+        (p) =>
+          fc.assert(
+            fc.asyncProperty(fc.array(access, { maxLength: 48 }), async (ops) => {
+              const { memory, failures } = watched(testMemory(MEMORY_SIZE))
+              const t = new VirtioMmioTransport(make(), memory, new TestInterruptLine())
+              const d = new Uint8Array(8)
+              const dv = new DataView(d.buffer)
+              const reg = (offset: number) => {
+                t.read(offset, d.subarray(0, 4))
+                return dv.getUint32(0, true)
               }
-            } else t.read(o.offset, data)
-            if (queueSel >= queues) expect(reg(MmioReg.QUEUE_NUM_MAX)).toBe(0)
-            expect(reg(MmioReg.INTERRUPT_STATUS) & ~3).toBe(0)
-          }
-          await new Promise<void>((r) => setImmediate(r))
-          expect(
-            [MmioReg.MAGIC_VALUE, MmioReg.VERSION, MmioReg.DEVICE_ID, MmioReg.VENDOR_ID].map(reg),
-          ).toEqual(identity)
-          await t.dispose()
-          expect(failures).toEqual([])
-        }),
-        fuzzParameters(100),
+              const identity = [
+                MmioReg.MAGIC_VALUE,
+                MmioReg.VERSION,
+                MmioReg.DEVICE_ID,
+                MmioReg.VENDOR_ID,
+              ].map(reg)
+              expect(identity[0]).toBe(MMIO_MAGIC)
+              let queueSel = 0
+              for (const o of ops) {
+                const data = d.subarray(0, o.width)
+                if (o.write) {
+                  dv.setUint32(0, o.value >>> 0, true)
+                  t.write(o.offset, data)
+                  if (o.offset === MmioReg.QUEUE_SEL && o.width === 4) queueSel = o.value >>> 0
+                  if (o.offset === MmioReg.STATUS && o.width === 4 && o.value === 0) {
+                    queueSel = 0 // the reset clears the selectors too
+                    expect(reg(MmioReg.STATUS)).toBe(0)
+                    expect(reg(MmioReg.QUEUE_READY)).toBe(0)
+                  }
+                } else t.read(o.offset, data)
+                if (queueSel >= queues) expect(reg(MmioReg.QUEUE_NUM_MAX)).toBe(0)
+                expect(reg(MmioReg.INTERRUPT_STATUS) & ~3).toBe(0)
+              }
+              await new Promise<void>((r) => setImmediate(r))
+              expect(
+                [MmioReg.MAGIC_VALUE, MmioReg.VERSION, MmioReg.DEVICE_ID, MmioReg.VENDOR_ID].map(reg),
+              ).toEqual(identity)
+              await t.dispose()
+              expect(failures).toEqual([])
+            }),
+            p,
+          ),
+        100,
       )
     })
   }
@@ -122,51 +129,55 @@ const barAccess = fc.record({
 
 describe('virtio-pci BAR 0 and configuration space under a hostile driver (fast-check)', () => {
   it('virtio-blk-pci: identity fixed, queue_size 0 past the queues, device_status 0 resets, nothing escapes', async () => {
-    await fc.assert(
-      fc.asyncProperty(fc.array(barAccess, { maxLength: 40 }), async (ops) => {
-        const r = pciRig(new BlockDevice({ path: image, readOnly: false, serial: 'r' }), MEMORY_SIZE)
-        r.driver.cfgWrite(Reg.Command, Command.MemorySpace | Command.BusMaster, 2)
-        const bar = r.transport.barAddress(0)
-        const d = new Uint8Array(8)
-        const dv = new DataView(d.buffer)
-        const common = (offset: number, width: 1 | 2) => {
-          r.mmio.read(bar + offset, d.subarray(0, width))
-          return width === 1 ? d[0]! : dv.getUint16(0, true)
-        }
-        const identity = () => [r.driver.cfgRead(0), r.driver.cfgRead(8)]
-        const before = identity()
-        const queues = common(C.NUM_QUEUES, 2)
-        expect(queues).toBe(1) // BAR 0 answers: virtio-blk has one request queue
-        let select = 0
-        for (const o of ops) {
-          if (o.config) {
-            // The Command register stays as the rig set it, so BAR 0 stays where it is.
-            if ((o.config.reg & ~3) !== Reg.Command && (o.config.reg < 0x10 || o.config.reg >= 0x28))
-              r.driver.cfgWrite(o.config.reg & ~3, o.config.value)
-          }
-          const data = d.subarray(0, o.width)
-          if (o.write) {
-            dv.setUint32(0, o.value >>> 0, true)
-            dv.setUint32(4, 0, true)
-            r.mmio.write(bar + o.offset, data)
-            if (o.offset === C.QUEUE_SELECT && o.width === 2) select = o.value & 0xffff
-            if (o.offset === C.DEVICE_STATUS && o.width === 1 && (o.value & 0xff) === 0) {
-              expect(common(C.DEVICE_STATUS, 1)).toBe(0)
-              expect(common(C.QUEUE_ENABLE, 2)).toBe(0)
-              // The reset returns every common-configuration field to its initial value, queue_select
-              // included (it reads 0 after), so the model follows.
-              expect(common(C.QUEUE_SELECT, 2)).toBe(0)
-              select = 0
+    await fuzz(
+      (p) =>
+        fc.assert(
+          fc.asyncProperty(fc.array(barAccess, { maxLength: 40 }), async (ops) => {
+            const r = pciRig(new BlockDevice({ path: image, readOnly: false, serial: 'r' }), MEMORY_SIZE)
+            r.driver.cfgWrite(Reg.Command, Command.MemorySpace | Command.BusMaster, 2)
+            const bar = r.transport.barAddress(0)
+            const d = new Uint8Array(8)
+            const dv = new DataView(d.buffer)
+            const common = (offset: number, width: 1 | 2) => {
+              r.mmio.read(bar + offset, d.subarray(0, width))
+              return width === 1 ? d[0]! : dv.getUint16(0, true)
             }
-          } else r.mmio.read(bar + o.offset, data)
-          expect(common(C.NUM_QUEUES, 2)).toBe(queues)
-          if (select >= queues) expect(common(C.QUEUE_SIZE, 2)).toBe(0)
-        }
-        await new Promise<void>((res) => setImmediate(res))
-        expect(identity()).toEqual(before)
-        await r.transport.close() // releases the device's image fd (dispose alone leaked one per case)
-      }),
-      fuzzParameters(100),
+            const identity = () => [r.driver.cfgRead(0), r.driver.cfgRead(8)]
+            const before = identity()
+            const queues = common(C.NUM_QUEUES, 2)
+            expect(queues).toBe(1) // BAR 0 answers: virtio-blk has one request queue
+            let select = 0
+            for (const o of ops) {
+              if (o.config) {
+                // The Command register stays as the rig set it, so BAR 0 stays where it is.
+                if ((o.config.reg & ~3) !== Reg.Command && (o.config.reg < 0x10 || o.config.reg >= 0x28))
+                  r.driver.cfgWrite(o.config.reg & ~3, o.config.value)
+              }
+              const data = d.subarray(0, o.width)
+              if (o.write) {
+                dv.setUint32(0, o.value >>> 0, true)
+                dv.setUint32(4, 0, true)
+                r.mmio.write(bar + o.offset, data)
+                if (o.offset === C.QUEUE_SELECT && o.width === 2) select = o.value & 0xffff
+                if (o.offset === C.DEVICE_STATUS && o.width === 1 && (o.value & 0xff) === 0) {
+                  expect(common(C.DEVICE_STATUS, 1)).toBe(0)
+                  expect(common(C.QUEUE_ENABLE, 2)).toBe(0)
+                  // The reset returns every common-configuration field to its initial value, queue_select
+                  // included (it reads 0 after), so the model follows.
+                  expect(common(C.QUEUE_SELECT, 2)).toBe(0)
+                  select = 0
+                }
+              } else r.mmio.read(bar + o.offset, data)
+              expect(common(C.NUM_QUEUES, 2)).toBe(queues)
+              if (select >= queues) expect(common(C.QUEUE_SIZE, 2)).toBe(0)
+            }
+            await new Promise<void>((res) => setImmediate(res))
+            expect(identity()).toEqual(before)
+            await r.transport.close() // releases the device's image fd (dispose alone leaked one per case)
+          }),
+          p,
+        ),
+      100,
     )
   })
 })

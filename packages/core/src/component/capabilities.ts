@@ -39,6 +39,16 @@ export interface Pausable {
 }
 
 /**
+ * Goes back to its power-on state when the machine resets in place (Machine.reset, QMP
+ * system_reset): called in build order on a machine whose vCPUs are out of the guest and whose
+ * Pausable components are paused; guest RAM is then reloaded, so the component must not keep
+ * guest addresses (queues, buffers) it was given before. A virtio device goes to status 0.
+ */
+export interface Resettable {
+  reset(): void | Promise<void>
+}
+
+/**
  * A component whose state goes into a snapshot. The contract, for the snapshot work to fill in:
  * - `quiesce` is called on a paused machine (every vCPU out of the guest, every Pausable paused);
  *   it settles what is still in flight (a block request the host has not completed, bytes a
@@ -106,6 +116,7 @@ export const isLoadable = (x: unknown): x is Loadable => has(x, 'load')
 export const isStartable = (x: unknown): x is Startable => has(x, 'start')
 export const isStoppable = (x: unknown): x is Stoppable => has(x, 'stop')
 export const isPausable = (x: unknown): x is Pausable => has(x, 'pause') && has(x, 'resume')
+export const isResettable = (x: unknown): x is Resettable => has(x, 'reset')
 export const isSnapshottable = (x: unknown): x is Snapshottable =>
   has(x, 'quiesce') && has(x, 'saveState') && has(x, 'restoreState')
 export const isHotpluggable = (x: unknown): x is Hotpluggable => has(x, 'plugged') && has(x, 'unplug')

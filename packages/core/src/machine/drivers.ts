@@ -8,6 +8,7 @@ import {
   isKernelCmdlineContributor,
   isLoadable,
   isPausable,
+  isResettable,
   isShutdownRequester,
   isSnapshottable,
   isStartable,
@@ -70,6 +71,14 @@ export async function resumeComponents(list: Components, timed: Timed): Promise<
   for (const c of list) {
     const i = c.instance
     if (isPausable(i)) await timed(c.id, 'resume', () => i.resume())
+  }
+}
+
+/** Resettable, in build order (Machine.reset): what a device uses is back at power-on before it is. */
+export async function resetComponents(list: Components, timed: Timed): Promise<void> {
+  for (const c of list) {
+    const i = c.instance
+    if (isResettable(i)) await timed(c.id, 'reset', () => i.reset())
   }
 }
 

@@ -29,6 +29,7 @@ import { buildComponent, buildPlatform, type Platform, unmapComponent } from './
 import * as drive from './drivers.js'
 import { exitHandler, guestStopResult, judgeExit } from './exit-policy.js'
 import { Hotplug } from './hotplug.js'
+import { BootImage, recordingMemory } from './reset.js'
 import { ComponentError, describeThrown } from './thrown.js'
 import type {
   BuiltComponent,
@@ -62,6 +63,8 @@ export class Machine {
   private pausing = false
   /** Set by Machine.restore: guest RAM comes from this snapshot memory file. */
   private ramFile: string | undefined
+  /** What reset() puts back (reset.ts), taken when load() is done; why not, where it could not be. */
+  private bootImage: BootImage | string = 'the machine has not loaded'
   /** The guest clock (hypervisor feature x86.clock) as it was when the machine paused. */
   private pausedClock: Uint8Array | undefined
   private resolveDone!: (r: MachineResult) => void
@@ -76,9 +79,10 @@ export class Machine {
 
   constructor(
     readonly manifest: ResolvedManifest,
-    private readonly hypervisor: Hypervisor,
-    /** The types the manifest was resolved with; Machine.hotplug needs them. */
-    registry?: ComponentRegistry,
+    /** What runs the vCPUs ("kvm", "test"): a control plane reports it (QMP query-kvm). */
+    readonly hypervisor: Hypervisor,
+    /** The types the manifest was resolved with; Machine.hotplug needs them, a control plane lists them. */
+    readonly registry?: ComponentRegistry,
   ) {
     this.changes = new Hotplug(manifest, registry, {
       state: () => this.stateValue,
@@ -119,6 +123,7 @@ export class Machine {
     const manifest = await resolveRestoredManifest(snap, options.overrides ?? [], registry)
     const m = new Machine(manifest, options.hypervisor, registry)
     m.ramFile = snap.memoryFile
+    m.bootImage = 'it was restored from a snapshot, so what its loaders wrote is not known'
     try {
       await m.realize()
       await restoreInto({ vm: m.vm!, vcpus: m.vcpus, components: m.built }, snap)
@@ -291,12 +296,18 @@ export class Machine {
   /** Lets every component put its images in memory and set initial vCPU state. */
   async load(): Promise<void> {
     this.expect('realized')
+    const touched: [number, number][] = []
     const context = {
-      memory: this.memory,
+      memory: recordingMemory(this.memory, touched),
       vcpus: this.vcpus,
       kernelCmdline: drive.kernelCmdlines(this.built),
     }
     await drive.loadComponents(this.built, context, this.timed)
+    try {
+      this.bootImage = BootImage.capture(this.memory, touched, this.vcpus, this.vm!)
+    } catch (e) {
+      this.bootImage = `its state after load could not be read (${describeThrown(e)})`
+    }
     this.setState('loaded')
   }
 
@@ -440,6 +451,38 @@ export class Machine {
     await drive.resumeComponents(this.built, this.timed)
     this.setState('running')
     this.runVcpus()
+  }
+
+  /**
+   * Resets the machine in place, as a PC's reset line does (reset.ts): the vCPUs leave the guest,
+   * Resettable components go back to power-on, guest RAM holds again exactly what the loaders
+   * wrote, the vCPUs and the in-kernel irqchip/PIT are as they were after load; a running machine
+   * runs on from there, a paused one stays paused. Refuses, saying why, on a machine restored from
+   * a snapshot (what its loaders wrote is not known).
+   */
+  async reset(): Promise<void> {
+    this.expect('running', 'paused')
+    const image = this.bootImage
+    if (typeof image === 'string') throw new Error(`reset: this machine cannot reset in place: ${image}`)
+    if (this.pausing) throw new Error('reset: the machine is pausing; try again once it has')
+    const running = this.stateValue === 'running'
+    if (running) {
+      this.pausing = true
+      for (const v of this.vcpus) v.kick()
+      await Promise.all(this.runs)
+      this.pausing = false
+      if (this.result) {
+        await this.stopAfterRun()
+        throw new Error(`reset: the run ended first (${this.result.reason})`)
+      }
+      await drive.pauseComponents(this.built, this.timed)
+    }
+    await drive.resetComponents(this.built, this.timed)
+    image.apply(this.memory, this.platform!.ram, this.vcpus, this.vm!)
+    if (running) {
+      await drive.resumeComponents(this.built, this.timed)
+      this.runVcpus()
+    }
   }
 
   /**

@@ -49,7 +49,7 @@ export type MachineEvent =
 
 export interface ComponentTiming {
   readonly id: string
-  readonly phase: 'build' | 'load' | 'start' | 'pause' | 'resume' | 'stop' | 'dispose'
+  readonly phase: 'build' | 'load' | 'start' | 'pause' | 'resume' | 'reset' | 'stop' | 'dispose'
   readonly ms: number
 }
 

@@ -14,4 +14,4 @@ import { TestHypervisor } from './test-hypervisor.js'
 /** A HypervisorProvider for the test hypervisor (`vmm run --hypervisor test`). */
 export const hypervisorProvider: HypervisorProvider = { open: () => new TestHypervisor() }
 export { fixture, helloGuest } from './fixtures.js'
-export { fuzzParameters, fuzzRuns } from './fuzz.js'
+export { FUZZ_CHUNK, type FuzzParameters, fuzz, fuzzParameters, fuzzRuns } from './fuzz.js'

@@ -85,6 +85,11 @@ export class VirtioMmio implements MmioDevice, Component {
     this.transport.resume()
   }
 
+  /** Resettable (Machine.reset): the device back to status 0, as §2.1.2 describes a reset. */
+  reset(): void {
+    this.transport.reset()
+  }
+
   dispose(): Promise<void> {
     return this.transport.dispose()
   }

@@ -313,6 +313,11 @@ export class VirtioMmioTransport implements MmioDevice {
     if (this.interruptStatus !== 0) this.irq.setLevel(true)
   }
 
+  /** The machine resets (Machine.reset): as the driver writing 0 to the status register. */
+  reset(): void {
+    this.resetDevice()
+  }
+
   /** §4.2.3.1 / §2.1.2: writing 0 to Status resets the device and the transport. */
   private resetDevice(): void {
     this.core.reset()

@@ -104,6 +104,11 @@ export class VirtioPci implements Component {
     this.transport.resume()
   }
 
+  /** Resettable (Machine.reset): the device back to status 0, as §2.1.2 describes a reset. */
+  reset(): void {
+    this.transport.reset()
+  }
+
   dispose(): Promise<void> {
     this.bridge.bridge.detach(this.transport)
     return this.transport.close()

@@ -311,6 +311,11 @@ export class VirtioPciTransport extends PciDevice {
     return value
   }
 
+  /** The machine resets (Machine.reset): as the driver writing 0 to the status register. */
+  reset(): void {
+    this.resetDevice()
+  }
+
   /** §4.1.4.3.2: writing 0 to device_status resets the device and the transport's registers. */
   private resetDevice(): void {
     this.core.reset()

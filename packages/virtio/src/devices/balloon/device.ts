@@ -65,6 +65,7 @@ export class BalloonDevice implements VirtioDevice {
   private pfns = new Uint8Array(4096)
   /** Pages discarded since the device was created, for tests and monitoring. */
   discardedPages = 0
+  private readonly actualListeners = new Set<(pages: number) => void>()
 
   constructor(options: BalloonOptions) {
     this.features = featureBits(
@@ -79,6 +80,16 @@ export class BalloonDevice implements VirtioDevice {
   /** The pages the guest says it has given (config `actual`). */
   get actualPages(): number {
     return this.config.getUint32(4, true)
+  }
+
+  /**
+   * Calls `listener` with the new `actual` each time the driver writes a different one (a control
+   * plane's BALLOON_CHANGED, without polling); returns the unsubscribe function. Runs on the vCPU
+   * exit path: keep it short.
+   */
+  watchActual(listener: (pages: number) => void): () => void {
+    this.actualListeners.add(listener)
+    return () => this.actualListeners.delete(listener)
   }
 
   get targetPages(): number {
@@ -161,7 +172,18 @@ export class BalloonDevice implements VirtioDevice {
 
   writeConfig(offset: number, data: Uint8Array): void {
     // Only `actual` (offset 4) is the driver's to write (§5.5.4).
-    if (offset >= 4 && offset + data.length <= 8) new Uint8Array(this.config.buffer).set(data, offset)
+    if (offset < 4 || offset + data.length > 8) return
+    const before = this.actualPages
+    new Uint8Array(this.config.buffer).set(data, offset)
+    const after = this.actualPages
+    if (after !== before)
+      for (const l of this.actualListeners) {
+        try {
+          l(after)
+        } catch {
+          // A listener's failure is its own; the guest's write stands.
+        }
+      }
   }
 
   activate(context: DeviceContext): void {
