@@ -9,7 +9,7 @@
 import { lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fuzzParameters } from '@vmm/core/testing'
+import { fuzz } from '@vmm/core/testing'
 import fc from 'fast-check'
 import { afterAll, describe, expect, it } from 'vitest'
 import { P9Device } from '../src/devices/9p/device.js'
@@ -173,36 +173,40 @@ const session = (root: string) => {
 
 describe('9P2000.L server against a hostile client (fast-check)', () => {
   it('never throws, answers every tag well-formed, touches nothing outside, leaks no descriptor', async () => {
-    await fc.assert(
-      fc.asyncProperty(
-        fc.array(message, { minLength: 1, maxLength: 25 }),
-        fc.boolean(),
-        async (messages, parallel) => {
-          const root = freshRoot()
-          const { server, start } = session(root)
-          for (const m of start) await server.handle(plainRequest(m))
-          const one = async (m: Uint8Array) => {
-            const target = new Uint8Array(4096)
-            const reply = await server.handle(plainRequest(m, 1 << 16, target))
-            const r = decode(reply, target)
-            expect(new DataView(reply.bytes.buffer, reply.bytes.byteOffset).getUint32(0, true)).toBe(
-              reply.bytes.length + reply.data,
-            )
-            if (m.length >= 7) {
-              expect(r.tag).toBe(m[5]! | (m[6]! << 8))
-              expect([m[4]! + 1, Msg.RLERROR]).toContain(r.type)
-            }
-          }
-          if (parallel) await Promise.all(messages.map(one))
-          else for (const m of messages) await one(m)
-          server.close()
-          expect(server.live.size).toBe(0)
-          expect(fingerprint(outside)).toEqual(outsideBefore)
-          expect(readdirSync(base).filter((n) => !n.startsWith('root-'))).toEqual(['outside'])
-          rmSync(root, { recursive: true, force: true })
-        },
-      ),
-      fuzzParameters(60),
+    await fuzz(
+      (parameters) =>
+        fc.assert(
+          fc.asyncProperty(
+            fc.array(message, { minLength: 1, maxLength: 25 }),
+            fc.boolean(),
+            async (messages, parallel) => {
+              const root = freshRoot()
+              const { server, start } = session(root)
+              for (const m of start) await server.handle(plainRequest(m))
+              const one = async (m: Uint8Array) => {
+                const target = new Uint8Array(4096)
+                const reply = await server.handle(plainRequest(m, 1 << 16, target))
+                const r = decode(reply, target)
+                expect(new DataView(reply.bytes.buffer, reply.bytes.byteOffset).getUint32(0, true)).toBe(
+                  reply.bytes.length + reply.data,
+                )
+                if (m.length >= 7) {
+                  expect(r.tag).toBe(m[5]! | (m[6]! << 8))
+                  expect([m[4]! + 1, Msg.RLERROR]).toContain(r.type)
+                }
+              }
+              if (parallel) await Promise.all(messages.map(one))
+              else for (const m of messages) await one(m)
+              server.close()
+              expect(server.live.size).toBe(0)
+              expect(fingerprint(outside)).toEqual(outsideBefore)
+              expect(readdirSync(base).filter((n) => !n.startsWith('root-'))).toEqual(['outside'])
+              rmSync(root, { recursive: true, force: true })
+            },
+          ),
+          parameters,
+        ),
+      60,
     )
   })
 })
@@ -210,16 +214,20 @@ describe('9P2000.L server against a hostile client (fast-check)', () => {
 describe('virtio-9p device against hostile descriptor chains (fast-check)', () => {
   it('nothing escapes, no access outside RAM, NEEDS_RESET or a valid used ring', async () => {
     const root = freshRoot()
-    await fc.assert(
-      fc.asyncProperty(hostileCaseWith(message), (c) =>
-        runHostile(
-          () => new P9Device({ tag: 'fuzz', path: root, readonly: false }),
-          0,
-          c,
-          () => new Promise((r) => setTimeout(r, 5)),
+    await fuzz(
+      (parameters) =>
+        fc.assert(
+          fc.asyncProperty(hostileCaseWith(message), (c) =>
+            runHostile(
+              () => new P9Device({ tag: 'fuzz', path: root, readonly: false }),
+              0,
+              c,
+              () => new Promise((r) => setTimeout(r, 5)),
+            ),
+          ),
+          parameters,
         ),
-      ),
-      fuzzParameters(40),
+      40,
     )
     expect(fingerprint(outside)).toEqual(outsideBefore)
   })

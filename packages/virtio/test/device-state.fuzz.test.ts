@@ -3,7 +3,7 @@
 // taken or refused with an Error naming the component and the field ("<id>: core: device: saved
 // state <field>: ..."); never a TypeError or RangeError from inside a device, and never a crash.
 import { SavedState } from '@vmm/core'
-import { fuzzParameters } from '@vmm/core/testing'
+import { fuzz } from '@vmm/core/testing'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import type { VirtioDevice } from '../src/device.js'
@@ -48,27 +48,31 @@ describe('virtio device state readers on untrusted input', () => {
     base.driver.init(d.features === undefined ? {} : { features: d.features })
     const good = JSON.parse(JSON.stringify(base.transport.saveState())) as Saved
 
-    it(`${name}: a random device state is taken or refused naming the field`, () => {
-      fc.assert(
-        fc.property(json, (v) =>
-          restoredCleanly(name, d.make, base, {
-            ...good,
-            core: { ...good.core, device: v as Record<string, unknown> },
-          }),
+    it(`${name}: a random device state is taken or refused naming the field`, async () => {
+      await fuzz((parameters) =>
+        fc.assert(
+          fc.property(json, (v) =>
+            restoredCleanly(name, d.make, base, {
+              ...good,
+              core: { ...good.core, device: v as Record<string, unknown> },
+            }),
+          ),
+          parameters,
         ),
-        fuzzParameters(),
       )
     })
 
-    it(`${name}: a device state with one field replaced is taken or refused naming the field`, () => {
-      fc.assert(
-        fc.property(fc.constantFrom(...Object.keys(good.core.device)), json, (key, v) =>
-          restoredCleanly(name, d.make, base, {
-            ...good,
-            core: { ...good.core, device: { ...good.core.device, [key]: v } },
-          }),
+    it(`${name}: a device state with one field replaced is taken or refused naming the field`, async () => {
+      await fuzz((parameters) =>
+        fc.assert(
+          fc.property(fc.constantFrom(...Object.keys(good.core.device)), json, (key, v) =>
+            restoredCleanly(name, d.make, base, {
+              ...good,
+              core: { ...good.core, device: { ...good.core.device, [key]: v } },
+            }),
+          ),
+          parameters,
         ),
-        fuzzParameters(),
       )
     })
   }

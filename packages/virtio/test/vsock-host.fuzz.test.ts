@@ -7,7 +7,7 @@
 // - completeness: a well-formed short CONNECT line always gets its REQUEST;
 // - refusal: any other first line (or 33+ bytes with no newline) closes the host socket.
 import { connect, type Socket } from 'node:net'
-import { fuzzParameters } from '@vmm/core/testing'
+import { fuzz } from '@vmm/core/testing'
 import fc from 'fast-check'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { VsockDevice } from '../src/devices/vsock/device.js'
@@ -56,71 +56,84 @@ const closed = (s: Socket) => s.destroyed || s.readableEnded || s.closed
 
 describe('virtio-vsock host side, hostile host clients', () => {
   it('asks the guest only for what a CONNECT line names and refuses every other first line', async () => {
-    await fc.assert(
-      fc.asyncProperty(firstLine, trailing, async (line, rest) => {
-        const local: (() => void)[] = []
-        try {
-          const v = setup(local)
-          v.postRx(8)
-          const host = connect(v.path)
-          local.push(() => host.destroy())
-          host.on('error', () => {})
-          await new Promise((r) => host.once('connect', r))
-          const sent = Buffer.concat([Buffer.from(line, 'latin1'), rest])
-          host.write(sent)
-          const nl = sent.indexOf(10)
-          const first = nl >= 0 ? sent.subarray(0, nl).toString('latin1') : undefined
-          const requests = () => v.collect().filter((p) => p.h.op === VsockOp.REQUEST)
-          if (first !== undefined && nl <= 32) {
-            // A short first line decides: its REQUEST, or the socket closed.
-            const wanted = requestedPort(first)
-            if (wanted === undefined)
-              await until(() => closed(host), 3000, `closed for ${JSON.stringify(first)}`)
-            else {
-              await until(() => requests().length === 1, 3000, `REQUEST for ${JSON.stringify(first)}`)
-              expect(requests()[0]!.h.dstPort).toBe(wanted)
+    await fuzz(
+      (parameters) =>
+        fc.assert(
+          fc.asyncProperty(firstLine, trailing, async (line, rest) => {
+            const local: (() => void)[] = []
+            try {
+              const v = setup(local)
+              v.postRx(8)
+              const host = connect(v.path)
+              local.push(() => host.destroy())
+              host.on('error', () => {})
+              await new Promise((r) => host.once('connect', r))
+              const sent = Buffer.concat([Buffer.from(line, 'latin1'), rest])
+              host.write(sent)
+              const nl = sent.indexOf(10)
+              const first = nl >= 0 ? sent.subarray(0, nl).toString('latin1') : undefined
+              const requests = () => v.collect().filter((p) => p.h.op === VsockOp.REQUEST)
+              if (first !== undefined && nl <= 32) {
+                // A short first line decides: its REQUEST, or the socket closed.
+                const wanted = requestedPort(first)
+                if (wanted === undefined)
+                  await until(() => closed(host), 3000, `closed for ${JSON.stringify(first)}`)
+                else {
+                  await until(() => requests().length === 1, 3000, `REQUEST for ${JSON.stringify(first)}`)
+                  expect(requests()[0]!.h.dstPort).toBe(wanted)
+                }
+              } else if (first === undefined && sent.length > 32) {
+                await until(() => closed(host), 3000, 'closed after 33+ bytes with no newline')
+              }
+              // Soundness, whatever was sent: a request only for a CONNECT line, for the port it names.
+              await new Promise((r) => setImmediate(r))
+              for (const r of requests())
+                expect(first !== undefined && requestedPort(first)).toBe(r.h.dstPort)
+              expect((v.device as VsockDevice).connectionCount).toBeLessThanOrEqual(1)
+            } finally {
+              for (const c of local.splice(0).reverse()) c()
             }
-          } else if (first === undefined && sent.length > 32) {
-            await until(() => closed(host), 3000, 'closed after 33+ bytes with no newline')
-          }
-          // Soundness, whatever was sent: a request only for a CONNECT line, for the port it names.
-          await new Promise((r) => setImmediate(r))
-          for (const r of requests()) expect(first !== undefined && requestedPort(first)).toBe(r.h.dstPort)
-          expect((v.device as VsockDevice).connectionCount).toBeLessThanOrEqual(1)
-        } finally {
-          for (const c of local.splice(0).reverse()) c()
-        }
-      }),
-      fuzzParameters(40),
+          }),
+          parameters,
+        ),
+      40,
     )
   }, 120_000)
 
   it('drops a host connection the guest refuses and leaves nothing tracked', async () => {
-    await fc.assert(
-      fc.asyncProperty(
-        fc.integer({ min: 1, max: 0xffff }),
-        fc.uint8Array({ maxLength: 256 }),
-        async (p, data) => {
-          const local: (() => void)[] = []
-          try {
-            const v = setup(local)
-            v.postRx(8)
-            const host = connect(v.path)
-            local.push(() => host.destroy())
-            host.on('error', () => {})
-            await new Promise((r) => host.once('connect', r))
-            host.write(Buffer.concat([encoder.encode(`CONNECT ${p}\n`), data]))
-            await until(() => v.collect().some((x) => x.h.op === VsockOp.REQUEST), 3000, 'REQUEST')
-            const request = v.collect().find((x) => x.h.op === VsockOp.REQUEST)!
-            v.send({ op: VsockOp.RST, srcPort: p, dstPort: request.h.srcPort })
-            await until(() => closed(host), 3000, 'host socket closed after RST')
-            await until(() => (v.device as VsockDevice).connectionCount === 0, 3000, 'connection forgotten')
-          } finally {
-            for (const c of local.splice(0).reverse()) c()
-          }
-        },
-      ),
-      fuzzParameters(20),
+    await fuzz(
+      (parameters) =>
+        fc.assert(
+          fc.asyncProperty(
+            fc.integer({ min: 1, max: 0xffff }),
+            fc.uint8Array({ maxLength: 256 }),
+            async (p, data) => {
+              const local: (() => void)[] = []
+              try {
+                const v = setup(local)
+                v.postRx(8)
+                const host = connect(v.path)
+                local.push(() => host.destroy())
+                host.on('error', () => {})
+                await new Promise((r) => host.once('connect', r))
+                host.write(Buffer.concat([encoder.encode(`CONNECT ${p}\n`), data]))
+                await until(() => v.collect().some((x) => x.h.op === VsockOp.REQUEST), 3000, 'REQUEST')
+                const request = v.collect().find((x) => x.h.op === VsockOp.REQUEST)!
+                v.send({ op: VsockOp.RST, srcPort: p, dstPort: request.h.srcPort })
+                await until(() => closed(host), 3000, 'host socket closed after RST')
+                await until(
+                  () => (v.device as VsockDevice).connectionCount === 0,
+                  3000,
+                  'connection forgotten',
+                )
+              } finally {
+                for (const c of local.splice(0).reverse()) c()
+              }
+            },
+          ),
+          parameters,
+        ),
+      20,
     )
   }, 120_000)
 })
