@@ -17,14 +17,16 @@ commands:
   schema [manifest]                      the manifest JSON Schema, for editors; with a
                                          manifest, its plugins' component types too
   run <manifest> [--hypervisor <module>] [--timings] [--shutdown-timeout <s>] [--qmp <socket>]
+      [--no-seccomp]
                                          run the machine; exits with the guest's code;
                                          --timings: startup milestones and per-component times;
                                          SIGTERM asks the guest to shut down (ACPI power
                                          button, keyboard Power key) and stops it after
                                          --shutdown-timeout seconds (default 30) or a second
                                          SIGTERM; SIGINT stops it at once;
-                                         --qmp: serve QMP on a Unix socket (or manifest control.qmp)
-  restore <dir> [--paused] [--hypervisor <module>]
+                                         --qmp: serve QMP on a Unix socket (or manifest control.qmp);
+                                         --no-seccomp: no system call filters (on by default)
+  restore <dir> [--paused] [--hypervisor <module>] [--no-seccomp]
                                          run a machine from a snapshot directory
                                          (Machine.snapshot); --paused leaves it paused
   ctl <socket> <command> [json-args] [--json] | ctl <socket> events
@@ -57,6 +59,7 @@ async function main(argv: string[]): Promise<number> {
       qmp: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       paused: { type: 'boolean' },
+      'no-seccomp': { type: 'boolean' },
     },
   })
   const [command, file, ...extra] = positionals
@@ -74,7 +77,7 @@ async function main(argv: string[]): Promise<number> {
     if (file === undefined) throw new UsageError('restore needs a snapshot directory')
     const specifier = values.hypervisor ?? process.env.VMM_HYPERVISOR ?? '@vmm/kvm'
     const { restore } = await import('./restore.js')
-    return restore(file, await loadProvider(specifier, file), values.paused === true)
+    return restore(file, await loadProvider(specifier, file), values.paused === true, !values['no-seccomp'])
   }
   if (command !== 'validate' && command !== 'graph' && command !== 'run')
     throw new UsageError(`unknown command "${command}"`)
@@ -100,6 +103,7 @@ async function main(argv: string[]): Promise<number> {
     values.timings === true,
     shutdownTimeout,
     values.qmp ?? resolved.control.qmp,
+    !values['no-seccomp'],
   )
 }
 
@@ -175,6 +179,7 @@ async function run(
   timings: boolean,
   shutdownTimeout: number,
   qmp: string | undefined,
+  seccomp: boolean,
 ): Promise<number> {
   const provider = await loadProvider(specifier, resolved.source.file)
   const hypervisor = await provider.open()
@@ -208,12 +213,15 @@ async function run(
   process.once('SIGINT', stopNow)
   process.on('SIGTERM', onSigterm)
   let closeQmp: import('./qmp.js').QmpHandle | undefined
+  let sandbox: import('./seccomp.js').SeccompHandle | undefined
   try {
     // Listening first: a bad socket path fails the run before the guest starts.
     if (qmp) closeQmp = await (await import('./qmp.js')).serveQmp(machine, qmp)
     await machine.realize()
     mark('realized: VM, RAM, vCPUs, components built')
     await machine.load()
+    sandbox = await (await import('./seccomp.js')).confine(machine, seccomp, timings)
+    mark(seccomp ? 'seccomp filters installed' : 'seccomp off')
     await machine.start()
     mark('loaded and started: first guest instruction')
     if (stopWhenStarted) stopNow()
@@ -243,6 +251,7 @@ async function run(
     } finally {
       hypervisor.dispose()
       guestMessages.flush() // the counts of guest-triggered messages still held back
+      sandbox?.finish() // last, so the record mode sees the clean-up's calls too
     }
   }
 }

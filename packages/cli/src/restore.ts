@@ -1,14 +1,20 @@
 // `vmm restore <dir> [--paused]`: a machine from a snapshot directory (Machine.restore in
 // @vmm/core): refused with the snapshot's own error, naming the file and what is wrong, before any
 // vCPU runs; then resumed (or, with --paused, left paused for the control plane to resume) and run
-// until the guest or a signal ends it, as `vmm run` does. Nothing in the directory is written.
+// until the guest or a signal ends it, as `vmm run` does, under seccomp unless --no-seccomp. Nothing in the directory is written.
 import type { HypervisorProvider } from '@vmm/core'
 
-export async function restore(dir: string, provider: HypervisorProvider, paused: boolean): Promise<number> {
+export async function restore(
+  dir: string,
+  provider: HypervisorProvider,
+  paused: boolean,
+  seccomp = true,
+): Promise<number> {
   const hypervisor = await provider.open()
   const { Machine } = await import('@vmm/core')
   const t0 = performance.now()
   let machine: InstanceType<typeof Machine> | undefined
+  let sandbox: import('./seccomp.js').SeccompHandle | undefined
   const stopNow = () => {
     if (machine && (machine.state === 'running' || machine.state === 'paused'))
       void machine.stop().catch(() => {})
@@ -17,6 +23,12 @@ export async function restore(dir: string, provider: HypervisorProvider, paused:
   process.once('SIGTERM', stopNow)
   try {
     machine = await Machine.restore(dir, { hypervisor })
+    // The filters go on before any vCPU runs again (seccomp.ts).
+    sandbox = await (await import('./seccomp.js')).confine(
+      machine,
+      seccomp,
+      process.env.VMM_RESTORE_TIMINGS !== undefined,
+    )
     if (paused) process.stderr.write(`vmm: restored ${dir}, paused; resume it through the control plane\n`)
     else await machine.resume()
     if (process.env.VMM_RESTORE_TIMINGS)
@@ -29,5 +41,6 @@ export async function restore(dir: string, provider: HypervisorProvider, paused:
     process.off('SIGTERM', stopNow)
     await machine?.dispose()
     hypervisor.dispose()
+    sandbox?.finish() // last, so the record mode sees the clean-up's calls too
   }
 }

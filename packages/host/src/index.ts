@@ -2,4 +2,13 @@ export { addonCandidates, addonHelp, loadAddon } from './addon.js'
 export { blockDeviceSize, lockDiskImage } from './disk.js'
 export { EventFd } from './eventfd.js'
 export { deallocateFileRange, discardGuestPages } from './pages.js'
+export {
+  applySeccomp,
+  type Confinable,
+  type RecordedCall,
+  SECCOMP_EXIT_CODE,
+  type Seccomp,
+  type SeccompOptions,
+  seccompPrograms,
+} from './seccomp/index.js'
 export { Tap, TapOffload } from './tap.js'

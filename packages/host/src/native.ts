@@ -38,6 +38,15 @@ export interface NativeHostBinding {
   lockFile(fd: number, exclusive: boolean): boolean
   /** ioctl(BLKGETSIZE64): a block device's size in bytes. */
   blockDeviceSize(fd: number): bigint
+  // seccomp.cc
+  /** The SIGSYS handler that names a denied call (names[nr]) and the thread, then exits with `exitCode`. */
+  seccompReporter(names: readonly string[], exitCode: number): void
+  /** no_new_privs, then the filter on this thread (tsync: on all threads); record: its listener goes to a supervisor. */
+  seccompInstall(program: Uint8Array, options: { tsync: boolean; record: boolean; kind: number }): void
+  /** The instruction pointer of the record mode's re-issued calls, which its vCPU filter allows. */
+  seccompTrampoline(): bigint
+  /** The distinct calls (per thread) record-mode filters let through; `thread` its name then. */
+  seccompRecords(): { kind: number; tid: number; nr: number; thread: string }[]
 }
 
 let loaded: NativeHostBinding | undefined

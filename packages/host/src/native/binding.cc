@@ -1,7 +1,8 @@
 // @vmm/host's native module: the host system calls vmm needs that are not KVM and that Node does
 // not offer. Every function is a thin syscall wrapper that keeps errno; policy lives in
 // TypeScript (src/*.ts). The calls live by kind: fd.cc (eventfds, fd I/O, event-loop watches),
-// tap.cc (TUN/TAP), pages.cc (madvise, fallocate), disk.cc (flock, BLKGETSIZE64).
+// tap.cc (TUN/TAP), pages.cc (madvise, fallocate), disk.cc (flock, BLKGETSIZE64),
+// seccomp.cc (filters, the SIGSYS reporter, the record-mode supervisor).
 #include "host.h"
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -9,6 +10,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vmm_host::InitTap(env, exports);
   vmm_host::InitPages(env, exports);
   vmm_host::InitDisk(env, exports);
+  vmm_host::InitSeccomp(env, exports);
   return exports;
 }
 NODE_API_MODULE(vmm_host, Init)

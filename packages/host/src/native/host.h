@@ -47,5 +47,7 @@ void InitTap(Napi::Env env, Napi::Object exports);
 void InitPages(Napi::Env env, Napi::Object exports);
 // disk.cc: lockFile (flock), blockDeviceSize (BLKGETSIZE64)
 void InitDisk(Napi::Env env, Napi::Object exports);
+// seccomp.cc: seccompInstall, seccompReporter, seccompRecords, seccompTrampoline
+void InitSeccomp(Napi::Env env, Napi::Object exports);
 
 }  // namespace vmm_host
