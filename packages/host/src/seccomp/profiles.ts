@@ -154,10 +154,13 @@ export const processProfile = (pid: number): readonly ProfileGroup[] => [
       'fstat',
       'statx',
       'readlinkat',
+      'readlink',
       'faccessat2',
       'getcwd',
       'getdents64',
       'unlinkat',
+      'unlink',
+      'rmdir',
       'renameat2',
       'mkdirat',
       'fchmod',
@@ -195,8 +198,8 @@ export const processProfile = (pid: number): readonly ProfileGroup[] => [
     ],
   },
   {
-    who: 'identity and limits Node reads (process.getuid, os.userInfo), and its end',
-    rules: calls('getuid', 'geteuid', 'getgid', 'getegid', 'prlimit64'),
+    who: 'identity, capabilities and limits Node reads (process.getuid; a Worker checks capget before reading its environment)',
+    rules: calls('getuid', 'geteuid', 'getgid', 'getegid', 'capget', 'prlimit64'),
   },
 ]
 
