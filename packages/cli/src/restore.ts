@@ -24,15 +24,11 @@ export async function restore(
   try {
     machine = await Machine.restore(dir, { hypervisor })
     // The filters go on before any vCPU runs again (seccomp.ts).
-    sandbox = await (await import('./seccomp.js')).confine(
-      machine,
-      seccomp,
-      process.env.VMM_RESTORE_TIMINGS !== undefined,
-    )
+    sandbox = await (await import('./seccomp.js')).confine(machine, seccomp)
     if (paused) process.stderr.write(`vmm: restored ${dir}, paused; resume it through the control plane\n`)
     else await machine.resume()
     if (process.env.VMM_RESTORE_TIMINGS)
-      process.stderr.write(`vmm: restored in ${(performance.now() - t0).toFixed(1)} ms\n`)
+      process.stderr.write(`vmm: restored in ${(performance.now() - t0).toFixed(1)} ms; ${sandbox.summary}\n`)
     const result = await machine.done
     if (result.code !== 0 || result.status === 'failed') process.stderr.write(`vmm: ${result.reason}\n`)
     return result.status === 'failed' && result.code === 0 ? 1 : result.code

@@ -1,25 +1,23 @@
 // `vmm run` and `vmm restore` confine themselves with seccomp (@vmm/host's applySeccomp) once the
-// machine is built and before the guest's first instruction, unless --no-seccomp. Silent when on,
-// unless --timings asks. VMM_SECCOMP_RECORD=<file> records instead of enforcing (the profiles are
+// machine is built and before the guest's first instruction, unless --no-seccomp. Silent when on;
+// --timings shows what was installed. VMM_SECCOMP_RECORD=<file> records instead of enforcing (the profiles are
 // measured this way): every call a list lacks runs and is written, per thread, to <file> as JSON
 // when the run ends (%p in it: the process id); with VMM_SECCOMP_RECORD_ALL=1 the lists are
 // empty, so every call each thread makes is written.
 import type { Seccomp } from '@vmm/host'
 
 export interface SeccompHandle {
-  /** Writes the record-mode file, if any; call at the end of the run, before disposing. */
+  /** What was installed, for --timings: "seccomp on: process filter N calls, vCPU filter M calls". */
+  readonly summary: string
+  /** Writes the record-mode file, if any; call at the end of the run, after disposing. */
   finish(): void
 }
 
 export async function confine(
   machine: { readonly virtualMachine: import('@vmm/core').VirtualMachine | undefined },
   enabled: boolean,
-  verbose: boolean,
 ): Promise<SeccompHandle> {
-  if (!enabled) {
-    if (verbose) process.stderr.write('vmm: seccomp: off (--no-seccomp)\n')
-    return { finish() {} }
-  }
+  if (!enabled) return { summary: 'seccomp off (--no-seccomp)', finish() {} }
   const { applySeccomp } = await import('@vmm/host')
   const { writeFileSync } = await import('node:fs')
   const recordFile = process.env.VMM_SECCOMP_RECORD
@@ -27,12 +25,15 @@ export async function confine(
     mode: recordFile ? 'record' : 'enforce',
     recordAll: process.env.VMM_SECCOMP_RECORD_ALL === '1',
   })
-  if (verbose || recordFile)
-    process.stderr.write(
-      `vmm: seccomp: ${seccomp.mode === 'record' ? 'recording' : 'on'}: process filter ${seccomp.counts.process} calls, ` +
-        `vCPU filter ${seccomp.counts.vcpu ?? 'none (the hypervisor has no vCPU threads)'}${seccomp.counts.vcpu === undefined ? '' : ' calls'}\n`,
-    )
+  const { process: p, vcpu } = seccomp.counts
+  const summary =
+    `seccomp ${seccomp.mode === 'record' ? 'recording' : 'on'}: process filter ${p} calls, ` +
+    (vcpu === undefined
+      ? 'no vCPU filter (the hypervisor runs no vCPU threads)'
+      : `vCPU filter ${vcpu} calls`)
+  if (recordFile) process.stderr.write(`vmm: ${summary}; the calls the lists lack go to ${recordFile}\n`)
   return {
+    summary,
     finish() {
       if (!recordFile) return
       writeFileSync(
