@@ -7,6 +7,7 @@
 //    (VMM_SECCOMP_RECORD), and any call a list lacks fails the test by name, thread and filter.
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { Machine } from '@vmm/core'
@@ -119,3 +120,35 @@ describe.skipIf(kvmUnavailable)('seccomp on KVM', () => {
     expect(missing(record)).toEqual([])
   }, 120_000)
 })
+
+describe.skipIf(kvmUnavailable || !existsSync('/usr/bin/script'))(
+  'seccomp with the console on a terminal',
+  () => {
+    it('a serial console on a pseudo-terminal (raw mode, Ctrl-A x, the terminal restored) runs under the filters', async () => {
+      const dir = fixture({
+        'guest.bin': Uint8Array.of(0xeb, 0xfe), // jmp $
+        'm.yaml':
+          `plugins: [${JSON.stringify(createRequire(import.meta.url).resolve('@vmm/board-micro'))}]\n` +
+          'machine: { memory: 1MiB, irqchip: true }\ncomponents:\n  guest: { type: raw-image, file: guest.bin, address: 0x7c00 }\n' +
+          '  serial: { type: serial, console: stdio, resources: { port: 0x3f8, irq: 4 } }\n',
+      })
+      // util-linux script(1) gives vmm a pseudo-terminal as its stdin and stdout, as a user's shell would.
+      const tty = spawn(
+        'script',
+        ['-qfec', `${process.execPath} ${main} run ${join(dir, 'm.yaml')}`, '/dev/null'],
+        {
+          stdio: ['pipe', 'pipe', 'pipe'],
+        },
+      )
+      children.push(tty)
+      let out = ''
+      tty.stdout.on('data', (d) => (out += d))
+      tty.stderr.on('data', (d) => (out += d))
+      const exited = new Promise<number | null>((r) => tty.on('exit', (code) => r(code)))
+      await new Promise((r) => setTimeout(r, 3000))
+      tty.stdin.write('\x01x') // Ctrl-A x: leave the console
+      expect(await exited, out).toBe(0)
+      expect(out).not.toContain('seccomp')
+    }, 60_000)
+  },
+)

@@ -44,6 +44,7 @@ const groups = {
     'TCSETSF',
     'TIOCGWINSZ',
     'TIOCGPGRP',
+    'TIOCGPTN',
     'FIONBIO',
     'FIOCLEX',
     'FIONCLEX',
