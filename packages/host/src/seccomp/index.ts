@@ -8,7 +8,6 @@
 // (native/seccomp.cc) names the call and the thread on stderr and ends the process with
 // SECCOMP_EXIT_CODE. Record mode (`mode: 'record'`) lets every unlisted call through and notes it,
 // per thread, for measuring the lists (profiles.ts).
-import type { VirtualMachine } from '@vmm/core'
 import { native } from '../native.js'
 import { compile, countCalls, RET, type Rule } from './bpf.js'
 import { processProfile, RECORD_EXTRA, rulesOf, vcpuProfile } from './profiles.js'
@@ -57,9 +56,13 @@ export interface Seccomp {
   recorded(): RecordedCall[]
 }
 
-/** A machine as the sandbox needs it: its VM, once realized (core's Machine has it). */
+/**
+ * A machine as the sandbox needs it: its VM once realized, and that VM's optional vCPU filter
+ * part (core's Machine and VirtualMachine have this shape; spelled out here so that @vmm/host
+ * keeps depending on nothing).
+ */
 export interface Confinable {
-  readonly virtualMachine: VirtualMachine | undefined
+  readonly virtualMachine: { readonly vcpuSeccomp?: { confine(program: Uint8Array): void } } | undefined
 }
 
 let applied: Seccomp | undefined
