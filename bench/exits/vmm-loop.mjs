@@ -1,16 +1,22 @@
 // The TypeScript side of bench/exits: the same guest and loop as loop.c, with each exit handled by
 // a port (or MMIO) device in JavaScript behind the @vmm/kvm exit path. Prints "<exits> <seconds>".
+// `--seccomp`: under vmm's seccomp filters (@vmm/host applySeccomp: the process filter and the
+// vCPU thread's own), as `vmm run` runs by default, to measure what they cost per exit.
 import { readFileSync } from 'node:fs'
 import { Kvm } from '@vmm/kvm'
 import { LOAD, MEM_SIZE } from './guests.mjs'
 
-const [path] = process.argv.slice(2)
+const [path, flag] = process.argv.slice(2)
 const kvm = Kvm.open()
 const vm = kvm.createVm()
 const ram = vm.mapMemory(MEM_SIZE)
 new Uint8Array(ram.buffers[0]).set(readFileSync(path), LOAD)
 vm.setUserMemoryRegion({ slot: 0, guestAddress: 0, size: MEM_SIZE, ram })
 const vcpu = vm.createVcpu(0)
+if (flag === '--seccomp') {
+  const { applySeccomp } = await import('@vmm/host')
+  applySeccomp({ virtualMachine: { vcpuSeccomp: { confine: (program) => vm.setVcpuFilter(program) } } })
+}
 const sregs = vcpu.getSregs()
 sregs.cs.base = 0n
 sregs.cs.selector = 0

@@ -9,6 +9,7 @@
         "src/native/vm.cc",
         "src/native/vcpu.cc",
         "src/native/vcpu_state.cc",
+        "src/native/vcpu_seccomp.cc",
         "src/native/flex.c"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -6,8 +6,10 @@
 //   resume -> "resumed"
 //   snapshot <dir> -> "snapshotted <state bytes> <memory bytes>"  Machine.snapshot of the paused machine
 //   stop   -> "stopped", then the run ends (Machine.stop)
-// The exit status is the run's, as `vmm run` gives it.
+// The exit status is the run's, as `vmm run` gives it, and like `vmm run` it runs under seccomp
+// (@vmm/host applySeccomp; VMM_SECCOMP_RECORD=<file> records what the lists lack instead).
 import { createHash } from 'node:crypto'
+import { writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import {
   ComponentRegistry,
@@ -17,6 +19,7 @@ import {
   registerBuiltins,
   resolveManifest,
 } from '@vmm/core'
+import { applySeccomp } from '@vmm/host'
 import { hypervisorProvider } from '@vmm/kvm'
 
 const [manifestFile, controlPath] = process.argv.slice(2)
@@ -71,7 +74,14 @@ control.listen(controlPath)
 
 let code = 1
 try {
-  const result = await machine.run()
+  await machine.realize()
+  await machine.load()
+  const record = process.env.VMM_SECCOMP_RECORD
+  const seccomp = applySeccomp(machine, { mode: record ? 'record' : 'enforce' })
+  await machine.start()
+  const result = await machine.done
+  if (record)
+    writeFileSync(record.replaceAll('%p', String(process.pid)), JSON.stringify(seccomp.recorded(), null, 2))
   if (result.code !== 0 || result.status === 'failed') process.stderr.write(`vmm: ${result.reason}\n`)
   code = result.status === 'failed' && result.code === 0 ? 1 : result.code
 } finally {

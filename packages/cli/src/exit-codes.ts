@@ -18,3 +18,9 @@ export const EXIT_USAGE = 2
  * (test/exit-codes.test.ts checks they agree; the CLI does not load core to print `--help`).
  */
 export const EXIT_GUEST_FAILURE = 3
+/**
+ * A seccomp filter denied a system call (128 + SIGSYS, as if the kernel had killed the process):
+ * stderr names the call and the thread. Equal to @vmm/host's SECCOMP_EXIT_CODE (the SIGSYS
+ * handler exits with it; test/exit-codes.test.ts checks they agree).
+ */
+export const EXIT_SECCOMP = 159

@@ -19,15 +19,17 @@ commands:
   schema [manifest]                      the manifest JSON Schema, for editors; with a
                                          manifest, its plugins' component types too
   run <manifest> [--hypervisor <module>] [--timings] [--shutdown-timeout <s>] [--qmp <socket>]
+      [--no-seccomp]
                                          run the machine; exits with the guest's code;
                                          --timings: startup milestones and per-component times;
                                          SIGTERM asks the guest to shut down (ACPI power
                                          button, keyboard Power key) and stops it after
                                          --shutdown-timeout seconds (default 30) or a second
                                          SIGTERM; SIGINT stops it at once;
-                                         --qmp: serve QMP on a Unix socket (or manifest control.qmp)
-  restore <dir> [--paused] [--hypervisor <module>] [--qmp <socket>] [--set <id>.<prop>=<value>]...
-          [--tap|--disk|--vsock|--cid|--mac <id>=<value>]...
+                                         --qmp: serve QMP on a Unix socket (or manifest control.qmp);
+                                         --no-seccomp: no system call filters (on by default)
+  restore <dir> [--paused] [--hypervisor <module>] [--qmp <socket>] [--no-seccomp]
+          [--set <id>.<prop>=<value>]... [--tap|--disk|--vsock|--cid|--mac <id>=<value>]...
                                          run a machine from a snapshot directory
                                          (Machine.snapshot, QMP x-snapshot-save); --paused
                                          leaves it paused (QMP cont resumes it); --set changes
@@ -68,6 +70,7 @@ async function main(argv: string[]): Promise<number> {
       help: { type: 'boolean', short: 'h' },
       paused: { type: 'boolean' },
       ...RESTORE_OVERRIDE_OPTIONS,
+      'no-seccomp': { type: 'boolean' },
     },
   })
   const [command, file, ...extra] = positionals
@@ -91,7 +94,12 @@ async function main(argv: string[]): Promise<number> {
     } catch (e) {
       throw new UsageError((e as Error).message)
     }
-    return restore(file, await loadProvider(specifier, file), values.paused === true, overrides, values.qmp)
+    return restore(file, await loadProvider(specifier, file), {
+      paused: values.paused === true,
+      overrides,
+      qmp: values.qmp,
+      seccomp: !values['no-seccomp'],
+    })
   }
   if (command !== 'validate' && command !== 'graph' && command !== 'run')
     throw new UsageError(`unknown command "${command}"`)
@@ -117,6 +125,7 @@ async function main(argv: string[]): Promise<number> {
     values.timings === true,
     shutdownTimeout,
     values.qmp ?? resolved.control.qmp,
+    !values['no-seccomp'],
   )
 }
 
@@ -192,6 +201,7 @@ async function run(
   timings: boolean,
   shutdownTimeout: number,
   qmp: string | undefined,
+  seccomp: boolean,
 ): Promise<number> {
   await tuneProcessHeap()
   const provider = await loadProvider(specifier, resolved.source.file)
@@ -226,12 +236,15 @@ async function run(
   process.once('SIGINT', stopNow)
   process.on('SIGTERM', onSigterm)
   let closeQmp: import('./qmp.js').QmpHandle | undefined
+  let sandbox: import('./seccomp.js').SeccompHandle | undefined
   try {
     // Listening first: a bad socket path fails the run before the guest starts.
     if (qmp) closeQmp = await (await import('./qmp.js')).serveQmp(machine, qmp)
     await machine.realize()
     mark('realized: VM, RAM, vCPUs, components built')
     await machine.load()
+    sandbox = await (await import('./seccomp.js')).confine(machine, seccomp)
+    mark(sandbox.summary)
     await machine.start()
     mark('loaded and started: first guest instruction')
     trimProcessHeap()
@@ -262,6 +275,7 @@ async function run(
     } finally {
       hypervisor.dispose()
       guestMessages.flush() // the counts of guest-triggered messages still held back
+      sandbox?.finish() // last, so the record mode sees the clean-up's calls too
     }
   }
 }

@@ -2,9 +2,20 @@
 // (Machine.restore in @vmm/core): refused with the snapshot's own error, naming the file and what
 // is wrong, before any vCPU runs, with overrides (restore-options.ts) applied to the snapshot's
 // manifest for a clone; then resumed (or, with --paused, left paused for the control plane,
-// --qmp, to resume with `cont`) and run until the guest or a signal ends it, as `vmm run` does.
-// Nothing in the directory is written.
+// --qmp, to resume with `cont`) and run until the guest or a signal ends it, as `vmm run` does,
+// under seccomp unless --no-seccomp. Nothing in the directory is written.
 import type { ComponentOverride, HypervisorProvider } from '@vmm/core'
+
+export interface RestoreOptions {
+  /** Leave the machine paused for the control plane. */
+  paused: boolean
+  /** Clone overrides of component properties (restore-options.ts). */
+  overrides?: readonly ComponentOverride[]
+  /** Serve QMP on this Unix socket. */
+  qmp?: string
+  /** The system call filters (seccomp.ts); on unless --no-seccomp. */
+  seccomp?: boolean
+}
 
 /** The override texts (restore-options.ts) parsed; a malformed one throws, naming it. */
 export async function parseOverrides(texts: readonly string[]): Promise<ComponentOverride[]> {
@@ -15,15 +26,14 @@ export async function parseOverrides(texts: readonly string[]): Promise<Componen
 export async function restore(
   dir: string,
   provider: HypervisorProvider,
-  paused: boolean,
-  overrides: readonly ComponentOverride[] = [],
-  qmp?: string,
+  { paused, overrides = [], qmp, seccomp = true }: RestoreOptions,
 ): Promise<number> {
   const hypervisor = await provider.open()
   const { Machine } = await import('@vmm/core')
   const t0 = performance.now()
   let machine: InstanceType<typeof Machine> | undefined
   let closeQmp: import('./qmp.js').QmpHandle | undefined
+  let sandbox: import('./seccomp.js').SeccompHandle | undefined
   const stopNow = () => {
     if (machine && (machine.state === 'running' || machine.state === 'paused'))
       void machine.stop().catch(() => {})
@@ -33,10 +43,12 @@ export async function restore(
   try {
     machine = await Machine.restore(dir, { hypervisor, overrides })
     if (qmp) closeQmp = await (await import('./qmp.js')).serveQmp(machine, qmp)
+    // The filters go on before any vCPU runs again (seccomp.ts), after the QMP socket listens.
+    sandbox = await (await import('./seccomp.js')).confine(machine, seccomp)
     if (paused) process.stderr.write(`vmm: restored ${dir}, paused; resume it through the control plane\n`)
     else await machine.resume()
     if (process.env.VMM_RESTORE_TIMINGS)
-      process.stderr.write(`vmm: restored in ${(performance.now() - t0).toFixed(1)} ms\n`)
+      process.stderr.write(`vmm: restored in ${(performance.now() - t0).toFixed(1)} ms; ${sandbox.summary}\n`)
     const result = await machine.done
     if (result.code !== 0 || result.status === 'failed') process.stderr.write(`vmm: ${result.reason}\n`)
     return result.status === 'failed' && result.code === 0 ? 1 : result.code
@@ -46,5 +58,6 @@ export async function restore(
     process.off('SIGTERM', stopNow)
     await machine?.dispose()
     hypervisor.dispose()
+    sandbox?.finish() // last, so the record mode sees the clean-up's calls too
   }
 }

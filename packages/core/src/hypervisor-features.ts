@@ -84,6 +84,21 @@ export interface DirtyLog {
   take(slot: number): Uint8Array
 }
 
+/**
+ * A seccomp filter for the vCPU threads (KVM: threads of the hypervisor's own that run only native
+ * code), which a sandbox stacks on its process-wide filter: each vCPU thread installs the program
+ * on itself, since seccomp(2) filters the calling thread unless asked to synchronise them all.
+ */
+export interface VcpuSeccomp {
+  /**
+   * `program` is struct sock_filter[] (classic BPF, Documentation/userspace-api/seccomp_filter.rst).
+   * A vCPU that is not in the guest installs it before this returns (a failure throws); one in the
+   * guest installs it before it enters the guest again, and a vCPU created later before its first
+   * entry.
+   */
+  confine(program: Uint8Array): void
+}
+
 /** What the hypervisor, on this host, asks of boot loaders. */
 export interface BootPolicy {
   /**

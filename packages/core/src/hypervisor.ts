@@ -3,7 +3,7 @@
 // follow KVM's (struct kvm_regs / kvm_sregs, KVM_EXIT_*) so the KVM adapter is a thin pass-through.
 //
 // What a hypervisor may or may not offer is a typed optional part of VirtualMachine or Vcpu
-// (`vm.notifiers`, `vm.msiRouting`, `vm.x86`, `vm.dirtyLog`, `vm.bootPolicy`, `vcpu.x86`; the
+// (`vm.notifiers`, `vm.msiRouting`, `vm.x86`, `vm.dirtyLog`, `vm.bootPolicy`, `vm.vcpuSeccomp`, `vcpu.x86`; the
 // parts are in hypervisor-features.ts): present when this hypervisor, on this host, has it.
 // Consumers ask `if (vm.notifiers)`, never the class or the shape of an implementation (the model
 // is Cloud Hypervisor's hypervisor::Vm / hypervisor::Vcpu traits).
@@ -13,6 +13,7 @@ import type {
   BootPolicy,
   DirtyLog,
   GsiRouting,
+  VcpuSeccomp,
   VmNotifiers,
   X86VcpuFeatures,
   X86VmFeatures,
@@ -78,6 +79,8 @@ export interface VirtualMachine {
   readonly dirtyLog?: DirtyLog
   /** What this hypervisor, on this host, asks of boot loaders (e.g. an uncompressed initrd). */
   readonly bootPolicy?: BootPolicy
+  /** Confining the hypervisor's vCPU threads with a seccomp filter of their own. */
+  readonly vcpuSeccomp?: VcpuSeccomp
 }
 
 export interface Vcpu {

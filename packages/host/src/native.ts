@@ -51,6 +51,15 @@ export interface NativeHostBinding {
   openPty(raw?: boolean): { master: number; slave: number; name: string }
   /** Connects to a Unix stream socket and sends `fd` over it with SCM_RIGHTS. */
   sendFd(socketPath: string, fd: number): void
+  // seccomp.cc
+  /** The SIGSYS handler that names a denied call (names[nr]) and the thread, then exits with `exitCode`. */
+  seccompReporter(names: readonly string[], exitCode: number): void
+  /** no_new_privs, then the filter on this thread (tsync: on all threads); record: its listener goes to a supervisor. */
+  seccompInstall(program: Uint8Array, options: { tsync: boolean; record: boolean; kind: number }): void
+  /** The instruction pointer of the record mode's re-issued calls, which its vCPU filter allows. */
+  seccompTrampoline(): bigint
+  /** The distinct calls (per thread) record-mode filters let through; `thread` its name then. */
+  seccompRecords(): { kind: number; tid: number; nr: number; thread: string }[]
 }
 
 let loaded: NativeHostBinding | undefined

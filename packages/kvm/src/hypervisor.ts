@@ -18,6 +18,7 @@ import type {
   Regs,
   Sregs,
   VcpuExit,
+  VcpuSeccomp,
   VirtualMachine,
   VmNotifiers,
   X86VcpuFeatures,
@@ -44,6 +45,9 @@ export class KvmVirtualMachine implements VirtualMachine {
   readonly msiRouting?: GsiRouting
   readonly x86: X86VmFeatures
   readonly bootPolicy: HostQuirks['bootPolicy']
+  readonly vcpuSeccomp: VcpuSeccomp = {
+    confine: (program) => this.vm.setVcpuFilter(program),
+  }
   /** Slots whose writes KVM logs (KVM_MEM_LOG_DIRTY_PAGES), kept across setMemorySlot. */
   private readonly tracked = new Set<number>()
   readonly dirtyLog: DirtyLog = {

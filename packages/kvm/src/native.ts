@@ -60,6 +60,9 @@ export interface NativeVm {
   exitErrno(id: number): number
   keepAlive(on: boolean): void
   dispose(): void
+  // vcpu_seccomp.cc
+  /** Each vCPU thread installs the seccomp program on itself (now when stopped, else before its next KVM_RUN). */
+  setVcpuFilter(program: Uint8Array): void
   // VM state blobs (vm.cc): each the kernel struct whole
   /** struct kvm_irqchip of chip 0 (PIC master), 1 (PIC slave) or 2 (IOAPIC). */
   getIrqchip(chip: number): ArrayBuffer

@@ -220,6 +220,11 @@ export class Vm {
     return new Uint8Array(this.nvm.getDirtyLog(slot))
   }
 
+  /** Each vCPU thread installs the seccomp program on itself (vcpu_seccomp.cc). */
+  setVcpuFilter(program: Uint8Array): void {
+    this.nvm.setVcpuFilter(program)
+  }
+
   /** Creates vCPU `id` on its own thread, named `vcpu<id>`. */
   createVcpu(id: number): Vcpu {
     if (this.disposed) throw new Error('VM is disposed')

@@ -168,6 +168,11 @@ export class Machine {
     return this.platform?.vcpus ?? []
   }
 
+  /** The hypervisor's VM once realized: its optional parts (e.g. `vcpuSeccomp`) for a sandbox. */
+  get virtualMachine(): VirtualMachine | undefined {
+    return this.vm
+  }
+
   get components(): readonly BuiltComponent[] {
     return this.built
   }

@@ -2,7 +2,8 @@
 // not offer. Every function is a thin syscall wrapper that keeps errno; policy lives in
 // TypeScript (src/*.ts). The calls live by kind: fd.cc (eventfds, fd I/O, event-loop watches),
 // tap.cc (TUN/TAP), pages.cc (madvise, fallocate), disk.cc (flock, BLKGETSIZE64), mknod.cc (mknodat),
-// heap.cc (malloc), pty.cc (openpty, SCM_RIGHTS).
+// heap.cc (malloc), pty.cc (openpty, SCM_RIGHTS),
+// seccomp.cc (filters, the SIGSYS reporter, the record-mode supervisor).
 #include "host.h"
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -13,6 +14,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vmm_host::InitMknod(env, exports);
   vmm_host::InitHeap(env, exports);
   vmm_host::InitPty(env, exports);
+  vmm_host::InitSeccomp(env, exports);
   return exports;
 }
 NODE_API_MODULE(vmm_host, Init)

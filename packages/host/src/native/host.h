@@ -53,5 +53,7 @@ void InitMknod(Napi::Env env, Napi::Object exports);
 void InitHeap(Napi::Env env, Napi::Object exports);
 // pty.cc: openPty, sendFd (SCM_RIGHTS)
 void InitPty(Napi::Env env, Napi::Object exports);
+// seccomp.cc: seccompInstall, seccompReporter, seccompRecords, seccompTrampoline
+void InitSeccomp(Napi::Env env, Napi::Object exports);
 
 }  // namespace vmm_host

@@ -45,8 +45,15 @@ static bool RunLoop(Vcpu* v) {
     // mapped until DisposeAll has joined this thread. JS touches *v->run only while this thread
     // waits for its answer (exitPending set, below), so the kernel and JS never write it at once.
     // Not retried on EINTR: an interrupted KVM_RUN is how a kick arrives.
-    int r = ioctl(v->fd, KVM_RUN, 0);
-    int err = errno;
+    int r, err;
+    // A seccomp filter set while this vCPU ran goes on before it enters the guest again; failing
+    // to install it is this vCPU's error (vcpu_seccomp.cc).
+    if (v->filterGen != v->vm->FilterGen() && (err = v->vm->InstallVcpuFilter(v)) != 0) {
+      r = -1;
+    } else {
+      r = ioctl(v->fd, KVM_RUN, 0);
+      err = errno;
+    }
     int32_t kind = EXIT_KVM;
     // A signal or immediate_exit ends KVM_RUN with -EINTR (or -EAGAIN for a vCPU still waiting for
     // INIT/SIPI), and some KVMs (kvm_pvm here) report it as a successful run with KVM_EXIT_INTR.

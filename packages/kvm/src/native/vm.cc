@@ -322,6 +322,8 @@ Napi::Function Vm::Init(Napi::Env env) {
                          InstanceMethod("setCpuid", &Vm::SetCpuid),
                          InstanceMethod("getCpuid", &Vm::GetCpuid),
                          InstanceMethod("getTscKhz", &Vm::GetTscKhz),
+                         // vcpu_seccomp.cc
+                         InstanceMethod("setVcpuFilter", &Vm::SetVcpuFilter),
                      });
 }
 

@@ -14,6 +14,7 @@
 
 #include <napi.h>
 
+#include <linux/filter.h>
 #include <linux/kvm.h>
 #include <pthread.h>
 
@@ -67,6 +68,15 @@ struct Vcpu {
   const char* createWhat = nullptr;
 
   uint32_t jsState = ST_IDLE;  // JS thread's view: who owns the vCPU now
+
+  // vcpu_seccomp.cc: the filter generation this thread installed.
+  uint32_t filterGen = 0;
+};
+
+// The vCPU threads' seccomp program (vcpu_seccomp.cc).
+struct VcpuFilter {
+  std::vector<struct sock_filter> insns;
+  uint32_t gen = 0;
 };
 
 // The signal that interrupts KVM_RUN for a kick (vcpu.cc).
@@ -97,6 +107,9 @@ class Vm : public Napi::ObjectWrap<Vm> {
     }
   }
   int fd() const { return fd_; }
+  // vcpu_seccomp.cc: the vCPU filter's generation (checked before each KVM_RUN) and its install.
+  uint32_t FilterGen() const { return filterGen_.load(std::memory_order_relaxed); }
+  int InstallVcpuFilter(Vcpu* v);
   static void CleanupHook(void* self) { static_cast<Vm*>(self)->DisposeAll(); }
 
  private:
@@ -153,6 +166,9 @@ class Vm : public Napi::ObjectWrap<Vm> {
   Napi::Value GetTscKhz(const Napi::CallbackInfo& info);
   size_t XsaveSize();
 
+  // vcpu_seccomp.cc
+  Napi::Value SetVcpuFilter(const Napi::CallbackInfo& info);
+
   int fd_ = -1;
   size_t mmapSize_ = 0;
   std::map<uint32_t, uint64_t> slotSizes_;  // memory slot -> size, for KVM_GET_DIRTY_LOG's bitmap
@@ -163,6 +179,8 @@ class Vm : public Napi::ObjectWrap<Vm> {
   Napi::ThreadSafeFunction wake_;
   bool keepAlive_ = false;
   bool disposed_ = false;
+  std::shared_ptr<const VcpuFilter> vcpuFilter_;  // std::atomic_load/store: read by vCPU threads
+  std::atomic<uint32_t> filterGen_{0};
 };
 
 }  // namespace vmm
