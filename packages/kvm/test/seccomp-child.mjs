@@ -47,6 +47,11 @@ const result = vcpu.run({
           'exit_group',
           'rt_sigreturn',
           'sched_yield',
+          // The allocator on the vCPU thread (its arena, state blobs), as in vmm's own vCPU profile.
+          'mmap',
+          'munmap',
+          'mprotect',
+          'madvise',
           { name: 'prctl', when: [[{ arg: 0, value: 16 }]] },
           { name: 'ioctl', when: [[{ arg: 1, value: KVM_RUN }]] },
         ],

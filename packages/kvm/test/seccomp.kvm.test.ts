@@ -24,7 +24,7 @@ describe.skipIf(kvmUnavailable)('seccomp on the vCPU threads', () => {
   it('installs a filter set while the guest runs, and reports a denied ioctl on the vCPU thread', () => {
     const r = run('running')
     expect(r.status, r.stderr).toBe(SECCOMP_EXIT_CODE)
-    expect(r.stdout).toBe('reading registers\n')
+    expect(r.stdout, r.stderr).toBe('reading registers\n')
     expect(r.stderr).toMatch(
       /^vmm: seccomp: thread "vcpu0" \(tid \d+\) made a system call the vCPU filter denies: ioctl \(16\) request 0x8090ae81;/,
     )

@@ -163,6 +163,15 @@ export const processProfile = (pid: number): readonly ProfileGroup[] => [
       'rmdir',
       'renameat2',
       'mkdirat',
+      // The pre-*at twins of calls allowed above (no power the *at forms lack): libuv and glibc on
+      // x86-64 issue mkdir(2), access(2) and rename(2) for fs.mkdir, fs.access/existsSync and
+      // fs.rename — the code cache written at exit (packages/core/src/code-cache.ts), a snapshot
+      // directory made over QMP (x-snapshot-save), a device that checks a path.
+      'mkdir',
+      'access',
+      'faccessat',
+      'rename',
+      'renameat',
       'fchmod',
       'fstatfs',
       'statfs',
