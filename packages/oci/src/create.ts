@@ -34,6 +34,8 @@ export interface CreateOptions {
   bundle?: string
   pidFile?: string
   consoleSocket?: string
+  /** vmm's seccomp filters on the sandbox process (default on; the global --no-seccomp turns them off). */
+  seccomp?: boolean
 }
 
 export const AGENT_DIR = fileURLToPath(new URL('../agent', import.meta.url))
@@ -92,7 +94,13 @@ export async function create(o: CreateOptions): Promise<void> {
       vsockPath: join(sockets, VSOCK_SOCKET),
       shares: mounts.shares,
     }
-    const config: SandboxConfig = { id: o.id, spec, plan, mountRecords: mounts.records }
+    const config: SandboxConfig = {
+      id: o.id,
+      spec,
+      plan,
+      mountRecords: mounts.records,
+      seccomp: o.seccomp !== false,
+    }
     if (spec.process.terminal && o.consoleSocket) {
       const { openPty, sendFd } = await import('@vmm/host')
       const pty = openPty(true)

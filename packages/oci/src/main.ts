@@ -14,7 +14,8 @@ export const DEFAULT_ROOT = '/run/vmm-oci'
 const USAGE = `usage: vmm-oci [global flags] <command> [flags] <container-id>
 
 global flags: --root <dir> (${DEFAULT_ROOT}), --log <file>, --log-format text|json,
-              --systemd-cgroup, --debug (accepted), --version, --help
+              --systemd-cgroup, --debug (accepted), --version, --help,
+              --no-seccomp (the VM's sandbox process runs without vmm's seccomp filters)
 commands:
   create --bundle <dir> [--pid-file <file>] [--console-socket <socket>] <id>
   start <id>                      run the container's process
@@ -35,6 +36,7 @@ const GLOBAL: Record<string, FlagKind> = {
   log: 'value',
   'log-format': 'value',
   'systemd-cgroup': 'bool',
+  'no-seccomp': 'bool',
   debug: 'bool',
   criu: 'value',
   rootless: 'value',
@@ -169,6 +171,7 @@ export async function run(argv: readonly string[], logger?: Logger): Promise<num
           bundle: str(p, 'bundle', 'b'),
           pidFile: str(p, 'pid-file'),
           consoleSocket: str(p, 'console-socket'),
+          seccomp: !bool(g, 'no-seccomp'),
         })
         return 0
       }

@@ -10,6 +10,8 @@ export interface SandboxConfig {
   mountRecords: string[]
   /** The host end of the container's terminal (the pty slave), when process.terminal. */
   consoleSlave?: string
+  /** Whether the sandbox confines itself with vmm's seccomp filters once the VM is built. */
+  seccomp?: boolean
 }
 
 export const SANDBOX_CONFIG = 'sandbox.json'

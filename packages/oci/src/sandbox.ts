@@ -143,6 +143,9 @@ async function main() {
   const hypervisor = await kvm.hypervisorProvider.open()
   machine = await Machine.fromObject(vmManifest(config.plan), { hypervisor, registry })
   await machine.load()
+  // vmm's seccomp filters (@vmm/host, as `vmm run` installs them) between the VM's set-up and the
+  // guest's first instruction: the sockets above already listen, the pty is open (issue 17).
+  if (config.seccomp !== false) (await import('@vmm/host')).applySeccomp(machine)
   await machine.start()
   log('VM started')
   void machine.done.then((r) =>

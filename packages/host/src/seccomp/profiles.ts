@@ -181,6 +181,28 @@ export const processProfile = (pid: number): readonly ProfileGroup[] => [
     ),
   },
   {
+    who: "virtio-9p (packages/virtio/src/devices/9p): the guest's chown, chmod, link, symlink, utimes and truncate on the shared directory (measured under the record mode in test/e2e/micro-9p); mknodat for FIFOs and sockets only, never a device node (S_IFMT of the mode: 0o010000 FIFO, 0o140000 socket)",
+    rules: [
+      ...calls(
+        'chmod',
+        'fchmodat',
+        'chown',
+        'fchown',
+        'lchown',
+        'fchownat',
+        'link',
+        'linkat',
+        'symlink',
+        'symlinkat',
+      ),
+      ...calls('utimensat', 'truncate'),
+      {
+        name: 'mknodat',
+        when: [[{ arg: 2, value: 0o010000, mask: 0o170000 }], [{ arg: 2, value: 0o140000, mask: 0o170000 }]],
+      },
+    ],
+  },
+  {
     who: 'ioctl: KVM on the VM and system fds (irq lines, routing, ioeventfd/irqfd, state, dirty log), the console terminal, TAP set-up, block-device sizes',
     rules: [{ name: 'ioctl', when: [[KVMIO_TYPE]] }, ioctl(TTY), ioctl(TUN), ioctl(BLOCK)],
   },
