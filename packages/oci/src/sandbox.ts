@@ -140,13 +140,18 @@ async function main() {
   const registry = registerBuiltins(new ComponentRegistry())
   micro.register(registry)
   virtio.registerVirtio(registry)
+  // The C heap's policy, as `vmm run` sets it (packages/cli/src/heap.ts: the loader's 18 MB kernel
+  // image would otherwise raise glibc's mmap threshold and keep the inflated initrd resident).
+  const host = await import('@vmm/host')
+  host.tuneHeap({ mmapThreshold: 128 * 1024 })
   const hypervisor = await kvm.hypervisorProvider.open()
   machine = await Machine.fromObject(vmManifest(config.plan), { hypervisor, registry })
   await machine.load()
   // vmm's seccomp filters (@vmm/host, as `vmm run` installs them) between the VM's set-up and the
   // guest's first instruction: the sockets above already listen, the pty is open (issue 17).
-  if (config.seccomp !== false) (await import('@vmm/host')).applySeccomp(machine)
+  if (config.seccomp !== false) host.applySeccomp(machine)
   await machine.start()
+  setTimeout(() => host.trimHeap(), 5000).unref() // what loading freed goes back to the system
   log('VM started')
   void machine.done.then((r) =>
     exit(r.status === 'guest-poweroff' ? 0 : 255, `the VM ended: ${r.status} ${r.reason}`),
