@@ -58,6 +58,8 @@ describe.skipIf(skip)('the micro board with virtio devices under vmm jail', () =
       initrd: guest.initramfs,
       devices: { blk: disk, rng: true, console: hvcPath },
     })
+    // Unique per run: a run killed mid-way leaves its cgroup behind, and vmm jail never reuses one.
+    const jailId = `micro-e2e-${process.pid}`
     const started = Date.now()
     const child = spawn(
       process.execPath,
@@ -65,7 +67,7 @@ describe.skipIf(skip)('the micro board with virtio devices under vmm jail', () =
         cli,
         'jail',
         '--id',
-        'micro-e2e',
+        jailId,
         '--uid',
         '65534',
         '--gid',
@@ -95,14 +97,17 @@ describe.skipIf(skip)('the micro board with virtio devices under vmm jail', () =
       const proc = readFileSync(`/proc/${pid}/status`, 'utf8')
       expect(proc).toMatch(/^Uid:\s+65534\s+65534\s+65534\s+65534$/m)
       expect(proc).toMatch(/^NSpid:\s+\d+\s+2$/m)
-      expect(readFileSync(`/proc/${pid}/cgroup`, 'utf8')).toMatch(/^\d+:memory:.*\/vmm-jail-micro-e2e$/m)
+      expect(readFileSync(`/proc/${pid}/cgroup`, 'utf8')).toMatch(
+        new RegExp(`^\\d+:memory:.*/vmm-jail-${jailId}$`, 'm'),
+      )
 
       // Computed by the guest: 16 bytes from the virtio-rng device the jailed VMM serves.
       const mark = con.text().length
       child.stdin.write(
         'echo "jail: $((6 * 7)) $(head -c 16 /dev/hwrng | wc -c) $(cat /sys/class/misc/hw_random/rng_current)"\n',
       )
-      const answer = await con.waitFor(/jail: 42 16 \S+/, mark, 5 * 60_000)
+      // The whole line: the console delivers it in pieces, and `\S+` alone matches a partial word.
+      const answer = await con.waitFor(/jail: 42 16 \S+\r?\n/, mark, 5 * 60_000)
       console.log(`[e2e jail] guest answered: ${/jail: 42 16 \S+/.exec(answer)![0]}`)
       expect(answer).toMatch(/jail: 42 16 virtio_rng/)
 
