@@ -11,19 +11,10 @@ import { processRecords } from './procspec.js'
 import { encodeRecords, Msg, u32 } from './protocol.js'
 import { pipeStdio, terminalStdio } from './relay.js'
 import { connectAgent } from './session.js'
+import { FORWARDED_SIGNALS } from './signals.js'
 import { EXEC_DIR, procStat } from './state.js'
 
 const [dir, configFile] = [process.argv[2]!, process.argv[3]!]
-const FORWARDED: Record<string, number> = {
-  SIGTERM: 15,
-  SIGINT: 2,
-  SIGHUP: 1,
-  SIGQUIT: 3,
-  SIGUSR1: 10,
-  SIGUSR2: 12,
-  SIGALRM: 14,
-  SIGCONT: 18,
-}
 const registration = join(dir, EXEC_DIR, String(process.pid))
 
 function finish(code: number, line?: string): never {
@@ -49,7 +40,7 @@ async function main() {
     },
     close: () => finish(255),
   })
-  for (const [name, n] of Object.entries(FORWARDED)) process.on(name, () => session.send(Msg.signal, u32(n)))
+  for (const [name, n] of FORWARDED_SIGNALS) process.on(name, () => session.send(Msg.signal, u32(n)))
   await session.request(Msg.spawn, encodeRecords(processRecords(config.process, false)))
   writeSync(3, 'ok\n')
   stdio.start(session)

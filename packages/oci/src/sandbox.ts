@@ -18,18 +18,8 @@ import { encodeRecords, Msg, u32 } from './protocol.js'
 import { pipeStdio, type Stdio, terminalStdio } from './relay.js'
 import { SANDBOX_CONFIG, type SandboxConfig } from './sandbox-config.js'
 import { AGENT_HELLO_PORT, AgentSession } from './session.js'
+import { FORWARDED_SIGNALS } from './signals.js'
 import { CONTROL_SOCKET, STATUS_FILE, socketDir, writeAtomic } from './state.js'
-
-const FORWARDED: NodeJS.Signals[] = [
-  'SIGTERM',
-  'SIGINT',
-  'SIGHUP',
-  'SIGQUIT',
-  'SIGUSR1',
-  'SIGUSR2',
-  'SIGALRM',
-  'SIGCONT',
-]
 
 const dir = process.argv[2]!
 const log = (msg: string) => appendFileSync(join(dir, 'sandbox.log'), `${new Date().toISOString()} ${msg}\n`)
@@ -75,18 +65,8 @@ async function main() {
   const stdio: Stdio = config.consoleSlave ? terminalStdio(config.consoleSlave) : pipeStdio()
   let session: AgentSession | undefined
   let started = false
-  for (const s of FORWARDED)
+  for (const [s, n] of FORWARDED_SIGNALS)
     process.on(s, () => {
-      const n = {
-        SIGTERM: 15,
-        SIGINT: 2,
-        SIGHUP: 1,
-        SIGQUIT: 3,
-        SIGUSR1: 10,
-        SIGUSR2: 12,
-        SIGALRM: 14,
-        SIGCONT: 18,
-      }[s as string]!
       log(`forwarding ${s}`)
       if (session) session.send(Msg.signal, u32(n))
       else void exit(128 + n, `${s} before the container was created`)

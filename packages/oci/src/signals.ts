@@ -18,6 +18,15 @@ export function parseSignal(arg: string | undefined): number {
   return n
 }
 
+/**
+ * The signals a container's host processes (the sandbox, each exec's proxy) catch and pass on to
+ * the guest process, with their numbers (the host's: both sides are Linux on x86-64). SIGKILL and
+ * SIGSTOP cannot be caught; `kill ID 9` ends the sandbox and its VM instead.
+ */
+export const FORWARDED_SIGNALS: readonly (readonly [NodeJS.Signals, number])[] = (
+  ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGALRM', 'SIGCONT'] as const
+).map((s) => [s, byName[s]!] as const)
+
 export function signalName(n: number): string {
   return Object.entries(byName).find(([, v]) => v === n)?.[0] ?? `signal ${n}`
 }
