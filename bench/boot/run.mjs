@@ -13,6 +13,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFil
 import { homedir, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { rssWithGuest } from '../smaps.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const TIMEOUT = Number(process.env.BOOT_TIMEOUT ?? 300) * 1000
@@ -63,20 +64,7 @@ async function defaultKernel() {
 /** Total RSS and the RSS of the guest-RAM-sized mapping(s) of `pid`, in KiB. */
 function memory(pid) {
   try {
-    const smaps = readFileSync(`/proc/${pid}/smaps`, 'utf8')
-    let total = 0
-    let guest = 0
-    let size = 0
-    for (const line of smaps.split('\n')) {
-      const m = /^(\w+):\s+(\d+) kB/.exec(line)
-      if (!m) continue
-      if (m[1] === 'Size') size = Number(m[2])
-      if (m[1] === 'Rss') {
-        total += Number(m[2])
-        if (size >= MEMORY_MIB * 1024 && size <= MEMORY_MIB * 1024 + 4096) guest += Number(m[2])
-      }
-    }
-    return { total, guest }
+    return rssWithGuest(pid, MEMORY_MIB)
   } catch {
     return undefined
   }

@@ -6,8 +6,8 @@
 // Medians; on shared kvm_pvm machines absolute times are noise: read the ratio. The fast start
 // from a pre-booted template (snapshots) is not measured here yet.
 import { execFileSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
 import { DOCKER, dockerMissing, IMAGE, startDocker } from '../../test/e2e/docker-daemon.mjs'
+import { mappings } from '../smaps.mjs'
 
 const RUNS_RUNC = Number(process.env.RUNS_RUNC ?? 5)
 const RUNS_VMM = Number(process.env.RUNS_VMM ?? 3)
@@ -39,28 +39,13 @@ function time(runtime, runs) {
  * (V8's reserved cages are larger but mostly untouched).
  */
 function memory(pid, ramKiB = 256 * 1024) {
-  let priv = 0
-  const candidates = []
-  let current
-  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
-    const m = /^(\w+):\s+(\d+) kB/.exec(line)
-    if (!m) continue
-    const kb = Number(m[2])
-    if (m[1] === 'Size') {
-      current = { size: kb, rss: 0, priv: 0 }
-      candidates.push(current)
-    }
-    if (!current) continue
-    if (m[1] === 'Rss') current.rss = kb
-    if (m[1] === 'Private_Clean' || m[1] === 'Private_Dirty') {
-      current.priv += kb
-      priv += kb
-    }
-  }
-  const ram = candidates.filter((c) => c.size >= ramKiB).sort((a, b) => b.rss - a.rss)[0] ?? {
-    rss: 0,
-    priv: 0,
-  }
+  const all = mappings(pid).map((m) => ({
+    size: m.f.Size,
+    rss: m.f.Rss,
+    priv: m.f.Private_Clean + m.f.Private_Dirty,
+  }))
+  const priv = all.reduce((n, m) => n + m.priv, 0)
+  const ram = all.filter((m) => m.size >= ramKiB).sort((a, b) => b.rss - a.rss)[0] ?? { rss: 0, priv: 0 }
   return { privateKiB: priv, ramKiB: ram.rss, ramPrivateKiB: ram.priv }
 }
 

@@ -18,7 +18,7 @@ import { mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { breakdown, sample } from './smaps.mjs'
+import { breakdown, sample } from '../smaps.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '../..')
 const N = Number(process.env.N ?? 4)

@@ -13,43 +13,18 @@
 //            guest, QEMU's migrate-to-file and -incoming against vmm's snapshot and restore; on
 //            kvm_pvm hosts QEMU cannot boot the Linux guest at all, see bench:boot).
 // Environment: ROUNDS (default 3), BOOT_TIMEOUT seconds (default 900).
-import {
-  copyFileSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  truncateSync,
-  writeFileSync,
-} from 'node:fs'
+import { copyFileSync, mkdtempSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ensureDefaultGuest } from '@vmm/image'
 import { writeMicroManifest } from '../../test/e2e/guest-harness.mjs'
 import { controlClient, firstAnswer, startPausable, startRestore } from '../../test/e2e/snapshot-harness.mjs'
+import { rssWithGuest } from '../smaps.mjs'
 import { qemuSideBySide } from './qemu.mjs'
 
 const ROUNDS = Number(process.env.ROUNDS ?? 3)
 const BOOT_TIMEOUT = Number(process.env.BOOT_TIMEOUT ?? 900) * 1000
 const MEMORY_MIB = 256
-
-/** Total RSS and the RSS of the guest-RAM-sized mapping of `pid`, in KiB (as bench:boot). */
-function rss(pid) {
-  const smaps = readFileSync(`/proc/${pid}/smaps`, 'utf8')
-  let total = 0
-  let guest = 0
-  let size = 0
-  for (const line of smaps.split('\n')) {
-    const m = /^(\w+):\s+(\d+) kB/.exec(line)
-    if (!m) continue
-    if (m[1] === 'Size') size = Number(m[2])
-    if (m[1] === 'Rss') {
-      total += Number(m[2])
-      if (size >= MEMORY_MIB * 1024 && size <= MEMORY_MIB * 1024 + 4096) guest += Number(m[2])
-    }
-  }
-  return { total, guest }
-}
 
 const stop = async (p) => {
   if (p.child.exitCode === null) p.child.kill('SIGINT')
@@ -94,7 +69,7 @@ try {
     copyFileSync(disk, copy)
     const p = startRestore(snap, ['--disk', `blk=${copy}`], dir)
     const answerMs = await firstAnswer(p, p.spawnedAt)
-    const mem = rss(p.child.pid)
+    const mem = rssWithGuest(p.child.pid, MEMORY_MIB)
     const inside = Number(/restored in ([\d.]+) ms/.exec(p.con.text())?.[1] ?? Number.NaN)
     const tn = performance.now()
     const nextMs = await firstAnswer(p, tn, 'next')

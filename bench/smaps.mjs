@@ -1,5 +1,5 @@
 // Reading a process's memory from /proc (Linux, Documentation/filesystems/proc.rst §1.1:
-// smaps and smaps_rollup). All figures in KiB.
+// smaps and smaps_rollup), for every bench that reports memory. All figures in KiB.
 import { readFileSync } from 'node:fs'
 
 function fields(text) {
@@ -11,8 +11,8 @@ function fields(text) {
   return out
 }
 
-/** Each mapping of `pid`: its header line and fields. */
-function mappings(pid) {
+/** Each mapping of `pid`: its header line, its path and its fields (`f.Size`, `f.Rss`, ...). */
+export function mappings(pid) {
   const list = []
   let cur
   for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
@@ -28,7 +28,18 @@ function mappings(pid) {
 }
 
 /** Guest RAM: the mapping(s) the size of guest memory (within 4 MiB of alignment slack). */
-const isGuestRam = (m, guestMiB) => m.f.Size >= guestMiB * 1024 && m.f.Size <= guestMiB * 1024 + 4096
+export const isGuestRam = (m, guestMiB) => m.f.Size >= guestMiB * 1024 && m.f.Size <= guestMiB * 1024 + 4096
+
+/** The whole process's RSS, and the RSS of its guest-RAM mapping(s). */
+export function rssWithGuest(pid, guestMiB) {
+  let total = 0
+  let guest = 0
+  for (const m of mappings(pid)) {
+    total += m.f.Rss
+    if (isGuestRam(m, guestMiB)) guest += m.f.Rss
+  }
+  return { total, guest }
+}
 
 /** RSS, PSS, USS of the whole process, and what of each the guest-RAM mapping holds. */
 export function sample(pid, guestMiB) {
