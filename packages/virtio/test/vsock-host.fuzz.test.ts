@@ -9,16 +9,11 @@
 import { connect, type Socket } from 'node:net'
 import { fuzz } from '@vmm/core/testing'
 import fc from 'fast-check'
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import type { VsockDevice } from '../src/devices/vsock/device.js'
 import { VsockOp } from '../src/devices/vsock/packet.js'
 import { until } from '../src/testing/index.js'
 import { setup } from './vsock-rig.js'
-
-const cleanups: (() => void)[] = []
-afterEach(() => {
-  for (const c of cleanups.splice(0).reverse()) c()
-})
 
 const encoder = new TextEncoder()
 const port = fc.oneof(
@@ -54,20 +49,29 @@ function requestedPort(line: string): number | undefined {
 
 const closed = (s: Socket) => s.destroyed || s.readableEnded || s.closed
 
+/** One case: a fresh device with receive buffers posted and a host client connected to its socket. */
+async function withHostClient(body: (v: ReturnType<typeof setup>, host: Socket) => Promise<void>) {
+  const local: (() => void)[] = []
+  try {
+    const v = setup(local)
+    v.postRx(8)
+    const host = connect(v.path)
+    local.push(() => host.destroy())
+    host.on('error', () => {})
+    await new Promise((r) => host.once('connect', r))
+    await body(v, host)
+  } finally {
+    for (const c of local.splice(0).reverse()) c()
+  }
+}
+
 describe('virtio-vsock host side, hostile host clients', () => {
   it('asks the guest only for what a CONNECT line names and refuses every other first line', async () => {
     await fuzz(
       (parameters) =>
         fc.assert(
           fc.asyncProperty(firstLine, trailing, async (line, rest) => {
-            const local: (() => void)[] = []
-            try {
-              const v = setup(local)
-              v.postRx(8)
-              const host = connect(v.path)
-              local.push(() => host.destroy())
-              host.on('error', () => {})
-              await new Promise((r) => host.once('connect', r))
+            await withHostClient(async (v, host) => {
               const sent = Buffer.concat([Buffer.from(line, 'latin1'), rest])
               host.write(sent)
               const nl = sent.indexOf(10)
@@ -90,9 +94,7 @@ describe('virtio-vsock host side, hostile host clients', () => {
               for (const r of requests())
                 expect(first !== undefined && requestedPort(first)).toBe(r.h.dstPort)
               expect((v.device as VsockDevice).connectionCount).toBeLessThanOrEqual(1)
-            } finally {
-              for (const c of local.splice(0).reverse()) c()
-            }
+            })
           }),
           parameters,
         ),
@@ -108,14 +110,7 @@ describe('virtio-vsock host side, hostile host clients', () => {
             fc.integer({ min: 1, max: 0xffff }),
             fc.uint8Array({ maxLength: 256 }),
             async (p, data) => {
-              const local: (() => void)[] = []
-              try {
-                const v = setup(local)
-                v.postRx(8)
-                const host = connect(v.path)
-                local.push(() => host.destroy())
-                host.on('error', () => {})
-                await new Promise((r) => host.once('connect', r))
+              await withHostClient(async (v, host) => {
                 host.write(Buffer.concat([encoder.encode(`CONNECT ${p}\n`), data]))
                 await until(() => v.collect().some((x) => x.h.op === VsockOp.REQUEST), 3000, 'REQUEST')
                 const request = v.collect().find((x) => x.h.op === VsockOp.REQUEST)!
@@ -126,9 +121,7 @@ describe('virtio-vsock host side, hostile host clients', () => {
                   3000,
                   'connection forgotten',
                 )
-              } finally {
-                for (const c of local.splice(0).reverse()) c()
-              }
+              })
             },
           ),
           parameters,
