@@ -6,13 +6,11 @@
 // mallopt at run time instead of GLIBC_TUNABLES, which would need a re-exec (a second Node start).
 // Best effort: where @vmm/host cannot load (or the C library is not glibc) nothing changes.
 
-const MMAP_THRESHOLD = 128 * 1024 // glibc's initial threshold, fixed instead of rising
-
 /** Before the machine is built: large buffers get their own mappings, unmapped when freed. */
 export async function tuneProcessHeap(): Promise<void> {
   try {
-    const { tuneHeap } = await import('@vmm/host')
-    tuneHeap({ mmapThreshold: MMAP_THRESHOLD })
+    const { tuneHeap, VMM_MMAP_THRESHOLD } = await import('@vmm/host')
+    tuneHeap({ mmapThreshold: VMM_MMAP_THRESHOLD })
   } catch {}
 }
 

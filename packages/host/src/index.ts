@@ -1,7 +1,7 @@
 export { addonCandidates, addonHelp, loadAddon } from './addon.js'
 export { blockDeviceSize, lockDiskImage } from './disk.js'
 export { EventFd } from './eventfd.js'
-export { type HeapTuning, trimHeap, tuneHeap } from './heap.js'
+export { type HeapTuning, trimHeap, tuneHeap, VMM_MMAP_THRESHOLD } from './heap.js'
 export { jailHelperPath } from './jail.js'
 export { makeFifoOrSocket } from './mknod.js'
 export { deallocateFileRange, discardGuestPages } from './pages.js'

@@ -123,7 +123,7 @@ async function main() {
   // The C heap's policy, as `vmm run` sets it (packages/cli/src/heap.ts: the loader's 18 MB kernel
   // image would otherwise raise glibc's mmap threshold and keep the inflated initrd resident).
   const host = await import('@vmm/host')
-  host.tuneHeap({ mmapThreshold: 128 * 1024 })
+  host.tuneHeap({ mmapThreshold: host.VMM_MMAP_THRESHOLD })
   const hypervisor = await kvm.hypervisorProvider.open()
   machine = await Machine.fromObject(vmManifest(config.plan), { hypervisor, registry })
   await machine.load()
