@@ -38,6 +38,14 @@ export interface RamMapping {
   readonly buffers: readonly ArrayBuffer[]
   readonly chunkSize: number
   readonly size: number
+  /**
+   * Gives [offset, +length) (page-aligned) back to the host so that it reads as zeroes afterwards,
+   * whatever backs the mapping (anonymous memory, a memfd, a snapshot's memory file mapped
+   * MAP_PRIVATE, where dropping the pages alone would read the file's bytes again). Returns false
+   * where the pages were dropped but read as the file's bytes (the provider's limit on separate
+   * ranges, see @vmm/kvm). Absent: RamBacking zeroes the bytes instead.
+   */
+  discard?(offset: number, length: number): boolean
 }
 
 /** A KVM memory slot: guest [guestAddress, +size) backed by `mapping` from `mappingOffset`. */

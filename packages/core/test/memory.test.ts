@@ -111,3 +111,45 @@ describe('FlatMemory', () => {
     expect(() => mem.read(a(0xffe), into)).not.toThrow()
   })
 })
+
+describe('GuestMemory.discard', () => {
+  it('hands page-aligned ranges to the provider at their backing offsets, across holes, and says whether they read as zeroes', () => {
+    const calls: [number, number][] = []
+    let zeroes = true
+    const backing = new RamBacking([new ArrayBuffer(0x4000)], 0x4000, (offset, length) => {
+      calls.push([offset, length])
+      return zeroes
+    })
+    // RAM 0-0x2000, a hole, RAM 0x3000-0x5000 (backing 0x2000-0x4000).
+    const mem = new FlatMemory(backing, [{ base: 0x2000, size: 0x1000 }])
+    expect(mem.discard(a(0x1000), 0x1000)).toBe(true)
+    expect(mem.discard(a(0x3000), 0x2000)).toBe(true)
+    zeroes = false
+    expect(mem.discard(a(0x4000), 0x1000)).toBe(false)
+    expect(calls).toEqual([
+      [0x1000, 0x1000],
+      [0x2000, 0x2000],
+      [0x3000, 0x1000],
+    ])
+    expect(errorCode(() => mem.discard(a(0x1800), 0x1000))).toBe('INVALID_RANGE')
+    expect(errorCode(() => mem.discard(a(0x1000), 0x800))).toBe('INVALID_RANGE')
+    expect(errorCode(() => mem.discard(a(0x1000), 0x2000))).toBe('UNMAPPED') // runs into the hole
+    expect(calls).toHaveLength(3) // nothing of a refused range reached the provider
+  })
+
+  it('zeroes the bytes where the backing has no provider, and leaves ROM alone', async () => {
+    const { AddressSpace, MemoryRegion } = await import('../src/memory/address-space.js')
+    const backing = RamBacking.allocate(0x3000)
+    backing.copyIn(0, new Uint8Array(0x3000).fill(7))
+    const root = MemoryRegion.container('system', 0x10000)
+    root.addSubregion(MemoryRegion.ram('ram', backing, 0, 0x2000), 0)
+    root.addSubregion(MemoryRegion.rom('rom', backing, 0x2000, 0x1000), 0x8000)
+    const mem = new AddressSpace(root, () => {})
+    expect(mem.discard(a(0x1000), 0x1000)).toBe(true)
+    expect(mem.readU8(a(0x1000))).toBe(0)
+    expect(mem.readU8(a(0x1fff))).toBe(0)
+    expect(mem.readU8(a(0xfff))).toBe(7)
+    expect(errorCode(() => mem.discard(a(0x8000), 0x1000))).toBe('UNMAPPED')
+    expect(mem.readU8(a(0x8000))).toBe(7)
+  })
+})

@@ -2,7 +2,12 @@
 // ranges (fallocate, virtio-blk DISCARD / WRITE_ZEROES). Thin wrappers over src/native/pages.cc.
 import { native } from './native.js'
 
-/** Gives guest pages back to the host (MADV_DONTNEED): `offset`/`length` page-aligned in `chunk`. */
+/**
+ * Drops pages of a mapping (MADV_DONTNEED): `offset`/`length` page-aligned in `chunk`. They read as
+ * zeroes afterwards only on anonymous memory: over a memfd or a MAP_PRIVATE file (a restored
+ * machine's RAM) they read the file's bytes again. Devices give guest RAM back through core's
+ * GuestMemory.discard, whose provider knows what backs it (@vmm/kvm's GuestRam.discard).
+ */
 export function discardGuestPages(chunk: ArrayBuffer, offset: number, length: number): void {
   native().discardMemory(chunk, offset, length)
 }

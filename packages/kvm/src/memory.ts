@@ -8,6 +8,13 @@ export interface GuestRam {
   readonly chunkSize: number
   /** The memfd behind it, or -1 for anonymous memory. */
   readonly fd: number
+  /**
+   * Gives [offset, +length) (page-aligned) back to the host so it reads as zeroes (core's
+   * RamMapping.discard): MADV_DONTNEED on anonymous memory, a hole punched in a memfd, fresh
+   * anonymous pages over a snapshot's file (src/native/memory.cc). False where a file mapping has
+   * used up its 8192 separate replaced ranges: the pages were dropped and read as the file's again.
+   */
+  discard(offset: number, length: number): boolean
   /** Gives the pages back; every view of `buffers` becomes empty. Harmless twice. */
   unmap(): void
 }

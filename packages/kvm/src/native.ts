@@ -121,6 +121,8 @@ export interface NativeBinding {
     file?: string,
   ): NativeMapping
   unmapMemory(buffers: ArrayBuffer[]): void
+  /** Gives [offset, +length) of a mapping back so it reads as zeroes; false: only dropped (memory.cc). */
+  discardMemory(buffers: readonly ArrayBuffer[], offset: number, length: number): boolean
   Vm: new (systemFd: number, wake: () => void) => NativeVm
 }
 

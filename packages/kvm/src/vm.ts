@@ -89,6 +89,10 @@ export class Vm {
       buffers: m.buffers,
       chunkSize: m.chunkSize,
       fd: m.fd,
+      discard(offset, length) {
+        if (unmapped) throw new Error('discard: guest RAM is unmapped')
+        return n.discardMemory(m.buffers, offset, length)
+      },
       unmap() {
         if (unmapped) return
         unmapped = true

@@ -4,14 +4,15 @@ import { BalloonDevice, BalloonFeature, BalloonStat } from '../src/devices/ballo
 import { Interrupt, MmioReg } from '../src/mmio/transport.js'
 import { rig, snapshot } from './helpers.js'
 
-function balloon(discarded: number[] = []) {
+/** A balloon that records each run it gives back ([address, length]) and lets the memory discard it. */
+function balloon(discarded: [number, number][] = [], zeroes = true) {
   return new BalloonDevice({
     stats: true,
     deflateOnOom: true,
     targetPages: 16,
-    discard: (page) => {
-      discarded.push(page.byteOffset)
-      page.fill(0)
+    discard: (memory, address, length) => {
+      discarded.push([address, length])
+      return memory.discard(address, length) && zeroes
     },
   })
 }
@@ -28,18 +29,57 @@ describe('virtio-balloon', () => {
   })
 
   it('gives inflated pages back to the host and ignores PFNs outside RAM', () => {
-    const discarded: number[] = []
+    const discarded: [number, number][] = []
     const { driver, device, memory } = rig(balloon(discarded))
     driver.init()
     memory.write(guestAddress(0x200000), new Uint8Array(4096).fill(9))
     driver.queue(0).add([{ address: driver.put(u32s(0x200, 0x201, 0xfffff)), length: 12 }])
     driver.notify(0)
-    expect(discarded).toEqual([0x200000, 0x201000])
+    expect(discarded).toEqual([[0x200000, 0x2000]])
     expect(device.discardedPages).toBe(2)
     expect(memory.readU8(guestAddress(0x200000))).toBe(0)
     driver.queue(1).add([{ address: driver.put(u32s(0x200)), length: 4 }])
     driver.notify(1)
     expect(driver.queue(1).takeUsed()).toHaveLength(1)
+  })
+
+  it('gives consecutive PFNs back as one run whatever their order, and single pages around a PFN outside RAM', () => {
+    const discarded: [number, number][] = []
+    const { driver, device } = rig(balloon(discarded))
+    driver.init()
+    const pfns = u32s(0x305, 0x300, 0x302, 0x301, 0x310, 0x303, 0x304)
+    driver.queue(0).add([{ address: driver.put(pfns), length: pfns.length }])
+    driver.notify(0)
+    expect(discarded).toEqual([
+      [0x300000, 0x6000],
+      [0x310000, 0x1000],
+    ])
+    expect(device.discardedPages).toBe(7)
+    expect(device.unzeroedPages).toBe(0)
+    expect(driver.queue(0).takeUsed()).toHaveLength(1)
+  })
+
+  it('counts pages the host freed but could not zero, and still completes the request', () => {
+    const { driver, device } = rig(balloon([], false))
+    driver.init()
+    driver.queue(0).add([{ address: driver.put(u32s(0x100, 0x101)), length: 8 }])
+    driver.notify(0)
+    expect(device.discardedPages).toBe(2)
+    expect(device.unzeroedPages).toBe(2)
+    expect(driver.queue(0).takeUsed()).toHaveLength(1)
+  })
+
+  it('by default gives pages back through GuestMemory.discard: they read as zeroes', () => {
+    const device = new BalloonDevice({ stats: false, deflateOnOom: false, targetPages: 0 })
+    const { driver, memory } = rig(device)
+    driver.init()
+    memory.write(guestAddress(0x180000), new Uint8Array(0x2000).fill(0xa5))
+    driver.queue(0).add([{ address: driver.put(u32s(0x180, 0x181)), length: 8 }])
+    driver.notify(0)
+    const back = new Uint8Array(0x2000)
+    memory.read(guestAddress(0x180000), back)
+    expect(back.every((b) => b === 0)).toBe(true)
+    expect(device.discardedPages).toBe(2)
   })
 
   it('changes the target with a configuration interrupt and a new generation; reads actual', () => {

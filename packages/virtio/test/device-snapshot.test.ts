@@ -203,7 +203,7 @@ describe('virtio-console state', () => {
 
 describe('virtio-balloon state', () => {
   it('keeps target, actual and the statistics buffer', async () => {
-    const options = { stats: true, deflateOnOom: false, targetPages: 0, discard: () => {} }
+    const options = { stats: true, deflateOnOom: false, targetPages: 0, discard: () => true }
     const device = new BalloonDevice(options)
     const a = rig(device)
     a.driver.init({ features: 1n << BalloonFeature.STATS_VQ })

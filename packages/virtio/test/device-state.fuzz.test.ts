@@ -17,7 +17,7 @@ import { rig } from './helpers.js'
 
 const MAC = parseMac('06:00:00:aa:bb:cc')
 const balloon = () =>
-  new BalloonDevice({ stats: true, deflateOnOom: false, targetPages: 0, discard: () => {} })
+  new BalloonDevice({ stats: true, deflateOnOom: false, targetPages: 0, discard: () => true })
 const devices: Record<string, { make: () => VirtioDevice; features?: bigint }> = {
   net: { make: () => new NetDevice(new FakeTap(false), MAC) },
   console: { make: () => new ConsoleDevice(new FakeBackend()) },

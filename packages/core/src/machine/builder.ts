@@ -57,7 +57,10 @@ export function buildPlatform(
   if (ramFile === undefined) mapping = vm.mapRam(machine.memory)
   else if (vm.mapRamFromFile) mapping = vm.mapRamFromFile(machine.memory, ramFile)
   else throw new Error(`the ${hypervisor.name} hypervisor cannot map guest RAM from a file (${ramFile})`)
-  const flat = new FlatMemory(new RamBacking(mapping.buffers, mapping.chunkSize), holes)
+  const flat = new FlatMemory(
+    new RamBacking(mapping.buffers, mapping.chunkSize, mapping.discard?.bind(mapping)),
+    holes,
+  )
   let addressSpace: AddressSpace | undefined
   if (machine.memoryModel === 'stacked') {
     // The same RAM layout as regions of a root container; components add theirs (a PCI BAR)

@@ -58,6 +58,13 @@ export interface GuestMemory {
   isMapped(address: GuestAddress, length: number): boolean
   /** The guest physical ranges backed by host memory (RAM, and ROM marked readOnly), sorted by address. */
   ramRanges(): readonly RamRange[]
+  /**
+   * Gives whole RAM pages back to the host (a balloon's inflated pages): [address, +length),
+   * 4 KiB-aligned, reads as zeroes afterwards and stops costing host memory. Returns false where
+   * the host could free the pages but not make them read as zeroes (RamBacking.discard says when).
+   * Throws a GuestMemoryError for a range that is not all RAM, or not page-aligned (INVALID_RANGE).
+   */
+  discard(address: GuestAddress, length: number): boolean
 }
 
 /** A range of guest physical addresses backed by host memory. */
@@ -77,6 +84,9 @@ export interface MemorySegment extends RamRange {
   /** Read-only to the guest (ROM); the VMM may still write it, e.g. to load firmware. */
   readonly readOnly: boolean
 }
+
+/** The page size discard() works in (x86's, and the balloon's, §5.5.6). */
+const PAGE = 4096
 
 const scratch = new DataView(new ArrayBuffer(8))
 const scratchBytes = new Uint8Array(scratch.buffer)
@@ -165,6 +175,18 @@ export class SegmentedMemory implements GuestMemory {
     this.each(address, data.length, (seg, off, done, n) =>
       seg.backing.copyIn(seg.backingOffset + off, data.subarray(done, done + n)),
     )
+  }
+
+  discard(address: GuestAddress, length: number): boolean {
+    if (address % PAGE !== 0 || length % PAGE !== 0)
+      throw new GuestMemoryError('INVALID_RANGE', address, length)
+    const pieces: [MemorySegment, number, number][] = []
+    this.each(address, length, (seg, off, _done, n) => pieces.push([seg, off, n]))
+    // ROM is the VMM's (firmware, tables): a guest cannot give it away.
+    if (pieces.some(([seg]) => seg.readOnly)) throw new GuestMemoryError('UNMAPPED', address, length)
+    let zeroed = true
+    for (const [seg, off, n] of pieces) zeroed = seg.backing.discard(seg.backingOffset + off, n) && zeroed
+    return zeroed
   }
 
   slice(address: GuestAddress, length: number): Uint8Array {

@@ -11,7 +11,12 @@ export class RamBacking {
   readonly chunkSize: number
   private readonly chunks: Uint8Array[]
 
-  constructor(buffers: readonly ArrayBuffer[], chunkSize: number) {
+  constructor(
+    buffers: readonly ArrayBuffer[],
+    chunkSize: number,
+    /** How the provider gives host pages back (RamMapping.discard); absent: discard() writes zeroes. */
+    private readonly discarder?: (offset: number, length: number) => boolean,
+  ) {
     if (buffers.length === 0) throw new RangeError('RAM backing needs at least one buffer')
     if (!Number.isInteger(chunkSize) || chunkSize <= 0) throw new RangeError(`bad chunk size ${chunkSize}`)
     let size = 0
@@ -32,6 +37,18 @@ export class RamBacking {
     const buffers: ArrayBuffer[] = []
     for (let at = 0; at < size; at += chunkSize) buffers.push(new ArrayBuffer(Math.min(chunkSize, size - at)))
     return new RamBacking(buffers, chunkSize)
+  }
+
+  /**
+   * Makes [offset, offset + length) (page-aligned; the caller has bounds-checked) read as zeroes,
+   * giving the host pages back where the provider can: true once they read as zeroes, false where
+   * the provider only freed them (RamMapping.discard). Without a provider (a backing of plain
+   * ArrayBuffers) the bytes are zeroed in place.
+   */
+  discard(offset: number, length: number): boolean {
+    if (this.discarder) return this.discarder(offset, length)
+    this.copyIn(offset, new Uint8Array(length))
+    return true
   }
 
   /** A zero-copy view of [offset, offset + length), or undefined where it would straddle chunks. */

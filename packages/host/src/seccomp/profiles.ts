@@ -138,6 +138,9 @@ export const processProfile = (pid: number): readonly ProfileGroup[] => [
       'fsync',
       'fdatasync',
       'fallocate',
+      // The balloon over a restored machine's memory file drops the file's pages from the page
+      // cache (posix_fadvise DONTNEED, packages/kvm/src/native/memory.cc discardMemory).
+      'fadvise64',
       'ftruncate',
       'close',
       'fcntl',

@@ -27,6 +27,7 @@ static Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("structSizes", StructSizes(env));
   exports.Set("mapMemory", Napi::Function::New(env, MapMemory));
   exports.Set("unmapMemory", Napi::Function::New(env, UnmapMemory));
+  exports.Set("discardMemory", Napi::Function::New(env, DiscardMemory));
   exports.Set("Vm", Vm::Init(env));
   return exports;
 }

@@ -18,5 +18,6 @@ Napi::Object StructSizes(Napi::Env env);
 // memory.cc: guest RAM mappings
 Napi::Value MapMemory(const Napi::CallbackInfo& info);
 Napi::Value UnmapMemory(const Napi::CallbackInfo& info);
+Napi::Value DiscardMemory(const Napi::CallbackInfo& info);
 
 }  // namespace vmm

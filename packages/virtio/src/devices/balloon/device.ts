@@ -1,5 +1,4 @@
-import { type GuestMemory, guestAddress, type SavedState } from '@vmm/core'
-import { discardGuestPages } from '@vmm/host'
+import { type GuestAddress, type GuestMemory, guestAddress, type SavedState } from '@vmm/core'
 import { completeChain, type DeviceContext, drainQueue, takeChain, type VirtioDevice } from '../../device.js'
 import { gather } from '../../queue/buffers.js'
 import type { DescriptorChain } from '../../queue/split-queue.js'
@@ -39,8 +38,12 @@ export interface BalloonOptions {
   deflateOnOom: boolean
   /** Pages the balloon should hold from the start. */
   targetPages: number
-  /** Gives one page back to the host; the default is MADV_DONTNEED on guest RAM (@vmm/kvm). */
-  discard?: (page: Uint8Array) => void
+  /**
+   * Gives a run of whole pages back to the host; true once they read as zeroes. The default is
+   * GuestMemory.discard (whose provider knows what backs guest RAM: on KVM, MADV_DONTNEED on
+   * anonymous memory, fresh anonymous pages over a snapshot's memory file).
+   */
+  discard?: (memory: GuestMemory, address: GuestAddress, length: number) => boolean
 }
 
 /**
@@ -54,7 +57,7 @@ export class BalloonDevice implements VirtioDevice {
   readonly queueSizes = [256, 256, 16]
   readonly features: bigint
   private readonly config = new DataView(new ArrayBuffer(8))
-  private readonly discard: (page: Uint8Array) => void
+  private readonly discard: (memory: GuestMemory, address: GuestAddress, length: number) => boolean
   private context: DeviceContext | undefined
   /** The statistics buffer the driver posted, kept until the host wants fresh numbers. */
   private statsChain: DescriptorChain | undefined
@@ -65,6 +68,8 @@ export class BalloonDevice implements VirtioDevice {
   private pfns = new Uint8Array(4096)
   /** Pages discarded since the device was created, for tests and monitoring. */
   discardedPages = 0
+  /** Of those, pages the host freed but could not make read as zeroes (RamMapping.discard). */
+  unzeroedPages = 0
   private readonly actualListeners = new Set<(pages: number) => void>()
 
   constructor(options: BalloonOptions) {
@@ -72,8 +77,7 @@ export class BalloonDevice implements VirtioDevice {
       ...(options.stats ? [BalloonFeature.STATS_VQ] : []),
       ...(options.deflateOnOom ? [BalloonFeature.DEFLATE_ON_OOM] : []),
     )
-    this.discard =
-      options.discard ?? ((p) => discardGuestPages(p.buffer as ArrayBuffer, p.byteOffset, p.length))
+    this.discard = options.discard ?? ((memory, address, length) => memory.discard(address, length))
     this.config.setUint32(0, options.targetPages, true)
   }
 
@@ -194,7 +198,8 @@ export class BalloonDevice implements VirtioDevice {
     const context = this.context
     if (!context) return
     if (index === INFLATE) drainQueue(context, INFLATE, (chain) => this.inflate(context.memory, chain))
-    // Deflated pages need nothing from the host: they fault in again, zeroed, when the guest uses them.
+    // Deflated pages need nothing from the host: they fault in again, zeroed, when the guest uses
+    // them (§5.5.6: the device may have changed a page's contents while it was in the balloon).
     else if (index === DEFLATE) drainQueue(context, DEFLATE, () => 0)
     else if (index === STATS) this.receiveStats(context)
   }
@@ -209,16 +214,41 @@ export class BalloonDevice implements VirtioDevice {
   private inflate(memory: GuestMemory, chain: DescriptorChain): number {
     for (let at = 0; at < chain.readableLength; at += this.pfns.length) {
       const n = gather(memory, chain.readable, at, this.pfns) & ~3
-      const view = new DataView(this.pfns.buffer, 0, n)
-      for (let i = 0; i < n; i += 4) {
-        const address = view.getUint32(i, true) * BALLOON_PAGE
-        // A PFN outside RAM is the guest's mistake; the device ignores it (there is nothing to free).
-        if (!memory.isMapped(guestAddress(address), BALLOON_PAGE)) continue
-        this.discard(memory.slice(guestAddress(address), BALLOON_PAGE))
-        this.discardedPages++
+      // Runs of consecutive PFNs go back in one call each (Linux sends up to 256 PFNs a request,
+      // often in runs): fewer system calls, and over a snapshot's memory file fewer separate
+      // anonymous ranges, each a kernel mapping (@vmm/kvm bounds their number).
+      const pages = new Uint32Array(this.pfns.buffer.slice(0, n)).sort()
+      for (let i = 0; i < pages.length; ) {
+        let j = i + 1
+        while (j < pages.length && pages[j]! <= pages[j - 1]! + 1) j++
+        this.discardRun(memory, pages[i]!, pages[j - 1]! + 1)
+        i = j
       }
     }
     return 0
+  }
+
+  /** Gives back PFNs [first, end); pages that are not RAM (the guest's mistake) are skipped. */
+  private discardRun(memory: GuestMemory, first: number, end: number): void {
+    if (this.give(memory, first, end)) return
+    if (end - first > 1) for (let pfn = first; pfn < end; pfn++) this.give(memory, pfn, pfn + 1)
+  }
+
+  private give(memory: GuestMemory, first: number, end: number): boolean {
+    const address = guestAddress(first * BALLOON_PAGE)
+    const length = (end - first) * BALLOON_PAGE
+    if (!memory.isMapped(address, length)) return false
+    let zeroed: boolean
+    try {
+      zeroed = this.discard(memory, address, length)
+    } catch {
+      // ROM, or a host that cannot give these pages back (a hugetlb memfd at 4 KiB): §5.5.6 lets
+      // the device leave a page's contents as they are, so the request still completes.
+      return false
+    }
+    this.discardedPages += end - first
+    if (!zeroed) this.unzeroedPages += end - first
+    return true
   }
 
   private receiveStats(context: DeviceContext): void {
