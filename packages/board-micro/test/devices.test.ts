@@ -61,6 +61,26 @@ describe('16550A UART', () => {
     expect(rd(5) & 0x60).toBe(0x60) // THRE | TEMT
   })
 
+  it('goes back to its power-on registers at a machine reset and lowers its line', () => {
+    const { u, l, rd, wr } = uart()
+    const powerOn = u.saveState()
+    wr(3, 0x83) // DLAB, 8N1
+    wr(0, 0x01) // divisor 1: 115200 baud
+    wr(3, 0x03)
+    wr(1, 0x03) // IER: received data, THR empty
+    wr(4, 0x0b) // MCR: DTR, RTS, OUT2
+    wr(7, 0x5a)
+    u.receive(Uint8Array.of(0x41, 0x42))
+    expect(l.level()).toBe(true)
+    expect(u.saveState()).not.toEqual(powerOn)
+    u.reset()
+    expect(u.saveState()).toEqual(powerOn)
+    expect(l.level()).toBe(false)
+    expect(rd(2) & 1).toBe(1) // IIR: nothing pending
+    expect(rd(5) & 1).toBe(0) // LSR: no data ready; the FIFO is empty
+    expect(u.rxSpace).toBe(RX_FIFO_SIZE)
+  })
+
   it('latches the divisor behind DLAB without touching THR or IER', () => {
     const { out, rd, wr } = uart()
     wr(3, 0x80) // DLAB

@@ -73,16 +73,17 @@ export interface UartState {
 }
 
 export class Uart16550 implements PioDevice {
-  private ier = 0
-  private lcr = 0x03 // 8N1, the reset value Linux expects before it programs the line
-  private mcr = MCR_OUT2
-  private lsr = LSR_THRE | LSR_TEMT
-  private msr = MSR_DCD | MSR_DSR | MSR_CTS // a connected, ready peer
-  private scr = 0
-  private dll = 0x0c // 9600 baud at 1.8432 MHz
-  private dlm = 0
-  private fifoEnabled = false
-  private threPending = true // THR is empty and nobody has read the THRE interrupt yet
+  // The registers; powerOn() gives them their reset values.
+  private ier!: number
+  private lcr!: number
+  private mcr!: number
+  private lsr!: number
+  private msr!: number
+  private scr!: number
+  private dll!: number
+  private dlm!: number
+  private fifoEnabled!: boolean
+  private threPending!: boolean
   private readonly rx: number[] = []
   private irqLevel = false
   private readonly txByte = new Uint8Array(1)
@@ -92,7 +93,36 @@ export class Uart16550 implements PioDevice {
     private readonly sink: UartSink,
     /** Called when the guest drained the receive FIFO, so the host may send more. */
     private readonly onRxSpace: () => void = () => {},
-  ) {}
+  ) {
+    this.powerOn()
+  }
+
+  private powerOn(): void {
+    this.ier = 0
+    this.lcr = 0x03 // 8N1, the reset value Linux expects before it programs the line
+    this.mcr = MCR_OUT2
+    this.lsr = LSR_THRE | LSR_TEMT
+    this.msr = MSR_DCD | MSR_DSR | MSR_CTS // a connected, ready peer
+    this.scr = 0
+    this.dll = 0x0c // 9600 baud at 1.8432 MHz
+    this.dlm = 0
+    this.fifoEnabled = false
+    this.threPending = true // THR is empty and nobody has read the THRE interrupt yet
+    this.rx.length = 0
+  }
+
+  /**
+   * The machine's reset line (Machine.reset): the registers as at power-on (the 16550's MR pin
+   * clears IER, IIR, LCR, MCR, LSR but THRE/TEMT; PC16550D datasheet, "Master Reset"), the FIFO
+   * emptied, the line lowered. Without it the first boot's IER stayed, and the next boot's
+   * console output or input raised IRQ 4 before the guest had set up its interrupt controllers
+   * (on the standard board the 8259s stay at vector base 0: vector 4 is #OF).
+   */
+  reset(): void {
+    this.powerOn()
+    this.update()
+    this.onRxSpace()
+  }
 
   /** Room in the receive FIFO: how many bytes receive() accepts now. */
   get rxSpace(): number {

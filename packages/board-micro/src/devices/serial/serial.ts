@@ -147,6 +147,11 @@ export class Serial implements PioDevice, Component {
     this.uart.restoreState(s.nested('uart'))
   }
 
+  /** Machine.reset: the UART as at power-on (Resettable); the back end stays connected. */
+  reset(): void {
+    this.uart.reset()
+  }
+
   dispose(): void {
     this.backend?.close()
   }
