@@ -191,8 +191,7 @@ describe.skipIf(skip)('QMP on `vmm run --qmp examples/standard.yaml`, driven by 
 
       // system_reset through go-qemu's raw API: RESET, and the guest boots again from the kernel
       // entry (RAM, vCPU and irqchip as after load; the virtio-pci devices back at status 0).
-      // Before the hot-plug: after a hot-plug and unplug on this board the guest does not come
-      // back from a reset (it resets itself early in the boot; README, "What a reset does not reset").
+      // (A reset after a hot-plug and unplug: test/e2e/standard-hotplug.test.ts.)
       const bootFrom = con.text().length
       expect(await go.step('reset')).toMatchObject({ return: {} })
       expect(await go.step('wait RESET 60')).toMatchObject({
