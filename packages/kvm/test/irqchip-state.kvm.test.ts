@@ -6,8 +6,8 @@
 // again: a spurious slave interrupt, vector 7 with the power-on vector base, which Linux's second
 // boot took as "unexpected #NM exception" (issue 14).
 import { describe, expect, it } from 'vitest'
-import { irqchipState } from '../src/hypervisor.js'
 import { Kvm } from '../src/index.js'
+import { irqchipState } from '../src/irqchip-state.js'
 import { KVM_IRQCHIP_SIZE, KVM_IRQCHIP_STATE_OFFSET, KVM_PIC_STATE } from '../src/state/layouts.js'
 import { kvmUnavailable } from './harness.js'
 

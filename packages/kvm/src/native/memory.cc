@@ -1,5 +1,5 @@
 // Guest memory: mappings the VMM owns for KVM memory slots, exposed to JS as external
-// ArrayBuffers (no copies). mmap/munmap/memfd only; no ioctl here.
+// ArrayBuffers (no copies). mmap/munmap/memfd, and madvise/fallocate/fadvise to give pages back; no ioctl here.
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <sys/mman.h>
