@@ -173,6 +173,25 @@ describe.skipIf(kvmUnavailable)('GuestRam.discard (real /dev/kvm)', () => {
     expect(sum).toBe((size / PAGE) * 0x11) // all zeroes now
   })
 
+  it('replaces at most 8192 separate ranges of a memory file, then only drops pages (false); touching ranges merge', () => {
+    const pages = 2 * 8192 + 4
+    const file = join(scratchDir(), 'memory')
+    writeSynced(file, new Uint8Array(pages * PAGE).fill(0x22))
+    const ram = openVm().mapMemory(pages * PAGE, { file })
+    const view = new Uint8Array(ram.buffers[0]!)
+    // Every other page: 8192 separate anonymous ranges, each its own kernel mapping.
+    for (let i = 0; i < 8192; i++) expect(ram.discard(2 * i * PAGE, PAGE)).toBe(true)
+    const next = 2 * 8192 * PAGE
+    view[next] = 1
+    expect(ram.discard(next, PAGE)).toBe(false) // one range more: dropped, the file's bytes again
+    expect(view[next]).toBe(0x22)
+    // A page between two replaced ones joins them: no new range, so it is replaced.
+    expect(ram.discard(PAGE, PAGE)).toBe(true)
+    expect(view[PAGE]).toBe(0)
+    expect(view[0]).toBe(0)
+    expect(view[3 * PAGE]).toBe(0x22)
+  })
+
   it('zeroes anonymous and memfd RAM too, and refuses ranges that are not whole pages inside it', () => {
     const vm = openVm()
     for (const ram of [vm.mapMemory(MIB), vm.mapMemory(MIB, { memfd: 'vmm-discard-test' })]) {
