@@ -16,16 +16,14 @@
 // On kvm_pvm hosts every guest kernel instruction is emulated (docs/kvm-pvm-hosts.md): minutes.
 import { createHash } from 'node:crypto'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { connect, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { PassThrough } from 'node:stream'
 import { ComponentRegistry, Machine, registerBuiltins } from '@vmm/core'
 import { linkDefaultGuest } from '@vmm/image'
 import { Kvm, KvmHypervisor } from '@vmm/kvm'
 import { describe, expect, it } from 'vitest'
-import { defaultGuest } from './console.js'
-import { GuestShell, root, watchConsole } from './guest-harness.mjs'
+import { defaultGuest, socketConsole } from './console.js'
+import { GuestShell, root } from './guest-harness.mjs'
 
 const kvmUnavailable = Kvm.unavailableReason()
 if (kvmUnavailable) console.warn(`[standard-board hot-plug end-to-end test skipped] ${kvmUnavailable}`)
@@ -64,27 +62,8 @@ describe.skipIf(kvmUnavailable)('PCI hot-plug on examples/standard.yaml, in-proc
     })
     const done = m.run()
     try {
-      // The serial component listens on the socket; what the guest wrote before we connect is kept.
-      let sock: Socket | undefined
-      for (let i = 0; !sock; i++) {
-        const attempt = connect(socket)
-        try {
-          await new Promise<void>((resolve, reject) => attempt.once('connect', resolve).once('error', reject))
-          sock = attempt
-        } catch (e) {
-          if (i > 50) throw e
-          await new Promise((r) => setTimeout(r, 100))
-        }
-      }
-      // watchConsole wants a child process; the socket is its stdout, the run's end its exit.
-      const con = watchConsole({
-        stdout: sock,
-        stderr: new PassThrough(),
-        on: (event: string, f: (code: number, signal: null) => void) => {
-          if (event === 'exit') void done.then((r) => f(r.code, null))
-        },
-      })
-      const sh = new GuestShell(con, (text: string) => sock!.write(text))
+      const { con, sock } = await socketConsole(socket, done)
+      const sh = new GuestShell(con, (text: string) => sock.write(text))
       await con.waitFor(/vmm-guest: init reached/, 0, BOOT_LIMIT_MS)
       await con.waitFor(/# (.\[6n)?$/, con.text().indexOf('vmm-guest: init reached'), COMMAND_LIMIT_MS)
 
