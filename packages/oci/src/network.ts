@@ -7,7 +7,7 @@
 // a TAP made inside the namespace carries the guest's frames, tc redirects everything between the
 // two (network-link.ts), and the guest's virtio-net interface takes the veth's MAC, addresses,
 // routes and MTU (the agent's 'n'/'i'/'r' records, agent/net.c). What cannot be carried over is
-// refused by name: several interfaces, IPv6 addresses (the guest kernel has IPv4 only), an
+// refused by name: several interfaces, IPv6 addresses (not carried over yet: IPv4 only), an
 // interface without an IPv4 address, a namespace that another container already joined.
 //
 // Discovery reads the namespace with iproute2's JSON output (`ip -j`, `tc -j`) run inside it by
@@ -146,7 +146,7 @@ export function planFromIp(
   const v6 = (veth.addr_info ?? []).find((a) => a.family === 'inet6' && a.scope !== 'link')
   if (v6)
     throw new OciError(
-      `${where}: ${veth.ifname} has the IPv6 address ${v6.local}/${v6.prefixlen}: the container guest has IPv4 only`,
+      `${where}: ${veth.ifname} has the IPv6 address ${v6.local}/${v6.prefixlen}: the container guest is given IPv4 only`,
     )
   if (inet.length === 0) throw new OciError(`${where}: ${veth.ifname} has no IPv4 address to give the guest`)
   if (!veth.address || !/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(veth.address))
