@@ -9,8 +9,8 @@
 import { execFileSync, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { connectNetwork, disconnectNetwork } from '../src/network-link.js'
 import { discoverNetwork, type NetPlan } from '../src/network.js'
+import { connectNetwork, disconnectNetwork } from '../src/network-link.js'
 
 function unavailable(): string | undefined {
   if (process.getuid?.() !== 0) return 'needs root (ip netns, setns)'
