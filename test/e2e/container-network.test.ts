@@ -3,11 +3,14 @@
 // containerd run the container in it (`ctr run --runc-binary ... --with-ns network:<path>`,
 // against the containerd of a dockerd of the test's own, docker-daemon.mjs). Network rule: the
 // traffic stays inside the two namespaces this test makes, joined by a veth pair: the container's
-// (10.99.8.2/24, MTU 1400, default route through the peer) and the peer's (10.99.8.1), which runs
-// busybox httpd. In the guest the container sees eth0 with the veth's address, MTU and route;
-// it reaches lo, fetches a page from the peer and pings it; the peer pings the container and
+// (10.99.8.2/24 and fd00:99:8::2/64, MTU 1400, default routes through the peer) and the peer's
+// (10.99.8.1, fd00:99:8::1), which runs busybox httpd. In the guest the container sees eth0 with
+// the veth's addresses, MTU and routes; it reaches lo, fetches a page from the peer and pings it
+// over IPv4 and IPv6; the peer pings the container and
 // talks to its `nc -l` both ways. After the container is gone the veth works again for its own
-// namespace's stack, and nothing of ours is left in the namespace (no TAP, no qdisc).
+// namespace's stack, and nothing of ours is left in the namespace (no TAP, no qdisc). A second
+// container in the same namespace is refused; a create that fails after the network was connected
+// (a command not in the image) leaves nothing behind either.
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
@@ -27,6 +30,8 @@ const tag = randomBytes(3).toString('hex')
 const ns = { c: `vmm-ctr-c-${tag}`, p: `vmm-ctr-p-${tag}` }
 const C_IP = '10.99.8.2'
 const P_IP = '10.99.8.1'
+const C_IP6 = 'fd00:99:8::2'
+const P_IP6 = 'fd00:99:8::1'
 const inNs = (name: string, ...argv: string[]) =>
   execFileSync('ip', ['netns', 'exec', name, ...argv], { encoding: 'utf8', stdio: 'pipe' })
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
@@ -53,16 +58,18 @@ describe.skipIf(skip)('ctr run --with-ns network: a microVM in a network namespa
       ns.p,
     ])
     inNs(ns.c, 'ip', 'link', 'set', `vc${tag}`, 'name', 'eth0')
-    for (const [n, dev, ip] of [
-      [ns.c, 'eth0', C_IP],
-      [ns.p, 'vp', P_IP],
+    for (const [n, dev, ip, ip6] of [
+      [ns.c, 'eth0', C_IP, C_IP6],
+      [ns.p, 'vp', P_IP, P_IP6],
     ] as const) {
       inNs(n, 'ip', 'link', 'set', dev, 'mtu', '1400')
       inNs(n, 'ip', 'addr', 'add', `${ip}/24`, 'dev', dev)
+      inNs(n, 'ip', 'addr', 'add', `${ip6}/64`, 'dev', dev, 'nodad')
       inNs(n, 'ip', 'link', 'set', dev, 'up')
       inNs(n, 'ip', 'link', 'set', 'lo', 'up')
     }
     inNs(ns.c, 'ip', 'route', 'add', 'default', 'via', P_IP)
+    inNs(ns.c, 'ip', '-6', 'route', 'add', 'default', 'via', P_IP6)
     www = mkdtempSync(join(tmpdir(), 'vmm-ctr-www-'))
     mkdirSync(join(www, 'pub'))
     writeFileSync(join(www, 'pub', 'hello'), 'a page from the peer\n')
@@ -85,6 +92,35 @@ describe.skipIf(skip)('ctr run --with-ns network: a microVM in a network namespa
     if (www) rmSync(www, { recursive: true, force: true })
   }, 2 * 60_000)
 
+  const ctrArgs = (name: string, argv: string[]) => [
+    '--address',
+    d.containerdSocket,
+    'run',
+    '--rm',
+    '--runc-binary',
+    d.runtime,
+    '--with-ns',
+    `network:/run/netns/${ns.c}`,
+    `docker.io/library/${IMAGE}`,
+    `${name}-${tag}`,
+    ...argv,
+  ]
+  const ctrRun = (name: string, argv: string[]) =>
+    spawnSync('ctr', ctrArgs(name, argv), {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: LIMIT,
+    })
+  const expectNothingLeft = () => {
+    const links = JSON.parse(inNs(ns.c, 'ip', '-j', 'link', 'show')) as { ifname: string }[]
+    expect(links.map((l) => l.ifname).sort()).toEqual(['eth0', 'lo'])
+    const qdiscs = JSON.parse(inNs(ns.c, 'tc', '-j', 'qdisc', 'show', 'dev', 'eth0')) as { kind: string }[]
+    expect(qdiscs.map((q) => q.kind)).not.toContain('ingress')
+    expect(inNs(ns.c, 'busybox', 'wget', '-q', '-O', '-', `http://${P_IP}:8080/hello`)).toBe(
+      'a page from the peer\n',
+    )
+  }
+
   it("reaches the peer and is reached from it; the veth is the caller's again after", {
     timeout: LIMIT,
   }, async () => {
@@ -95,30 +131,15 @@ describe.skipIf(skip)('ctr run --with-ns network: a microVM in a network namespa
       'ping -c 1 -W 5 127.0.0.1 >/dev/null && echo lo answers',
       `wget -q -O - http://${P_IP}:8080/hello`,
       `ping -c 1 -W 5 ${P_IP} >/dev/null && echo the peer answers`,
+      'ip -6 addr show eth0 | grep global',
+      'ip -6 route | grep default',
+      `ping6 -c 1 -W 5 ${P_IP6} >/dev/null && echo the peer answers on IPv6`,
       'echo listening',
       'echo "from the container" | nc -l -p 9000',
       'echo done',
     ].join('; ')
     const t0 = Date.now()
-    const child = spawn(
-      'ctr',
-      [
-        '--address',
-        d.containerdSocket,
-        'run',
-        '--rm',
-        '--runc-binary',
-        d.runtime,
-        '--with-ns',
-        `network:/run/netns/${ns.c}`,
-        `docker.io/library/${IMAGE}`,
-        `net-${tag}`,
-        'sh',
-        '-c',
-        script,
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    )
+    const child = spawn('ctr', ctrArgs('net', ['sh', '-c', script]), { stdio: ['ignore', 'pipe', 'pipe'] })
     let stdout = ''
     let stderr = ''
     child.stderr.on('data', (b: Buffer) => (stderr += b.toString()))
@@ -131,6 +152,8 @@ describe.skipIf(skip)('ctr run --with-ns network: a microVM in a network namespa
     const exited = new Promise<number | null>((resolve) => child.on('close', resolve))
     await Promise.race([listening, exited])
     log(`the container is listening after ${Date.now() - t0} ms`)
+    // A second container in the same namespace is refused at create, before any VM is made.
+    const second = ctrRun('net2', ['true'])
 
     // The peer reaches the container: ping, then a TCP exchange with its nc (retried until nc listens).
     const ping = spawnSync('ip', ['netns', 'exec', ns.p, 'busybox', 'ping', '-c', '1', '-W', '5', C_IP], {
@@ -152,21 +175,29 @@ describe.skipIf(skip)('ctr run --with-ns network: a microVM in a network namespa
     expect(code).toBe(0)
     expect(ping.status, ping.stdout + ping.stderr).toBe(0)
     expect(fromContainer).toBe('from the container\n')
+    expect(second.status).not.toBe(0)
+    expect(second.stderr).toContain(
+      `network namespace /run/netns/${ns.c} has a vmmtap0 already: another container joined it`,
+    )
     const lines = stdout.split('\n')
     expect(lines[0]).toBe('1400')
     expect(lines[1]).toMatch(new RegExp(`^\\s*inet ${C_IP.replaceAll('.', '\\.')}/24 `))
     expect(stdout).toContain(`default via ${P_IP} dev eth0`)
-    expect(stdout).toContain(
-      'lo answers\na page from the peer\nthe peer answers\nlistening\nfrom the peer\ndone\n',
-    )
+    expect(stdout).toContain('lo answers\na page from the peer\nthe peer answers\n')
+    expect(stdout).toMatch(new RegExp(`\\n\\s*inet6 ${C_IP6}/64 scope global`))
+    expect(stdout).toMatch(new RegExp(`\\ndefault via ${P_IP6} dev eth0`))
+    expect(stdout).toContain('the peer answers on IPv6\nlistening\nfrom the peer\ndone\n')
 
     // Nothing of ours is left in the caller's namespace, and its veth works for its own stack.
-    const links = JSON.parse(inNs(ns.c, 'ip', '-j', 'link', 'show')) as { ifname: string }[]
-    expect(links.map((l) => l.ifname).sort()).toEqual(['eth0', 'lo'])
-    const qdiscs = JSON.parse(inNs(ns.c, 'tc', '-j', 'qdisc', 'show', 'dev', 'eth0')) as { kind: string }[]
-    expect(qdiscs.map((q) => q.kind)).not.toContain('ingress')
-    expect(inNs(ns.c, 'busybox', 'wget', '-q', '-O', '-', `http://${P_IP}:8080/hello`)).toBe(
-      'a page from the peer\n',
-    )
+    expectNothingLeft()
+  })
+
+  it('a create that fails after the network was connected leaves nothing in the namespace', {
+    timeout: LIMIT,
+  }, () => {
+    const r = ctrRun('nope', ['nope'])
+    expect(r.status).not.toBe(0)
+    expect(r.stderr).toContain('exec: "nope": executable file not found in $PATH')
+    expectNothingLeft()
   })
 })

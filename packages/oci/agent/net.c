@@ -1,8 +1,8 @@
 // The guest's network, as the container's network namespace on the host has it (the host side,
 // packages/oci/src/network.ts, read it there and connected the namespace's interface to our
 // virtio-net device with tc): the guest's interface is the one whose MAC is the veth's (the VMM
-// gave the device that MAC); it takes the veth's name, MTU and IPv4 addresses, and the routes, in
-// order. lo is brought up in every case, as runc does in a new network namespace. Links by
+// gave the device that MAC); it takes the veth's name, MTU, IPv4 and IPv6 addresses, and the
+// routes, in order. lo is brought up in every case, as runc does in a new network namespace. Links by
 // ioctl (netdevice(7): SIOCSIFNAME, SIOCSIFMTU, SIOCSIFFLAGS), addresses and routes by rtnetlink
 // (rtnetlink(7): RTM_NEWADDR, RTM_NEWROUTE), whose replies carry the kernel's errno.
 #define _GNU_SOURCE
@@ -19,18 +19,27 @@
 
 #include "ns.h"
 
-static int parse_cidr(const char *text, struct in_addr *a, int *prefix) {
-  char ip[INET_ADDRSTRLEN];
+// An address of either family: IPv6 when it has a colon.
+static int parse_ip(const char *text, struct net_ip *a) {
+  memset(a, 0, sizeof *a);
+  a->family = strchr(text, ':') ? AF_INET6 : AF_INET;
+  return inet_pton(a->family, text, a->bytes) == 1 ? 0 : -1;
+}
+
+static int parse_cidr(const char *text, struct net_ip *a, int *prefix) {
+  char ip[INET6_ADDRSTRLEN];
   const char *slash = strchr(text, '/');
   if (!slash || (size_t)(slash - text) >= sizeof ip) return -1;
   memcpy(ip, text, slash - text);
   ip[slash - text] = 0;
   char *end;
   long p = strtol(slash + 1, &end, 10);
-  if (*end || end == slash + 1 || p < 0 || p > 32) return -1;
+  if (parse_ip(ip, a) < 0 || *end || end == slash + 1 || p < 0 || p > (a->family == AF_INET6 ? 128 : 32)) return -1;
   *prefix = (int)p;
-  return inet_pton(AF_INET, ip, a) == 1 ? 0 : -1;
+  return 0;
 }
+
+static int ip_len(const struct net_ip *a) { return a->family == AF_INET6 ? 16 : 4; }
 
 int parse_net(const struct spec *s, struct net_config *c, char *err, size_t errlen) {
   memset(c, 0, sizeof *c);
@@ -64,7 +73,7 @@ int parse_net(const struct spec *s, struct net_config *c, char *err, size_t errl
       char dest[64], gw[64];
       if (sscanf(r->value, "%63s %63s", dest, gw) != 2 || parse_cidr(dest, &rt->dest, &rt->prefix) < 0) goto bad;
       rt->has_gateway = strcmp(gw, "-") != 0;
-      if (rt->has_gateway && inet_pton(AF_INET, gw, &rt->gateway) != 1) goto bad;
+      if (rt->has_gateway && (parse_ip(gw, &rt->gateway) < 0 || rt->gateway.family != rt->dest.family)) goto bad;
       c->nroutes++;
     } else continue;
     continue;
@@ -140,16 +149,20 @@ static int nl_talk(int fd, struct nl_req *q) {
   }
 }
 
-static int add_address(int nl, int ifindex, struct in_addr a, int prefix) {
+static int add_address(int nl, int ifindex, const struct net_ip *a, int prefix) {
   struct nl_req q = {0};
   q.h.nlmsg_len = NLMSG_LENGTH(sizeof q.m.a);
   q.h.nlmsg_type = RTM_NEWADDR;
-  q.m.a = (struct ifaddrmsg){.ifa_family = AF_INET, .ifa_prefixlen = prefix, .ifa_index = ifindex};
+  q.m.a = (struct ifaddrmsg){.ifa_family = a->family, .ifa_prefixlen = prefix, .ifa_index = ifindex};
   q.m.a.ifa_scope = RT_SCOPE_UNIVERSE;
-  add_attr(&q, IFA_LOCAL, &a, sizeof a);
-  add_attr(&q, IFA_ADDRESS, &a, sizeof a);
-  if (prefix < 31) {
-    struct in_addr b = {a.s_addr | htonl(prefix ? 0xffffffffu >> prefix : 0xffffffffu)};
+  // The namespace checked this address already (its veth holds it): no duplicate detection delay.
+  if (a->family == AF_INET6) q.m.a.ifa_flags = IFA_F_NODAD;
+  add_attr(&q, IFA_LOCAL, a->bytes, ip_len(a));
+  add_attr(&q, IFA_ADDRESS, a->bytes, ip_len(a));
+  if (a->family == AF_INET && prefix < 31) {
+    struct in_addr b;
+    memcpy(&b, a->bytes, 4);
+    b.s_addr |= htonl(prefix ? 0xffffffffu >> prefix : 0xffffffffu);
     add_attr(&q, IFA_BROADCAST, &b, sizeof b);
   }
   return nl_talk(nl, &q);
@@ -159,12 +172,12 @@ static int add_route(int nl, int ifindex, const struct net_route *rt) {
   struct nl_req q = {0};
   q.h.nlmsg_len = NLMSG_LENGTH(sizeof q.m.r);
   q.h.nlmsg_type = RTM_NEWROUTE;
-  q.m.r = (struct rtmsg){.rtm_family = AF_INET, .rtm_dst_len = rt->prefix, .rtm_table = RT_TABLE_MAIN};
+  q.m.r = (struct rtmsg){.rtm_family = rt->dest.family, .rtm_dst_len = rt->prefix, .rtm_table = RT_TABLE_MAIN};
   q.m.r.rtm_protocol = RTPROT_BOOT;
   q.m.r.rtm_scope = rt->has_gateway ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK;
   q.m.r.rtm_type = RTN_UNICAST;
-  if (rt->prefix > 0) add_attr(&q, RTA_DST, &rt->dest, sizeof rt->dest);
-  if (rt->has_gateway) add_attr(&q, RTA_GATEWAY, &rt->gateway, sizeof rt->gateway);
+  if (rt->prefix > 0) add_attr(&q, RTA_DST, rt->dest.bytes, ip_len(&rt->dest));
+  if (rt->has_gateway) add_attr(&q, RTA_GATEWAY, rt->gateway.bytes, ip_len(&rt->gateway));
   add_attr(&q, RTA_OIF, &ifindex, sizeof ifindex);
   return nl_talk(nl, &q);
 }
@@ -180,7 +193,7 @@ int setup_network(const struct spec *s, char *err, size_t errlen) {
   }
   int r = 0, nl = -1;
   const char *what = "";
-  char name[IFNAMSIZ], text[INET_ADDRSTRLEN] = "";
+  char name[IFNAMSIZ], text[INET6_ADDRSTRLEN] = "";
   if (!c.has_link) goto done;
   r = -1;
   what = "finding the interface";
@@ -207,9 +220,9 @@ int setup_network(const struct spec *s, char *err, size_t errlen) {
   nl = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
   if (nl < 0) goto done;
   for (int i = 0; i < c.naddrs; i++) {
-    int e = add_address(nl, ifindex, c.addr[i], c.prefix[i]);
+    int e = add_address(nl, ifindex, &c.addr[i], c.prefix[i]);
     if (e < 0) {
-      inet_ntop(AF_INET, &c.addr[i], text, sizeof text);
+      inet_ntop(c.addr[i].family, c.addr[i].bytes, text, sizeof text);
       what = "adding the address";
       errno = -e;
       goto done;
@@ -218,7 +231,7 @@ int setup_network(const struct spec *s, char *err, size_t errlen) {
   for (int i = 0; i < c.nroutes; i++) {
     int e = add_route(nl, ifindex, &c.route[i]);
     if (e < 0) {
-      inet_ntop(AF_INET, &c.route[i].dest, text, sizeof text);
+      inet_ntop(c.route[i].dest.family, c.route[i].dest.bytes, text, sizeof text);
       what = "adding the route to";
       errno = -e;
       goto done;

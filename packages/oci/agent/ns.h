@@ -12,8 +12,14 @@
 #define NET_MAX_ADDRS 16
 #define NET_MAX_ROUTES 32
 
+// An IPv4 or IPv6 address (AF_INET: the first 4 bytes).
+struct net_ip {
+  int family;
+  unsigned char bytes[16];
+};
+
 struct net_route {
-  struct in_addr dest, gateway;
+  struct net_ip dest, gateway;
   int prefix, has_gateway;
 };
 
@@ -24,7 +30,7 @@ struct net_config {
   unsigned char mac[6];
   int mtu;
   int naddrs, nroutes;
-  struct in_addr addr[NET_MAX_ADDRS];
+  struct net_ip addr[NET_MAX_ADDRS];
   int prefix[NET_MAX_ADDRS];
   struct net_route route[NET_MAX_ROUTES];
 };

@@ -7,12 +7,13 @@
 // a TAP made inside the namespace carries the guest's frames, tc redirects everything between the
 // two (network-link.ts), and the guest's virtio-net interface takes the veth's MAC, addresses,
 // routes and MTU (the agent's 'n'/'i'/'r' records, agent/net.c). What cannot be carried over is
-// refused by name: several interfaces, IPv6 addresses (not carried over yet: IPv4 only), an
-// interface without an IPv4 address, a namespace that another container already joined.
+// refused by name: several interfaces, an interface without an IP address, a route that is not
+// unicast, a namespace that another container already joined.
 //
 // Discovery reads the namespace with iproute2's JSON output (`ip -j`, `tc -j`) run inside it by
 // nsenter(1): the same answers the kernel's rtnetlink dump gives, without a netlink parser here.
 import { execFileSync } from 'node:child_process'
+import { isIPv4, isIPv6 } from 'node:net'
 import type { Spec } from './config.js'
 import { OciError } from './errors.js'
 import type { Records } from './protocol.js'
@@ -29,7 +30,7 @@ export interface NetAddress {
   prefix: number
 }
 export interface NetRoute {
-  /** 0.0.0.0 with prefix 0 for the default route. */
+  /** IPv4 or IPv6; 0.0.0.0 (::) with prefix 0 for the default route. */
   dest: string
   prefix: number
   /** Absent for a route on the link (a CNI plugin's /32 route to its gateway). */
@@ -58,7 +59,7 @@ export interface IpLink {
   mtu?: number
   addr_info?: { family: string; local: string; prefixlen: number; scope?: string }[]
 }
-/** `ip -j -4 route show table main`'s objects. */
+/** `ip -j -4|-6 route show table main`'s objects. */
 export interface IpRoute {
   dst: string
   gateway?: string
@@ -100,26 +101,27 @@ export function networkNamespace(spec: Spec): string | undefined {
   return spec.linux?.namespaces?.find((ns) => ns.type === 'network')?.path
 }
 
-const isIpv4 = (s: string) => /^(\d{1,3})(\.\d{1,3}){3}$/.test(s)
-
-function routeOf(r: IpRoute, where: string): NetRoute {
+function routeOf(r: IpRoute, v6: boolean, where: string): NetRoute {
   if (r.type && r.type !== 'unicast')
     throw new OciError(
       `${where}: a ${r.type} route to ${r.dst} cannot be given to the guest (unicast routes only)`,
     )
-  const [dest = '', len] = r.dst === 'default' ? ['0.0.0.0', '0'] : r.dst.split('/')
-  const prefix = len === undefined ? 32 : Number(len)
-  if (!isIpv4(dest) || !(prefix >= 0 && prefix <= 32))
-    throw new OciError(`${where}: route to ${r.dst} is not IPv4`)
-  if (r.gateway !== undefined && !isIpv4(r.gateway))
-    throw new OciError(`${where}: route to ${r.dst} through ${r.gateway} is not IPv4`)
+  const ok = v6 ? isIPv6 : isIPv4
+  const bits = v6 ? 128 : 32
+  const [dest = '', len] = r.dst === 'default' ? [v6 ? '::' : '0.0.0.0', '0'] : r.dst.split('/')
+  const prefix = len === undefined ? bits : Number(len)
+  if (!ok(dest) || !(Number.isInteger(prefix) && prefix >= 0 && prefix <= bits))
+    throw new OciError(`${where}: cannot read the route to ${r.dst}`)
+  if (r.gateway !== undefined && !ok(r.gateway))
+    throw new OciError(`${where}: cannot read the gateway ${r.gateway} of the route to ${r.dst}`)
   return { dest, prefix, ...(r.gateway ? { gateway: r.gateway } : {}) }
 }
 
 /**
  * The plan from what the namespace holds: one Ethernet interface besides lo (tunnel devices such
- * as tunl0 and sit0, which the kernel adds to every namespace, are not ones), its IPv4 addresses,
- * and its routes other than the kernel's own prefix routes (the guest's kernel adds those).
+ * as tunl0 and sit0, which the kernel adds to every namespace, are not ones), its IPv4 and IPv6
+ * addresses (not link-local), and its routes of both families but the kernel's own and those
+ * from router advertisements.
  * Undefined when the namespace has no such interface: the guest then has loopback only, as the
  * container would under runc. `qdiscs` are the interface's: an ingress (or clsact) qdisc means
  * someone redirects its traffic already (another container, the caller's own tc rules).
@@ -129,6 +131,7 @@ export function planFromIp(
   links: readonly IpLink[],
   routes: readonly IpRoute[],
   qdiscs: readonly TcQdisc[] = [],
+  routes6: readonly IpRoute[] = [],
 ): NetPlan | undefined {
   const where = `network namespace ${netns}`
   if (links.some((l) => l.ifname === TAP_NAME))
@@ -142,13 +145,11 @@ export function planFromIp(
       `${where} has ${ether.length} interfaces (${ether.map((l) => l.ifname).join(', ')}): the microVM is connected to one only`,
     )
   const veth = ether[0]!
-  const inet = (veth.addr_info ?? []).filter((a) => a.family === 'inet')
-  const v6 = (veth.addr_info ?? []).find((a) => a.family === 'inet6' && a.scope !== 'link')
-  if (v6)
-    throw new OciError(
-      `${where}: ${veth.ifname} has the IPv6 address ${v6.local}/${v6.prefixlen}: the container guest is given IPv4 only`,
-    )
-  if (inet.length === 0) throw new OciError(`${where}: ${veth.ifname} has no IPv4 address to give the guest`)
+  // Link-local IPv6 addresses are not carried over: the guest makes the same from the same MAC.
+  const inet = (veth.addr_info ?? []).filter(
+    (a) => a.family === 'inet' || (a.family === 'inet6' && a.scope !== 'link' && a.scope !== 'host'),
+  )
+  if (inet.length === 0) throw new OciError(`${where}: ${veth.ifname} has no IP address to give the guest`)
   if (!veth.address || !/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(veth.address))
     throw new OciError(`${where}: ${veth.ifname} has no Ethernet address`)
   const taken = qdiscs.find((q) => q.kind === 'ingress' || q.kind === 'clsact')
@@ -156,9 +157,13 @@ export function planFromIp(
     throw new OciError(
       `${where}: ${veth.ifname} has an ${taken.kind} qdisc already (another container joined this namespace, or tc rules of its own): not connecting a second one`,
     )
-  const own = routes
-    .filter((r) => r.dev === veth.ifname && r.protocol !== 'kernel')
-    .map((r) => routeOf(r, where))
+  // The kernel's own routes (an address's prefix, fe80::/64) the guest's kernel makes too, and
+  // routes learnt from router advertisements it learns itself: the frames reach it.
+  const theirs = (r: IpRoute) => r.dev === veth.ifname && r.protocol !== 'kernel' && r.protocol !== 'ra'
+  const own = [
+    ...routes.filter(theirs).map((r) => routeOf(r, false, where)),
+    ...routes6.filter(theirs).map((r) => routeOf(r, true, where)),
+  ]
   return {
     netns,
     veth: veth.ifname,
@@ -182,11 +187,15 @@ function json<T>(text: string, what: string): T {
 export function discoverNetwork(netns: string, run: NsRunner = nsRun): NetPlan | undefined {
   const links = json<IpLink[]>(run(netns, ['ip', '-j', 'addr', 'show']), 'ip addr')
   const routes = json<IpRoute[]>(run(netns, ['ip', '-j', '-4', 'route', 'show', 'table', 'main']), 'ip route')
+  const routes6 = json<IpRoute[]>(
+    run(netns, ['ip', '-j', '-6', 'route', 'show', 'table', 'main']),
+    'ip route',
+  )
   const veth = links.find((l) => l.ifname !== 'lo' && l.link_type === 'ether')
   const qdiscs = veth
     ? json<TcQdisc[]>(run(netns, ['tc', '-j', 'qdisc', 'show', 'dev', veth.ifname]), 'tc qdisc')
     : []
-  return planFromIp(netns, links, routes, qdiscs)
+  return planFromIp(netns, links, routes, qdiscs, routes6)
 }
 
 /** The plan for the bundle's network, checked before create makes anything; undefined: loopback only. */

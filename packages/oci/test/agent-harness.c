@@ -28,16 +28,17 @@ int main(int argc, char **argv) {
     struct spec s;
     if (parse_spec((const uint8_t *)in, (uint32_t)len, &s) < 0) return puts("error malformed spec"), 0;
     struct net_config c;
-    char err[1024], a[INET_ADDRSTRLEN], g[INET_ADDRSTRLEN];
+    char err[1024], a[INET6_ADDRSTRLEN], g[INET6_ADDRSTRLEN];
     if (parse_net(&s, &c, err, sizeof err) < 0) return printf("error %s\n", err), 0;
     if (c.has_link)
       printf("link %s %02x:%02x:%02x:%02x:%02x:%02x %d\n", c.name, c.mac[0], c.mac[1], c.mac[2], c.mac[3], c.mac[4],
              c.mac[5], c.mtu);
-    for (int i = 0; i < c.naddrs; i++) printf("addr %s/%d\n", inet_ntop(AF_INET, &c.addr[i], a, sizeof a), c.prefix[i]);
+    for (int i = 0; i < c.naddrs; i++)
+      printf("addr %s/%d\n", inet_ntop(c.addr[i].family, c.addr[i].bytes, a, sizeof a), c.prefix[i]);
     for (int i = 0; i < c.nroutes; i++) {
       struct net_route *r = &c.route[i];
-      printf("route %s/%d %s\n", inet_ntop(AF_INET, &r->dest, a, sizeof a), r->prefix,
-             r->has_gateway ? inet_ntop(AF_INET, &r->gateway, g, sizeof g) : "link");
+      printf("route %s/%d %s\n", inet_ntop(r->dest.family, r->dest.bytes, a, sizeof a), r->prefix,
+             r->has_gateway ? inet_ntop(r->gateway.family, r->gateway.bytes, g, sizeof g) : "link");
     }
     free_spec(&s);
   } else if (argc > 1 && strcmp(argv[1], "proc") == 0) {

@@ -58,11 +58,13 @@ describe.skipIf(noGcc)('the agent parsers (C)', () => {
     addresses: [
       { address: '10.244.1.7', prefix: 24 },
       { address: '192.168.5.9', prefix: 32 },
+      { address: 'fd00:10:244:1::7', prefix: 64 },
     ],
     routes: [
       { dest: '169.254.1.1', prefix: 32 },
       { dest: '0.0.0.0', prefix: 0, gateway: '169.254.1.1' },
       { dest: '10.96.0.0', prefix: 12, gateway: '10.244.1.1' },
+      { dest: '::', prefix: 0, gateway: 'fe80::1' },
     ],
     tap: 'vmmtap0',
   }
@@ -77,9 +79,11 @@ describe.skipIf(noGcc)('the agent parsers (C)', () => {
       'link eth0 0a:58:0a:f4:01:07 1450',
       'addr 10.244.1.7/24',
       'addr 192.168.5.9/32',
+      'addr fd00:10:244:1::7/64',
       'route 169.254.1.1/32 link',
       'route 0.0.0.0/0 169.254.1.1',
       'route 10.96.0.0/12 10.244.1.1',
+      'route ::/0 fe80::1',
     ])
     // No network records: loopback only (setup_network brings lo up and stops).
     expect(run('net', encodeRecords([['h', 'box']]))).toEqual([''])
@@ -92,6 +96,8 @@ describe.skipIf(noGcc)('the agent parsers (C)', () => {
     [['i', '10.0.0.300/24'], 'network: malformed \'i\' record "10.0.0.300/24"'],
     [['i', '10.0.0.3/33'], "network: malformed 'i' record"],
     [['i', '10.0.0.3'], "network: malformed 'i' record"],
+    [['i', 'fd00::7/129'], "network: malformed 'i' record"],
+    [['r', '::/0 10.0.0.1'], 'network: malformed \'r\' record "::/0 10.0.0.1"'],
     [['r', '0.0.0.0/0 gateway'], 'network: malformed \'r\' record "0.0.0.0/0 gateway"'],
   ] as const)('refuses the record %j, naming it', (record, message) => {
     const out = run('net', encodeRecords([['n', 'eth0 0a:58:0a:f4:01:07 1500'], record]))

@@ -81,6 +81,41 @@ describe('the plan from what the namespace holds', () => {
     })
   })
 
+  it('takes IPv6 addresses and routes too, but not link-local ones, kernel routes or those from router advertisements', () => {
+    const dual: IpLink = {
+      ...eth0,
+      addr_info: [
+        ...eth0.addr_info!,
+        { family: 'inet6', local: 'fd00:10:244:1::7', prefixlen: 64, scope: 'global' },
+      ],
+    }
+    const routes6: IpRoute[] = [
+      { dst: 'fd00:10:244:1::/64', dev: 'eth0', protocol: 'kernel' },
+      { dst: 'fe80::/64', dev: 'eth0', protocol: 'kernel' },
+      { dst: 'default', gateway: 'fe80::1', dev: 'eth0', protocol: 'ra' },
+      { dst: 'default', gateway: 'fd00:10:244:1::1', dev: 'eth0' },
+      { dst: 'fd00:ffff::1', dev: 'eth0' },
+    ]
+    const plan = planFromIp(NS, [lo, dual], routes, [], routes6)!
+    expect(plan.addresses).toEqual([
+      { address: '10.244.1.7', prefix: 24 },
+      { address: 'fd00:10:244:1::7', prefix: 64 },
+    ])
+    expect(plan.routes).toEqual([
+      { dest: '169.254.1.1', prefix: 32 },
+      { dest: 'fd00:ffff::1', prefix: 128 },
+      { dest: '0.0.0.0', prefix: 0, gateway: '169.254.1.1' },
+      { dest: '::', prefix: 0, gateway: 'fd00:10:244:1::1' },
+    ])
+    expect(netRecords(plan).slice(2)).toEqual([
+      ['i', 'fd00:10:244:1::7/64'],
+      ['r', '169.254.1.1/32 -'],
+      ['r', 'fd00:ffff::1/128 -'],
+      ['r', '0.0.0.0/0 169.254.1.1'],
+      ['r', '::/0 fd00:10:244:1::1'],
+    ])
+  })
+
   it('is none (loopback only) for a namespace with no Ethernet interface', () => {
     expect(planFromIp(NS, [lo, tunl0], [])).toBeUndefined()
   })
@@ -94,21 +129,11 @@ describe('the plan from what the namespace holds', () => {
       `network namespace ${NS} has 2 interfaces (eth0, net1): the microVM is connected to one only`,
     ],
     [
-      'an IPv6 address',
-      [
-        lo,
-        { ...eth0, addr_info: [...eth0.addr_info!, { family: 'inet6', local: 'fd00::7', prefixlen: 64 }] },
-      ],
-      routes,
-      [],
-      `network namespace ${NS}: eth0 has the IPv6 address fd00::7/64: the container guest is given IPv4 only`,
-    ],
-    [
-      'no IPv4 address',
+      'no IP address',
       [lo, { ...eth0, addr_info: [] }],
       [],
       [],
-      `network namespace ${NS}: eth0 has no IPv4 address to give the guest`,
+      `network namespace ${NS}: eth0 has no IP address to give the guest`,
     ],
     [
       'an ingress qdisc there already',
@@ -140,12 +165,14 @@ describe('the plan from what the namespace holds', () => {
     const plan = discoverNetwork(NS, (netns, argv) => {
       calls.push(`${netns}: ${argv.join(' ')}`)
       if (argv[0] === 'tc') return '[{"kind":"noqueue","handle":"0:","root":true}]'
+      if (argv.includes('-6')) return '[]'
       return JSON.stringify(argv.includes('addr') ? [lo, eth0] : routes)
     })
     expect(plan?.veth).toBe('eth0')
     expect(calls).toEqual([
       `${NS}: ip -j addr show`,
       `${NS}: ip -j -4 route show table main`,
+      `${NS}: ip -j -6 route show table main`,
       `${NS}: tc -j qdisc show dev eth0`,
     ])
   })
