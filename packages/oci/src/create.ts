@@ -14,7 +14,7 @@ import { OciError } from './errors.js'
 import { runHooks } from './hooks.js'
 import type { VmPlan } from './machine.js'
 import { guestMounts } from './mounts.js'
-import { planNetwork, SANDBOX_TAP_FD } from './network.js'
+import { type NetPlan, planNetwork, SANDBOX_TAP_FD } from './network.js'
 import { connectNetwork, undoQuietly } from './network-link.js'
 import { copyRootfsInitrd } from './rootfs-copy.js'
 import { SANDBOX_CONFIG, type SandboxConfig } from './sandbox-config.js'
@@ -66,12 +66,14 @@ export async function create(o: CreateOptions): Promise<void> {
   checkConsole(spec, o.consoleSocket)
   const with9p = await have9p()
   const mounts = guestMounts(spec, with9p)
-  const network = planNetwork(spec)
   const dir = makeContainerDir(o.root, o.id)
   const sockets = socketDir(dir)
   let sandboxPid = 0
+  let network: NetPlan | undefined
   let tap: Tap | undefined
   try {
+    // Read-only, but after the id is taken: a second create of an id answers as runc does.
+    network = planNetwork(spec)
     rmSync(sockets, { recursive: true, force: true }) // a container of this name that was never deleted
     mkdirSync(sockets, { mode: 0o700 })
     const { ensureContainerGuest } = await import('@vmm/image')
@@ -150,7 +152,7 @@ export async function create(o: CreateOptions): Promise<void> {
     if (sandboxPid > 0) await killAndWait(sandboxPid)
     if (tap) {
       tap.close()
-      undoQuietly(network!)
+      undoQuietly(network as NetPlan)
     }
     rmSync(dir, { recursive: true, force: true })
     rmSync(sockets, { recursive: true, force: true })
