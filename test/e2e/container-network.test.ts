@@ -12,7 +12,7 @@
 // container in the same namespace is refused; a create that fails after the network was connected
 // (a command not in the image) leaves nothing behind either.
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -34,11 +34,14 @@ const C_IP6 = 'fd00:99:8::2'
 const P_IP6 = 'fd00:99:8::1'
 const inNs = (name: string, ...argv: string[]) =>
   execFileSync('ip', ['netns', 'exec', name, ...argv], { encoding: 'utf8', stdio: 'pipe' })
+/** The bulk transfer from the peer: its bytes' hash is checked in the guest, its rate logged. */
+const BIG = 32 << 20
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 describe.skipIf(skip)('ctr run --with-ns network: a microVM in a network namespace', () => {
   let d: Awaited<ReturnType<typeof startDocker>>
   let www: string
+  let big: Buffer
   let httpd: ReturnType<typeof spawn> | undefined
 
   beforeAll(async () => {
@@ -73,6 +76,8 @@ describe.skipIf(skip)('ctr run --with-ns network: a microVM in a network namespa
     www = mkdtempSync(join(tmpdir(), 'vmm-ctr-www-'))
     mkdirSync(join(www, 'pub'))
     writeFileSync(join(www, 'pub', 'hello'), 'a page from the peer\n')
+    big = randomBytes(BIG)
+    writeFileSync(join(www, 'pub', 'big'), big)
     httpd = spawn(
       'ip',
       ['netns', 'exec', ns.p, 'busybox', 'httpd', '-f', '-p', `${P_IP}:8080`, '-h', join(www, 'pub')],
@@ -134,6 +139,11 @@ describe.skipIf(skip)('ctr run --with-ns network: a microVM in a network namespa
       'ip -6 addr show eth0 | grep global',
       'ip -6 route | grep default',
       `ping6 -c 1 -W 5 ${P_IP6} >/dev/null && echo the peer answers on IPv6`,
+      // Seconds since boot around a bulk download whose SHA-256 the container computes.
+      'a=$(cut -d " " -f 1 /proc/uptime)',
+      `wget -q -O - http://${P_IP}:8080/big | sha256sum`,
+      'b=$(cut -d " " -f 1 /proc/uptime)',
+      'echo "took $a $b"',
       'echo listening',
       'echo "from the container" | nc -l -p 9000',
       'echo done',
@@ -186,7 +196,15 @@ describe.skipIf(skip)('ctr run --with-ns network: a microVM in a network namespa
     expect(stdout).toContain('lo answers\na page from the peer\nthe peer answers\n')
     expect(stdout).toMatch(new RegExp(`\\n\\s*inet6 ${C_IP6}/64 scope global`))
     expect(stdout).toMatch(new RegExp(`\\ndefault via ${P_IP6} dev eth0`))
-    expect(stdout).toContain('the peer answers on IPv6\nlistening\nfrom the peer\ndone\n')
+    expect(stdout).toContain(
+      `the peer answers on IPv6\n${createHash('sha256').update(big).digest('hex')}  -\n`,
+    )
+    const took = /took ([\d.]+) ([\d.]+)/.exec(stdout)
+    if (took) {
+      const s = Number(took[2]) - Number(took[1])
+      log(`${BIG >> 20} MiB from the peer in ${s.toFixed(2)} s: ${(BIG / 2 ** 20 / s).toFixed(1)} MiB/s`)
+    }
+    expect(stdout).toContain('listening\nfrom the peer\ndone\n')
 
     // Nothing of ours is left in the caller's namespace, and its veth works for its own stack.
     expectNothingLeft()
