@@ -34,8 +34,11 @@ const C_IP6 = 'fd00:99:8::2'
 const P_IP6 = 'fd00:99:8::1'
 const inNs = (name: string, ...argv: string[]) =>
   execFileSync('ip', ['netns', 'exec', name, ...argv], { encoding: 'utf8', stdio: 'pipe' })
-/** The bulk transfer from the peer: its bytes' hash is checked in the guest, its rate logged. */
-const BIG = 32 << 20
+/**
+ * The bulk transfer from the peer: its bytes' hash is checked in the guest, its rate logged. Small:
+ * on kvm_pvm hosts the guest takes about 0.1-0.2 MiB/s (its kernel's packet handling is emulated).
+ */
+const BIG = 2 << 20
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 describe.skipIf(skip)('ctr run --with-ns network: a microVM in a network namespace', () => {
