@@ -21,6 +21,10 @@ PACKAGES="binutils lz4 cpio acpica-tools make gcc libc6-dev bc bison flex perl l
 # test/e2e/docker.test.ts and bench/containers: Docker 20.10 (with containerd and runc) as the
 # client of @vmm/oci, and script(1) (bsdutils) for `docker run -t` without a terminal.
 PACKAGES="$PACKAGES docker.io bsdutils"
+# @vmm/oci's container networking: iproute2's ip and tc (read the container's network namespace,
+# redirect its veth to the guest's TAP); packages/oci/test/network-link.test.ts and
+# test/e2e/container-network.test.ts make namespaces with them.
+PACKAGES="$PACKAGES iproute2"
 missing=""
 for p in $PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "vmm_host",
-      "sources": ["src/native/binding.cc", "src/native/fd.cc", "src/native/tap.cc", "src/native/pages.cc", "src/native/disk.cc", "src/native/mknod.cc", "src/native/heap.cc", "src/native/pty.cc", "src/native/seccomp.cc"],
+      "sources": ["src/native/binding.cc", "src/native/fd.cc", "src/native/tap.cc", "src/native/pages.cc", "src/native/disk.cc", "src/native/mknod.cc", "src/native/heap.cc", "src/native/pty.cc", "src/native/seccomp.cc", "src/native/netns.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "cflags!": ["-fno-exceptions"],

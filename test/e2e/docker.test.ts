@@ -8,7 +8,8 @@
 //  - run -t (under script(1) for a client terminal): tty names a /dev/pts path;
 //  - run -d: exec (output, exit code), exec -t, top (the sandbox pid), diff (a file the container wrote
 //    lands in root.path), pause/unpause, stop (SIGTERM reaches the trap: exit 42);
-//  - run -d then kill: exit 137;
+//  - run -d then kill: exit 137; stop of a PID 1 without a SIGTERM handler: 137 after the timeout,
+//    as with runc (the process is PID 1 of its PID namespace: `echo $$` prints 1; exec joins it);
 //  - containerd's own client: ctr run --runc-binary, the image imported from `docker save`;
 //  - and after the containers are gone, no state directory, socket directory or sandbox left.
 import { execFileSync, spawn } from 'node:child_process'
@@ -100,7 +101,7 @@ describe.skipIf(skip)('docker run --runtime vmm', () => {
         undefined,
         'script',
       )
-    const [plain, piped, ours, runc, missing] = await Promise.all([
+    const [plain, piped, ours, runc, missing, pid1] = await Promise.all([
       docker([...vmm, '--rm', IMAGE, 'sh', '-c', 'echo hi; uname -r; exit 3']),
       docker(
         [...vmm, '--rm', '-i', '-e', 'FOO=bar', '-w', '/tmp', IMAGE, 'sh', '-c', 'cat; echo "$FOO"; pwd'],
@@ -111,6 +112,9 @@ describe.skipIf(skip)('docker run --runtime vmm', () => {
       tty('vmm'),
       tty('runc'),
       docker([...vmm, '--rm', IMAGE, 'nope']),
+      // PID 1 of its own PID namespace, as under runc; its exit status is the container's even
+      // with a child left running (the namespace's end takes the child).
+      docker([...vmm, '--rm', IMAGE, 'sh', '-c', 'sleep 600 & echo $$; exit 5']),
     ])
     expect(plain.stderr).toBe('')
     expect(plain.stdout).toBe(`hi\n${guestRelease}\n`)
@@ -123,6 +127,8 @@ describe.skipIf(skip)('docker run --runtime vmm', () => {
     // A command that is not in the image: refused at create, in runc's words; 127 as with runc.
     expect(missing.stderr).toContain('exec: "nope": executable file not found in $PATH')
     expect(missing.code).toBe(127)
+    expect(pid1.stdout).toBe('1\n')
+    expect(pid1.code).toBe(5)
     expect(leftovers()).toEqual({ state: [], sockets: [], sandboxes: [] })
   })
 
@@ -153,17 +159,46 @@ describe.skipIf(skip)('docker run --runtime vmm', () => {
 
   it('detached: exec, top, diff, pause/unpause, stop and kill', { timeout: LIMIT }, async () => {
     const script = 'trap "echo got TERM; exit 42" TERM; echo written > /tmp/marker; while :; do sleep 1; done'
-    const [a, b] = await Promise.all([
+    const [a, b, c, r] = await Promise.all([
       docker([...vmm, '-d', '--name', 'vmm-a', IMAGE, 'sh', '-c', script]),
       docker([...vmm, '-d', '--name', 'vmm-b', IMAGE, 'sleep', '1000']),
+      docker([...vmm, '-d', '--name', 'vmm-c', IMAGE, 'sleep', '1000']),
+      docker(['run', '--network', 'none', '-d', '--name', 'runc-c', IMAGE, 'sleep', '1000']),
     ])
-    expect(a.code, a.stderr).toBe(0)
-    expect(b.code, b.stderr).toBe(0)
+    for (const x of [a, b, c, r]) expect(x.code, x.stderr).toBe(0)
+
+    // `docker stop` of a PID 1 without a SIGTERM handler: SIGTERM does nothing, so the stop
+    // takes its timeout and ends with SIGKILL (137), with our runtime as with runc.
+    const [stopC, stopR] = await Promise.all([
+      docker(['stop', '-t', '3', 'vmm-c']),
+      docker(['stop', '-t', '3', 'runc-c']),
+    ])
+    for (const [name, stop] of [
+      ['vmm-c', stopC],
+      ['runc-c', stopR],
+    ] as const) {
+      expect(stop.code, stop.stderr).toBe(0)
+      expect(stop.ms, name).toBeGreaterThanOrEqual(3000)
+      expect((await ok(['inspect', '-f', '{{.State.ExitCode}}', name])).trim(), name).toBe('137')
+    }
 
     const hostname = (await ok(['inspect', '-f', '{{.Config.Hostname}}', 'vmm-a'])).trim()
     const exec = await docker(['exec', 'vmm-a', 'sh', '-c', 'cat /tmp/marker; hostname; exit 5'])
     expect(exec.stdout).toBe(`written\n${hostname}\n`)
     expect(exec.code).toBe(5)
+
+    // exec joins the container's PID namespace: its /proc shows the container's init as PID 1,
+    // and its own status comes back although it leaves a child behind.
+    const joined = await docker([
+      'exec',
+      'vmm-a',
+      'sh',
+      '-c',
+      'head -c 2 /proc/1/cmdline; echo; echo $$; sleep 600 & exit 6',
+    ])
+    expect(joined.stdout).toMatch(/^sh\n(\d+)\n$/)
+    expect(Number(joined.stdout.split('\n')[1])).toBeGreaterThan(1)
+    expect(joined.code).toBe(6)
 
     // exec -t: its own pty in the guest (the master again over --console-socket).
     const execTty = await docker(['-qec', `${DOCKER} exec -t vmm-a tty`, '/dev/null'], undefined, 'script')
@@ -190,7 +225,7 @@ describe.skipIf(skip)('docker run --runtime vmm', () => {
     await ok(['kill', 'vmm-b'])
     await ok(['wait', 'vmm-b'])
     expect((await ok(['inspect', '-f', '{{.State.ExitCode}}', 'vmm-b'])).trim()).toBe('137')
-    await ok(['rm', 'vmm-a', 'vmm-b'])
+    await ok(['rm', 'vmm-a', 'vmm-b', 'vmm-c', 'runc-c'])
     expect(leftovers()).toEqual({ state: [], sockets: [], sandboxes: [] })
   })
 })

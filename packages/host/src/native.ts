@@ -29,6 +29,15 @@ export interface NativeHostBinding {
   /** Opens (creating if needed) TAP interface `name`; the fd is non-blocking. */
   openTap(name: string, options?: { vnetHdr?: boolean }): { fd: number; name: string }
   setTapOffload(fd: number, flags: number): void
+  // netns.cc
+  /** A TAP made inside the network namespace at `namespacePath` (one thread setns()es there); non-blocking fd. */
+  openTapIn(
+    namespacePath: string,
+    name: string,
+    options?: { vnetHdr?: boolean },
+  ): { fd: number; name: string }
+  /** TUNGETIFF of a TAP fd: its interface name and whether frames carry a 12-byte virtio_net_hdr. */
+  tapInfo(fd: number): { name: string; vnetHdr: boolean }
   // pages.cc
   /** MADV_DONTNEED on a page-aligned range of an ArrayBuffer (a guest RAM chunk). */
   discardMemory(buffer: ArrayBuffer, offset: number, length: number): void

@@ -23,6 +23,22 @@ export class Tap {
     return new Tap(r.fd, r.name, options.vnetHdr ?? false)
   }
 
+  /**
+   * Makes TAP `name` inside the network namespace at `namespacePath` (/var/run/netns/X,
+   * /proc/PID/ns/net) without moving this process there: the interface lives in that namespace for
+   * as long as the fd (or a copy handed to another process) is open. Needs CAP_SYS_ADMIN.
+   */
+  static openIn(namespacePath: string, name: string, options: { vnetHdr?: boolean } = {}): Tap {
+    const r = native().openTapIn(namespacePath, name, { vnetHdr: options.vnetHdr ?? false })
+    return new Tap(r.fd, r.name, options.vnetHdr ?? false)
+  }
+
+  /** Adopts a TAP fd this process was handed (TUNGETIFF tells its name and vnet header); closes it on close(). */
+  static fromFd(fd: number): Tap {
+    const r = native().tapInfo(fd)
+    return new Tap(fd, r.name, r.vnetHdr)
+  }
+
   setOffload(flags: number): void {
     native().setTapOffload(this.fd, flags)
   }

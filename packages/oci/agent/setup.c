@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "ns.h"
 
 void agent_log(const char *fmt, ...) {
   va_list ap;
@@ -121,5 +122,5 @@ int setup_container(const struct spec *s, char *err, size_t errlen) {
       if (mount_one(fields, err, errlen) < 0) return -1;
     }
   }
-  return 0;
+  return setup_network(s, err, errlen);  // net.c: lo, and the interface of the 'n' record
 }

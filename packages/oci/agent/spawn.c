@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "ns.h"
 
 static void fail(int status, const char *fmt, const char *a, const char *b) {
   char msg[1024];
@@ -60,6 +61,8 @@ static void child(const struct spec *s, int status, int go, int fds[3], const ch
   for (int i = 0; i < 3; i++) dup2(fds[i], i);
   for (int i = 3; i < 1024; i++)
     if (i != status && i != go) close(i);
+  char err[1024];
+  if (spec_get(s, 'P') && remount_proc(err, sizeof err) < 0) fail(status, "%s%s", err, "");
   if (chroot(NEWROOT) < 0) fail(status, "chroot %s: %s", NEWROOT, strerror(errno));
   const char *cwd = spec_get(s, 'c');
   if (chdir(cwd ? cwd : "/") < 0)
@@ -135,6 +138,13 @@ int spawn_process(const struct spec *s, struct child *c, char *err, size_t errle
     if ((master = open_pty(pts, sizeof pts)) < 0) goto sys;
   } else if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(er, O_CLOEXEC) < 0)
     goto sys;
+  // 'P': the init of a new PID namespace (pidns.c); later children, the exec processes, join it.
+  if (spec_get(s, 'P') && enter_pid_namespace(err, errlen) < 0) {
+    int fds[] = {st[0], st[1], go[0], go[1], in[0], in[1], out[0], out[1], er[0], er[1], master};
+    for (size_t k = 0; k < sizeof fds / sizeof fds[0]; k++)
+      if (fds[k] >= 0) close(fds[k]);
+    return -1;
+  }
   pid_t pid = fork();
   if (pid < 0) goto sys;
   if (pid == 0) {

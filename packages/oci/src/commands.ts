@@ -9,6 +9,7 @@ import { killAndWait } from './create.js'
 import { OciError } from './errors.js'
 import { runHooks } from './hooks.js'
 import type { Logger } from './log.js'
+import { disconnectNetwork } from './network-link.js'
 import { SANDBOX_CONFIG, type SandboxConfig } from './sandbox-config.js'
 import { parseSignal } from './signals.js'
 import { CONTROL_SOCKET, currentStatus, execPids, loadState, socketDir, stateJson } from './state.js'
@@ -89,10 +90,17 @@ export async function remove(root: string, id: string, force: boolean, logger: L
     throw new OciError(`cannot delete container ${id} that is not stopped: ${status}`)
   for (const pid of execPids(dir)) await killAndWait(pid)
   if (status !== 'stopped') await killAndWait(state.pid)
-  let spec: Spec | undefined
+  let config: SandboxConfig | undefined
   try {
-    spec = sandboxConfig(dir).spec
+    config = sandboxConfig(dir)
   } catch {}
+  const spec: Spec | undefined = config?.spec
+  // The TAP went with the sandbox; what we added to the caller's interface goes now.
+  try {
+    if (config?.network) disconnectNetwork(config.network)
+  } catch (e) {
+    logger.log('warning', `disconnecting the network: ${(e as Error).message}`)
+  }
   rmSync(dir, { recursive: true, force: true })
   rmSync(socketDir(dir), { recursive: true, force: true })
   try {

@@ -234,11 +234,13 @@ export function checkSpec(spec: unknown, bundle: string): Spec {
       'is not supported (user namespaces)',
     )
     need(linux.intelRdt === undefined, 'linux.intelRdt', 'is not supported')
+    // A network namespace path is joined by connecting the guest to it (network.ts); a PID
+    // namespace of the host cannot hold a process of the guest's kernel.
     for (const ns of Array.isArray(linux.namespaces) ? linux.namespaces : []) {
       need(
-        !(isObject(ns) && ns.type === 'network' && typeof ns.path === 'string'),
+        !(isObject(ns) && ns.type === 'pid' && typeof ns.path === 'string'),
         'linux.namespaces',
-        `joins the network namespace ${(ns as Json).path}: networking is not supported yet (the guest has loopback only; use --network none)`,
+        `joins the PID namespace ${(ns as Json).path}: a process in a microVM cannot join a host PID namespace`,
       )
     }
   }

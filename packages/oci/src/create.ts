@@ -1,17 +1,21 @@
 // `create`: runtime-spec runtime.md "Create" and "Lifecycle" steps 1-3. Everything is checked
 // before anything is made (config.json, the rootfs, the console socket rules); then the state
-// directory, the sandbox (which boots the VM and has the agent prepare the container), the hooks
+// directory, the network (network-link.ts: a TAP in the namespace the bundle names, for the VM),
+// the sandbox (which boots the VM and has the agent prepare the container), the hooks
 // prestart, createRuntime and createContainer (config.md "POSIX-platform Hooks"), and last the
 // pid file (no newline: Docker parses it). Any failure undoes all of it: no VM process, socket or
 // state directory is left (runtime.md "Errors").
 import { closeSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import type { Tap } from '@vmm/host'
 import { readSpec, type Spec, vmSize } from './config.js'
 import { OciError } from './errors.js'
 import { runHooks } from './hooks.js'
 import type { VmPlan } from './machine.js'
 import { guestMounts } from './mounts.js'
+import { type NetPlan, planNetwork, SANDBOX_TAP_FD } from './network.js'
+import { connectNetwork, undoQuietly } from './network-link.js'
 import { copyRootfsInitrd } from './rootfs-copy.js'
 import { SANDBOX_CONFIG, type SandboxConfig } from './sandbox-config.js'
 import { helperScript, startHelper } from './spawn.js'
@@ -65,7 +69,11 @@ export async function create(o: CreateOptions): Promise<void> {
   const dir = makeContainerDir(o.root, o.id)
   const sockets = socketDir(dir)
   let sandboxPid = 0
+  let network: NetPlan | undefined
+  let tap: Tap | undefined
   try {
+    // Read-only, but after the id is taken: a second create of an id answers as runc does.
+    network = planNetwork(spec)
     rmSync(sockets, { recursive: true, force: true }) // a container of this name that was never deleted
     mkdirSync(sockets, { mode: 0o700 })
     const { ensureContainerGuest } = await import('@vmm/image')
@@ -94,12 +102,17 @@ export async function create(o: CreateOptions): Promise<void> {
       vsockPath: join(sockets, VSOCK_SOCKET),
       shares: mounts.shares,
     }
+    if (network) {
+      tap = await connectNetwork(network)
+      plan.net = { tap: network.tap, fd: SANDBOX_TAP_FD, mac: network.mac }
+    }
     const config: SandboxConfig = {
       id: o.id,
       spec,
       plan,
       mountRecords: mounts.records,
       seccomp: o.seccomp !== false,
+      ...(network ? { network } : {}),
     }
     if (spec.process.terminal && o.consoleSocket) {
       const { openPty, sendFd } = await import('@vmm/host')
@@ -117,7 +130,15 @@ export async function create(o: CreateOptions): Promise<void> {
       config.consoleSlave = pty.name
     }
     writeFileSync(join(dir, SANDBOX_CONFIG), JSON.stringify(config))
-    const sandbox = await startHelper(helperScript('sandbox'), [dir], bundle, 'sandbox', !config.consoleSlave)
+    const fds = tap ? [tap.fd] : []
+    const sandbox = await startHelper(
+      helperScript('sandbox'),
+      [dir],
+      bundle,
+      'sandbox',
+      !config.consoleSlave,
+      fds,
+    )
     sandboxPid = sandbox.pid
     state.pid = sandbox.pid
     state.pidStart = procStat(sandbox.pid)?.start ?? 0
@@ -129,9 +150,15 @@ export async function create(o: CreateOptions): Promise<void> {
     if (o.pidFile) writeAtomic(resolve(o.pidFile), String(sandbox.pid))
   } catch (e) {
     if (sandboxPid > 0) await killAndWait(sandboxPid)
+    if (tap) {
+      tap.close()
+      undoQuietly(network as NetPlan)
+    }
     rmSync(dir, { recursive: true, force: true })
     rmSync(sockets, { recursive: true, force: true })
     throw e
+  } finally {
+    tap?.close() // the sandbox holds the TAP now (or nobody: it is gone)
   }
 }
 

@@ -1,6 +1,7 @@
 // The container's microVM as a manifest object (docs/embedding.md, Machine.fromObject): the
 // micro board (examples/micro.yaml's layout and command line), a serial console logging to the
-// state directory, virtio-vsock to the agent, and one virtio-9p device per shared directory.
+// state directory, virtio-vsock to the agent, one virtio-9p device per shared directory, and a
+// virtio-net device when the container joins a network namespace (network.ts made its TAP there).
 import type { VmSize } from './config.js'
 import type { Share } from './mounts.js'
 
@@ -11,6 +12,8 @@ export interface VmPlan {
   consoleLog: string
   vsockPath: string
   shares: readonly Share[]
+  /** The container's network: a TAP fd the sandbox inherited, and the MAC of the namespace's interface. */
+  net?: { tap: string; fd: number; mac: string }
 }
 
 /** Free IRQs of the micro board (4 serial, 1 i8042, 8 RTC are taken). */
@@ -26,10 +29,9 @@ const CMDLINE =
   'i8042.nopnp i8042.dumbkbd swiotlb=noforce cryptomgr.notests noxsave clearcpuid=cx16,popcnt'
 
 export function vmManifest(plan: VmPlan): Record<string, unknown> {
-  if (plan.shares.length + 1 > IRQS.length)
-    throw new Error(
-      `${plan.shares.length} shared directories: at most ${IRQS.length - 1} fit on the micro board`,
-    )
+  const maxShares = IRQS.length - 1 - (plan.net ? 1 : 0) // vsock and the net device take one each
+  if (plan.shares.length > maxShares)
+    throw new Error(`${plan.shares.length} shared directories: at most ${maxShares} fit on the micro board`)
   const slot = (i: number) => ({ regs: MMIO_BASE + 0x1000 * (i + 1), irq: IRQS[i]! })
   const components: Record<string, unknown> = {
     kernel: { type: 'linux', kernel: plan.vmlinux, initrd: plan.initrd, cmdline: CMDLINE },
@@ -47,6 +49,14 @@ export function vmManifest(plan: VmPlan): Record<string, unknown> {
       resources: slot(i + 1),
     }
   })
+  if (plan.net)
+    components.net = {
+      type: 'virtio-net',
+      tap: plan.net.tap,
+      fd: plan.net.fd,
+      mac: plan.net.mac,
+      resources: slot(plan.shares.length + 1),
+    }
   return {
     machine: {
       memory: `${plan.size.memoryMiB}MiB`,

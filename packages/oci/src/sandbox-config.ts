@@ -1,6 +1,7 @@
 // What `create` hands the sandbox process (sandbox.ts) in <state dir>/sandbox.json.
 import type { Spec } from './config.js'
 import type { VmPlan } from './machine.js'
+import type { NetPlan } from './network.js'
 
 export interface SandboxConfig {
   id: string
@@ -12,6 +13,8 @@ export interface SandboxConfig {
   consoleSlave?: string
   /** Whether the sandbox confines itself with vmm's seccomp filters once the VM is built. */
   seccomp?: boolean
+  /** The namespace the guest is connected to (its TAP is the sandbox's fd 4); delete undoes it. */
+  network?: NetPlan
 }
 
 export const SANDBOX_CONFIG = 'sandbox.json'

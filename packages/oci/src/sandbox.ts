@@ -13,7 +13,8 @@ import { createServer, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
 import type { Machine } from '@vmm/core'
 import { vmManifest } from './machine.js'
-import { processRecords } from './procspec.js'
+import { netRecords } from './network.js'
+import { newPidNamespace, processRecords } from './procspec.js'
 import { encodeRecords, Msg, u32 } from './protocol.js'
 import { pipeStdio, type Stdio, terminalStdio } from './relay.js'
 import { SANDBOX_CONFIG, type SandboxConfig } from './sandbox-config.js'
@@ -146,10 +147,12 @@ async function main() {
     },
     close: () => void exit(255, 'the guest agent closed the connection'),
   })
-  const setup: [string, string][] = config.mountRecords.map((m) => ['M', m])
+  const setup: (readonly [string, string])[] = config.mountRecords.map((m) => ['M', m])
   if (config.spec.hostname) setup.unshift(['h', config.spec.hostname])
+  if (config.network) setup.push(...netRecords(config.network))
   await session.request(Msg.setup, encodeRecords(setup))
-  const pid = await session.request(Msg.spawn, encodeRecords(processRecords(config.spec.process, true)))
+  const init = processRecords(config.spec.process, true, newPidNamespace(config.spec))
+  const pid = await session.request(Msg.spawn, encodeRecords(init))
   log(`agent ${session.hello ?? ''}: container created, guest pid ${pid}`)
   setStatus('created')
   tellCreate('ok')

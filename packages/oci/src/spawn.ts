@@ -3,7 +3,7 @@
 // passed on, and fd 3 a pipe on which it answers one line when it is ready ("ok") or not
 // ("error <message>"). It stays our descendant: when this process exits, the caller (containerd's
 // shim, a child subreaper) inherits it and reaps its exit status.
-import { type ChildProcess, spawn } from 'node:child_process'
+import { type ChildProcess, type IOType, spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { OciError } from './errors.js'
 
@@ -27,11 +27,14 @@ export async function startHelper(
   cwd: string,
   what: string,
   stdio = true,
+  fds: readonly number[] = [],
 ): Promise<Helper> {
-  const child = spawn(process.execPath, [script, ...args], {
+  const std: IOType[] = stdio ? ['inherit', 'inherit', 'inherit'] : ['ignore', 'ignore', 'ignore']
+  const child: ChildProcess = spawn(process.execPath, [script, ...args], {
     cwd,
     detached: true,
-    stdio: stdio ? ['inherit', 'inherit', 'inherit', 'pipe'] : ['ignore', 'ignore', 'ignore', 'pipe'],
+    // `fds` become the helper's fds 4, 5... (the sandbox's TAP: network.ts SANDBOX_TAP_FD).
+    stdio: [...std, 'pipe', ...fds],
   })
   const ready = child.stdio[3] as NodeJS.ReadableStream
   const line = await new Promise<string>((resolve) => {

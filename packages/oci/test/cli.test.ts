@@ -125,8 +125,12 @@ describe('vmm-oci create: the bundle is checked before anything is made', () => 
       'linux.uidMappings is not supported',
     ],
     [
-      { linux: { namespaces: [{ type: 'network', path: '/var/run/netns/x' }] } },
-      'joins the network namespace /var/run/netns/x: networking is not supported yet',
+      { linux: { namespaces: [{ type: 'pid', path: '/proc/1/ns/pid' }] } },
+      'joins the PID namespace /proc/1/ns/pid: a process in a microVM cannot join a host PID namespace',
+    ],
+    [
+      { linux: { namespaces: [{ type: 'network', path: '/var/run/netns/vmm-oci-absent' }] } },
+      /^network namespace \/var\/run\/netns\/vmm-oci-absent: ip -j addr show: nsenter: .*No such file or directory$/,
     ],
   ])('an unsupported or malformed field: %j', (overrides, message) => {
     writeFileSync(join(bundle, 'config.json'), JSON.stringify(config(overrides)))

@@ -3,7 +3,8 @@
 // TypeScript (src/*.ts). The calls live by kind: fd.cc (eventfds, fd I/O, event-loop watches),
 // tap.cc (TUN/TAP), pages.cc (madvise, fallocate), disk.cc (flock, BLKGETSIZE64), mknod.cc (mknodat),
 // heap.cc (malloc), pty.cc (openpty, SCM_RIGHTS),
-// seccomp.cc (filters, the SIGSYS reporter, the record-mode supervisor).
+// seccomp.cc (filters, the SIGSYS reporter, the record-mode supervisor), netns.cc (a TAP in
+// another network namespace).
 #include "host.h"
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -15,6 +16,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vmm_host::InitHeap(env, exports);
   vmm_host::InitPty(env, exports);
   vmm_host::InitSeccomp(env, exports);
+  vmm_host::InitNetns(env, exports);
   return exports;
 }
 NODE_API_MODULE(vmm_host, Init)

@@ -55,5 +55,7 @@ void InitHeap(Napi::Env env, Napi::Object exports);
 void InitPty(Napi::Env env, Napi::Object exports);
 // seccomp.cc: seccompInstall, seccompReporter, seccompRecords, seccompTrampoline
 void InitSeccomp(Napi::Env env, Napi::Object exports);
+// netns.cc: openTapIn (a TAP made inside another network namespace), tapInfo (TUNGETIFF)
+void InitNetns(Napi::Env env, Napi::Object exports);
 
 }  // namespace vmm_host

@@ -28,8 +28,15 @@ export interface NetBackend {
 export class TapBackend implements NetBackend {
   private readonly tap: Tap
 
-  constructor(name: string, vnetHdr = true) {
-    this.tap = Tap.open(name, { vnetHdr })
+  /** Opens TAP `name`, or adopts `fd`, an open TAP whose interface must be `name`. */
+  constructor(name: string, vnetHdr = true, fd?: number) {
+    if (fd === undefined) {
+      this.tap = Tap.open(name, { vnetHdr })
+      return
+    }
+    this.tap = Tap.fromFd(fd)
+    if (this.tap.name !== name)
+      throw new Error(`virtio-net: fd ${fd} is TAP ${this.tap.name}, not ${name} as the configuration says`)
   }
 
   get vnetHdr(): boolean {

@@ -7,6 +7,11 @@ import { NetDevice, parseMac } from './device.js'
 export interface NetConfig {
   /** The TAP interface to attach to, created if it does not exist (needs CAP_NET_ADMIN). */
   tap: string
+  /**
+   * An open TAP fd this process was handed instead of opening `tap` itself (vmm-oci's sandbox gets
+   * one made inside the container's network namespace); `tap` must then be its interface's name.
+   */
+  fd?: number
   /** The guest's MAC; derived from the component id when absent. */
   mac?: string
   /** Carry virtio_net_hdr through the TAP so checksum and TSO offloads can be offered. */
@@ -27,6 +32,7 @@ export const netDefinition = defineVirtioDevice<NetConfig>({
   schema: {
     properties: {
       tap: { type: 'string', minLength: 1, maxLength: 15, description: 'TAP interface name' },
+      fd: { type: 'integer', minimum: 3, description: 'an inherited TAP fd (its interface is `tap`)' },
       mac: { type: 'string', pattern: '^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$' },
       offloads: {
         type: 'boolean',
@@ -38,7 +44,7 @@ export const netDefinition = defineVirtioDevice<NetConfig>({
   },
   create: (config, id) =>
     new NetDevice(
-      new TapBackend(config.tap, config.offloads),
+      new TapBackend(config.tap, config.offloads, config.fd),
       config.mac ? parseMac(config.mac) : macFor(id),
     ),
 })
