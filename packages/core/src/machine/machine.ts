@@ -438,7 +438,7 @@ export class Machine {
     return snapshotMachine(
       {
         state: this.stateValue,
-        manifest: printEffective(this.manifest),
+        manifest: printEffective(this.changes.current(), drive.pinnedConfigs(this.built)),
         vm: p.vm,
         vcpus: p.vcpus,
         components: this.built,
