@@ -8,12 +8,12 @@ import { decodeState, encodeState, SavedState } from '@vmm/core'
 import { Command, Reg } from '@vmm/pci'
 import { describe, expect, it } from 'vitest'
 import { RngDevice } from '../src/devices/rng/device.js'
-import { CommonCfg, Layout, PciCapType } from '../src/pci/transport.js'
+import { CommonCfg, Layout, PciCapType, type VirtioPciState } from '../src/pci/transport.js'
 import { Status } from '../src/spec.js'
 import { pciRig } from './pci-driver.js'
 
 /** Through the snapshot file's encoding (bytes as base64, bigints tagged), as a restore reads it. */
-const throughFile = (v: unknown) => decodeState(encodeState(v), 'state.json') as Record<string, any>
+const throughFile = (v: unknown) => decodeState(encodeState(v), 'state.json') as VirtioPciState
 
 /** A rig on `a`'s guest memory with its function restored from `saved`, and its driver taking over. */
 function restored(a: ReturnType<typeof pciRig>, saved: unknown) {
@@ -91,33 +91,33 @@ describe('virtio-pci state (function, common_cfg, ISR, core)', () => {
   it.each([
     [
       'another device',
-      (s: Record<string, any>) => (s.function.config[VENDOR_ID] ^= 1),
+      (s: VirtioPciState) => (s.function.config[VENDOR_ID] ^= 1),
       /rng: function: saved state config: byte 0x0 is 0xf5, this function's read-only bits there are 0xf4/,
     ],
     [
       'a short space',
-      (s: Record<string, any>) => (s.function.config = new Uint8Array(256)),
+      (s: VirtioPciState) => (s.function.config = new Uint8Array(256)),
       /config: must be 4096 bytes/,
     ],
     [
       'a reserved MSI-X bit',
-      (s: Record<string, any>) => (s.function.msix.table[16 + 13] = 1),
+      (s: VirtioPciState) => (s.function.msix!.table[16 + 13] = 1),
       /msix: saved state table: entry 1: Vector Control has reserved bits set/,
     ],
     [
       'a vector the function lacks',
-      (s: Record<string, any>) => (s.common.queueVectors = [7]),
+      (s: VirtioPciState) => (s.common.queueVectors = [7]),
       /common: saved state queueVectors: queue 0: 7: the function has 2 MSI-X vectors/,
     ],
+    ['an ISR bit', (s: VirtioPciState) => (s.isr = 4), /rng: saved state isr: must be an integer in 0..3/],
     [
-      'an ISR bit',
-      (s: Record<string, any>) => (s.isr = 4),
-      /rng: saved state isr: must be an integer in 0..3/,
+      'a foreign field',
+      (s: VirtioPciState) => Object.assign(s, { mmio: {} }),
+      /rng: saved state mmio: unknown field/,
     ],
-    ['a foreign field', (s: Record<string, any>) => (s.mmio = {}), /rng: saved state mmio: unknown field/],
     [
       'a held doorbell for no queue',
-      (s: Record<string, any>) => (s.core.held.notify = [3]),
+      (s: VirtioPciState) => (s.core.held.notify = [3]),
       /core: held: saved state notify: must be a list of at most 1 integers in 0..0/,
     ],
   ])('refuses %s, naming the field', (_what, change, message) => {
