@@ -43,7 +43,7 @@ export function restoreBridgeState(bridge: PciHostBridge, s: SavedState): void {
   if (missing.length > 0 || extra.length > 0)
     s.refuse(
       'functions',
-      `bus 0 was ${list.join(', ')}; this machine has ${here.join(', ')}${missing.length ? ` (missing ${missing.join(', ')})` : ''}`,
+      `bus 0 was ${list.join(', ') || 'empty'}; this machine has ${here.join(', ')}${missing.length ? ` (missing ${missing.join(', ')})` : ''}${extra.length ? ` (not in the snapshot: ${extra.join(', ')})` : ''}`,
     )
   try {
     bridge.setRegisters(registers)

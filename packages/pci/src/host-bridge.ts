@@ -213,7 +213,7 @@ export class PciHostBridge {
   /** The bridge's own registers and allocators, for a snapshot (bridge-state.ts). */
   get registers(): BridgeRegisters {
     return {
-      configAddress: this.configAddress,
+      configAddress: this.configAddress >>> 0,
       mmio32: this.mmio32.next,
       mmio64: this.mmio64?.next ?? null,
       io: this.io.next,
@@ -235,7 +235,7 @@ export class PciHostBridge {
     check('mmio32', this.mmio32, r.mmio32)
     check('mmio64', this.mmio64, r.mmio64)
     check('io', this.io, r.io)
-    this.configAddress = r.configAddress & 0x80fffffc
+    this.configAddress = (r.configAddress & 0x80fffffc) >>> 0
     this.mmio32.next = r.mmio32
     if (this.mmio64 && r.mmio64 !== null) this.mmio64.next = r.mmio64
     this.io.next = r.io
