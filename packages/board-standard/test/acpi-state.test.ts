@@ -7,7 +7,13 @@ import { join } from 'node:path'
 import { decodeState, encodeState, Machine } from '@vmm/core'
 import { TestHypervisor } from '@vmm/core/testing'
 import { describe, expect, it } from 'vitest'
-import { type Acpi, type AcpiState, GED_EVENT_OFFSET, GED_PCI_HOTPLUG, GED_POWER_BUTTON } from '../src/index.js'
+import {
+  type Acpi,
+  type AcpiState,
+  GED_EVENT_OFFSET,
+  GED_PCI_HOTPLUG,
+  GED_POWER_BUTTON,
+} from '../src/index.js'
 import { manifest, registry, tempDir } from './virtio-pci-machine.js'
 
 async function machine() {
@@ -29,7 +35,10 @@ describe('acpi component state', () => {
       acpi.pciHotplug!.plugged(3)
       acpi.pciHotplug!.requestEject(5)
       const saved = throughFile(acpi.saveState())
-      expect(saved).toEqual({ ged: GED_POWER_BUTTON | GED_PCI_HOTPLUG, hotplug: { up: 1 << 3, down: 1 << 5 } })
+      expect(saved).toEqual({
+        ged: GED_POWER_BUTTON | GED_PCI_HOTPLUG,
+        hotplug: { up: 1 << 3, down: 1 << 5 },
+      })
       const restored = b.component<Acpi>('acpi')
       restored.restoreState(saved)
       // What the guest's _EVT and PCNT read on the restored machine.
@@ -48,8 +57,14 @@ describe('acpi component state', () => {
 
   it.each([
     [{ ged: 4, hotplug: { up: 0, down: 0 } }, /acpi: saved state ged: must be an integer in 0..3, got 4/],
-    [{ ged: 0, hotplug: null }, /acpi: saved state hotplug: this machine has PCI hot-plug; the state has none/],
-    [{ ged: 0, hotplug: { up: 1, down: 0 } }, /hotplug: saved state up: slot 0 \(the host bridge\) cannot be hot-plugged/],
+    [
+      { ged: 0, hotplug: null },
+      /acpi: saved state hotplug: this machine has PCI hot-plug; the state has none/,
+    ],
+    [
+      { ged: 0, hotplug: { up: 1, down: 0 } },
+      /hotplug: saved state up: slot 0 \(the host bridge\) cannot be hot-plugged/,
+    ],
     [{ ged: 0, hotplug: { up: 0, down: 0, left: 0 } }, /hotplug: saved state left: unknown field/],
     [{ ged: 0, hotplug: { up: 0, down: 0 }, pm1: 0 }, /acpi: saved state pm1: unknown field/],
   ])('refuses %j', async (state, message) => {

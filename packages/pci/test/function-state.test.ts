@@ -67,14 +67,34 @@ describe('PCI function state', () => {
   })
 
   it.each([
-    ['another device', (s: Saved) => (s.config[Reg.DeviceId] ^= 0xff), /testdev: saved state config: byte 0x2 is/],
+    [
+      'another device',
+      (s: Saved) => (s.config[Reg.DeviceId] ^= 0xff),
+      /testdev: saved state config: byte 0x2 is/,
+    ],
     ['a capability moved', (s: Saved) => (s.config[Reg.CapabilitiesPointer] = 0x80), /byte 0x34 is 0x80/],
     ['a short space', (s: Saved) => (s.config = new Uint8Array(255)), /config: must be 4096 bytes/],
-    ['bytes as a list', (s: Saved) => Object.assign(s, { config: [1, 2] }), /config: must be 4096 bytes \(\$bytes\), got \[1,2\]/],
-    ['an unaligned MSI-X address', (s: Saved) => (s.msix!.table[0] = 1), /msix: saved state table: entry 0: Message Address bits 1:0 must be 0/],
-    ['a pending bit past the table', (s: Saved) => (s.msix!.pba[0] = 0x10), /pba: pending bit 4: the function has 4 vectors/],
+    [
+      'bytes as a list',
+      (s: Saved) => Object.assign(s, { config: [1, 2] }),
+      /config: must be 4096 bytes \(\$bytes\), got \[1,2\]/,
+    ],
+    [
+      'an unaligned MSI-X address',
+      (s: Saved) => (s.msix!.table[0] = 1),
+      /msix: saved state table: entry 0: Message Address bits 1:0 must be 0/,
+    ],
+    [
+      'a pending bit past the table',
+      (s: Saved) => (s.msix!.pba[0] = 0x10),
+      /pba: pending bit 4: the function has 4 vectors/,
+    ],
     ['no MSI-X state', (s: Saved) => (s.msix = null), /msix: this function has MSI-X; the state has none/],
-    ['a foreign field', (s: Saved) => Object.assign(s, { bars: [] }), /testdev: saved state bars: unknown field/],
+    [
+      'a foreign field',
+      (s: Saved) => Object.assign(s, { bars: [] }),
+      /testdev: saved state bars: unknown field/,
+    ],
     ['a wrong INTx', (s: Saved) => Object.assign(s, { intx: 1 }), /intx: must be true or false/],
   ])('refuses %s, naming it', (_what, change, message) => {
     const saved = throughFile(programmed().dev.saveFunctionState())
@@ -102,9 +122,21 @@ describe('host bridge state', () => {
   })
 
   it.each([
-    ['another bus', (s: BridgeSaved) => (s.functions = ['00:00.0 0x1b36:0x8']), /pci: saved state functions: bus 0 was 00:00.0 0x1b36:0x8; this machine has 00:00.0 0x1b36:0x8, 00:01.0 0x1234:0x7e57 \(not in the snapshot: 00:01.0 0x1234:0x7e57\)/],
-    ['an allocator outside its window', (s: BridgeSaved) => (s.registers.io = 0x10), /io: 0x10 is outside the window/],
-    ['a bridge of another vendor', (s: BridgeSaved) => (s.self.config[0] = 0), /pci: self: saved state config: byte 0x0/],
+    [
+      'another bus',
+      (s: BridgeSaved) => (s.functions = ['00:00.0 0x1b36:0x8']),
+      /pci: saved state functions: bus 0 was 00:00.0 0x1b36:0x8; this machine has 00:00.0 0x1b36:0x8, 00:01.0 0x1234:0x7e57 \(not in the snapshot: 00:01.0 0x1234:0x7e57\)/,
+    ],
+    [
+      'an allocator outside its window',
+      (s: BridgeSaved) => (s.registers.io = 0x10),
+      /io: 0x10 is outside the window/,
+    ],
+    [
+      'a bridge of another vendor',
+      (s: BridgeSaved) => (s.self.config[0] = 0),
+      /pci: self: saved state config: byte 0x0/,
+    ],
   ])('refuses %s', (_what, change, message) => {
     const saved = throughFile(saveBridgeState(setup().bridge))
     change(saved)
