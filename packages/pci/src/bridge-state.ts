@@ -48,7 +48,9 @@ export function restoreBridgeState(bridge: PciHostBridge, s: SavedState): void {
   try {
     bridge.setRegisters(registers)
   } catch (e) {
-    r.refuse((e as Error).message.split(':')[0]!, (e as Error).message)
+    // setRegisters says "<window>: <what is wrong>".
+    const [field = 'registers', ...what] = (e as Error).message.split(': ')
+    r.refuse(field, what.join(': '))
   }
   bridge.self.restoreFunctionState(s.nested('self'))
 }

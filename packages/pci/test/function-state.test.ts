@@ -130,7 +130,7 @@ describe('host bridge state', () => {
     [
       'an allocator outside its window',
       (s: BridgeSaved) => (s.registers.io = 0x10),
-      /io: 0x10 is outside the window/,
+      /pci: registers: saved state io: 0x10 is outside the window \[0xc000, \+0x1000\)/,
     ],
     [
       'a bridge of another vendor',
