@@ -8,7 +8,7 @@ import { registerVirtioPci } from '@vmm/virtio'
 import { acpiType } from './acpi/component.js'
 
 export * as aml from './acpi/aml.js'
-export { Acpi, type AcpiConfig, acpiType } from './acpi/component.js'
+export { Acpi, type AcpiConfig, type AcpiState, acpiType } from './acpi/component.js'
 export { PCI_HOTPLUG_REGISTERS_SIZE, PciHotplugRegisters } from './acpi/pci-hotplug.js'
 export { AcpiPmRegisters, type PmEvent } from './acpi/pm.js'
 export {
