@@ -12,12 +12,14 @@
 //   qemu     the same for QEMU where it can run one (bench/snapshot/qemu.mjs: a tiny real-mode
 //            guest, QEMU's migrate-to-file and -incoming against vmm's snapshot and restore; on
 //            kvm_pvm hosts QEMU cannot boot the Linux guest at all, see bench:boot).
+// `--board standard` runs the same on the standard board (virtio-pci blk + rng + vsock with MSI-X,
+// ACPI, the PCI host bridge) and leaves QEMU's row out (its guest is the same tiny one either way).
 // Environment: ROUNDS (default 3), BOOT_TIMEOUT seconds (default 900).
 import { copyFileSync, mkdtempSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ensureDefaultGuest } from '@vmm/image'
-import { writeMicroManifest } from '../../test/e2e/guest-harness.mjs'
+import { writeMicroManifest, writeStandardManifest } from '../../test/e2e/guest-harness.mjs'
 import { controlClient, firstAnswer, startPausable, startRestore } from '../../test/e2e/snapshot-harness.mjs'
 import { rssWithGuest } from '../smaps.mjs'
 import { qemuSideBySide } from './qemu.mjs'
@@ -25,6 +27,9 @@ import { qemuSideBySide } from './qemu.mjs'
 const ROUNDS = Number(process.env.ROUNDS ?? 3)
 const BOOT_TIMEOUT = Number(process.env.BOOT_TIMEOUT ?? 900) * 1000
 const MEMORY_MIB = 256
+const boardAt = process.argv.indexOf('--board')
+const BOARD = boardAt > 0 ? process.argv[boardAt + 1] : 'micro'
+if (BOARD !== 'micro' && BOARD !== 'standard') throw new Error(`--board ${BOARD}: expected micro or standard`)
 
 const stop = async (p) => {
   if (p.child.exitCode === null) p.child.kill('SIGINT')
@@ -37,7 +42,7 @@ try {
   const disk = join(dir, 'disk.img')
   writeFileSync(disk, '')
   truncateSync(disk, 16 << 20)
-  const manifest = writeMicroManifest(dir, {
+  const manifest = (BOARD === 'standard' ? writeStandardManifest : writeMicroManifest)(dir, {
     kernel: guest.vmlinux,
     initrd: guest.initramfs,
     memory: `${MEMORY_MIB}MiB`,
@@ -81,7 +86,7 @@ try {
   const ms = (v) => `${v.toFixed(0)} ms`
   const restoreMs = median(rounds.map((r) => r.answerMs))
   console.log(
-    `bench:snapshot — default guest, micro board, ${MEMORY_MIB} MiB, 1 vCPU, blk + rng + vsock; ${ROUNDS} restores (median)`,
+    `bench:snapshot — default guest, ${BOARD} board, ${MEMORY_MIB} MiB, 1 vCPU, blk + rng + vsock${BOARD === 'standard' ? ' on virtio-pci' : ''}; ${ROUNDS} restores (median)`,
   )
   console.log(`cold boot to the first shell answer   ${ms(coldMs)}`)
   console.log(
@@ -101,7 +106,7 @@ try {
     `RSS after restore                     ${median(rounds.map((r) => r.mem.total))} KiB in all, guest RAM ${guestKiB} KiB resident of ${MEMORY_MIB * 1024} KiB; ` +
       `the guest had touched ${Math.round(memoryOnDisk / 1024)} KiB (resident / touched ${(guestKiB / (memoryOnDisk / 1024)).toFixed(2)})`,
   )
-  await qemuSideBySide(dir)
+  if (BOARD === 'micro') await qemuSideBySide(dir)
 } finally {
   rmSync(dir, { recursive: true, force: true })
 }

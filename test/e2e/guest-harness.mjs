@@ -120,11 +120,79 @@ export function createNetns(prefix = 'vmm-e2e') {
 export function microManifest({ kernel, initrd, cmdline = MICRO_CMDLINE, memory = '256MiB', devices }) {
   const lines = [
     'plugins: ["@vmm/board-micro", "@vmm/virtio"]',
+    ...machineLines(memory),
+    ...kernelLines(kernel, initrd, cmdline),
+    '  i8042:',
+    '    type: i8042',
+    '    resources: { ports: 0x60, irq: 1 }',
+    ...timerLines,
+  ]
+  // Fixed windows and lines (8 is the CMOS RTC's, which the guest kernel has a driver for).
+  const irqs = [5, 6, 7, 10, 11]
+  let slot = 0
+  virtioDevices(devices, (id, type, fields) => {
+    lines.push(`  ${id}:`, `    type: ${type}`)
+    for (const [k, v] of Object.entries(fields)) lines.push(`    ${k}: ${JSON.stringify(v)}`)
+    const regs = (0xc0001000 + slot * 0x1000).toString(16)
+    lines.push(`    resources: { regs: 0x${regs}, irq: ${irqs[slot]} }`)
+    slot++
+  })
+  return `${lines.join('\n')}\n`
+}
+
+/** examples/standard.yaml's command line: the micro board's without acpi=off and pci=off. */
+export const STANDARD_CMDLINE =
+  'console=ttyS0 loglevel=4 reboot=acpi panic=1 nomodule i8042.noaux i8042.nomux i8042.nopnp ' +
+  'i8042.dumbkbd swiotlb=noforce cryptomgr.notests noxsave clearcpuid=cx16,popcnt'
+
+/**
+ * The standard board as examples/standard.yaml has it (PCI host bridge, ACPI with power button and
+ * PCI hot-plug, CMOS RTC), 1 vCPU, the serial console on stdio, and `devices` as virtio-pci
+ * functions on the bridge (MSI-X), in the first free slots in this order: blk, net, rng, vsock, console.
+ */
+export function standardManifest({ kernel, initrd, cmdline = STANDARD_CMDLINE, memory = '256MiB', devices }) {
+  const lines = [
+    'plugins: ["@vmm/board-micro", "@vmm/board-standard"]',
+    ...machineLines(memory, '  memoryModel: stacked'),
+    ...kernelLines(kernel, initrd, cmdline),
+    ...timerLines,
+    '  rtc:',
+    '    type: cmos-rtc',
+    '    resources: { ports: 0x70, irq: 8 }',
+    '  pci:',
+    '    type: pci-host-bridge',
+    '    mmio32: 256MiB',
+    '    resources: { config: 0xcf8, ecam: 0xe0000000, mmio32: 0xc1000000, inta: 16, intb: 17, intc: 18, intd: 19 }',
+    '  acpi:',
+    '    type: acpi',
+    '    pci: pci',
+    '    serial: [serial]',
+    '    kernel: kernel',
+    '    rtc: rtc',
+    '    i8042: false',
+    '    resources: { pm: 0x600, sci: 9 }',
+  ]
+  virtioDevices(devices, (id, type, fields) => {
+    lines.push(`  ${id}:`, `    type: ${type}-pci`, '    bus: pci')
+    for (const [k, v] of Object.entries(fields)) lines.push(`    ${k}: ${JSON.stringify(v)}`)
+  })
+  return `${lines.join('\n')}\n`
+}
+
+function machineLines(memory, ...extra) {
+  return [
     'machine:',
     `  memory: ${memory}`,
     '  vcpus: 1',
     '  irqchip: true',
+    ...extra,
     '  layout: { mmio: { base: 0xc0000000, size: 0x3ec00000 } }',
+  ]
+}
+
+/** The kernel and the serial console on stdio, as both boards have them. */
+function kernelLines(kernel, initrd, cmdline) {
+  return [
     'components:',
     '  kernel:',
     '    type: linux',
@@ -135,30 +203,19 @@ export function microManifest({ kernel, initrd, cmdline = MICRO_CMDLINE, memory 
     '    type: serial',
     '    console: stdio',
     '    resources: { port: 0x3f8, irq: 4 }',
-    '  i8042:',
-    '    type: i8042',
-    '    resources: { ports: 0x60, irq: 1 }',
-    '  timer:',
-    '    type: boot-timer',
-    '    resources: { page: 0xc0000000 }',
   ]
-  // Fixed windows and lines (8 is the CMOS RTC's, which the guest kernel has a driver for).
-  const irqs = [5, 6, 7, 10, 11]
-  let slot = 0
-  const device = (id, type, fields) => {
-    lines.push(`  ${id}:`, `    type: ${type}`)
-    for (const [k, v] of Object.entries(fields)) lines.push(`    ${k}: ${JSON.stringify(v)}`)
-    const regs = (0xc0001000 + slot * 0x1000).toString(16)
-    lines.push(`    resources: { regs: 0x${regs}, irq: ${irqs[slot]} }`)
-    slot++
-  }
-  const d = devices
+}
+
+/** The boot timer (the default guest's init writes to it) at the start of the MMIO gap. */
+const timerLines = ['  timer:', '    type: boot-timer', '    resources: { page: 0xc0000000 }']
+
+/** Calls `device(id, type, fields)` for each device `d` names, in a fixed order and with fixed ids. */
+function virtioDevices(d, device) {
   if (d.blk) device('blk', 'virtio-blk', { path: d.blk })
   if (d.net) device('net', 'virtio-net', { tap: d.net, mac: '06:00:0a:00:02:0f' })
   if (d.rng) device('rng', 'virtio-rng', {})
   if (d.vsock) device('vsock', 'virtio-vsock', { cid: 3, path: d.vsock })
   if (d.console) device('hvc', 'virtio-console', { backend: 'socket', path: d.console })
-  return `${lines.join('\n')}\n`
 }
 
 /**
@@ -166,10 +223,19 @@ export function microManifest({ kernel, initrd, cmdline = MICRO_CMDLINE, memory 
  * the manifest's directory: it gets a package.json and a link to the repository's node_modules.
  */
 export function writeMicroManifest(dir, options) {
+  return writeManifest(dir, 'micro.yaml', microManifest(options))
+}
+
+/** writeMicroManifest for the standard board: standardManifest(options) in `<dir>/standard.yaml`. */
+export function writeStandardManifest(dir, options) {
+  return writeManifest(dir, 'standard.yaml', standardManifest(options))
+}
+
+function writeManifest(dir, name, text) {
   writeFileSync(join(dir, 'package.json'), '{}')
   symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'))
-  const path = join(dir, 'micro.yaml')
-  writeFileSync(path, microManifest(options))
+  const path = join(dir, name)
+  writeFileSync(path, text)
   return path
 }
 

@@ -31,6 +31,7 @@ import {
 import {
   controlClient,
   firstAnswer,
+  startClone,
   startPausable,
   startRestore,
   vsockListener,
@@ -185,34 +186,8 @@ describe.skipIf(skipReason)(
 
       // --- 3. two clones at once, each with its own TAP, disk copy, vsock socket and CID ---
       const tapMac = ns.exec('cat', [`/sys/class/net/${ns.tap}/address`]).trim()
-      const clone = async (name: string, diskPath: string, cid: number, form: 'short' | 'set') => {
-        const cns = createNetns(`vmm-e2e-${name}`)
-        cleanups.push(cns.dispose)
-        // Each clone's namespace is a copy of the first: its TAP has the first TAP's MAC, so the
-        // guest's ARP entry for the host stays right (the guests themselves share a MAC and an IP).
-        cns.exec('ip', ['link', 'set', cns.tap, 'address', tapMac])
-        const sock = path.join(dir, `vsock-${name}`)
-        const host = vsockListener(`${sock}_${VSOCK_PORT}`, `host-${name}`)
-        cleanups.push(host.close)
-        await host.listening
-        const args =
-          form === 'short'
-            ? [
-                '--tap',
-                `net=${cns.tap}`,
-                '--disk',
-                `blk=${diskPath}`,
-                '--vsock',
-                `vsock=${sock}`,
-                '--cid',
-                `vsock=${cid}`,
-              ]
-            : ['--set', `net.tap=${cns.tap}`, '--set', `blk.path=${diskPath}`, '--set', `vsock.path=${sock}`]
-        if (form === 'set') args.push('--set', `vsock.cid=${cid}`)
-        const p = startRestore(snap, args, dir, cns.wrap)
-        cleanups.push(() => stopped(p).catch(() => {}))
-        return { name, p, ms: await firstAnswer(p, p.spawnedAt, `hello-${name}`) }
-      }
+      const clone = (name: string, disk: string, cid: number, form: 'short' | 'set') =>
+        startClone({ snap, dir, name, tapMac, disk, cid, port: VSOCK_PORT, form, cleanups })
       const clones = await Promise.all([clone('b', diskB, 4, 'short'), clone('c', diskC, 5, 'set')])
       log(
         `two clones at once, first answers: ${clones.map((c) => `${c.name} ${c.ms.toFixed(0)} ms`).join(', ')}`,

@@ -5,6 +5,7 @@
 //   hash   -> sha256 of all guest RAM, segment by segment (hex)
 //   resume -> "resumed"
 //   snapshot <dir> -> "snapshotted <state bytes> <memory bytes>"  Machine.snapshot of the paused machine
+//   hotplug <id> <node as JSON> -> "hotplugged"  Machine.hotplug (the standard board's PCI devices)
 //   stop   -> "stopped", then the run ends (Machine.stop)
 // The exit status is the run's, as `vmm run` gives it, and like `vmm run` it runs under seccomp
 // (@vmm/host applySeccomp; VMM_SECCOMP_RECORD=<file> records what the lists lack instead).
@@ -23,9 +24,10 @@ import { applySeccomp } from '@vmm/host'
 import { hypervisorProvider } from '@vmm/kvm'
 
 const [manifestFile, controlPath] = process.argv.slice(2)
-const resolved = await resolveManifest(readManifest(manifestFile), registerBuiltins(new ComponentRegistry()))
+const registry = registerBuiltins(new ComponentRegistry())
+const resolved = await resolveManifest(readManifest(manifestFile), registry)
 const hypervisor = await hypervisorProvider.open()
-const machine = new Machine(resolved, hypervisor)
+const machine = new Machine(resolved, hypervisor, registry)
 
 function hashRam() {
   const hash = createHash('sha256')
@@ -58,6 +60,10 @@ const control = createServer((socket) => {
         } else if (command.startsWith('snapshot ')) {
           const header = await machine.snapshot(command.slice('snapshot '.length))
           socket.write(`snapshotted ${header.state.bytes} ${header.memory.bytes}\n`)
+        } else if (command.startsWith('hotplug ')) {
+          const [, id, ...node] = command.split(' ')
+          await machine.hotplug(id, JSON.parse(node.join(' ')))
+          socket.write('hotplugged\n')
         } else if (command === 'stop') {
           socket.write('stopped\n')
           await machine.stop()

@@ -1,10 +1,11 @@
-// Shared by test/e2e/micro-snapshot.test.ts and bench/snapshot/run.mjs (plain JavaScript, like
-// guest-harness.mjs): a booted machine driven through pausable-vmm.mjs's control socket (pause,
-// snapshot, stop), `vmm restore` child processes, and host-side vsock listeners.
+// Shared by test/e2e/micro-snapshot.test.ts, standard-snapshot.test.ts and bench/snapshot/run.mjs
+// (plain JavaScript, like guest-harness.mjs): a booted machine driven through pausable-vmm.mjs's
+// control socket (pause, snapshot, hotplug, stop), `vmm restore` child processes, clones of a
+// snapshot with their own host resources, and host-side vsock listeners.
 import { spawn } from 'node:child_process'
 import { connect, createServer } from 'node:net'
 import { join } from 'node:path'
-import { root, vmmCli, watchConsole } from './guest-harness.mjs'
+import { createNetns, root, vmmCli, watchConsole } from './guest-harness.mjs'
 
 /** One line-per-command client of pausable-vmm.mjs's control socket. */
 export async function controlClient(path) {
@@ -95,4 +96,50 @@ export function vsockListener(path, reply, { hold = false } = {}) {
       server.close()
     },
   }
+}
+
+/**
+ * One clone of snapshot `snap` (whose devices have the ids guest-harness's manifests give them:
+ * net, blk, vsock) in a network namespace of its own whose TAP has `tapMac` (the first TAP's: the
+ * guest's ARP entry for the host stays right), with its own disk copy, vsock socket (a listener
+ * answering `host-<name>: ...` on `port`) and CID, given through the short options (`form:
+ * 'short'`) or through --set. Its clean-ups go on `cleanups`. Resolves once its shell answered,
+ * with the ms from spawn to that answer.
+ */
+export async function startClone({ snap, dir, name, tapMac, disk, cid, port, form, cleanups }) {
+  const ns = createNetns(`vmm-e2e-${name}`)
+  cleanups.push(ns.dispose)
+  ns.exec('ip', ['link', 'set', ns.tap, 'address', tapMac])
+  const sock = join(dir, `vsock-${name}`)
+  const host = vsockListener(`${sock}_${port}`, `host-${name}`)
+  cleanups.push(host.close)
+  await host.listening
+  const args =
+    form === 'short'
+      ? [
+          '--tap',
+          `net=${ns.tap}`,
+          '--disk',
+          `blk=${disk}`,
+          '--vsock',
+          `vsock=${sock}`,
+          '--cid',
+          `vsock=${cid}`,
+        ]
+      : [
+          '--set',
+          `net.tap=${ns.tap}`,
+          '--set',
+          `blk.path=${disk}`,
+          '--set',
+          `vsock.path=${sock}`,
+          '--set',
+          `vsock.cid=${cid}`,
+        ]
+  const p = startRestore(snap, args, dir, ns.wrap)
+  cleanups.push(() => {
+    if (p.child.exitCode === null) p.child.kill('SIGINT')
+    return p.con.exitWithin(60_000).catch(() => {})
+  })
+  return { name, p, ms: await firstAnswer(p, p.spawnedAt, `hello-${name}`) }
 }

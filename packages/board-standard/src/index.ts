@@ -9,7 +9,7 @@ import { acpiType } from './acpi/component.js'
 import { vmgenidType } from './vmgenid/index.js'
 
 export * as aml from './acpi/aml.js'
-export { Acpi, type AcpiConfig, type AcpiDevice, acpiType } from './acpi/component.js'
+export { Acpi, type AcpiConfig, type AcpiDevice, type AcpiState, acpiType } from './acpi/component.js'
 export { PCI_HOTPLUG_REGISTERS_SIZE, PciHotplugRegisters } from './acpi/pci-hotplug.js'
 export { AcpiPmRegisters, type PmEvent } from './acpi/pm.js'
 export {

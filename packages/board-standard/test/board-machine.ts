@@ -1,7 +1,11 @@
 // The standard board with the PCI test device, as the board tests build it on either hypervisor
 // (board.test.ts, board.kvm.test.ts).
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { register as registerMicro } from '@vmm/board-micro'
-import { ComponentRegistry, type PluginRegistry, registerBuiltins } from '@vmm/core'
+import { ComponentRegistry, Machine, type PluginRegistry, registerBuiltins } from '@vmm/core'
+import { TestHypervisor } from '@vmm/core/testing'
 import { TESTDEV_DEVICE, TESTDEV_VENDOR } from '@vmm/pci'
 import { register } from '../src/index.js'
 import { pciProbeKernel } from './guest.js'
@@ -58,3 +62,18 @@ export function manifest(kernel: string, memoryModel: 'stacked' | 'flat' = 'stac
 }
 
 export const kernel = () => pciProbeKernel(((TESTDEV_DEVICE << 16) | TESTDEV_VENDOR) >>> 0, PM_PORT)
+
+/** The standard board on the test hypervisor, loaded and started with a guest that spins (jmp $). */
+export async function runningBoard(acpi: Record<string, unknown> = {}) {
+  const hv = new TestHypervisor()
+  const dir = mkdtempSync(join(tmpdir(), 'vmm-std-'))
+  writeFileSync(join(dir, 'spin.bin'), Uint8Array.of(0xeb, 0xfe))
+  const base = manifest('', 'stacked', join(dir, 'spin.bin'))
+  const m = await Machine.fromObject(
+    { ...base, components: { ...base.components, acpi: { ...base.components.acpi, ...acpi } } },
+    { hypervisor: hv, registry: registry() },
+  )
+  await m.load()
+  await m.start()
+  return { m, hv, dir }
+}

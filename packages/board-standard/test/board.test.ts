@@ -9,7 +9,7 @@ import { TestHypervisor } from '@vmm/core/testing'
 import type { PciHostBridgeComponent, PciTestDeviceComponent } from '@vmm/pci'
 import { describe, expect, it, vi } from 'vitest'
 import type { Acpi } from '../src/index.js'
-import { manifest, PM_PORT, registry } from './board-machine.js'
+import { manifest, PM_PORT, registry, runningBoard } from './board-machine.js'
 
 /** A real-mode guest for the test hypervisor: S5 to the sleep control register, then hlt. */
 function poweroffImage(): string {
@@ -17,21 +17,6 @@ function poweroffImage(): string {
   // mov dx, 0x600; mov al, 0x34; out dx, al; hlt
   writeFileSync(file, Uint8Array.of(0xba, PM_PORT & 0xff, PM_PORT >> 8, 0xb0, 0x34, 0xee, 0xf4))
   return file
-}
-
-/** The standard board on the test hypervisor, loaded and started with a guest that spins (jmp $). */
-async function runningBoard(acpi: Record<string, unknown> = {}) {
-  const hv = new TestHypervisor()
-  const dir = mkdtempSync(join(tmpdir(), 'vmm-std-'))
-  writeFileSync(join(dir, 'spin.bin'), Uint8Array.of(0xeb, 0xfe))
-  const base = manifest('', 'stacked', join(dir, 'spin.bin'))
-  const m = await Machine.fromObject(
-    { ...base, components: { ...base.components, acpi: { ...base.components.acpi, ...acpi } } },
-    { hypervisor: hv, registry: registry() },
-  )
-  await m.load()
-  await m.start()
-  return { m, hv }
 }
 
 describe('standard board components (test hypervisor)', () => {

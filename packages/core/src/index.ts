@@ -23,8 +23,10 @@ export {
   type UnixSocketListener,
 } from './chardev/index.js'
 export {
+  type ConfigPinner,
   type Disposable,
   type Hotpluggable,
+  isConfigPinner,
   isDisposable,
   isHotpluggable,
   isKernelCmdlineContributor,

@@ -3,7 +3,7 @@
 // MSI/MSI-X, and INTx through the Interrupt Pin/Line registers (§6.2.4). A device model builds one
 // with its identity and BARs, and calls `interrupt(vector)`; the host bridge attaches it to a bus,
 // which gives it a BarMapper, an MsiRouter and an INTx line.
-import { hex, type InterruptLine, type MmioDevice, type PioDevice } from '@vmm/core'
+import { hex, type InterruptLine, type MmioDevice, type PioDevice, type SavedState } from '@vmm/core'
 import type { BarMapper, BarWindow } from './bar-mapper.js'
 import {
   CapabilityId,
@@ -15,6 +15,7 @@ import {
   Reg,
   Status,
 } from './config-space.js'
+import { checkReadOnlyBits, type PciFunctionState } from './function-state.js'
 import { MsiCapability, MsixCapability } from './msi.js'
 import type { MsiRouter } from './msi-router.js'
 
@@ -339,6 +340,41 @@ export class PciDevice {
 
   get intxAsserted(): boolean {
     return this.intxLevel
+  }
+
+  /** For a snapshot of a paused machine (function-state.ts). */
+  saveFunctionState(): PciFunctionState {
+    return { config: this.config.bytes.slice(), intx: this.intxLevel, msix: this.msix?.saveState() ?? null }
+  }
+
+  /**
+   * Puts a saved state back on an attached function that has not run, everything checked first:
+   * the configuration space (the guest's BAR values, Command, capability registers), MSI's pending
+   * bits, the MSI-X table and PBA, INTx's level. The BARs then decode where the guest had put them
+   * (their windows move, onBarMoved follows), and each MSI/MSI-X vector is routed again at its next
+   * message. Subclasses put back what they derive from configuration space after this.
+   */
+  restoreFunctionState(s: SavedState): void {
+    s.only('config', 'intx', 'msix')
+    const bytes = s.buffer('config', this.config.size)
+    const intx = s.bool('intx')
+    // Bits the model sets itself, outside the guest's masks: Status.InterruptStatus, MSI's pending bits.
+    const owned = new Uint8Array(this.config.size)
+    owned[Reg.Status] = Status.InterruptStatus
+    if (this.msi) owned.fill(0xff, this.msi.offset + 0x14, this.msi.offset + 0x18)
+    checkReadOnlyBits(this.config, bytes, owned, s)
+    if (s.isNull('msix') !== (this.msix === undefined))
+      s.refuse(
+        'msix',
+        this.msix ? 'this function has MSI-X; the state has none' : 'this function has no MSI-X',
+      )
+    const msix = this.msix ? this.msix.checkState(s.nested('msix')) : undefined
+    this.config.bytes.set(bytes)
+    this.msi?.restored()
+    if (msix) this.msix!.restore(msix)
+    this.intxLevel = intx
+    this.driveIntx()
+    this.updateBars()
   }
 
   /** Unmaps the BARs and releases MSI routes. */

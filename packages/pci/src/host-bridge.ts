@@ -75,7 +75,8 @@ export class PciError extends Error {
 
 /** Bump allocator over one window, naturally aligned (a BAR's address is a multiple of its size). */
 class WindowAllocator {
-  private next: number
+  /** The lowest address not yet handed out (saved by a snapshot, so later hot-plugs go where they would have). */
+  next: number
   constructor(readonly window: AddressWindow) {
     this.next = window.base
   }
@@ -85,6 +86,14 @@ class WindowAllocator {
     this.next = at + size
     return at
   }
+}
+
+/** What a host bridge keeps besides its functions: CONFIG_ADDRESS and where each window's allocator is. */
+export interface BridgeRegisters {
+  configAddress: number
+  mmio32: number
+  mmio64: number | null
+  io: number
 }
 
 /** Red Hat's "QEMU PCIe host bridge" ID (pci-ids: 1b36:0008); Linux binds no driver to it. */
@@ -199,6 +208,37 @@ export class PciHostBridge {
     for (const [index, address] of assigned) device.setBarAddress(index, address)
     this.functions[slot * 8 + fn] = device
     return { bus: 0, device: slot, function: fn }
+  }
+
+  /** The bridge's own registers and allocators, for a snapshot (bridge-state.ts). */
+  get registers(): BridgeRegisters {
+    return {
+      configAddress: this.configAddress >>> 0,
+      mmio32: this.mmio32.next,
+      mmio64: this.mmio64?.next ?? null,
+      io: this.io.next,
+    }
+  }
+
+  /** Puts saved registers back; each allocator position is checked against its window. */
+  setRegisters(r: BridgeRegisters): void {
+    const check = (name: string, a: WindowAllocator | undefined, at: number | null) => {
+      if ((a === undefined) !== (at === null))
+        throw new RangeError(
+          `${name}: ${a ? 'this bridge has the window; the state has none' : 'this bridge has no such window'}`,
+        )
+      if (a && at !== null && (at < a.window.base || at > a.window.base + a.window.size))
+        throw new RangeError(
+          `${name}: ${hex(at)} is outside the window [${hex(a.window.base)}, +${hex(a.window.size)})`,
+        )
+    }
+    check('mmio32', this.mmio32, r.mmio32)
+    check('mmio64', this.mmio64, r.mmio64)
+    check('io', this.io, r.io)
+    this.configAddress = (r.configAddress & 0x80fffffc) >>> 0
+    this.mmio32.next = r.mmio32
+    if (this.mmio64 && r.mmio64 !== null) this.mmio64.next = r.mmio64
+    this.io.next = r.io
   }
 
   /** Takes the controller that tells the guest about hot-plug (one per bridge). */

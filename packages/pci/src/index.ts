@@ -8,6 +8,7 @@ export {
   type BarWindow,
   BusBarMapper,
 } from './bar-mapper.js'
+export { type HostBridgeState, restoreBridgeState, saveBridgeState } from './bridge-state.js'
 export {
   CONFIG_ADDRESS_PORT,
   PciHostBridgeComponent,
@@ -39,14 +40,17 @@ export {
   PciTestDevice,
   PciTestDeviceComponent,
   type PciTestDeviceConfig,
+  type PciTestDeviceState,
   pciDeviceProperties,
   pciTestDeviceType,
   TESTDEV_DEVICE,
   TESTDEV_ID,
   TESTDEV_VENDOR,
 } from './devices/testdev/index.js'
+export { checkReadOnlyBits, type PciFunctionState } from './function-state.js'
 export {
   type AddressWindow,
+  type BridgeRegisters,
   formatPciAddress,
   HOST_BRIDGE_DEVICE,
   HOST_BRIDGE_VENDOR,
@@ -57,7 +61,7 @@ export {
   type PciErrorCode,
   PciHostBridge,
 } from './host-bridge.js'
-export { MSIX_ENTRY_SIZE, MsiCapability, MsixCapability } from './msi.js'
+export { MSIX_ENTRY_SIZE, MsiCapability, MsixCapability, type MsixState } from './msi.js'
 export {
   defaultIrqchipRoutes,
   FIRST_MSI_GSI,

@@ -1,6 +1,6 @@
 // MSI and MSI-X capabilities (PCI Local Bus 3.0 §6.8.1 and §6.8.2). The device model keeps the
 // registers and decides whether a vector fires; an MsiRouter delivers the message.
-import type { MmioDevice } from '@vmm/core'
+import type { MmioDevice, SavedState } from '@vmm/core'
 import { type ConfigSpace, overlaps } from './config-space.js'
 import type { MsiRouter, MsiVector } from './msi-router.js'
 
@@ -95,6 +95,24 @@ export class MsiCapability {
     this.vectors = []
     this.pendingBits = 0
   }
+
+  /**
+   * After a snapshot's configuration space was put back: the pending bits are the register's (the
+   * device keeps them there too), and every vector is routed again at its next message.
+   */
+  restored(): void {
+    for (const v of this.vectors) v.release()
+    this.vectors = []
+    const valid = this.count === 32 ? 0xffffffff : 2 ** this.count - 1
+    this.pendingBits = this.config.u32(this.offset + 0x14) & valid
+    this.config.set32(this.offset + 0x14, this.pendingBits >>> 0)
+  }
+}
+
+/** MsixCapability's saved state: the table and the PBA as the guest and the device left them. */
+export interface MsixState {
+  table: Uint8Array
+  pba: Uint8Array
 }
 
 /** Bytes per MSI-X table entry (§6.8.2.7). */
@@ -246,6 +264,46 @@ export class MsixCapability {
       this.dirty[Math.floor(at / MSIX_ENTRY_SIZE)] = true
     }
     this.deliverPending()
+  }
+
+  /** For a snapshot of a paused machine: copies of the table and the PBA. */
+  saveState(): MsixState {
+    return { table: this.table.slice(), pba: this.pba.slice() }
+  }
+
+  /**
+   * Checks a saved table and PBA as the guest's own writes would be (§6.8.2.5: Message Address
+   * bits 1:0 are 0; §6.8.2.9: Vector Control's reserved bits are 0; a pending bit only for a
+   * vector the function has) and returns what `restore` applies; throws naming the entry.
+   */
+  checkState(s: SavedState): MsixState {
+    s.only('table', 'pba')
+    const table = s.buffer('table', this.table.length)
+    const pba = s.buffer('pba', this.pba.length)
+    const view = new DataView(table.buffer, table.byteOffset, table.byteLength)
+    for (let v = 0; v < this.count; v++) {
+      const at = v * MSIX_ENTRY_SIZE
+      if (view.getUint32(at, true) & 3) s.refuse('table', `entry ${v}: Message Address bits 1:0 must be 0`)
+      if (view.getUint32(at + 12, true) & ~1)
+        s.refuse('table', `entry ${v}: Vector Control has reserved bits set`)
+    }
+    for (let v = this.count; v < pba.length * 8; v++)
+      if ((pba[v >> 3]! >> (v & 7)) & 1)
+        s.refuse('pba', `pending bit ${v}: the function has ${this.count} vectors`)
+    return { table, pba }
+  }
+
+  /**
+   * Puts a checked state back. The routes are not part of it (the host's GSIs are its own): every
+   * vector is released and marked changed, so its first message after the restore routes it from
+   * the restored entry (GSI route + irqfd on KVM), as at boot.
+   */
+  restore(state: MsixState): void {
+    for (const v of this.vectors) v?.release()
+    this.vectors.fill(undefined)
+    this.dirty.fill(true)
+    this.table.set(state.table)
+    this.pba.set(state.pba)
   }
 
   reset(): void {

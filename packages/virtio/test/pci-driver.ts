@@ -18,8 +18,12 @@ export interface VirtioCap {
   length: number
 }
 
-export function pciRig<D extends VirtioDevice>(device: D, memorySize = 4 << 20) {
-  const memory = testMemory(memorySize)
+/** A bus with `device` on virtio-pci; `memory` shares another rig's guest RAM (a restore's). */
+export function pciRig<D extends VirtioDevice>(
+  device: D,
+  memorySize = 4 << 20,
+  memory = testMemory(memorySize),
+) {
   const pio = new PioBus()
   const mmio = new MmioBus()
   const msi = new RecordingMsiRouter()

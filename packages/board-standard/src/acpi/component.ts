@@ -16,6 +16,7 @@ import {
   type MachineControl,
   type PioBus,
   referenceToken,
+  SavedState,
   Tokens,
 } from '@vmm/core'
 import type { PciHostBridgeComponent } from '@vmm/pci'
@@ -48,6 +49,12 @@ export interface AcpiConfig {
   pciHotplug: boolean
   i8042: boolean
   oemId: string
+}
+
+/** The acpi component's saved state (AcpiPmRegisters' GED bits, PciHotplugRegisters' bitmaps). */
+export interface AcpiState {
+  ged: number
+  hotplug: { up: number; down: number } | null
 }
 
 /** The in-kernel IOAPIC: the MP table's choice of id (the first after the CPUs), at the usual base. */
@@ -200,6 +207,41 @@ export class Acpi implements Component {
 
   start(): void {
     this.sealed = true
+  }
+
+  // Snapshottable: the GED's pending events and the hot-plug slots' unread bitmaps (a plug or an
+  // eject request the guest has not read yet survives the restore). The tables are guest RAM.
+  quiesce(): void {}
+
+  saveState(): AcpiState {
+    return { ged: this.pm.pendingGedEvents, hotplug: this.pciHotplug?.pending ?? null }
+  }
+
+  restoreState(state: unknown): void {
+    const s = new SavedState(this.id, state).only('ged', 'hotplug')
+    const ged = s.int('ged', 0, 0xff)
+    const known = [...this.devices.values()].reduce((bits, d) => bits | (d.event?.bit ?? 0), GED_OWN_EVENTS)
+    if (ged & ~known)
+      s.refuse(
+        'ged',
+        `event bits ${hex(ged & ~known)} belong to no device of this machine (it has ${hex(known)})`,
+      )
+    if (s.isNull('hotplug') !== (this.pciHotplug === undefined))
+      s.refuse(
+        'hotplug',
+        this.pciHotplug
+          ? 'this machine has PCI hot-plug; the state has none'
+          : 'this machine has no PCI hot-plug',
+      )
+    let slots: { up: number; down: number } | undefined
+    if (this.pciHotplug) {
+      const h = s.nested('hotplug').only('up', 'down')
+      // Slot 0 is the host bridge itself: never plugged or ejected.
+      slots = { up: h.int('up', 0, 0xffff_fffe), down: h.int('down', 0, 0xffff_fffe) }
+      if ((slots.up | slots.down) & 1) h.refuse('up', 'slot 0 (the host bridge) cannot be hot-plugged')
+    }
+    this.pm.restoreGedEvents(ged)
+    if (slots) this.pciHotplug!.restorePending(slots)
   }
 
   dispose(): void {

@@ -36,6 +36,12 @@ export class PciHotplugRegisters implements PioDevice, HotplugController {
     return { up: this.up, down: this.down }
   }
 
+  /** A snapshot's unread bitmaps back (a plug or eject request the guest had not read yet). */
+  restorePending(p: { up: number; down: number }): void {
+    this.up = p.up >>> 0
+    this.down = p.down >>> 0
+  }
+
   // Byte by byte: a guest may read or write any width at any port of the block, and an access
   // that straddles two registers touches each one's bytes (a shift by 8 * (offset % 4 + i) wrapped
   // at 32 and took bytes from the wrong register; found by acpi.fuzz.test.ts).

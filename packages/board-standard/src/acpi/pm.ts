@@ -29,6 +29,17 @@ export class AcpiPmRegisters implements PioDevice {
     return this.gedEvents
   }
 
+  /**
+   * A snapshot's GED event bits back (the sleep and reset registers keep nothing: a write acts at
+   * once and WAK_STS reads 0). The line is raised again while bits are pending: the restored
+   * IOAPIC holds it already, and this gives the hypervisor the source's level, so the guest's read
+   * lowers it.
+   */
+  restoreGedEvents(bits: number): void {
+    this.gedEvents = bits
+    if (bits) this.gedLine?.setLevel(true)
+  }
+
   read(offset: number, data: Uint8Array): void {
     data.fill(0)
     if (offset === GED_EVENT_OFFSET) {

@@ -66,6 +66,15 @@ export interface Snapshottable<State = unknown> {
   restoreState(state: State): void | Promise<void>
 }
 
+/**
+ * Properties the machine chose for the component while building it that its manifest node left
+ * open (a PCI slot: the first free one then), merged into the snapshot's pinned manifest: a
+ * restore must build the component there, whatever was plugged or unplugged before the snapshot.
+ */
+export interface ConfigPinner {
+  pinnedConfig(): Record<string, unknown>
+}
+
 /** A component added to, or removed from, a running machine (Machine.hotplug / Machine.unplug). */
 export interface Hotpluggable {
   /**
@@ -119,6 +128,7 @@ export const isPausable = (x: unknown): x is Pausable => has(x, 'pause') && has(
 export const isResettable = (x: unknown): x is Resettable => has(x, 'reset')
 export const isSnapshottable = (x: unknown): x is Snapshottable =>
   has(x, 'quiesce') && has(x, 'saveState') && has(x, 'restoreState')
+export const isConfigPinner = (x: unknown): x is ConfigPinner => has(x, 'pinnedConfig')
 export const isHotpluggable = (x: unknown): x is Hotpluggable => has(x, 'plugged') && has(x, 'unplug')
 export const isShutdownRequester = (x: unknown): x is ShutdownRequester => has(x, 'requestShutdown')
 export const isKernelCmdlineContributor = (x: unknown): x is KernelCmdlineContributor =>

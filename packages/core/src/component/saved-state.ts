@@ -73,6 +73,46 @@ export class SavedState {
     return v as number[]
   }
 
+  /** Raw bytes of exactly `length` (a register file, a table: the codec's $bytes). */
+  buffer(field: string, length: number): Uint8Array {
+    const v = this.fields[field]
+    if (!(v instanceof Uint8Array) || v.length !== length)
+      throw this.error(field, `must be ${length} bytes ($bytes), got ${describe(v)}`)
+    return v
+  }
+
+  /** Whether field `field` is there at all (a part a later version added). */
+  has(field: string): boolean {
+    return Object.hasOwn(this.fields, field)
+  }
+
+  /** A list of integers in [min, max], no longer than `maxLength`. */
+  ints(field: string, min: number, max: number, maxLength: number): number[] {
+    const v = this.fields[field]
+    if (
+      !Array.isArray(v) ||
+      v.length > maxLength ||
+      !v.every((x) => Number.isInteger(x) && x >= min && x <= max)
+    )
+      throw this.error(
+        field,
+        `must be a list of at most ${maxLength} integers in ${min}..${max}, got ${describe(v)}`,
+      )
+    return v as number[]
+  }
+
+  /** A list of at most `maxLength` strings of at most 256 characters. */
+  strings(field: string, maxLength: number): string[] {
+    const v = this.fields[field]
+    if (
+      !Array.isArray(v) ||
+      v.length > maxLength ||
+      !v.every((x) => typeof x === 'string' && x.length <= 256)
+    )
+      throw this.error(field, `must be a list of at most ${maxLength} strings, got ${describe(v)}`)
+    return v as string[]
+  }
+
   /** A string of at most `maxLength` characters matching `pattern`. */
   string(field: string, pattern: RegExp, maxLength = 256): string {
     const v = this.fields[field]
@@ -103,6 +143,7 @@ export class SavedState {
 }
 
 function describe(v: unknown): string {
+  if (v instanceof Uint8Array) return `${v.length} bytes`
   const s = JSON.stringify(v)
   if (s === undefined) return String(v)
   return s.length > 60 ? `${s.slice(0, 57)}...` : s

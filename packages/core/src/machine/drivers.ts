@@ -3,6 +3,7 @@
 // the order the capability runs in. The machine calls these for the whole machine and for a single
 // component it hot-plugs or removes alike.
 import {
+  isConfigPinner,
   isDisposable,
   isHotpluggable,
   isKernelCmdlineContributor,
@@ -155,6 +156,13 @@ export async function saveComponentStates(list: Components): Promise<Map<string,
     if (isSnapshottable(i)) states.set(c.id, await i.saveState())
   }
   return states
+}
+
+/** ConfigPinner.pinnedConfig of each component that has one, by id, for the snapshot's manifest. */
+export function pinnedConfigs(list: Components): Map<string, Record<string, unknown>> {
+  const out = new Map<string, Record<string, unknown>>()
+  for (const c of list) if (isConfigPinner(c.instance)) out.set(c.id, c.instance.pinnedConfig())
+  return out
 }
 
 /**

@@ -40,6 +40,22 @@ export class Hotplug {
     private readonly host: HotplugHost,
   ) {}
 
+  /**
+   * The machine as it is now, for a snapshot's pinned manifest: the manifest's components still
+   * built (an unplugged one is gone) and then every hot-plugged one, in the order they were built,
+   * so that a restore builds the same components in the same order.
+   */
+  current(): ResolvedManifest {
+    const built = new Set(this.host.components().map((b) => b.id))
+    return {
+      ...this.manifest,
+      components: [
+        ...this.manifest.components.filter((c) => built.has(c.id)),
+        ...[...this.added.values()].map((a) => a.resolved),
+      ],
+    }
+  }
+
   /** See Machine.hotplug. */
   hotplug(id: string, node: Record<string, unknown>): Promise<void> {
     return this.serialized(() => this.add(id, node))

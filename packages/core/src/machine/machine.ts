@@ -428,6 +428,15 @@ export class Machine {
   }
 
   /**
+   * The machine as it is now as a manifest (YAML): every resource pinned, what components chose at
+   * build pinned too (ConfigPinner: a PCI slot), hot-plugged components in, unplugged ones out.
+   * What a snapshot records, so that a restore builds this machine and no other.
+   */
+  pinnedManifest(): string {
+    return printEffective(this.changes.current(), drive.pinnedConfigs(this.built))
+  }
+
+  /**
    * Writes the paused machine into snapshot directory `dir` (which must not exist): pinned
    * manifest, vCPU and VM state, every component's state, guest RAM. Refuses, naming why, before
    * writing anything when some part cannot be saved; the machine stays paused either way.
@@ -438,7 +447,7 @@ export class Machine {
     return snapshotMachine(
       {
         state: this.stateValue,
-        manifest: printEffective(this.manifest),
+        manifest: this.pinnedManifest(),
         vm: p.vm,
         vcpus: p.vcpus,
         components: this.built,

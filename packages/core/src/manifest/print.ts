@@ -10,9 +10,13 @@ function hexScalar(n: number): Scalar {
 
 /**
  * The effective machine as YAML: includes merged, defaults filled, every resource pinned to what
- * was allocated. Feeding it back to `vmm validate` gives the same machine.
+ * was allocated, and `pins` (ConfigPinner: what a component chose at build, a PCI slot) merged into
+ * each component's properties. Feeding it back to `vmm validate` gives the same machine.
  */
-export function printEffective(m: ResolvedManifest): string {
+export function printEffective(
+  m: ResolvedManifest,
+  pins: ReadonlyMap<string, Record<string, unknown>> = new Map(),
+): string {
   const { layout, ...machine } = m.machine
   const components: Record<string, unknown> = {}
   for (const c of m.components) {
@@ -22,6 +26,7 @@ export function printEffective(m: ResolvedManifest): string {
     components[c.id] = {
       type: c.type.name,
       ...c.config,
+      ...pins.get(c.id),
       ...(Object.keys(resources).length ? { resources } : {}),
     }
   }

@@ -14,11 +14,13 @@ import {
   type MachineControl,
   type MmioBus,
   type PioBus,
+  SavedState,
   sizeSchema,
   Tokens,
   type VirtualMachine,
 } from '@vmm/core'
 import { AddressSpaceBarMapper, type BarMapper, BusBarMapper } from '../bar-mapper.js'
+import { type HostBridgeState, restoreBridgeState, saveBridgeState } from '../bridge-state.js'
 import { PciHostBridge } from '../host-bridge.js'
 import { type MsiRouter, msiRouterFor } from '../msi-router.js'
 
@@ -100,6 +102,19 @@ export class PciHostBridgeComponent implements Component {
     this.ecamBase = ecam.base
     pioBus.insert(this.bridge.cam, cfg.base, cfg.size)
     mmioBus.insert(this.bridge.ecamDevice, ecam.base, ecam.size)
+  }
+
+  // Snapshottable (bridge-state.ts): CONFIG_ADDRESS, the allocators, 00:00.0 and the bus's
+  // population; each device component saves its own function. Restored first of the PCI parts
+  // (build order: every device refers to its bridge), after every function is attached.
+  quiesce(): void {}
+
+  saveState(): HostBridgeState {
+    return saveBridgeState(this.bridge)
+  }
+
+  restoreState(state: unknown): void {
+    restoreBridgeState(this.bridge, new SavedState(this.id, state))
   }
 
   dispose(): void {

@@ -1,10 +1,20 @@
 // struct virtio_pci_common_cfg (virtio 1.2 §4.1.4.3) as the driver reads and writes it: the feature
 // and queue selectors, the MSI-X vector of each queue and of configuration changes, and the fields
 // that the shared TransportCore keeps (features, status, queue set-up).
+import type { SavedState } from '@vmm/core'
 import { readLe, writeLe } from '@vmm/pci'
 import type { SplitQueue } from '../queue/split-queue.js'
 import { high, low, setHalf, type TransportCore } from '../transport/core.js'
 import { CommonCfg, fieldWidth, isAddressField, VIRTIO_MSI_NO_VECTOR } from './layout.js'
+
+/** CommonConfig's saved state (§4.1.4.3's selectors and MSI-X vectors). */
+export interface CommonConfigState {
+  deviceFeatureSelect: number
+  driverFeatureSelect: number
+  queueSelect: number
+  configVector: number
+  queueVectors: number[]
+}
 
 export class CommonConfig {
   private deviceFeatureSelect = 0
@@ -32,6 +42,44 @@ export class CommonConfig {
     this.deviceFeatureSelect = this.driverFeatureSelect = this.queueSelect = 0
     this.configVector = VIRTIO_MSI_NO_VECTOR
     this.queueVectors.fill(VIRTIO_MSI_NO_VECTOR)
+  }
+
+  /** For a snapshot: the selectors and vectors (the rest of the structure is TransportCore's). */
+  saveState(): CommonConfigState {
+    const { deviceFeatureSelect, driverFeatureSelect, queueSelect, configVector } = this
+    return {
+      deviceFeatureSelect,
+      driverFeatureSelect,
+      queueSelect,
+      configVector,
+      queueVectors: [...this.queueVectors],
+    }
+  }
+
+  /** Checks a saved state as the driver's writes would be (a vector the function lacks is refused). */
+  restoreState(s: SavedState): void {
+    s.only('deviceFeatureSelect', 'driverFeatureSelect', 'queueSelect', 'configVector', 'queueVectors')
+    const vector = (v: number) => v === VIRTIO_MSI_NO_VECTOR || v < this.vectors()
+    const configVector = s.int('configVector', 0, 0xffff)
+    if (!vector(configVector))
+      s.refuse('configVector', `${configVector}: the function has ${this.vectors()} MSI-X vectors`)
+    const queueVectors = s.ints('queueVectors', 0, 0xffff, this.queueVectors.length)
+    if (queueVectors.length !== this.queueVectors.length)
+      s.refuse('queueVectors', `${queueVectors.length} vectors for ${this.queueVectors.length} queues`)
+    const bad = queueVectors.findIndex((v) => !vector(v))
+    if (bad >= 0)
+      s.refuse(
+        'queueVectors',
+        `queue ${bad}: ${queueVectors[bad]}: the function has ${this.vectors()} MSI-X vectors`,
+      )
+    const selects = {
+      deviceFeatureSelect: s.int('deviceFeatureSelect', 0, 0xffff_ffff),
+      driverFeatureSelect: s.int('driverFeatureSelect', 0, 0xffff_ffff),
+      queueSelect: s.int('queueSelect', 0, 0xffff),
+    }
+    Object.assign(this, selects)
+    this.configVector = configVector
+    this.queueVectors.splice(0, queueVectors.length, ...queueVectors)
   }
 
   private get selected(): SplitQueue | undefined {

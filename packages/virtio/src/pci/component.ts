@@ -17,6 +17,7 @@ import {
   inject,
   injectable,
   referenceToken,
+  SavedState,
   Tokens,
   type VirtualMachine,
 } from '@vmm/core'
@@ -29,7 +30,7 @@ import {
 } from '../definition.js'
 import type { VirtioDevice } from '../device.js'
 import { acceleratorFor } from '../mmio/accelerator.js'
-import { VirtioPciTransport } from './transport.js'
+import { type VirtioPciState, VirtioPciTransport } from './transport.js'
 
 /** Options every virtio-pci component has besides its device's own. */
 export interface VirtioPciOptions {
@@ -107,6 +108,33 @@ export class VirtioPci implements Component {
   /** Resettable (Machine.reset): the device back to status 0, as §2.1.2 describes a reset. */
   reset(): void {
     this.transport.reset()
+  }
+
+  /** ConfigPinner: the slot it was given (the first free one, unless `slot` said), so a restore builds it there. */
+  pinnedConfig(): { slot: number } {
+    return { slot: this.address.device }
+  }
+
+  // Snapshottable: the PCI function, the transport and its queues, and the device's own state (the
+  // same TransportCore and device state as on virtio-mmio); pause() already made the device finish
+  // what it took from its queues. A live device without state refuses, naming its type.
+  quiesce(): void {}
+
+  saveState(): VirtioPciState & { slot: number } {
+    try {
+      return { slot: this.address.device, ...this.transport.saveState() }
+    } catch (e) {
+      throw new Error(`${this.id}: ${(e as Error).message}`)
+    }
+  }
+
+  restoreState(state: unknown): void {
+    const s = new SavedState(this.id, state)
+    const slot = s.int('slot', 0, 31)
+    if (slot !== this.address.device)
+      s.refuse('slot', `saved in slot ${slot}, this machine built it in slot ${this.address.device}`)
+    const { slot: _, ...rest } = state as Record<string, unknown>
+    this.transport.restoreState(new SavedState(this.id, rest))
   }
 
   dispose(): Promise<void> {

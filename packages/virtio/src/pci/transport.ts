@@ -4,13 +4,13 @@
 // and vendor-specific capabilities that tell the driver where each structure is (§4.1.4). Status,
 // features and queue set-up are the shared TransportCore's, as for virtio-mmio; this file decodes
 // the registers and chooses how interrupts go out (MSI-X vectors, else ISR + INTx).
-import type { GuestMemory, MmioDevice } from '@vmm/core'
-import { CapabilityId, Command, overlaps, PciDevice, Reg } from '@vmm/pci'
+import type { GuestMemory, MmioDevice, SavedState } from '@vmm/core'
+import { CapabilityId, Command, overlaps, PciDevice, type PciFunctionState, Reg } from '@vmm/pci'
 import type { VirtioDevice } from '../device.js'
 import type { Disposable, VirtioAccelerator } from '../mmio/accelerator.js'
 import type { SplitQueue } from '../queue/split-queue.js'
-import { TransportCore, type TransportEvents } from '../transport/core.js'
-import { CommonConfig } from './common-cfg.js'
+import { TransportCore, type TransportCoreState, type TransportEvents } from '../transport/core.js'
+import { CommonConfig, type CommonConfigState } from './common-cfg.js'
 import {
   CLASS_CODES,
   CommonCfg,
@@ -35,6 +35,14 @@ export {
   VIRTIO_PCI_REVISION,
   VIRTIO_PCI_VENDOR,
 } from './layout.js'
+
+/** A virtio-pci function's saved state: the PCI function, common_cfg's own registers, ISR, the core. */
+export interface VirtioPciState {
+  function: PciFunctionState
+  common: CommonConfigState
+  isr: number
+  core: TransportCoreState
+}
 
 /** Notifications by path, to show where doorbells went (tests, benchmarks). */
 export interface NotifyCounters {
@@ -186,6 +194,32 @@ export class VirtioPciTransport extends PciDevice {
   /** The machine resumes: the device goes on and what was held runs, in order. */
   resume(): void {
     this.core.resume()
+  }
+
+  /** For a snapshot of a paused machine (pause() made the device finish what it took). */
+  saveState(): VirtioPciState {
+    return {
+      function: this.saveFunctionState(),
+      common: this.common.saveState(),
+      isr: this.isr,
+      core: this.core.saveState(),
+    }
+  }
+
+  /**
+   * Puts a saved state back on a function that has not run. The PCI function first (its BAR then
+   * decodes where the guest put it, Bus Master Enable follows Command, the MSI-X table is the
+   * guest's), then common_cfg's vectors, so that a device the core re-activates signals its
+   * driver through the vectors the driver chose, never through INTx.
+   */
+  restoreState(s: SavedState): void {
+    s.only('function', 'common', 'isr', 'core')
+    const isr = s.int('isr', 0, IsrBit.QUEUE | IsrBit.CONFIG)
+    this.restoreFunctionState(s.nested('function'))
+    this.core.setBusMaster((this.config.u16(Reg.Command) & Command.BusMaster) !== 0)
+    this.common.restoreState(s.nested('common'))
+    this.isr = isr
+    this.core.restoreState(s.nested('core'))
   }
 
   /** Resets the device, then `dispose`, then releases the device's host resources; once. */

@@ -218,6 +218,10 @@ export class TransportCore {
       generation: this.generation,
       queues: this.queues.map((q) => q.saveState()),
       device: this.device.saveState?.() ?? null,
+      // Doorbells and interrupts held while the machine paused (a request pause() finished has
+      // its interrupt here): they run at the restored machine's resume, or the driver would wait
+      // for a completion it never hears of.
+      held: { notify: [...this.heldNotify], used: [...this.heldUsed], config: this.heldConfig },
     }
   }
 
@@ -228,7 +232,7 @@ export class TransportCore {
    * guest RAM: a ring outside it fails the device, it never reaches memory).
    */
   restoreState(s: SavedState): void {
-    s.only('status', 'driverFeatures', 'generation', 'queues', 'device')
+    s.only('status', 'driverFeatures', 'generation', 'queues', 'device', 'held')
     const status = s.u8('status')
     const text = s.string('driverFeatures', /^0x[0-9a-f]{1,16}$/)
     const features = BigInt(text)
@@ -236,6 +240,12 @@ export class TransportCore {
       s.refuse('driverFeatures', `${text} has bits this device does not offer`)
     const generation = s.int('generation', 0, 0xffff_ffff)
     const queues = s.list('queues', this.queues.length)
+    // Absent in snapshots written before it was saved: nothing held.
+    const held = s.has('held') ? s.nested('held').only('notify', 'used', 'config') : undefined
+    const n = this.queues.length - 1
+    const heldNotify = held?.ints('notify', 0, n, n + 1) ?? []
+    const heldUsed = held?.ints('used', 0, n, n + 1) ?? []
+    const heldConfig = held?.bool('config') ?? false
     this.reset()
     queues.forEach((q, i) => {
       this.queues[i]!.restoreState(q)
@@ -247,6 +257,9 @@ export class TransportCore {
       this.activate()
       if (!s.isNull('device')) this.device.restoreState?.(s.nested('device'))
     }
+    for (const i of heldNotify) this.heldNotify.add(i)
+    for (const i of heldUsed) this.heldUsed.add(i)
+    this.heldConfig = heldConfig
   }
 
   /** §2.1.2 / §4.2.3.1 / §4.1.4.3.2: status 0 resets the device, its queues and the features. */
@@ -328,6 +341,7 @@ export interface TransportCoreState {
   generation: number
   queues: SplitQueueState[]
   device: unknown
+  held: { notify: number[]; used: number[]; config: boolean }
 }
 
 /** The low 32 bits of a ring address (registers show 64-bit addresses as two halves). */
