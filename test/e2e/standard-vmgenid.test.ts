@@ -9,7 +9,10 @@
 //  - gives the machine a new ID through the library (VmGenId.newGeneration, what a restore does):
 //    the GED interrupt (ACPI:Ged in /proc/interrupts) fires, the driver reads the new bytes and
 //    reseeds the CRNG ("crng reseeded due to virtual machine fork" in dmesg: random.c's
-//    add_vmfork_randomness), and the bytes the guest reads are QMP's new answer.
+//    add_vmfork_randomness), and the bytes the guest reads are QMP's new answer,
+//  - snapshots the machine and runs two clones of it at once with `vmm restore --qmp`: each has
+//    an ID of its own, neither the snapshot's; each guest reads its clone's ID, got the GED
+//    interrupt and reseeded once more, and the two clones' /dev/urandom differ.
 // On kvm_pvm hosts every guest kernel instruction is emulated (docs/kvm-pvm-hosts.md): minutes.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { connect, type Socket } from 'node:net'
@@ -21,9 +24,10 @@ import { Controller, QmpClient, QmpServer } from '@vmm/control'
 import { ComponentRegistry, Machine, registerBuiltins } from '@vmm/core'
 import { linkDefaultGuest } from '@vmm/image'
 import { Kvm, KvmHypervisor } from '@vmm/kvm'
-import { describe, expect, it } from 'vitest'
+import { afterAll, describe, expect, it } from 'vitest'
 import { defaultGuest } from './console.js'
 import { GuestShell, root, watchConsole } from './guest-harness.mjs'
+import { firstAnswer, startRestore } from './snapshot-harness.mjs'
 
 const kvmUnavailable = Kvm.unavailableReason()
 if (kvmUnavailable) console.warn(`[vmgenid end-to-end test skipped] ${kvmUnavailable}`)
@@ -32,6 +36,10 @@ const BOOT_LIMIT_MS = 15 * 60_000
 const COMMAND_LIMIT_MS = 5 * 60_000
 const log = (text: string) => console.log(`[e2e vmgenid] ${text}`)
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
+const cleanups: (() => unknown)[] = []
+afterAll(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c()
+})
 
 /** The serial console's socket, connected once the serial component listens, as a GuestShell. */
 async function attach(socketPath: string, done: Promise<{ code: number }>) {
@@ -95,7 +103,7 @@ async function notifications(sh: GuestShell) {
 }
 
 describe.skipIf(kvmUnavailable)('VM Generation ID on examples/standard.yaml, in-process on /dev/kvm', () => {
-  it('the guest binds vmgenid, reads the ID QMP reports, and reseeds when the host gives it a new one', {
+  it('the guest binds vmgenid, reads the ID QMP reports, reseeds on a new one; two clones of its snapshot get IDs of their own', {
     timeout: 45 * 60_000,
   }, async () => {
     const guest = await defaultGuest()
@@ -159,17 +167,62 @@ describe.skipIf(kvmUnavailable)('VM Generation ID on examples/standard.yaml, in-
       expect(after.ged).toBeGreaterThan(before.ged)
       expect(after.reseeds).toBe(before.reseeds + 1)
 
-      expect(m.requestShutdown()).toBe('acpi')
-      const result = await Promise.race([
-        done,
-        new Promise<never>((_, reject) =>
-          setTimeout(
-            () => reject(new Error(`no power-off:\n${con.text().slice(-3000)}`)),
+      // --- a snapshot of this machine, and two clones of it running at once (`vmm restore`) ---
+      await m.pause()
+      const snap = join(dir, 'snap')
+      await m.snapshot(snap)
+      const atSnapshot = { guid: vmgenid.guid, ...after }
+      await m.stop()
+      const clones = ['a', 'b'].map((name) => {
+        const qmpPath = join(dir, `${name}.qmp`)
+        // The console back to stdio: the snapshot's socket path is this process's.
+        const p = startRestore(snap, ['--qmp', qmpPath, '--set', 'serial.console=stdio'], root)
+        cleanups.push(() => {
+          if (p.child.exitCode === null) p.child.kill('SIGINT')
+          return p.con.exitWithin(60_000).catch(() => {})
+        })
+        return { name, p, qmpPath }
+      })
+      const seen = await Promise.all(
+        clones.map(async ({ name, p, qmpPath }) => {
+          const ms = await firstAnswer(p, p.spawnedAt, `hello-${name}`)
+          const csh = new GuestShell(p.con, p.write)
+          csh.quiet = true // the terminal's echo is guest state: off since the boot
+          const client = await QmpClient.connect(qmpPath)
+          cleanups.push(() => client.close())
+          const { guid } = (await client.execute('query-vm-generation-id')) as { guid: string }
+          await csh.check(
+            `for i in $(seq 1 120); do [ $(dmesg | grep -c "crng reseeded due to virtual machine fork") -gt ${atSnapshot.reseeds} ] && break; sleep 1; done`,
             COMMAND_LIMIT_MS,
-          ).unref(),
-        ),
-      ])
-      expect(result).toMatchObject({ status: 'guest-poweroff', code: 0 })
+          )
+          const view = await guestView(csh)
+          const n = await notifications(csh)
+          const urandom = (
+            await csh.check(`head -c 16 /dev/urandom | hexdump -v -e '16/1 "%02x"'; echo`)
+          ).trim()
+          log(
+            `clone ${name}: answered ${ms.toFixed(0)} ms after spawn; ID ${guid}, guest reads ${view.bytes}; GED interrupts ${n.ged}, fork reseeds ${n.reseeds}; urandom ${urandom}`,
+          )
+          return { name, p, client, guid, view, n, urandom }
+        }),
+      )
+      for (const c of seen) {
+        expect(c.guid).not.toBe(atSnapshot.guid)
+        expect(c.view.bytes).toBe(hex(guidBytes(c.guid)))
+        expect(c.n.ged).toBeGreaterThan(atSnapshot.ged)
+        expect(c.n.reseeds).toBe(atSnapshot.reseeds + 1)
+      }
+      const [a, b] = seen as [(typeof seen)[0], (typeof seen)[0]]
+      expect(a.guid).not.toBe(b.guid)
+      expect(a.urandom).not.toBe(b.urandom)
+
+      // Clone a powers off through the ACPI power button (QMP system_powerdown); b is stopped.
+      await a.client.execute('system_powerdown')
+      const exit = (await a.p.con.exitWithin(3 * 60_000)) as { code: number | null }
+      expect(exit.code, a.p.con.text().slice(-2000)).toBe(0)
+      b.p.child.kill('SIGINT')
+      await b.p.con.exitWithin(60_000)
+      expect((await done).status).toBe('stopped')
       expect(con.text()).not.toContain('Kernel panic')
       sock.destroy()
     } finally {
