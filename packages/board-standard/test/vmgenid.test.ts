@@ -158,10 +158,10 @@ describe('the vmgenid component (test hypervisor)', () => {
 
   it('writes a new ID and raises the GED event on the SCI line; the event byte says 0x04', async () => {
     const { m, hv } = await board()
+    const v = m.component<VmGenId>('vmgenid')
     try {
       await m.load()
       await m.start()
-      const v = m.component<VmGenId>('vmgenid')
       const before = v.guid
       const events: unknown[] = []
       m.on((e) => {
@@ -186,6 +186,8 @@ describe('the vmgenid component (test hypervisor)', () => {
     } finally {
       await m.dispose()
     }
+    // Guest RAM is gone with the machine: nothing is written to it any more.
+    expect(() => v.newGeneration()).toThrow(/vmgenid: the machine is disposed/)
   })
 
   it('on a paused machine, writes and notifies at resume, and writes the ID again after a reset', async () => {

@@ -54,6 +54,8 @@ export class VmGenId implements Component {
   private paused = false
   /** A new ID the guest has not been told about yet (set while paused, or by a restore). */
   private notifyPending = false
+  /** Set by dispose: guest RAM may be unmapped, so nothing is written any more. */
+  private disposed = false
 
   constructor(
     readonly id: string,
@@ -96,6 +98,7 @@ export class VmGenId implements Component {
    * Notify(\_SB.VGEN, 0x80). On a paused machine both wait for resume. Returns the new GUID text.
    */
   newGeneration(id: Uint8Array = randomGenerationId()): string {
+    if (this.disposed) throw new Error(`${this.id}: the machine is disposed; its generation ID cannot change`)
     if (id.length !== VMGENID_SIZE)
       throw new RangeError(`${this.id}: a generation ID has 16 bytes, not ${id.length}`)
     this.current = id.slice()
@@ -134,6 +137,10 @@ export class VmGenId implements Component {
       this.notifyPending = false
       this.notify()
     }
+  }
+
+  dispose(): void {
+    this.disposed = true
   }
 
   // Snapshottable. A snapshot keeps the ID the guest had; a restore (every clone of it) gets a new
