@@ -147,7 +147,7 @@ export const STANDARD_CMDLINE =
 
 /**
  * The standard board as examples/standard.yaml has it (PCI host bridge, ACPI with power button and
- * PCI hot-plug, CMOS RTC), 1 vCPU, the serial console on stdio, and `devices` as virtio-pci
+ * PCI hot-plug, CMOS RTC, VM Generation ID), 1 vCPU, the serial console on stdio, and `devices` as virtio-pci
  * functions on the bridge (MSI-X), in the first free slots in this order: blk, net, rng, vsock, console.
  */
 export function standardManifest({ kernel, initrd, cmdline = STANDARD_CMDLINE, memory = '256MiB', devices }) {
@@ -171,6 +171,9 @@ export function standardManifest({ kernel, initrd, cmdline = STANDARD_CMDLINE, m
     '    rtc: rtc',
     '    i8042: false',
     '    resources: { pm: 0x600, sci: 9 }',
+    '  vmgenid:',
+    '    type: vmgenid',
+    '    acpi: acpi',
   ]
   virtioDevices(devices, (id, type, fields) => {
     lines.push(`  ${id}:`, `    type: ${type}-pci`, '    bus: pci')

@@ -6,13 +6,15 @@ import type { PLUGIN_API_VERSION, PluginRegistry } from '@vmm/core'
 import { pciHostBridgeType, pciTestDeviceType } from '@vmm/pci'
 import { registerVirtioPci } from '@vmm/virtio'
 import { acpiType } from './acpi/component.js'
+import { vmgenidType } from './vmgenid/index.js'
 
 export * as aml from './acpi/aml.js'
-export { Acpi, type AcpiConfig, type AcpiState, acpiType } from './acpi/component.js'
+export { Acpi, type AcpiConfig, type AcpiDevice, type AcpiState, acpiType } from './acpi/component.js'
 export { PCI_HOTPLUG_REGISTERS_SIZE, PciHotplugRegisters } from './acpi/pci-hotplug.js'
 export { AcpiPmRegisters, type PmEvent } from './acpi/pm.js'
 export {
   type AcpiBlob,
+  type AcpiDeviceAml,
   type AcpiMachine,
   buildAcpi,
   checksum,
@@ -22,6 +24,7 @@ export {
   GED_EVENT_OFFSET,
   GED_PCI_HOTPLUG,
   GED_POWER_BUTTON,
+  GED_VMGENID,
   madt,
   mcfg,
   RESET_VALUE,
@@ -31,6 +34,7 @@ export {
   slotName,
   xsdt,
 } from './acpi/tables.js'
+export * from './vmgenid/index.js'
 
 export const vmmPluginApi: typeof PLUGIN_API_VERSION = 1
 
@@ -38,6 +42,7 @@ export function register(registry: PluginRegistry): void {
   registry.register(pciHostBridgeType)
   registry.register(pciTestDeviceType)
   registry.register(acpiType)
+  registry.register(vmgenidType)
   // virtio-blk-pci, virtio-rng-pci, ...: the virtio devices on the host bridge, with MSI-X.
   registerVirtioPci(registry)
 }

@@ -56,7 +56,14 @@ describe('acpi component state', () => {
   })
 
   it.each([
-    [{ ged: 4, hotplug: { up: 0, down: 0 } }, /acpi: saved state ged: must be an integer in 0..3, got 4/],
+    [
+      { ged: 4, hotplug: { up: 0, down: 0 } },
+      /acpi: saved state ged: event bits 0x4 belong to no device of this machine \(it has 0x3\)/,
+    ],
+    [
+      { ged: 0x100, hotplug: { up: 0, down: 0 } },
+      /acpi: saved state ged: must be an integer in 0..255, got 256/,
+    ],
     [
       { ged: 0, hotplug: null },
       /acpi: saved state hotplug: this machine has PCI hot-plug; the state has none/,

@@ -10,6 +10,7 @@ import { argsType, qmpSchema, type TypeSpec } from './introspect.js'
 import { PROBES } from './probes.js'
 import { runState } from './run-state.js'
 import { SNAPSHOT_VERBS } from './snapshot-verbs.js'
+import { VMGENID_VERBS } from './vmgenid-verbs.js'
 
 export { runState } from './run-state.js'
 
@@ -351,6 +352,7 @@ export const VERBS: Record<string, Verb> = {
   },
   ...PROBES,
   ...SNAPSHOT_VERBS,
+  ...VMGENID_VERBS,
 }
 
 function freeId(c: Controller): string {

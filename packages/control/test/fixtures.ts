@@ -56,6 +56,7 @@ export async function runningMachine(): Promise<Machine> {
   registry.register(slotType)
   registry.register(fakeBridgeType)
   registry.register(fakeBalloonType)
+  registry.register(fakeVmGenIdType)
   const dir = mkdtempSync(join(tmpdir(), 'vmm-control-'))
   writeFileSync(join(dir, 'guest.bin'), Uint8Array.of(0xeb, 0xfe)) // jmp $
   const m = await Machine.fromObject(
@@ -88,4 +89,24 @@ export const fakeBalloonType: ComponentType = {
   description: 'test: a balloon the guest follows at once',
   schema: { properties: {} },
   module: new ContainerModule(({ bind }) => void bind(Tokens.Component).to(FakeBalloon)),
+}
+
+/** A VM Generation ID-shaped component (guid, newGeneration), as @vmm/board-standard's vmgenid. */
+@injectable()
+export class FakeVmGenId {
+  private n = 0
+  get guid(): string {
+    return `00000000-0000-0000-0000-${String(this.n).padStart(12, '0')}`
+  }
+  newGeneration(): string {
+    this.n++
+    return this.guid
+  }
+}
+
+export const fakeVmGenIdType: ComponentType = {
+  name: 'test-vmgenid',
+  description: 'test: a generation ID that counts',
+  schema: { properties: {} },
+  module: new ContainerModule(({ bind }) => void bind(Tokens.Component).to(FakeVmGenId)),
 }

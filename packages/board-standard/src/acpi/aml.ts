@@ -84,6 +84,13 @@ export function integer(value: number | bigint): Aml {
   return bytes(0x0e, ...le(v, 8))
 }
 
+/** A DWordConst (§20.2.3: DWordPrefix 0x0C) whatever the value, for data a spec says is a DWORD. */
+export function dword(value: number): Aml {
+  if (!Number.isInteger(value) || value < 0 || value > 0xffffffff)
+    throw new RangeError(`AML DWORD ${value} is out of range`)
+  return bytes(0x0c, ...le(value, 4))
+}
+
 export function string(s: string): Aml {
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i)

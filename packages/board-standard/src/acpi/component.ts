@@ -22,7 +22,21 @@ import {
 import type { PciHostBridgeComponent } from '@vmm/pci'
 import { PCI_HOTPLUG_REGISTERS_SIZE, PciHotplugRegisters } from './pci-hotplug.js'
 import { AcpiPmRegisters, type PmEvent } from './pm.js'
-import { type AcpiBlob, type AcpiMachine, buildAcpi, GED_PCI_HOTPLUG, GED_POWER_BUTTON } from './tables.js'
+import {
+  type AcpiBlob,
+  type AcpiDeviceAml,
+  type AcpiMachine,
+  buildAcpi,
+  GED_OWN_EVENTS,
+  GED_PCI_HOTPLUG,
+  GED_POWER_BUTTON,
+} from './tables.js'
+
+/** A device another component describes in the DSDT (Acpi.describeDevice). */
+export interface AcpiDevice extends AcpiDeviceAml {
+  /** Guest RAM the device keeps for itself: the tables must not be laid over it. */
+  readonly reserved?: { readonly base: number; readonly size: number }
+}
 
 export interface AcpiConfig {
   /** Where the RSDP and the tables go (in the 0xE0000-0xFFFFF BIOS area by default). */
@@ -55,6 +69,10 @@ export class Acpi implements Component {
   /** ACPI PCI hot-plug of the bridge's bus 0, when there is a bridge. */
   readonly pciHotplug: PciHotplugRegisters | undefined
   private readonly hotplugPort: number | undefined
+  /** Devices of other components, by the id of the component that described them. */
+  private readonly devices = new Map<string, AcpiDevice>()
+  /** Set at start (a run's or a restore's): the DSDT is final, in guest RAM, from then on. */
+  private sealed = false
 
   constructor(
     readonly id: string,
@@ -112,6 +130,32 @@ export class Acpi implements Component {
     return true
   }
 
+  /**
+   * Puts a device of component `owner` in the DSDT (its Device term in \_SB) and, with `event`,
+   * a branch of the GED's _EVT that notifies it; returns what raises that event. Called when the
+   * owner is built (it references this component, so it is built after it), before the tables
+   * are: a device added later (hot-plugged) would not be in them, and is refused.
+   */
+  describeDevice(owner: string, device: AcpiDevice): () => void {
+    if (this.sealed)
+      throw new Error(
+        `${owner}: the ACPI tables of ${this.id} are already in guest memory; a device they describe must be in the manifest, not hot-plugged`,
+      )
+    const bit = device.event?.bit
+    if (bit !== undefined) {
+      // The event status byte (./pm.ts) has 8 bits; this component raises the low two itself.
+      const taken = [...this.devices].find(([, d]) => d.event?.bit === bit)
+      if (!Number.isInteger(bit) || bit < 0x04 || bit > 0x80 || (bit & (bit - 1)) !== 0 || taken)
+        throw new Error(
+          `${owner}: GED event bit ${bit} is not free: ${taken ? `${taken[0]} has it` : `expected one bit of 0x04-0x80 (${hex(GED_OWN_EVENTS)} are ${this.id}'s own)`}`,
+        )
+    }
+    this.devices.set(owner, device)
+    return () => {
+      if (bit !== undefined) this.pm.raiseGedEvent(bit)
+    }
+  }
+
   /** What the tables describe, from the machine. */
   describe(vcpus: number): AcpiMachine {
     const apicIds = Array.from({ length: vcpus }, (_, i) => i)
@@ -139,6 +183,7 @@ export class Acpi implements Component {
       i8042: this.config.i8042,
       sci: this.sci,
       oemId: this.config.oemId,
+      devices: [...this.devices.values()],
     }
   }
 
@@ -151,8 +196,17 @@ export class Acpi implements Component {
       )
     if (!memory.isMapped(guestAddress(blob.base), blob.bytes.length))
       throw new Error(`${this.id}: no guest RAM at ${hex(blob.base)} for the ACPI tables`)
+    for (const [owner, { reserved: r }] of this.devices)
+      if (r && r.base < end && blob.base < r.base + r.size)
+        throw new Error(
+          `${this.id}: the ACPI tables [${hex(blob.base)}, ${hex(end)}) overlap what ${owner} keeps at [${hex(r.base)}, ${hex(r.base + r.size)}); move one of them (acpi address, ${owner} address)`,
+        )
     memory.write(guestAddress(blob.base), blob.bytes)
     this.blob = blob
+  }
+
+  start(): void {
+    this.sealed = true
   }
 
   // Snapshottable: the GED's pending events and the hot-plug slots' unread bitmaps (a plug or an
@@ -165,7 +219,13 @@ export class Acpi implements Component {
 
   restoreState(state: unknown): void {
     const s = new SavedState(this.id, state).only('ged', 'hotplug')
-    const ged = s.int('ged', 0, GED_POWER_BUTTON | GED_PCI_HOTPLUG)
+    const ged = s.int('ged', 0, 0xff)
+    const known = [...this.devices.values()].reduce((bits, d) => bits | (d.event?.bit ?? 0), GED_OWN_EVENTS)
+    if (ged & ~known)
+      s.refuse(
+        'ged',
+        `event bits ${hex(ged & ~known)} belong to no device of this machine (it has ${hex(known)})`,
+      )
     if (s.isNull('hotplug') !== (this.pciHotplug === undefined))
       s.refuse(
         'hotplug',

@@ -1,5 +1,6 @@
 // The DSDT (ACPI 6.5 §5.2.11.1): its AML, built with ./aml.ts, describes PCI0, the ECAM reservation,
-// the UARTs, the RTC, the power button and the GED that presses it, PCI hot-plug slots and \_S5.
+// the UARTs, the RTC, the power button and the GED that presses it, PCI hot-plug slots, the devices
+// other components describe (Acpi.describeDevice) and \_S5.
 import * as aml from './aml.js'
 import {
   type AcpiMachine,
@@ -99,6 +100,18 @@ export function dsdtAml(m: AcpiMachine): Uint8Array {
       ),
     )
   }
+  // Devices of other components (Acpi.describeDevice), e.g. the VM Generation ID.
+  for (const d of m.devices ?? []) sb.push(d.aml)
+  const deviceEvents = (m.devices ?? []).flatMap((d) =>
+    d.event
+      ? [
+          aml.ifThen(
+            aml.and(aml.local(0), aml.integer(d.event.bit)),
+            aml.notify(d.event.notify, d.event.value),
+          ),
+        ]
+      : [],
+  )
   sb.push(
     aml.device(
       'PWRB',
@@ -125,6 +138,7 @@ export function dsdtAml(m: AcpiMachine): Uint8Array {
         ...(m.pci?.hotplugPort === undefined
           ? []
           : [aml.ifThen(aml.and(aml.local(0), aml.integer(GED_PCI_HOTPLUG)), aml.call('\\_SB.PCI0.PCNT'))]),
+        ...deviceEvents,
       ),
     ),
   )

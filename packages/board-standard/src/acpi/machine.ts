@@ -36,6 +36,18 @@ export interface AcpiMachine {
   readonly sci: number
   readonly oemId?: string
   readonly oemTableId?: string
+  /** Devices other components describe (Acpi.describeDevice), in the order they were added. */
+  readonly devices?: readonly AcpiDeviceAml[]
+}
+
+/**
+ * A device another component puts in the DSDT (Acpi.describeDevice): its Device term for the
+ * \_SB scope, and the GED event bit whose _EVT branch sends it Notify(`notify`, `value`).
+ */
+export interface AcpiDeviceAml {
+  /** A complete Device(...) term (./aml.ts device()), placed in \_SB. */
+  readonly aml: Uint8Array
+  readonly event?: { readonly bit: number; readonly notify: string; readonly value: number }
 }
 
 /** The SLP_TYP value \_S5 names; writing (SLP_TYP << 2) | SLP_EN to the sleep control register powers off. */
@@ -50,6 +62,10 @@ export const GED_EVENT_OFFSET = 3
 export const GED_POWER_BUTTON = 0x01
 /** GED event bit: PCI hot-plug (the _EVT calls \_SB.PCI0.PCNT, which notifies the slots). */
 export const GED_PCI_HOTPLUG = 0x02
+/** GED event bit: a new VM Generation ID (the _EVT notifies \_SB.VGEN with 0x80; ../vmgenid). */
+export const GED_VMGENID = 0x04
+/** The bits the acpi component raises itself; others are for Acpi.describeDevice's devices. */
+export const GED_OWN_EVENTS = GED_POWER_BUTTON | GED_PCI_HOTPLUG
 
 /** Where the CMOS RTC keeps the century (the IBM PC/AT location, @vmm/board-micro REG_CENTURY). */
 export const RTC_CENTURY_INDEX = 0x32
