@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url'
 import { readSpec, type Spec, vmSize } from './config.js'
 import { OciError } from './errors.js'
 import { runHooks } from './hooks.js'
+import type { Logger } from './log.js'
 import type { VmPlan } from './machine.js'
 import { guestMounts } from './mounts.js'
 import { copyRootfsInitrd } from './rootfs-copy.js'
@@ -36,6 +37,10 @@ export interface CreateOptions {
   consoleSocket?: string
   /** vmm's seccomp filters on the sandbox process (default on; the global --no-seccomp turns them off). */
   seccomp?: boolean
+  /** Why the fast start from the container template is off (the global --no-template), if it is. */
+  templateOff?: string
+  /** The --log file: a debug line says when a container boots cold rather than from the template. */
+  log?: Logger
 }
 
 export const AGENT_DIR = fileURLToPath(new URL('../agent', import.meta.url))
@@ -101,6 +106,9 @@ export async function create(o: CreateOptions): Promise<void> {
       mountRecords: mounts.records,
       seccomp: o.seccomp !== false,
     }
+    const { templateFor } = await import('./template-build.js')
+    const off = o.templateOff ?? (process.env.VMM_OCI_TEMPLATE === '0' ? 'VMM_OCI_TEMPLATE=0' : undefined)
+    config.template = await templateFor(plan, guest, off, (msg) => o.log?.log('debug', msg))
     if (spec.process.terminal && o.consoleSocket) {
       const { openPty, sendFd } = await import('@vmm/host')
       const pty = openPty(true)

@@ -1,4 +1,5 @@
 // What `create` hands the sandbox process (sandbox.ts) in <state dir>/sandbox.json.
+import type { ComponentOverride } from '@vmm/core'
 import type { Spec } from './config.js'
 import type { VmPlan } from './machine.js'
 
@@ -12,6 +13,11 @@ export interface SandboxConfig {
   consoleSlave?: string
   /** Whether the sandbox confines itself with vmm's seccomp filters once the VM is built. */
   seccomp?: boolean
+  /**
+   * Restore this template's snapshot with these overrides instead of booting `plan` (template.ts);
+   * `plan` is still booted cold when the restore fails.
+   */
+  template?: { snapshot: string; overrides: ComponentOverride[] }
 }
 
 export const SANDBOX_CONFIG = 'sandbox.json'
