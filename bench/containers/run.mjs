@@ -112,7 +112,7 @@ try {
         `overhead beyond guest RAM ${mib(m.privateKiB - m.ramPrivateKiB)} MiB`,
     )
   vm('vmm cold', mc)
-  clones.forEach((m, i) => vm(`vmm template, clone ${i + 1} of 2`, m))
+  for (const [i, m] of clones.entries()) vm(`vmm template, clone ${i + 1} of 2`, m)
 } finally {
   await d.stop()
 }
