@@ -12,7 +12,9 @@ import { randomBytes } from 'node:crypto'
 import { appendFileSync, readFileSync, writeSync } from 'node:fs'
 import { createServer, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Machine } from '@vmm/core'
+import type { VirtioMmio, VsockDevice } from '@vmm/virtio'
 import { vmManifest } from './machine.js'
 import { processRecords } from './procspec.js'
 import { BOOT_ENTROPY, bootPayload, encodeRecords, Msg, u32 } from './protocol.js'
@@ -159,10 +161,15 @@ async function main() {
   if (hello) {
     session = new AgentSession(await hello, events)
     await session.request(Msg.boot, boot())
-  } else
+  } else {
+    // Connect once the guest has handled the vsock transport reset (a connection made before can
+    // die in it); a guest that does not say so within 2 s is connected to anyway (firstSession retries).
+    const vsock = machine.component<VirtioMmio>('vsock').device as VsockDevice
+    await Promise.race([vsock.resetHandled(), sleep(2000)])
     session = await firstSession(config.plan.vsockPath, events, boot, (why) =>
       log(`first session: ${why}; again`),
     )
+  }
   const setup: [string, string][] = config.mountRecords.map((m) => ['M', m])
   if (config.spec.hostname) setup.unshift(['h', config.spec.hostname])
   await session.request(Msg.setup, encodeRecords(setup))
