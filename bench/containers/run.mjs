@@ -1,16 +1,20 @@
-// pnpm bench:containers — `docker run --rm IMG true` wall time with our runtime (`--runtime vmm`:
-// a cold microVM boot per container) against runc on the same dockerd, side by side, and the
-// host memory of a running container: the private memory of our processes (the sandbox) with
-// the guest RAM it touched counted apart (the RAM mapping's resident size), against runc's
-// container process. A dockerd of its own (test/e2e/docker-daemon.mjs), --network none.
-// Medians; on shared kvm_pvm machines absolute times are noise: read the ratio. The fast start
-// from a pre-booted template (snapshots) is not measured here yet.
+// pnpm bench:containers — `docker run --rm IMG true` wall time with our runtime from the
+// pre-booted container template (`--runtime vmm`: a snapshot restore per container), with a cold
+// microVM boot per container (`--runtime vmm-cold`), and with runc on the same dockerd, side by
+// side, and the host memory of running containers: the private memory of our processes (the
+// sandbox) with the guest RAM it touched counted apart (the RAM mapping's resident size), against
+// runc's container process. A restored clone's RAM is the template's memory file mapped
+// MAP_PRIVATE: pages it only read stay the page cache's, shared by every clone (Shared_Clean once
+// two map them), pages it wrote are its own copies (Private_Dirty). A dockerd of its own
+// (test/e2e/docker-daemon.mjs), --network none. Medians; on shared kvm_pvm machines absolute
+// times are noise: read the ratios.
 import { execFileSync } from 'node:child_process'
-import { DOCKER, dockerMissing, IMAGE, startDocker } from '../../test/e2e/docker-daemon.mjs'
+import { buildTemplate, DOCKER, dockerMissing, IMAGE, startDocker } from '../../test/e2e/docker-daemon.mjs'
 import { mappings } from '../smaps.mjs'
 
 const RUNS_RUNC = Number(process.env.RUNS_RUNC ?? 5)
 const RUNS_VMM = Number(process.env.RUNS_VMM ?? 3)
+const RUNS_TEMPLATE = Number(process.env.RUNS_TEMPLATE ?? 5)
 const missing = dockerMissing()
 if (missing) {
   console.log(`bench:containers skipped: ${missing}`)
@@ -18,6 +22,7 @@ if (missing) {
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+console.log(`container template: ${buildTemplate()}`)
 const d = await startDocker()
 const docker = (args) =>
   execFileSync(DOCKER, args, { env: d.env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
@@ -43,43 +48,71 @@ function memory(pid, ramKiB = 256 * 1024) {
     size: m.f.Size,
     rss: m.f.Rss,
     priv: m.f.Private_Clean + m.f.Private_Dirty,
+    dirty: m.f.Private_Dirty,
+    shared: m.f.Shared_Clean + m.f.Shared_Dirty,
   }))
   const priv = all.reduce((n, m) => n + m.priv, 0)
-  const ram = all.filter((m) => m.size >= ramKiB).sort((a, b) => b.rss - a.rss)[0] ?? { rss: 0, priv: 0 }
-  return { privateKiB: priv, ramKiB: ram.rss, ramPrivateKiB: ram.priv }
+  const ram = all.filter((m) => m.size >= ramKiB).sort((a, b) => b.rss - a.rss)[0] ?? {
+    rss: 0,
+    priv: 0,
+    dirty: 0,
+    shared: 0,
+  }
+  return {
+    privateKiB: priv,
+    ramKiB: ram.rss,
+    ramPrivateKiB: ram.priv,
+    ramDirtyKiB: ram.dirty,
+    ramSharedKiB: ram.shared,
+  }
 }
 
-function running(runtime) {
-  const id = docker(['run', '-d', '--network', 'none', '--runtime', runtime, IMAGE, 'sleep', '100000']).trim()
-  const pid = Number(docker(['inspect', '-f', '{{.State.Pid}}', id]).trim())
+/** `count` idle containers at once (sleep), each one's memory. */
+function running(runtime, count = 1) {
+  const ids = []
+  for (let i = 0; i < count; i++)
+    ids.push(
+      docker(['run', '-d', '--network', 'none', '--runtime', runtime, IMAGE, 'sleep', '100000']).trim(),
+    )
+  const pids = ids.map((id) => Number(docker(['inspect', '-f', '{{.State.Pid}}', id]).trim()))
   // Settle: the boot's page cache and the agent's first allocations.
   execFileSync('sleep', ['5'])
-  const m = memory(pid)
-  docker(['rm', '-f', id])
+  const m = pids.map((pid) => memory(pid))
+  docker(['rm', '-f', ...ids])
   return m
 }
 
 try {
   time('runc', 1) // warm: image layers, dockerd's first container
   const runc = time('runc', RUNS_RUNC)
-  const vmm = time('vmm', RUNS_VMM)
+  time('vmm', 1) // warm: the template's memory file in the page cache
+  const template = time('vmm', RUNS_TEMPLATE)
+  const cold = time('vmm-cold', RUNS_VMM)
   const mib = (kib) => (kib / 1024).toFixed(1)
+  const row = (name, xs) =>
+    console.log(
+      `  ${name.padEnd(16)}${median(xs).toFixed(0).padStart(8)} ms  (${xs.map((x) => x.toFixed(0)).join(', ')})`,
+    )
   console.log(`docker run --rm ${IMAGE} true (medians, ${new Date().toISOString().slice(0, 10)})`)
+  row('runc', runc)
+  row('vmm (template)', template)
+  row('vmm (cold)', cold)
   console.log(
-    `  runc          ${median(runc).toFixed(0).padStart(8)} ms  (${runc.map((x) => x.toFixed(0)).join(', ')})`,
+    `  ratios: template/runc ${(median(template) / median(runc)).toFixed(1)}x, cold/runc ${(median(cold) / median(runc)).toFixed(1)}x, cold/template ${(median(cold) / median(template)).toFixed(1)}x`,
   )
-  console.log(
-    `  vmm (cold)    ${median(vmm).toFixed(0).padStart(8)} ms  (${vmm.map((x) => x.toFixed(0)).join(', ')})`,
-  )
-  console.log(`  ratio vmm/runc ${(median(vmm) / median(runc)).toFixed(1)}x`)
-  const mr = running('runc')
-  const mv = running('vmm')
+  const [mr] = running('runc')
+  const [mc] = running('vmm-cold')
+  const clones = running('vmm', 2)
   console.log('host memory of a running container (sleep), private to the container pid:')
   console.log(`  runc: ${mib(mr.privateKiB)} MiB (the sleep process itself)`)
-  console.log(
-    `  vmm:  ${mib(mv.privateKiB)} MiB private in the sandbox; guest RAM touched ${mib(mv.ramKiB)} MiB ` +
-      `(${mib(mv.ramPrivateKiB)} of it private); overhead beyond guest RAM ${mib(mv.privateKiB - mv.ramPrivateKiB)} MiB`,
-  )
+  const vm = (name, m) =>
+    console.log(
+      `  ${name}: ${mib(m.privateKiB)} MiB private in the sandbox; guest RAM touched ${mib(m.ramKiB)} MiB ` +
+        `(${mib(m.ramPrivateKiB)} private, ${mib(m.ramDirtyKiB)} of it written, ${mib(m.ramSharedKiB)} shared); ` +
+        `overhead beyond guest RAM ${mib(m.privateKiB - m.ramPrivateKiB)} MiB`,
+    )
+  vm('vmm cold', mc)
+  for (const [i, m] of clones.entries()) vm(`vmm template, clone ${i + 1} of 2`, m)
 } finally {
   await d.stop()
 }

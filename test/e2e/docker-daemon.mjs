@@ -45,6 +45,14 @@ function runtimeWrapper(dir) {
   return file
 }
 
+/** `vmm-oci template build`: the container template in the cache before the first container (else the first builds it). */
+export function buildTemplate() {
+  return execFileSync(process.execPath, [join(repo, 'packages/oci/dist/main.js'), 'template', 'build'], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  }).trim()
+}
+
 /** busybox-static's .deb: apt's cache, else `apt-get download` (from Debian's archive). */
 function busyboxDeb(dir) {
   const cache = '/var/cache/apt/archives'
@@ -62,7 +70,10 @@ function busyboxDeb(dir) {
 export async function startDocker() {
   const dir = mkdtempSync('/tmp/vmm-docker-')
   const runtime = runtimeWrapper(dir)
-  writeFileSync(join(dir, 'daemon.json'), JSON.stringify({ runtimes: { vmm: { path: runtime } } }))
+  // `vmm` restores the pre-booted container template (the fast start); `vmm-cold` boots each
+  // container's VM, as the runtime does when the template cannot serve a container.
+  const runtimes = { vmm: { path: runtime }, 'vmm-cold': { path: runtime, runtimeArgs: ['--no-template'] } }
+  writeFileSync(join(dir, 'daemon.json'), JSON.stringify({ runtimes }))
   const sock = join(dir, 'docker.sock')
   const log = openSync(join(dir, 'dockerd.log'), 'a')
   const daemon = spawn(

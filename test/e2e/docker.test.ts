@@ -1,10 +1,13 @@
 // End to end with Docker from Debian as the client (issue 16): a dockerd of the test's own
 // (docker-daemon.mjs) with `vmm` registered as a runtime, and `docker run --runtime vmm`
 // containers whose processes run in microVMs of ours. Each container is a guest boot (about a
-// minute on kvm_pvm hosts), so the cases share containers and boot concurrently:
+// minute on kvm_pvm hosts) or, with the runtime `vmm`, a restore of the pre-booted container
+// template (built in beforeAll); `vmm-cold` boots. The cases share containers and run concurrently:
 //  - run --rm: stdout, the guest kernel's release (not the host's), exit code 3; a command that
 //    is not in the image refused with runc's message;
-//  - run -i with stdin from a pipe through cat, -e and -w honoured;
+//  - run -i with stdin from a pipe through cat, -e and -w honoured (a cold boot);
+//  - two containers restored from one template at once: each its own rootfs, different
+//    /dev/urandom bytes and boot IDs, and the host's clock;
 //  - run -t (under script(1) for a client terminal): tty names a /dev/pts path;
 //  - run -d: exec (output, exit code), exec -t, top (the sandbox pid), diff (a file the container wrote
 //    lands in root.path), pause/unpause, stop (SIGTERM reaches the trap: exit 42);
@@ -13,13 +16,13 @@
 //  - containerd's own client: ctr run --runc-binary, the image imported from `docker save`;
 //  - and after the containers are gone, no state directory, socket directory or sandbox left.
 import { execFileSync, spawn } from 'node:child_process'
-import { readdirSync, readFileSync } from 'node:fs'
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { release, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Kvm } from '@vmm/kvm'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { defaultGuest } from './console.js'
-import { DOCKER, dockerMissing, IMAGE, startDocker } from './docker-daemon.mjs'
+import { buildTemplate, DOCKER, dockerMissing, IMAGE, startDocker } from './docker-daemon.mjs'
 
 const skip = Kvm.unavailableReason() ?? dockerMissing()
 if (skip) console.warn(`[docker end-to-end test skipped] ${skip}`)
@@ -61,14 +64,17 @@ describe.skipIf(skip)('docker run --runtime vmm', () => {
     return r.stdout
   }
   const vmm = ['run', '--runtime', 'vmm', '--network', 'none']
+  // A cold boot (the runtime's --no-template, as Docker's `vmm-cold` runtime passes it).
+  const cold = ['run', '--runtime', 'vmm-cold', '--network', 'none']
 
   beforeAll(async () => {
     // The kernel's release, from its build configuration's header ("Linux/x86 6.1.192 Kernel Configuration").
     const config = readFileSync((await defaultGuest()).config, 'utf8')
     guestRelease = /Linux\/x86 (\S+) Kernel Configuration/.exec(config)![1]!
+    log(`container template: ${buildTemplate()}`)
     d = await startDocker()
     log(`dockerd in ${d.dir}; guest kernel ${guestRelease}, host ${release()}`)
-  }, 5 * 60_000)
+  }, 10 * 60_000)
   afterAll(async () => {
     await d?.stop()
   }, 2 * 60_000)
@@ -104,7 +110,7 @@ describe.skipIf(skip)('docker run --runtime vmm', () => {
     const [plain, piped, ours, runc, missing, pid1] = await Promise.all([
       docker([...vmm, '--rm', IMAGE, 'sh', '-c', 'echo hi; uname -r; exit 3']),
       docker(
-        [...vmm, '--rm', '-i', '-e', 'FOO=bar', '-w', '/tmp', IMAGE, 'sh', '-c', 'cat; echo "$FOO"; pwd'],
+        [...cold, '--rm', '-i', '-e', 'FOO=bar', '-w', '/tmp', IMAGE, 'sh', '-c', 'cat; echo "$FOO"; pwd'],
         'piped through\n',
       ),
       // The client needs a terminal of its own for -t: script(1) gives it one. runc's answer is
@@ -129,6 +135,69 @@ describe.skipIf(skip)('docker run --runtime vmm', () => {
     expect(missing.code).toBe(127)
     expect(pid1.stdout).toBe('1\n')
     expect(pid1.code).toBe(5)
+    expect(leftovers()).toEqual({ state: [], sockets: [], sandboxes: [] })
+  })
+
+  it('two containers restored from one template at once: their own rootfs, randomness and clock', {
+    timeout: LIMIT,
+  }, async () => {
+    // Made first, each given a file of its own through Docker (which writes root.path), then
+    // started together: both restore the same template while the other runs.
+    const script =
+      'cat /id; head -c 32 /dev/urandom | od -An -tx1 | tr -d " \\n"; echo; cat /proc/sys/kernel/random/boot_id; date +%s; sleep 1000'
+    const ids: string[] = []
+    for (const name of ['clone-a', 'clone-b']) {
+      ids.push(
+        (
+          await ok([
+            'create',
+            '--runtime',
+            'vmm',
+            '--network',
+            'none',
+            '--name',
+            name,
+            IMAGE,
+            'sh',
+            '-c',
+            script,
+          ])
+        ).trim(),
+      )
+      const file = join(d.dir, `${name}.id`)
+      writeFileSync(file, `${name}\n`)
+      await ok(['cp', file, `${name}:/id`])
+    }
+    const t0 = Math.floor(Date.now() / 1000)
+    await Promise.all(['clone-a', 'clone-b'].map((n) => ok(['start', n])))
+    const parse = async (name: string) => {
+      let out = ''
+      for (let i = 0; i < 600 && out.trim().split('\n').length < 4; i++) {
+        await new Promise((r) => setTimeout(r, 200))
+        out = await ok(['logs', name])
+      }
+      const [id, random, bootId, date] = out.trim().split('\n')
+      return { id, random, bootId, date: Number(date) }
+    }
+    const [pa, pb] = [await parse('clone-a'), await parse('clone-b')]
+    const t1 = Math.ceil(Date.now() / 1000)
+    // Both restored the template (the sandbox says so in its log in the container's state dir).
+    for (const id of ids)
+      expect(readFileSync(join(d.dir, 'exec', 'runtime-runc', 'moby', id, 'sandbox.log'), 'utf8')).toContain(
+        'VM restored from the template',
+      )
+    // Each sees its own rootfs, not the template's empty slot nor the other's.
+    expect([pa.id, pb.id]).toEqual(['clone-a', 'clone-b'])
+    // Different random bytes: the host's entropy, with RNDRESEEDCRNG. The boot ID, made from the
+    // CRNG at its first read, differs too (without the reseed both clones would draw the same).
+    expect(pa.random).toMatch(/^[0-9a-f]{64}$/)
+    expect(pb.random).not.toBe(pa.random)
+    expect(pa.bootId).toMatch(/^[0-9a-f-]{36}$/)
+    expect(pb.bootId).not.toBe(pa.bootId)
+    // The host's clock, not the template's moment.
+    for (const p of [pa, pb])
+      expect(p.date >= t0 - 2 && p.date <= t1 + 2, `guest clock ${p.date}, host ${t0}..${t1}`).toBe(true)
+    await ok(['rm', '-f', ...ids])
     expect(leftovers()).toEqual({ state: [], sockets: [], sandboxes: [] })
   })
 

@@ -1,3 +1,4 @@
+export { cacheRoot, contentKey } from './cache.js'
 export { runImageCommand } from './cli-main.js'
 export { type ContainerGuest, containerInitramfsEntries, ensureContainerGuest } from './container.js'
 export { type CpioEntry, type CpioOptions, gzipCpio, writeCpio } from './cpio.js'
@@ -6,6 +7,7 @@ export {
   cleanDefaultGuest,
   type DefaultGuest,
   ensureDefaultGuest,
+  ensureEntry,
   findDefaultGuest,
   type GuestOptions,
   linkDefaultGuest,

@@ -5,7 +5,9 @@
 // for the container's setup ('C', once) and for a process ('S'); the agent relays that process's
 // stdin/stdout/stderr (or its pty), delivers signals ('K') and window sizes ('W') and finally
 // reports its exit status ('X'). When the container's first process (the session that ran 'C')
-// exits, every other process of the guest is killed: the container is over.
+// exits, every other process of the guest is killed: the container is over. A session may begin
+// with the host's clock and entropy ('B', boot.c); 'T' closes the first session of a guest that
+// the host then saves as a template (packages/oci/src/template.ts).
 //
 // Written in C against glibc's libc.a (gcc -static) rather than Go: the whole agent is a poll
 // loop and a fork, a static C binary is ~800 KiB against Go's ~2 MiB, and Go's standard library
@@ -155,6 +157,17 @@ static void flush_stdin(struct session *s) {
 static void handle(struct session *s, char type, const uint8_t *p, uint32_t len) {
   char err[1024];
   struct spec spec;
+  if (type == MSG_BOOT) {
+    if (apply_boot(p, len, err, sizeof err) < 0) return send_text(s->fd, MSG_ERROR, err);
+    return send_text(s->fd, MSG_ACK, "");
+  }
+  if (type == MSG_TEMPLATE && !s->is_init && !s->has_child) {
+    // The host saves this guest as a template once this session is closed; each restore of it
+    // opens a new session on the listening port (a listener survives the vsock transport reset
+    // at restore, virtio 1.2 §5.10.6.6; connected sockets do not).
+    send_text(s->fd, MSG_ACK, "");
+    return end_session(s);
+  }
   if (type == MSG_SETUP || type == MSG_SPAWN) {
     if (parse_spec(p, len, &spec) < 0) return send_text(s->fd, MSG_ERROR, "malformed spec");
     int r = type == MSG_SETUP ? setup_container(&spec, err, sizeof err)

@@ -40,6 +40,9 @@ struct child {
   int status;  // read end of the CLOEXEC status pipe, -1 once the program runs
   int terminal;
 };
+// boot.c: the host's wall clock and entropy ('B'). Returns 0, or -1 with a message in err.
+int apply_boot(const uint8_t *p, uint32_t len, char *err, size_t errlen);
+
 int spawn_process(const struct spec *s, struct child *c, char *err, size_t errlen);
 // Lets a waiting child run its program; 0 when execve succeeded, else -1 with the message.
 int release_process(struct child *c, char *err, size_t errlen);

@@ -18,6 +18,10 @@
 #define MSG_STDIN_EOF 'i'
 #define MSG_SIGNAL 'K'  // u32 signal number
 #define MSG_WINSIZE 'W' // u16 rows, u16 cols
+#define MSG_BOOT 'B'    // u64 seconds, u32 nanoseconds (host wall clock), 32+ random bytes (boot.c)
+#define MSG_TEMPLATE 'T' // the guest is being saved as a template: the agent closes this session
+#define BOOT_HEADER 12
+#define BOOT_MIN_ENTROPY 32
 // agent -> host
 #define MSG_HELLO 'H'   // the agent is up (payload: the kernel release)
 #define MSG_ACK 'A'     // the request worked (payload: the guest pid for 'S'/'G', else empty)

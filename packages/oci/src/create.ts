@@ -12,6 +12,7 @@ import type { Tap } from '@vmm/host'
 import { readSpec, type Spec, vmSize } from './config.js'
 import { OciError } from './errors.js'
 import { runHooks } from './hooks.js'
+import type { Logger } from './log.js'
 import type { VmPlan } from './machine.js'
 import { guestMounts } from './mounts.js'
 import { type NetPlan, planNetwork, SANDBOX_TAP_FD } from './network.js'
@@ -40,6 +41,10 @@ export interface CreateOptions {
   consoleSocket?: string
   /** vmm's seccomp filters on the sandbox process (default on; the global --no-seccomp turns them off). */
   seccomp?: boolean
+  /** Why the fast start from the container template is off (the global --no-template), if it is. */
+  templateOff?: string
+  /** The --log file: a debug line says when a container boots cold rather than from the template. */
+  log?: Logger
 }
 
 export const AGENT_DIR = fileURLToPath(new URL('../agent', import.meta.url))
@@ -114,6 +119,9 @@ export async function create(o: CreateOptions): Promise<void> {
       seccomp: o.seccomp !== false,
       ...(network ? { network } : {}),
     }
+    const { templateFor } = await import('./template-build.js')
+    const off = o.templateOff ?? (process.env.VMM_OCI_TEMPLATE === '0' ? 'VMM_OCI_TEMPLATE=0' : undefined)
+    config.template = await templateFor(plan, guest, off, (msg) => o.log?.log('debug', msg))
     if (spec.process.terminal && o.consoleSocket) {
       const { openPty, sendFd } = await import('@vmm/host')
       const pty = openPty(true)

@@ -15,7 +15,8 @@ const USAGE = `usage: vmm-oci [global flags] <command> [flags] <container-id>
 
 global flags: --root <dir> (${DEFAULT_ROOT}), --log <file>, --log-format text|json,
               --systemd-cgroup, --debug (accepted), --version, --help,
-              --no-seccomp (the VM's sandbox process runs without vmm's seccomp filters)
+              --no-seccomp (the VM's sandbox process runs without vmm's seccomp filters),
+              --no-template (boot each container's VM, not restore the pre-booted template)
 commands:
   create --bundle <dir> [--pid-file <file>] [--console-socket <socket>] <id>
   start <id>                      run the container's process
@@ -28,7 +29,8 @@ commands:
   pause <id> | resume <id>
   update --resources <file|-> <id>
   list                            the containers under --root
-  features                        what this runtime supports (JSON)`
+  features                        what this runtime supports (JSON)
+  template build                  the pre-booted container template, made now (else at first use)`
 
 type FlagKind = 'value' | 'bool' | 'list'
 const GLOBAL: Record<string, FlagKind> = {
@@ -37,6 +39,7 @@ const GLOBAL: Record<string, FlagKind> = {
   'log-format': 'value',
   'systemd-cgroup': 'bool',
   'no-seccomp': 'bool',
+  'no-template': 'bool',
   debug: 'bool',
   criu: 'value',
   rootless: 'value',
@@ -82,6 +85,7 @@ const COMMAND_FLAGS: Record<string, Record<string, FlagKind>> = {
   update: { resources: 'value', r: 'value' },
   list: { format: 'value', f: 'value', quiet: 'bool', q: 'bool' },
   features: {},
+  template: {},
 }
 
 export interface Parsed {
@@ -172,6 +176,8 @@ export async function run(argv: readonly string[], logger?: Logger): Promise<num
           pidFile: str(p, 'pid-file'),
           consoleSocket: str(p, 'console-socket'),
           seccomp: !bool(g, 'no-seccomp'),
+          ...(bool(g, 'no-template') ? { templateOff: 'the runtime was called with --no-template' } : {}),
+          log,
         })
         return 0
       }
@@ -223,6 +229,14 @@ export async function run(argv: readonly string[], logger?: Logger): Promise<num
         if (str(p, 'format', 'f') === 'json')
           process.stdout.write(`${JSON.stringify(ids.map((id) => JSON.parse(c.state(root, id))))}\n`)
         else process.stdout.write(ids.map((id) => `${id}\n`).join(''))
+        return 0
+      }
+      case 'template': {
+        const [{ templateCommand }, { AGENT_DIR }] = await Promise.all([
+          import('./template-build.js'),
+          import('./create.js'),
+        ])
+        await templateCommand(p.rest, AGENT_DIR)
         return 0
       }
       case 'features':

@@ -15,6 +15,8 @@ export const Msg = {
   stdinEof: 'i',
   signal: 'K',
   winsize: 'W',
+  boot: 'B',
+  template: 'T',
   hello: 'H',
   ack: 'A',
   error: 'R',
@@ -41,6 +43,18 @@ export function encodeFrame(type: MsgType, payload: Uint8Array | string = Buffer
 export const u32 = (n: number): Buffer => {
   const b = Buffer.alloc(4)
   b.writeUInt32LE(n >>> 0)
+  return b
+}
+
+/** 'B' (agent/boot.c): the host's wall clock (u64 seconds, u32 nanoseconds) and fresh random bytes. */
+export const BOOT_ENTROPY = 64
+
+export function bootPayload(nowNs: bigint, entropy: Uint8Array): Buffer {
+  if (entropy.length < 32) throw new RangeError(`boot message: ${entropy.length} random bytes, at least 32`)
+  const b = Buffer.alloc(12 + entropy.length)
+  b.writeBigUInt64LE(nowNs / 1_000_000_000n, 0)
+  b.writeUInt32LE(Number(nowNs % 1_000_000_000n), 8)
+  b.set(entropy, 12)
   return b
 }
 

@@ -1,4 +1,5 @@
 // What `create` hands the sandbox process (sandbox.ts) in <state dir>/sandbox.json.
+import type { ComponentOverride } from '@vmm/core'
 import type { Spec } from './config.js'
 import type { VmPlan } from './machine.js'
 import type { NetPlan } from './network.js'
@@ -15,6 +16,11 @@ export interface SandboxConfig {
   seccomp?: boolean
   /** The namespace the guest is connected to (its TAP is the sandbox's fd 4); delete undoes it. */
   network?: NetPlan
+  /**
+   * Restore this template's snapshot with these overrides instead of booting `plan` (template.ts);
+   * `plan` is still booted cold when the restore fails.
+   */
+  template?: { snapshot: string; overrides: ComponentOverride[] }
 }
 
 export const SANDBOX_CONFIG = 'sandbox.json'

@@ -8,19 +8,23 @@
 // process's status (128+N for death by signal N, as the agent reports it). SIGKILL cannot be
 // caught, so `kill <id> 9` kills this process and with it the VM. Its own diagnostics go to
 // sandbox.log in the state directory: fds 1 and 2 belong to the container.
+import { randomBytes } from 'node:crypto'
 import { appendFileSync, readFileSync, writeSync } from 'node:fs'
 import { createServer, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Machine } from '@vmm/core'
+import type { VirtioMmio, VsockDevice } from '@vmm/virtio'
 import { vmManifest } from './machine.js'
 import { netRecords } from './network.js'
 import { newPidNamespace, processRecords } from './procspec.js'
-import { encodeRecords, Msg, u32 } from './protocol.js'
+import { BOOT_ENTROPY, bootPayload, encodeRecords, Msg, u32 } from './protocol.js'
 import { pipeStdio, type Stdio, terminalStdio } from './relay.js'
 import { SANDBOX_CONFIG, type SandboxConfig } from './sandbox-config.js'
-import { AGENT_HELLO_PORT, AgentSession } from './session.js'
+import { AGENT_HELLO_PORT, AgentSession, firstSession } from './session.js'
 import { FORWARDED_SIGNALS } from './signals.js'
 import { CONTROL_SOCKET, STATUS_FILE, socketDir, writeAtomic } from './state.js'
+import { openVmm } from './vm.js'
 
 const dir = process.argv[2]!
 const log = (msg: string) => appendFileSync(join(dir, 'sandbox.log'), `${new Date().toISOString()} ${msg}\n`)
@@ -73,15 +77,6 @@ async function main() {
       else void exit(128 + n, `${s} before the container was created`)
     })
 
-  // The agent says it is up by connecting to host port 1023: <vsock socket>_1023.
-  const hello = new Promise<Socket>((resolve) => {
-    const server = createServer({ allowHalfOpen: true }, (socket) => {
-      server.close()
-      resolve(socket)
-    })
-    void listen(server, `${config.plan.vsockPath}_${AGENT_HELLO_PORT}`)
-  })
-
   const control = createServer((socket) => {
     let line = ''
     socket.on('error', () => {})
@@ -112,48 +107,77 @@ async function main() {
   })
   await listen(control, join(socketDir(dir), CONTROL_SOCKET))
 
-  const [{ ComponentRegistry, Machine, registerBuiltins }, kvm, micro, virtio] = await Promise.all([
-    import('@vmm/core'),
-    import('@vmm/kvm'),
-    import('@vmm/board-micro'),
-    import('@vmm/virtio'),
-  ])
-  const registry = registerBuiltins(new ComponentRegistry())
-  micro.register(registry)
-  virtio.registerVirtio(registry)
-  // The C heap's policy, as `vmm run` sets it (packages/cli/src/heap.ts: the loader's 18 MB kernel
-  // image would otherwise raise glibc's mmap threshold and keep the inflated initrd resident).
-  const host = await import('@vmm/host')
-  host.tuneHeap({ mmapThreshold: host.VMM_MMAP_THRESHOLD })
-  const hypervisor = await kvm.hypervisorProvider.open()
-  machine = await Machine.fromObject(vmManifest(config.plan), { hypervisor, registry })
-  await machine.load()
+  const vmm = await openVmm()
+  const { host, hypervisor, registry } = vmm
+  let restored = false
+  if (config.template) {
+    // The fast start (template.ts): the pre-booted guest, this container's directories and sockets.
+    try {
+      machine = await vmm.Machine.restore(config.template.snapshot, {
+        hypervisor,
+        registry,
+        overrides: config.template.overrides,
+      })
+      restored = true
+    } catch (e) {
+      log(`restoring the template ${config.template.snapshot}: ${(e as Error).message}; booting cold instead`)
+    }
+  }
+  // A cold guest's agent says it is up by connecting to host port 1023: <vsock socket>_1023.
+  const hello = restored
+    ? undefined
+    : new Promise<Socket>((resolve) => {
+        const server = createServer({ allowHalfOpen: true }, (socket) => {
+          server.close()
+          resolve(socket)
+        })
+        void listen(server, `${config.plan.vsockPath}_${AGENT_HELLO_PORT}`)
+      })
+  if (!machine) {
+    machine = await vmm.Machine.fromObject(vmManifest(config.plan), { hypervisor, registry })
+    await machine.load()
+  }
   // vmm's seccomp filters (@vmm/host, as `vmm run` installs them) between the VM's set-up and the
   // guest's first instruction: the sockets above already listen, the pty is open (issue 17).
   if (config.seccomp !== false) host.applySeccomp(machine)
-  await machine.start()
+  if (restored) await machine.resume()
+  else await machine.start()
   setTimeout(() => host.trimHeap(), 5000).unref() // what loading freed goes back to the system
-  log('VM started')
+  log(restored ? 'VM restored from the template' : 'VM started')
   void machine.done.then((r) =>
     exit(r.status === 'guest-poweroff' ? 0 : 255, `the VM ended: ${r.status} ${r.reason}`),
   )
 
-  const socket = await hello
-  session = new AgentSession(socket, {
-    output: (stream, data) => stdio.write(stream, data),
-    exit: (status) => {
+  const events = {
+    output: (stream: 'stdout' | 'stderr', data: Buffer) => stdio.write(stream, data),
+    exit: (status: number) => {
       stdio.close()
       void exit(status, `the container's process exited with status ${status}`)
     },
     close: () => void exit(255, 'the guest agent closed the connection'),
-  })
+  }
+  // The guest's clock and RNG from the host ('B', agent/boot.c): a template's clones wake with the
+  // clock and RNG state of its snapshot.
+  const boot = () => bootPayload(BigInt(Date.now()) * 1_000_000n, randomBytes(BOOT_ENTROPY))
+  if (hello) {
+    session = new AgentSession(await hello, events)
+    await session.request(Msg.boot, boot())
+  } else {
+    // Connect once the guest has handled the vsock transport reset (a connection made before can
+    // die in it); a guest that does not say so within 2 s is connected to anyway (firstSession retries).
+    const vsock = machine.component<VirtioMmio>('vsock').device as VsockDevice
+    await Promise.race([vsock.resetHandled(), sleep(2000)])
+    session = await firstSession(config.plan.vsockPath, events, boot, (why) =>
+      log(`first session: ${why}; again`),
+    )
+  }
   const setup: (readonly [string, string])[] = config.mountRecords.map((m) => ['M', m])
   if (config.spec.hostname) setup.unshift(['h', config.spec.hostname])
   if (config.network) setup.push(...netRecords(config.network))
   await session.request(Msg.setup, encodeRecords(setup))
   const init = processRecords(config.spec.process, true, newPidNamespace(config.spec))
   const pid = await session.request(Msg.spawn, encodeRecords(init))
-  log(`agent ${session.hello ?? ''}: container created, guest pid ${pid}`)
+  log(`agent ${session.hello ?? '(restored)'}: container created, guest pid ${pid}`)
   setStatus('created')
   tellCreate('ok')
 }

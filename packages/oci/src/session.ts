@@ -3,6 +3,7 @@
 // agent opens it, to say it is up); each `exec` proxy opens one of its own through the vsock
 // device's host socket (Firecracker's scheme: "CONNECT <port>\n", answered "OK <port>\n").
 import { createConnection, type Socket } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { OciError } from './errors.js'
 import { encodeFrame, type Frame, FrameReader, Msg, type MsgType } from './protocol.js'
 
@@ -76,11 +77,14 @@ export class AgentSession {
 }
 
 /** Opens a session to the agent through the vsock device's Unix socket. */
-export function connectAgent(vsockPath: string, events: SessionEvents): Promise<AgentSession> {
+export function connectAgent(vsockPath: string, events: SessionEvents, timeoutMs = 0): Promise<AgentSession> {
   return new Promise((resolve, reject) => {
     const socket = createConnection({ path: vsockPath, allowHalfOpen: true })
     let line = Buffer.alloc(0)
+    const timer =
+      timeoutMs > 0 ? setTimeout(() => fail(`no answer within ${timeoutMs} ms`), timeoutMs) : undefined
     const fail = (why: string) => {
+      clearTimeout(timer)
       socket.destroy()
       reject(new OciError(`connecting to the container's guest agent (${vsockPath}): ${why}`))
     }
@@ -91,6 +95,7 @@ export function connectAgent(vsockPath: string, events: SessionEvents): Promise<
       line = Buffer.concat([line, b])
       const nl = line.indexOf(10)
       if (nl < 0) return
+      clearTimeout(timer)
       socket.off('data', onData)
       socket.removeAllListeners('close')
       socket.removeAllListeners('error')
@@ -100,4 +105,46 @@ export function connectAgent(vsockPath: string, events: SessionEvents): Promise<
     }
     socket.on('data', onData)
   })
+}
+
+/**
+ * The container's first session with the agent of a guest restored from a template: the agent
+ * listens on vsock, so the host connects, and the session's first message is 'B' (the host's
+ * clock and entropy, boot.c). The restored vsock device resets the guest's connections at resume
+ * (virtio 1.2 §5.10.6.6) and the guest may handle that event after our connection request, which
+ * then dies with the reset, or (the guest forgot the request it had not answered yet) is never
+ * answered: so each try has a deadline, the connection counts once 'B' is answered, and it is
+ * retried until then. `events.close` is for the session that counts.
+ */
+/** How long try `i` of the first session waits for the restored agent (it answers in ms; a loaded host is slower). */
+const tryMs = (i: number) => Math.min(2000, 150 * (i + 1))
+
+export async function firstSession(
+  vsockPath: string,
+  events: SessionEvents,
+  boot: () => Uint8Array,
+  retrying: (why: string) => void = () => {},
+  tries = 200,
+): Promise<AgentSession> {
+  let last = ''
+  for (let i = 0; i < tries; i++) {
+    let live = false
+    try {
+      const session = await connectAgent(
+        vsockPath,
+        { ...events, close: () => live && events.close?.() },
+        tryMs(i),
+      )
+      const answered = session.request(Msg.boot, boot())
+      const late = setTimeout(() => session.socket.destroy(), tryMs(i))
+      await answered.finally(() => clearTimeout(late))
+      live = true
+      return session
+    } catch (e) {
+      last = (e as Error).message
+      retrying(last)
+      await sleep(50)
+    }
+  }
+  throw new OciError(`the restored guest's agent did not take a session (${tries} tries): ${last}`)
 }

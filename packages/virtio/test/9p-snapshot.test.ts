@@ -104,4 +104,46 @@ describe('virtio-9p snapshot', () => {
     expect(bad((s) => (s.msize = 1 << 30))).toThrow(/msize: must be an integer/)
     expect(() => restore(saved)).not.toThrow()
   })
+
+  it('rebinds a share without fids to another directory at restore, and refuses it with fids', async () => {
+    const other = mkdtempSync(join(tmpdir(), 'vmm-9p-rebind-'))
+    writeFileSync(join(other, 'f'), 'the clone’s own directory')
+    try {
+      // A guest whose driver probed the device (and negotiated a version) but mounted nothing.
+      const idle = rig(new P9Device({ tag: 't', path: dir, readonly: false }))
+      idle.driver.init({ features: 1n << P9Feature.MOUNT_TAG })
+      await (idle.device as P9Device).pause()
+      const unmounted = throughJson(idle.transport.saveState())
+      const rebound = rig(new P9Device({ tag: 't', path: other, readonly: true }))
+      rebound.transport.restoreState(new SavedState('fs-rootfs', unmounted))
+      const server = (rebound.device as P9Device).server
+      const c = await new TestClient(server).start()
+      await c.walk(0, 1, 'f')
+      await c.lopen(1, 0)
+      expect(new TextDecoder().decode(await c.read(1, 0, 100))).toBe('the clone’s own directory')
+      expect(await c.errno(Msg.TLCREATE, (w) => w.u32(0).string('n').u32(0o1).u32(0o644).u32(0))).toBe(
+        Errno.EROFS,
+      ) // and readonly, as the override said
+      await rebound.transport.dispose()
+      await idle.transport.dispose()
+
+      // The same with a fid (an attach: the guest mounted the share): refused, naming both.
+      const mounted = rig(new P9Device({ tag: 't', path: dir, readonly: false }))
+      mounted.driver.init({ features: 1n << P9Feature.MOUNT_TAG })
+      const m = await new TestClient((mounted.device as P9Device).server).start()
+      await m.walk(0, 1, 'd')
+      await (mounted.device as P9Device).pause()
+      const held = throughJson(mounted.transport.saveState())
+      const refused = rig(new P9Device({ tag: 't', path: other, readonly: false }))
+      expect(() => refused.transport.restoreState(new SavedState('fs-rootfs', held))).toThrow(
+        `fs-rootfs: core: device: saved state root: the guest holds 2 fids in ${dir} (mounted there at the snapshot): the share cannot be rebound to ${other}`,
+      )
+      // Over the same directory the fids come back as before.
+      const same = rig(new P9Device({ tag: 't', path: dir, readonly: false }))
+      expect(() => same.transport.restoreState(new SavedState('fs-rootfs', held))).not.toThrow()
+      for (const r of [refused, same, mounted]) await r.transport.dispose()
+    } finally {
+      rmSync(other, { recursive: true, force: true })
+    }
+  })
 })

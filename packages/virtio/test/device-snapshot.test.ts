@@ -170,6 +170,8 @@ describe('virtio-vsock state', () => {
     const b = new VsockDevice(5, join(dir, 'b.sock'))
     cleanups.push(() => b.dispose())
     await restoreInto(a, b)
+    let handled = false
+    void b.resetHandled().then(() => (handled = true))
     const events = a.driver.queue(2)
     expect(events.takeUsed()).toEqual([]) // no event buffer yet: the reset waits
     const at = a.driver.alloc(4)
@@ -179,9 +181,17 @@ describe('virtio-vsock state', () => {
     expect(new DataView(a.driver.get(at, 4).buffer).getUint32(0, true)).toBe(VsockEvent.TRANSPORT_RESET)
     // The driver then reads the CID again: a clone's own.
     expect(new DataView(a.driver.readConfig(0, 8).buffer).getBigUint64(0, true)).toBe(5n)
-    events.add([{ address: a.driver.alloc(4), length: 4, write: true }])
+    await new Promise((r) => setTimeout(r, 20))
+    expect(handled).toBe(false) // sent, not yet handled
+    events.add([{ address: a.driver.alloc(4), length: 4, write: true }]) // the driver's refill
+    await new Promise((r) => setTimeout(r, 20))
+    expect(handled).toBe(true)
     a.driver.notify(2)
     expect(events.takeUsed()).toEqual([]) // sent once
+    // A device that was not restored has no reset to wait for.
+    const c = new VsockDevice(3, join(dir, 'c.sock'))
+    cleanups.push(() => c.dispose())
+    await expect(c.resetHandled()).resolves.toBeUndefined()
   })
 })
 

@@ -139,6 +139,11 @@ export class SplitQueue {
     }
   }
 
+  /** The driver's avail index (§2.7.6 avail->idx): how many buffers it has made available, mod 2^16. */
+  availIndex(memory: GuestMemory): number {
+    return memory.readU16(guestAddress(this.availRing + 2))
+  }
+
   /** Whether the driver has made buffers available that the device has not taken yet. */
   hasAvailable(memory: GuestMemory): boolean {
     return memory.readU16(guestAddress(this.availRing + 2)) !== this.nextAvail

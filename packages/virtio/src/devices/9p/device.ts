@@ -1,3 +1,4 @@
+import { resolve } from 'node:path'
 import { errnoWords, type SavedState } from '@vmm/core'
 import { completeChain, type DeviceContext, takeChain, type VirtioDevice } from '../../device.js'
 import { gather, scatter, views } from '../../queue/buffers.js'
@@ -54,8 +55,10 @@ export class P9Device implements VirtioDevice {
   private inFlight = 0
   private paused = false
   private drained: (() => void)[] = []
+  private readonly root: string
 
   constructor(options: P9DeviceOptions) {
+    this.root = resolve(options.path)
     const tag = new TextEncoder().encode(options.tag)
     if (tag.length === 0 || tag.length > P9_TAG_MAX)
       throw new Error(`virtio-9p: the mount tag must be 1 to ${P9_TAG_MAX} bytes`)
@@ -104,15 +107,29 @@ export class P9Device implements VirtioDevice {
    * The session for a snapshot of the paused machine (pause waited for requests in flight; chains
    * not yet taken stay in the ring, which the transport saves): msize and every fid as a path.
    */
-  saveState(): { session: SessionState } {
+  saveState(): { root: string; session: SessionState } {
     if (this.inFlight > 0) throw new Error('virtio-9p: requests in flight (the machine is not paused)')
-    return { session: this.server.saveState() }
+    return { root: this.root, session: this.server.saveState() }
   }
 
-  /** The fids are walked again from the share's root; those not found answer ESTALE (state.ts). */
+  /**
+   * The fids are walked again from the share's root; those not found answer ESTALE (state.ts).
+   * The share may be another directory than at the snapshot (a restore override of `path`: one
+   * pre-booted guest, each clone with its own directory) only while the guest holds no fid: a fid
+   * is a path the guest walked in the old directory, and the same names in another one are other
+   * files, so such a rebind is refused, naming both directories.
+   */
   restoreState(state: SavedState): void {
-    state.only('session')
-    this.server.restoreState(state.nested('session'))
+    state.only('root', 'session')
+    const root = state.string('root', /^\/[^\0]*$/, 4096)
+    const session = state.nested('session')
+    const fids = session.int('count', 0, 0xffff_ffff)
+    if (fids > 0 && resolve(root) !== this.root)
+      state.refuse(
+        'root',
+        `the guest holds ${fids} fid${fids === 1 ? '' : 's'} in ${root} (mounted there at the snapshot): the share cannot be rebound to ${this.root}`,
+      )
+    this.server.restoreState(session)
   }
 
   async dispose(): Promise<void> {

@@ -56,6 +56,9 @@ export class VsockDevice implements VirtioDevice {
   private disposed = false
   /** Restored from a snapshot: TRANSPORT_RESET goes to the guest at resume (events.ts). */
   private resetPending = false
+  /** The reset went to the guest; the driver has not given an event buffer back since. */
+  private resetSent = false
+  private availAtReset = 0
 
   constructor(
     readonly guestCid: number,
@@ -136,8 +139,39 @@ export class VsockDevice implements VirtioDevice {
   }
 
   private sendReset(): void {
-    if (this.resetPending && this.context && !this.paused && sendTransportReset(this.context))
+    if (this.resetPending && this.context && !this.paused && sendTransportReset(this.context)) {
       this.resetPending = false
+      this.resetSent = true
+      this.availAtReset = this.context.queues[EVENT_QUEUE]!.availIndex(this.context.memory)
+    }
+  }
+
+  /**
+   * Settles once the guest has handled the TRANSPORT_RESET of a restore (it posted an event
+   * buffer again after the event), at once when no reset is due. A host connection made before
+   * that can be lost in the reset (the guest may take the reset after the request), so a host
+   * that opens the first connection into a restored guest waits for this (with a deadline of
+   * its own: a driver that never refills leaves it unsettled).
+   */
+  resetHandled(): Promise<void> {
+    // The driver handles the event, then gives a buffer back (Linux's virtio_vsock_event_work:
+    // handle, refill, kick); the kick is suppressed while it has buffers posted (§2.7.10), so
+    // the refill is seen in its avail index, looked at every 2 ms.
+    const handled = () => {
+      const c = this.context
+      if (this.resetSent && c && c.queues[EVENT_QUEUE]!.availIndex(c.memory) !== this.availAtReset)
+        this.resetSent = false
+      return !this.resetPending && !this.resetSent
+    }
+    if (handled() || this.disposed) return Promise.resolve()
+    return new Promise((resolve) => {
+      const timer = setInterval(() => {
+        if (!handled() && !this.disposed) return
+        clearInterval(timer)
+        resolve()
+      }, 2)
+      timer.unref()
+    })
   }
 
   dispose(): void {
