@@ -19,6 +19,7 @@ import {
 } from 'node:fs'
 import { basename, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { rememberedAnswer } from './apt-memo.js'
 import { acquireLock, cacheRoot, contentKey, lockHolder, removeTemporaries } from './cache.js'
 import {
   APT_TOOLS,
@@ -114,8 +115,16 @@ export interface GuestInputs {
   busyboxVersion: string
 }
 
-export async function resolveInputs(): Promise<GuestInputs> {
+/**
+ * The inputs of the default guest's cache keys. The apt candidates are remembered under
+ * `<cacheRoot>/default-guest` while apt's inputs stay the same (apt-memo.ts): asking apt costs
+ * ~0.4 s, which every container start would pay.
+ */
+export async function resolveInputs(root: string = cacheRoot()): Promise<GuestInputs> {
   requireHost(APT_TOOLS)
+  const memoDir = join(root, 'default-guest')
+  const candidate = (pkg: string) =>
+    rememberedAnswer(memoDir, `candidate ${pkg}`, () => candidateVersion(pkg))
   const installed = await installedVersion(LINUX_SOURCE_PACKAGE)
   const useInstalled = installed !== undefined && existsSync(INSTALLED_LINUX_TARBALL)
   return {
@@ -123,9 +132,9 @@ export async function resolveInputs(): Promise<GuestInputs> {
     patches: kernelPatchPaths().map((p) => ({ name: basename(p), text: readFileSync(p, 'utf8') })),
     init: readFileSync(INIT_PATH, 'utf8'),
     inittab: readFileSync(INITTAB_PATH, 'utf8'),
-    linuxSourceVersion: useInstalled ? installed : await candidateVersion(LINUX_SOURCE_PACKAGE),
+    linuxSourceVersion: useInstalled ? installed : await candidate(LINUX_SOURCE_PACKAGE),
     installedTarball: useInstalled ? INSTALLED_LINUX_TARBALL : undefined,
-    busyboxVersion: await candidateVersion(BUSYBOX_PACKAGE),
+    busyboxVersion: await candidate(BUSYBOX_PACKAGE),
   }
 }
 
@@ -166,7 +175,8 @@ function layout(root: string, i: GuestInputs) {
 export async function findDefaultGuest(
   options: Pick<GuestOptions, 'cacheDir'> = {},
 ): Promise<DefaultGuest | undefined> {
-  const l = layout(options.cacheDir ?? cacheRoot(), await resolveInputs())
+  const root = options.cacheDir ?? cacheRoot()
+  const l = layout(root, await resolveInputs(root))
   return existsSync(l.kernelDir) && existsSync(l.initramfsDir) ? l.guest : undefined
 }
 
@@ -179,8 +189,9 @@ export async function ensureDefaultGuest(
 ): Promise<DefaultGuest & { built: boolean }> {
   const progress = options.onProgress ?? (() => {})
   progress({ stage: 'resolve', message: 'package versions and cache keys' })
-  const inputs = await resolveInputs()
-  const l = layout(options.cacheDir ?? cacheRoot(), inputs)
+  const root = options.cacheDir ?? cacheRoot()
+  const inputs = await resolveInputs(root)
+  const l = layout(root, inputs)
   const kernelBuilt = await ensureEntry(
     l.kernelDir,
     progress,
