@@ -49,8 +49,12 @@ async function exit(code: number, why: string): Promise<void> {
   log(`exit ${code}: ${why}`)
   tellCreate(`error ${why}`)
   try {
+    const t0 = performance.now()
     await machine?.stop()
+    const t1 = performance.now()
     await machine?.dispose()
+    if (machine)
+      log(`VM stopped in ${(t1 - t0).toFixed(0)} ms, disposed in ${(performance.now() - t1).toFixed(0)} ms`)
   } catch (e) {
     log(`stopping the VM: ${(e as Error).message}`)
   }
