@@ -11,10 +11,11 @@ import { constants } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { EXIT_HOST_FAILURE, EXIT_USAGE } from '../exit-codes.js'
-import { JAIL_USAGE, JailUsageError, parseJailArgs } from './args.js'
+import { JAIL_USAGE, type JailOptions, JailUsageError, parseJailArgs } from './args.js'
 import { type JailCgroups, makeCgroups, oomKills, removeCgroups } from './cgroup.js'
-import { machineNeeds } from './machine.js'
+import { machineNeeds, removeSocketsMade } from './machine.js'
 import { hostDevices, jailEnv, planText, tidyBinds, tidyLinks } from './plan.js'
+import { runtimeFiles } from './runtime-files.js'
 
 const cliMain = fileURLToPath(new URL('../main.js', import.meta.url))
 
@@ -39,6 +40,14 @@ async function jailed(argv: readonly string[]): Promise<number> {
     throw new JailUsageError(
       'vmm jail must run as root (it makes namespaces, mounts and cgroups, then drops to --uid)',
     )
+  return runInJail(o, argv)
+}
+
+/**
+ * Runs `o` in a jail and returns the VMM's exit status: `vmm jail` (argv: its own, for
+ * --daemonize) and the default jail of `vmm run`/`vmm restore` (default.ts, o.dropLate).
+ */
+export async function runInJail(o: JailOptions, argv: readonly string[]): Promise<number> {
   const { jailHelperPath } = await import('@vmm/host')
   const helper = jailHelperPath()
   // Everything the jail will hold is worked out, and checked, before anything is made.
@@ -72,7 +81,8 @@ async function jailed(argv: readonly string[]): Promise<number> {
       throw new JailUsageError(
         `the machine asks for ${needs.ramBytes} bytes of RAM, more than the jail's cgroup memory limit of ${cgroups.memoryLimit} bytes allows`,
       )
-    const binds = tidyBinds(needs.binds)
+    const extra = runtimeFiles(o)
+    const binds = tidyBinds([...needs.binds, ...extra.binds])
     const plan = planText({
       root,
       uid: o.uid,
@@ -85,7 +95,8 @@ async function jailed(argv: readonly string[]): Promise<number> {
       rlimits: o.rlimits,
       ...(o.netns === undefined ? {} : { netns: o.netns }),
       cwd,
-      env: jailEnv(),
+      env: [...jailEnv(process.env, extra.cacheDir), ...extra.env, ...(o.dropLate ? [`VMM_JAIL_DROP=${o.uid}:${o.gid}`] : [])],
+      dropLate: o.dropLate === true,
       exec: [process.execPath, process.execPath, cliMain, o.command, o.target, ...o.vmmArgs],
     })
     if (process.env.VMM_JAIL_PRINT_PLAN === '1') process.stderr.write(plan)
@@ -99,6 +110,8 @@ async function jailed(argv: readonly string[]): Promise<number> {
     if (status > 128) process.stderr.write(`vmm jail: the VMM was ended by signal ${status - 128}\n`)
     return status
   } finally {
+    // drop-late: the sockets the VMM made as root, it cannot unlink once it has dropped its ids.
+    if (o.dropLate) removeSocketsMade(needs.created)
     const left = [...removeCgroups(cgroups?.dirs ?? []), ...removeMade(made)]
     if (left.length > 0)
       process.stderr.write(`vmm jail: left behind (not empty or still in use): ${left.join(', ')}\n`)

@@ -4,7 +4,7 @@
 // dependencies), node and its libraries. The manifest is resolved here as `vmm run` resolves it
 // (plugins are loaded to read their schemas: plugins are code the operator chose, as for `vmm
 // validate`), so a manifest error is answered before anything is made.
-import { existsSync, readFileSync, statSync } from 'node:fs'
+import { existsSync, lstatSync, readFileSync, statSync, unlinkSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, isAbsolute, join } from 'node:path'
 import type { ResolvedManifest } from '@vmm/core'
@@ -25,6 +25,27 @@ export interface MachineNeeds {
   readonly binds: readonly Bind[]
   readonly links: readonly Link[]
   readonly ramBytes: number
+  /** The paths the VMM will make (sockets, log files), with the inode each has now (if any). */
+  readonly created: readonly MadePath[]
+}
+
+export interface MadePath {
+  readonly path: string
+  readonly ino?: number
+}
+
+/**
+ * After a drop-late run: a socket at one of `created` that is not the file that was there before
+ * the run is the VMM's, made as root before it dropped its ids, which it then could not unlink
+ * (unix(7): a socket file stays until unlinked); it is removed here. Files (a console log) stay.
+ */
+export function removeSocketsMade(created: readonly MadePath[]): void {
+  for (const { path, ino } of created) {
+    try {
+      const st = lstatSync(path)
+      if (st.isSocket() && st.ino !== ino) unlinkSync(path)
+    } catch {}
+  }
 }
 
 async function resolveMachine(o: JailOptions, cliMain: string): Promise<ResolvedManifest> {
@@ -32,7 +53,7 @@ async function resolveMachine(o: JailOptions, cliMain: string): Promise<Resolved
     await import('@vmm/core')
   const registry = registerBuiltins(new ComponentRegistry())
   if (o.command === 'run') {
-    if (!existsSync(o.target)) throw new JailUsageError(`the manifest ${o.target} does not exist`)
+    if (!o.dropLate && !existsSync(o.target)) throw new JailUsageError(`the manifest ${o.target} does not exist`)
     return resolveManifest(readManifest(o.target), registry, { pluginsAlsoFrom: [cliMain] })
   }
   const stateFile = join(o.target, 'state.json')
@@ -62,6 +83,7 @@ export async function machineNeeds(o: JailOptions, cliMain: string): Promise<Mac
   const binds: Bind[] = []
   const links: Link[] = []
   const readable = (what: string, file: string) => {
+    if (o.dropLate) return // read as root, before the drop
     if (!permits(statSync(file), o.uid, o.gid, 4))
       throw new JailUsageError(
         `${what} ${file} is not readable by the jailed VMM (uid ${o.uid}, gid ${o.gid})`,
@@ -77,7 +99,17 @@ export async function machineNeeds(o: JailOptions, cliMain: string): Promise<Mac
       readable('the snapshot file', join(o.target, f))
     binds.push({ source: o.target, target: o.target, readOnly: true })
   }
-  binds.push(...manifestBinds(manifestPaths(resolved, o.qmp ?? resolved.control.qmp), o.uid, o.gid))
+  const paths = manifestPaths(resolved, o.qmp ?? resolved.control.qmp)
+  binds.push(...manifestBinds(paths, o.uid, o.gid, o.dropLate === true))
+  const created = paths
+    .filter((p) => p.access === 'create')
+    .map((p) => {
+      try {
+        return { path: p.path, ino: lstatSync(p.path).ino }
+      } catch {
+        return { path: p.path }
+      }
+    })
 
   // The packages: where the VMM's loader will look for each (the manifest's directory, the
   // working directory, the command's own), the first that has it.
@@ -116,5 +148,5 @@ export async function machineNeeds(o: JailOptions, cliMain: string): Promise<Mac
   for (const d of closure.dirs) binds.push({ source: d, target: d, readOnly: true })
   links.push(...closure.links)
   binds.push(...nodeRuntime(closure.dirs.flatMap(nativeAddons)))
-  return { binds, links, ramBytes: resolved.machine.memory }
+  return { binds, links, ramBytes: resolved.machine.memory, created }
 }

@@ -79,9 +79,15 @@ export function permits(st: Stats, uid: number, gid: number, bits: number): bool
 /**
  * The binds for `paths`, after checking that the jail's uid/gid can use each as the VMM will:
  * a missing input or a directory it cannot write is answered here, naming the component, rather
- * than as a permission error from inside the jail.
+ * than as a permission error from inside the jail. `asRoot` (the default jail: the VMM opens and
+ * makes them as root, before it drops its ids): no access check, only that they are there.
  */
-export function manifestBinds(paths: readonly ManifestPath[], uid: number, gid: number): Bind[] {
+export function manifestBinds(
+  paths: readonly ManifestPath[],
+  uid: number,
+  gid: number,
+  asRoot = false,
+): Bind[] {
   const binds: Bind[] = []
   for (const p of paths) {
     checkPlanPath(p.owner, p.path)
@@ -94,7 +100,7 @@ export function manifestBinds(paths: readonly ManifestPath[], uid: number, gid: 
         throw new JailUsageError(
           `${p.owner}: ${p.path} is in /; the jail binds a socket's directory in, so give it a directory of its own`,
         )
-      if (!permits(st, uid, gid, 3))
+      if (!asRoot && !permits(st, uid, gid, 3))
         throw new JailUsageError(
           `${p.owner}: the jailed VMM (uid ${uid}, gid ${gid}) cannot create ${p.path}: its directory is not writable by it (chown it or pick a directory of the VMM's own)`,
         )
@@ -103,7 +109,7 @@ export function manifestBinds(paths: readonly ManifestPath[], uid: number, gid: 
     }
     const st = statSync(p.path) // exists: classified from it
     const bits = p.access === 'read-write' ? 6 : 4
-    if (!st.isDirectory() && !permits(st, uid, gid, bits))
+    if (!asRoot && !st.isDirectory() && !permits(st, uid, gid, bits))
       throw new JailUsageError(
         `${p.owner}: the jailed VMM (uid ${uid}, gid ${gid}) cannot ${bits === 6 ? 'read and write' : 'read'} ${p.path} (its mode is ${(st.mode & 0o777).toString(8)}, owner ${st.uid}:${st.gid})`,
       )

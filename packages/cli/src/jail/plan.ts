@@ -27,6 +27,8 @@ export interface JailPlan {
   readonly netns?: string
   readonly cwd: string
   readonly env: readonly string[]
+  /** The VMM drops to uid/gid itself, after building its machine as root in the jail (default.ts). */
+  readonly dropLate?: boolean
   /** The executable, then argv (argv[0] first). */
   readonly exec: readonly string[]
 }
@@ -64,14 +66,16 @@ export const PASSED_ENV = [
   'VMM_HYPERVISOR',
   'VMM_TRACE_EMULATION',
   'VMM_RESTORE_TIMINGS',
+  'VMM_SECCOMP_RECORD_ALL',
 ] as const
 
 /**
- * The jailed VMM's environment: PASSED_ENV where set, HOME=/ (there is no passwd in the jail) and
- * VMM_CACHE_DIR=off (the validator cache would be a file the VMM writes; the jail has nowhere).
+ * The jailed VMM's environment: PASSED_ENV where set, HOME=/ (there is no passwd in the jail),
+ * VMM_JAILED=1 (so its `vmm run` does not jail itself again) and VMM_CACHE_DIR: `cacheDir` (the
+ * caches bound in read-only, runtime-files.ts) or off.
  */
-export function jailEnv(env: NodeJS.ProcessEnv = process.env): string[] {
-  const out = ['HOME=/', 'VMM_CACHE_DIR=off']
+export function jailEnv(env: NodeJS.ProcessEnv = process.env, cacheDir?: string): string[] {
+  const out = ['HOME=/', `VMM_CACHE_DIR=${cacheDir ?? 'off'}`, 'VMM_JAILED=1']
   for (const k of PASSED_ENV) if (env[k] !== undefined && !/[\t\n]/.test(env[k]!)) out.push(`${k}=${env[k]}`)
   return out
 }
@@ -133,6 +137,7 @@ export function planText(p: JailPlan): string {
       d.owned ? 'owned' : 'root',
     ])
   lines.push(['proc'], ['cwd', p.cwd])
+  if (p.dropLate) lines.push(['drop-late'])
   for (const e of p.env) lines.push(['env', e])
   lines.push(['exec', ...p.exec])
   for (const l of lines) for (const f of l.slice(1)) checkPlanPath(l[0]!, f)

@@ -36,11 +36,20 @@
 // TAB or a newline). Records: root <dir>; bind <src> <dst> ro|rw; symlink <target> <path>;
 // dev <path> <major> <minor> <mode-octal> owned|root; proc; cgroup <cgroup.procs file>;
 // netns <path>; rlimit <name> <soft> <hard>; hostname <name>; ids <uid> <gid>; cwd <path>;
-// env <NAME=value>; exec <file> <argv0> <argv1>...
+// env <NAME=value>; exec <file> <argv0> <argv1>...; drop-late.
+//
+// drop-late (the default jail of `vmm run`/`vmm restore`, packages/cli/src/jail/default.ts): step 9
+// sets no ids for the VMM; it execs as root in the jail (its namespaces, its root, no_new_privs),
+// builds the machine (opens /dev/kvm, disks, the memory file, TAPs, sockets with root's access to
+// the files the manifest names) and drops to the plan's ids itself before the first guest
+// instruction (packages/cli/src/jail/drop.ts). The jail's init (pid 1) does not wait for that: right
+// after the fork it keeps CAP_KILL alone (capabilities(7): bounding set, then capset(2)), so it can
+// still forward a stop signal to the VMM, root until its drop, and nothing else.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/capability.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -81,6 +90,7 @@ typedef struct {
 static record *records;
 static int nrecords;
 static const char *jail_root;
+static int drop_late;
 static uid_t jail_uid = (uid_t)-1;
 static gid_t jail_gid = (gid_t)-1;
 
@@ -230,7 +240,7 @@ static void set_rlimit(const record *r) {
   die("plan: unknown rlimit \"%s\"", r->f[1]);
 }
 
-static int supervise(void (*body)(void));
+static int supervise(void (*body)(void), int init);
 static void exec_vmm(void);
 
 static const record *find(const char *op) {
@@ -278,12 +288,15 @@ static void enter_jail(void) {
   if (host && sethostname(host->f[1], strlen(host->f[1])) < 0) die("sethostname %s", host->f[1]);
 
   // Credentials last but for exec: group first (setresgid needs the privilege setresuid drops).
-  if (setgroups(0, NULL) < 0) die("setgroups(0)");
-  if (setresgid(jail_gid, jail_gid, jail_gid) < 0) die("setresgid %u", (unsigned)jail_gid);
-  if (setresuid(jail_uid, jail_uid, jail_uid) < 0) die("setresuid %u", (unsigned)jail_uid);
-  if (jail_uid != 0 && (setuid(0) == 0 || geteuid() == 0)) {
-    errno = 0;
-    die("still able to become root after setresuid; refusing to go on");
+  // drop-late: the VMM drops them itself once its machine is built (see the header).
+  if (!drop_late) {
+    if (setgroups(0, NULL) < 0) die("setgroups(0)");
+    if (setresgid(jail_gid, jail_gid, jail_gid) < 0) die("setresgid %u", (unsigned)jail_gid);
+    if (setresuid(jail_uid, jail_uid, jail_uid) < 0) die("setresuid %u", (unsigned)jail_uid);
+    if (jail_uid != 0 && (setuid(0) == 0 || geteuid() == 0)) {
+      errno = 0;
+      die("still able to become root after setresuid; refusing to go on");
+    }
   }
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("prctl(PR_SET_NO_NEW_PRIVS)");
   // After the uid change, which clears it: if the supervisor dies, so does the jail.
@@ -293,7 +306,21 @@ static void enter_jail(void) {
   // signals, pid_namespaces(7)), and the VMM is pid 2, so a signal that arrives before Node has
   // its handlers does what it does to any process (for pid 1, signals without a handler are
   // ignored, and a SIGTERM during start-up would be lost).
-  exit(supervise(exec_vmm));
+  exit(supervise(exec_vmm, 1));
+}
+
+// drop-late's init: of root's capabilities only CAP_KILL stays (to forward signals to the VMM while
+// it is still root), in every set; the bounding set first, as dropping from it needs CAP_SETPCAP.
+static void keep_only_kill(void) {
+  for (int cap = 0; cap <= 63; cap++)
+    if (cap != CAP_KILL && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+      die("prctl(PR_CAPBSET_DROP, %d)", cap);
+  if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+    die("prctl(PR_CAP_AMBIENT_CLEAR_ALL)");
+  struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct data[2] = {{0}};
+  data[0].effective = data[0].permitted = 1u << CAP_KILL;
+  if (syscall(SYS_capset, &header, data) < 0) die("capset (CAP_KILL only)");
 }
 
 // The VMM: never returns.
@@ -321,7 +348,7 @@ static void forward(int sig) {
 // Forks; the child runs `body` (which must not return); this process forwards the stop signals
 // to it and returns its status as an exit code (128 + signal when a signal ended it). Signals are
 // blocked from before the fork until the handlers are set, so none is lost on the way.
-static int supervise(void (*body)(void)) {
+static int supervise(void (*body)(void), int init) {
   sigset_t all, old;
   sigfillset(&all);
   sigprocmask(SIG_BLOCK, &all, &old);
@@ -342,6 +369,7 @@ static int supervise(void (*body)(void)) {
   sa.sa_flags = SA_RESTART;
   int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
   for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++) sigaction(forwarded[i], &sa, NULL);
+  if (init && drop_late) keep_only_kill();
   sigprocmask(SIG_SETMASK, &old, NULL);
   int status;
   for (;;) {
@@ -367,6 +395,7 @@ int main(void) {
   jail_root = root->f[1];
   jail_uid = (uid_t)number(ids->f[1], 10);
   jail_gid = (gid_t)number(ids->f[2], 10);
+  drop_late = find("drop-late") != NULL;
   // The environment the VMM gets is only the plan's env records (execve's envp); none of ours.
   clearenv();
 
@@ -387,5 +416,5 @@ int main(void) {
   if (unshare(CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS) < 0) die("unshare(CLONE_NEWPID|CLONE_NEWIPC|CLONE_NEWUTS)");
   // Our parent (`vmm jail`) going away takes the jail with it.
   prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-  return supervise(enter_jail);
+  return supervise(enter_jail, 0);
 }
