@@ -89,11 +89,11 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(await schema(file, [import.meta.filename]))
     return 0
   }
-  // Confined by default (jail/default.ts); the VMM inside, VMM_JAILED=1, runs the machine itself.
-  if ((command === 'run' || command === 'restore') && file && !values['no-jail'] && !process.env.VMM_JAILED) {
+  // Confined by default (jail/default.ts); the VMM inside (VMM_JAILED=1) runs the machine itself.
+  const jailed = async (command: 'run' | 'restore', file: string) => {
+    if (values['no-jail'] || process.env.VMM_JAILED) return undefined
     const options = argv.filter((_, i) => !tokens.some((t) => t.kind === 'positional' && t.index === i))
-    const status = await (await import('./jail/default.js')).runDefaultJail(command, file, options)
-    if (status !== undefined) return status
+    return (await import('./jail/default.js')).runDefaultJail(command, file, options)
   }
   if (command === 'restore') {
     if (file === undefined) throw new UsageError('restore needs a snapshot directory')
@@ -105,6 +105,8 @@ async function main(argv: string[]): Promise<number> {
     } catch (e) {
       throw new UsageError((e as Error).message)
     }
+    const status = await jailed('restore', file)
+    if (status !== undefined) return status
     return restore(file, await loadProvider(specifier, file), {
       paused: values.paused === true,
       overrides,
@@ -115,6 +117,10 @@ async function main(argv: string[]): Promise<number> {
   if (command !== 'validate' && command !== 'graph' && command !== 'run')
     throw new UsageError(`unknown command "${command}"`)
   if (file === undefined) throw new UsageError(`${command} needs a manifest file`)
+  if (command === 'run') {
+    const status = await jailed('run', file)
+    if (status !== undefined) return status
+  }
   const resolved = await resolve(file)
   mark('manifest read, validated and resolved (including module loading)')
   if (command === 'validate') {

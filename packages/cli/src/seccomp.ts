@@ -19,8 +19,8 @@ export async function confine(
 ): Promise<SeccompHandle> {
   // The default jail's drop of ids comes first: the filters do not allow setuid and its kind.
   const dropped = (await import('./jail/drop.js')).dropIds()
-  const jail = dropped === undefined ? '' : `jail: dropped to ${dropped}; `
-  if (!enabled) return { summary: `${jail}seccomp off (--no-seccomp)`, finish() {} }
+  const jail = dropped === undefined ? '' : `; jail: dropped to ${dropped}`
+  if (!enabled) return { summary: `seccomp off (--no-seccomp)${jail}`, finish() {} }
   const { applySeccomp } = await import('@vmm/host')
   const { writeFileSync } = await import('node:fs')
   const recordFile = process.env.VMM_SECCOMP_RECORD
@@ -30,10 +30,11 @@ export async function confine(
   })
   const { process: p, vcpu } = seccomp.counts
   const summary =
-    `${jail}seccomp ${seccomp.mode === 'record' ? 'recording' : 'on'}: process filter ${p} calls, ` +
+    `seccomp ${seccomp.mode === 'record' ? 'recording' : 'on'}: process filter ${p} calls, ` +
     (vcpu === undefined
       ? 'no vCPU filter (the hypervisor runs no vCPU threads)'
-      : `vCPU filter ${vcpu} calls`)
+      : `vCPU filter ${vcpu} calls`) +
+    jail
   if (recordFile) process.stderr.write(`vmm: ${summary}; the calls the lists lack go to ${recordFile}\n`)
   return {
     summary,

@@ -198,7 +198,7 @@ describe('the plan', () => {
         VMM_TRACE_EMULATION: '1',
         LD_PRELOAD: '/evil.so',
       }),
-    ).toEqual(['HOME=/', 'VMM_CACHE_DIR=off', 'TERM=xterm', 'VMM_TRACE_EMULATION=1'])
+    ).toEqual(['HOME=/', 'VMM_CACHE_DIR=off', 'VMM_JAILED=1', 'TERM=xterm', 'VMM_TRACE_EMULATION=1'])
   })
 })
 

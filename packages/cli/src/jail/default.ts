@@ -23,7 +23,7 @@
 //     cannot be made refuses the run, naming --no-jail: root unconfined is never silent.
 import { randomBytes } from 'node:crypto'
 import { basename } from 'node:path'
-import { EXIT_USAGE } from '../exit-codes.js'
+import { EXIT_HOST_FAILURE } from '../exit-codes.js'
 import { JailUsageError, parseJailArgs } from './args.js'
 import { runInJail } from './jail.js'
 
@@ -76,6 +76,6 @@ export async function runDefaultJail(
     process.stderr.write(
       `vmm: cannot confine the VMM in its default jail: ${(e as Error).message}\n(vmm ${command} --no-jail runs it unconfined)\n`,
     )
-    return EXIT_USAGE
+    return EXIT_HOST_FAILURE
   }
 }

@@ -18,7 +18,9 @@ export function dropIds(env: NodeJS.ProcessEnv = process.env): string | undefine
   if (spec === undefined) return undefined
   const m = /^(\d+):(\d+)$/.exec(spec)
   if (!m || Number(m[1]) === 0 || Number(m[2]) === 0)
-    throw new Error(`VMM_JAIL_DROP="${spec}": expected <uid>:<gid>, both unprivileged (set by vmm run's jail)`)
+    throw new Error(
+      `VMM_JAIL_DROP="${spec}": expected <uid>:<gid>, both unprivileged (set by vmm run's jail)`,
+    )
   const uid = Number(m[1])
   const gid = Number(m[2])
   // Groups first, then the gid, then the uid: the first two need the privilege the last drops.
@@ -45,7 +47,9 @@ export function dropIds(env: NodeJS.ProcessEnv = process.env): string | undefine
               ? 'no_new_privs is not set'
               : undefined
     if (problem)
-      throw new Error(`the jail's drop to uid ${uid} gid ${gid} did not hold for thread ${task}: ${problem}; not starting the guest`)
+      throw new Error(
+        `the jail's drop to uid ${uid} gid ${gid} did not hold for thread ${task}: ${problem}; not starting the guest`,
+      )
   }
   return `ids ${uid}:${gid}`
 }

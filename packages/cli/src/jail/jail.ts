@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url'
 import { EXIT_HOST_FAILURE, EXIT_USAGE } from '../exit-codes.js'
 import { JAIL_USAGE, type JailOptions, JailUsageError, parseJailArgs } from './args.js'
 import { type JailCgroups, makeCgroups, oomKills, removeCgroups } from './cgroup.js'
-import { machineNeeds, removeSocketsMade } from './machine.js'
+import { machineNeeds, tidyMade } from './machine.js'
 import { hostDevices, jailEnv, planText, tidyBinds, tidyLinks } from './plan.js'
 import { runtimeFiles } from './runtime-files.js'
 
@@ -95,7 +95,11 @@ export async function runInJail(o: JailOptions, argv: readonly string[]): Promis
       rlimits: o.rlimits,
       ...(o.netns === undefined ? {} : { netns: o.netns }),
       cwd,
-      env: [...jailEnv(process.env, extra.cacheDir), ...extra.env, ...(o.dropLate ? [`VMM_JAIL_DROP=${o.uid}:${o.gid}`] : [])],
+      env: [
+        ...jailEnv(process.env, extra.cacheDir),
+        ...extra.env,
+        ...(o.dropLate ? [`VMM_JAIL_DROP=${o.uid}:${o.gid}`] : []),
+      ],
       dropLate: o.dropLate === true,
       exec: [process.execPath, process.execPath, cliMain, o.command, o.target, ...o.vmmArgs],
     })
@@ -110,8 +114,8 @@ export async function runInJail(o: JailOptions, argv: readonly string[]): Promis
     if (status > 128) process.stderr.write(`vmm jail: the VMM was ended by signal ${status - 128}\n`)
     return status
   } finally {
-    // drop-late: the sockets the VMM made as root, it cannot unlink once it has dropped its ids.
-    if (o.dropLate) removeSocketsMade(needs.created)
+    // drop-late: what the VMM made as root in its idmapped directories (machine.ts).
+    if (o.dropLate) tidyMade(needs.created, o.uid)
     const left = [...removeCgroups(cgroups?.dirs ?? []), ...removeMade(made)]
     if (left.length > 0)
       process.stderr.write(`vmm jail: left behind (not empty or still in use): ${left.join(', ')}\n`)

@@ -4,7 +4,7 @@
 // dependencies), node and its libraries. The manifest is resolved here as `vmm run` resolves it
 // (plugins are loaded to read their schemas: plugins are code the operator chose, as for `vmm
 // validate`), so a manifest error is answered before anything is made.
-import { existsSync, lstatSync, readFileSync, statSync, unlinkSync } from 'node:fs'
+import { chownSync, existsSync, lstatSync, readFileSync, statSync, unlinkSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, isAbsolute, join } from 'node:path'
 import type { ResolvedManifest } from '@vmm/core'
@@ -35,15 +35,22 @@ export interface MadePath {
 }
 
 /**
- * After a drop-late run: a socket at one of `created` that is not the file that was there before
- * the run is the VMM's, made as root before it dropped its ids, which it then could not unlink
- * (unix(7): a socket file stays until unlinked); it is removed here. Files (a console log) stay.
+ * After a drop-late run, what the VMM made at `created` (paths it makes: sockets, log files) in
+ * its idmapped directories (vmm-jail-idmap.c): a socket that is not the file that was there
+ * before the run is the VMM's, which it could not always unlink after its drop (unix(7): a socket
+ * file stays until unlinked); it is removed. A new file owned by the jail's uid (made by the VMM
+ * as root before its drop, written as that uid through the idmap) is given to its directory's
+ * owner, as it would be without the jail; its content is left alone.
  */
-export function removeSocketsMade(created: readonly MadePath[]): void {
+export function tidyMade(created: readonly MadePath[], jailUid: number): void {
   for (const { path, ino } of created) {
     try {
       const st = lstatSync(path)
       if (st.isSocket() && st.ino !== ino) unlinkSync(path)
+      else if (st.isFile() && ino === undefined && st.uid === jailUid) {
+        const dir = statSync(dirname(path))
+        chownSync(path, dir.uid, dir.gid)
+      }
     } catch {}
   }
 }
@@ -53,9 +60,12 @@ async function resolveMachine(o: JailOptions, cliMain: string): Promise<Resolved
     await import('@vmm/core')
   const registry = registerBuiltins(new ComponentRegistry())
   if (o.command === 'run') {
-    if (!o.dropLate && !existsSync(o.target)) throw new JailUsageError(`the manifest ${o.target} does not exist`)
+    if (!o.dropLate && !existsSync(o.target))
+      throw new JailUsageError(`the manifest ${o.target} does not exist`)
     return resolveManifest(readManifest(o.target), registry, { pluginsAlsoFrom: [cliMain] })
   }
+  // The default jail answers a bad snapshot as `vmm restore` does, with the snapshot's own error.
+  if (o.dropLate) (await import('@vmm/core')).readSnapshot(o.target)
   const stateFile = join(o.target, 'state.json')
   if (!existsSync(stateFile))
     throw new JailUsageError(`${o.target} is not a snapshot directory: ${stateFile} does not exist`)
@@ -132,9 +142,11 @@ export async function machineNeeds(o: JailOptions, cliMain: string): Promise<Mac
         return
       }
     }
-    throw new JailUsageError(
-      `${what} "${specifier}" cannot be found from ${fromFile}, the working directory or vmm`,
-    )
+    // The default jail leaves it to the VMM inside, which says it as `vmm run` does.
+    if (!o.dropLate)
+      throw new JailUsageError(
+        `${what} "${specifier}" cannot be found from ${fromFile}, the working directory or vmm`,
+      )
   }
   for (const p of resolved.source.plugins) find(p.name, p.fromFile, 'the plugin')
   const hypervisor = o.hypervisor ?? process.env.VMM_HYPERVISOR ?? '@vmm/kvm'

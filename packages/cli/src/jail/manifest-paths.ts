@@ -76,6 +76,9 @@ export function permits(st: Stats, uid: number, gid: number, bits: number): bool
   return (mode & bits) === bits
 }
 
+/** The default jail's read-write binds are idmapped to their owner (runtime.ts Bind.idmap). */
+const idmapOf = (st: Stats, asRoot: boolean) => (asRoot ? { idmap: { uid: st.uid, gid: st.gid } } : {})
+
 /**
  * The binds for `paths`, after checking that the jail's uid/gid can use each as the VMM will:
  * a missing input or a directory it cannot write is answered here, naming the component, rather
@@ -104,7 +107,7 @@ export function manifestBinds(
         throw new JailUsageError(
           `${p.owner}: the jailed VMM (uid ${uid}, gid ${gid}) cannot create ${p.path}: its directory is not writable by it (chown it or pick a directory of the VMM's own)`,
         )
-      binds.push({ source: realpathSync(dir), target: dir, readOnly: false })
+      binds.push({ source: realpathSync(dir), target: dir, readOnly: false, ...idmapOf(st, asRoot) })
       continue
     }
     const st = statSync(p.path) // exists: classified from it
@@ -113,7 +116,12 @@ export function manifestBinds(
       throw new JailUsageError(
         `${p.owner}: the jailed VMM (uid ${uid}, gid ${gid}) cannot ${bits === 6 ? 'read and write' : 'read'} ${p.path} (its mode is ${(st.mode & 0o777).toString(8)}, owner ${st.uid}:${st.gid})`,
       )
-    binds.push({ source: realpathSync(p.path), target: p.path, readOnly: p.access === 'read' })
+    binds.push({
+      source: realpathSync(p.path),
+      target: p.path,
+      readOnly: p.access === 'read',
+      ...(p.access === 'read' ? {} : idmapOf(st, asRoot)),
+    })
   }
   return binds
 }

@@ -85,7 +85,7 @@ const under = (path: string, dir: string) => path === dir || path.startsWith(dir
 /**
  * Binds sorted so a parent comes before what is bound below it, one per target (read-write wins
  * over read-only for the same place), without those an identity bind of a directory above already
- * shows (same source path, same access): a package directory inside another, a library twice.
+ * shows (same source path, same access, same idmap): a package directory inside another, a library twice.
  */
 export function tidyBinds(binds: readonly Bind[]): Bind[] {
   const byTarget = new Map<string, Bind>()
@@ -100,6 +100,8 @@ export function tidyBinds(binds: readonly Bind[]): Bind[] {
       (k) =>
         k.source === k.target &&
         k.readOnly === b.readOnly &&
+        k.idmap?.uid === b.idmap?.uid &&
+        k.idmap?.gid === b.idmap?.gid &&
         b.source === b.target &&
         under(b.target, k.target) &&
         statSync(k.source).isDirectory(),
@@ -125,7 +127,14 @@ export function planText(p: JailPlan): string {
   for (const r of p.rlimits) lines.push(['rlimit', r.name, r.soft, r.hard])
   for (const d of p.cgroupDirs) lines.push(['cgroup', `${d}/cgroup.procs`])
   if (p.netns !== undefined) lines.push(['netns', p.netns])
-  for (const b of p.binds) lines.push(['bind', b.source, b.target, b.readOnly ? 'ro' : 'rw'])
+  for (const b of p.binds)
+    lines.push([
+      'bind',
+      b.source,
+      b.target,
+      b.readOnly ? 'ro' : 'rw',
+      ...(b.idmap ? ['idmap', String(b.idmap.uid), String(b.idmap.gid)] : []),
+    ])
   for (const l of p.links) lines.push(['symlink', l.target, l.path])
   for (const d of p.devices)
     lines.push([

@@ -1,6 +1,8 @@
 // Files the jailed VMM uses at run time that its manifest does not name:
 //   - the code and validator caches (core's code-cache.ts and manifest/schema.ts, the same places:
-//     $VMM_CACHE_DIR, else $XDG_CACHE_HOME/vmm, else ~/.cache/vmm), bound in **read-only**: the VMM
+//     $VMM_CACHE_DIR, else $XDG_CACHE_HOME/vmm, else ~/.cache/vmm), bound in **read-only** at
+//     /cache (VMM_CACHE_DIR=/cache inside; the key of a cached file is the code's path, not the
+//     cache's, and the home directory it is in stays out of the jail): the VMM
 //     starts from the compiled code `vmm run` itself (outside, as root) or an earlier run wrote,
 //     and never writes code that a later VMM would run (a guest that took over one VMM must not
 //     reach the next through the cache); a cache write from inside fails, which the caches take as
@@ -10,7 +12,7 @@
 //     own pid namespace), owned by the jail's uid and bound in read-write, so the record of a
 //     jailed run lands where the caller looks. One that exists already must be writable by the
 //     uid, or the run is refused naming it.
-import { closeSync, existsSync, fchownSync, openSync, statSync } from 'node:fs'
+import { closeSync, existsSync, fchownSync, openSync, realpathSync, statSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { type JailOptions, JailUsageError } from './args.js'
@@ -24,6 +26,9 @@ export interface RuntimeFiles {
   /** VMM_CACHE_DIR inside, when a cache is bound in. */
   readonly cacheDir?: string
 }
+
+/** Where the caches are, inside the jail. */
+const JAIL_CACHE = '/cache'
 
 function cacheRoot(env: NodeJS.ProcessEnv): string | undefined {
   if (env.VMM_CACHE_DIR === 'off') return undefined
@@ -43,14 +48,18 @@ export function runtimeFiles(o: JailOptions, env: NodeJS.ProcessEnv = process.en
   if (root !== undefined && !/[\t\n]/.test(root)) {
     for (const sub of ['code', 'validators']) {
       const d = join(root, sub)
-      if (existsSync(d) && statSync(d).isDirectory()) binds.push({ source: d, target: d, readOnly: true })
+      if (existsSync(d) && statSync(d).isDirectory())
+        binds.push({ source: realpathSync(d), target: join(JAIL_CACHE, sub), readOnly: true })
     }
-    if (binds.length > 0) cacheDir = root
+    if (binds.length > 0) cacheDir = JAIL_CACHE
   }
   const record = env.VMM_SECCOMP_RECORD
   if (record) {
     const file = resolve(record.replaceAll('%p', String(process.pid)))
-    if (/[\t\n]/.test(file)) throw new JailUsageError(`VMM_SECCOMP_RECORD ${JSON.stringify(file)}: a TAB or newline in a path is not supported`)
+    if (/[\t\n]/.test(file))
+      throw new JailUsageError(
+        `VMM_SECCOMP_RECORD ${JSON.stringify(file)}: a TAB or newline in a path is not supported`,
+      )
     if (existsSync(file)) {
       const st = statSync(file)
       if (!st.isFile() || !permits(st, o.uid, o.gid, 6))

@@ -36,7 +36,8 @@
 // TAB or a newline). Records: root <dir>; bind <src> <dst> ro|rw; symlink <target> <path>;
 // dev <path> <major> <minor> <mode-octal> owned|root; proc; cgroup <cgroup.procs file>;
 // netns <path>; rlimit <name> <soft> <hard>; hostname <name>; ids <uid> <gid>; cwd <path>;
-// env <NAME=value>; exec <file> <argv0> <argv1>...; drop-late.
+// env <NAME=value>; exec <file> <argv0> <argv1>...; drop-late; a bind may end in
+// `idmap <fsuid> <fsgid>` (vmm-jail-idmap.c: on-disk fsuid/fsgid shown as the jail's ids).
 //
 // drop-late (the default jail of `vmm run`/`vmm restore`, packages/cli/src/jail/default.ts): step 9
 // sets no ids for the VMM; it execs as root in the jail (its namespaces, its root, no_new_privs),
@@ -66,10 +67,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "vmm-jail.h"
+
 #define MAX_PLAN (4 << 20)
 #define MAX_FIELDS 512
 
-static void die(const char *fmt, ...) {
+#define die jail_die
+
+void jail_die(const char *fmt, ...) {
   int e = errno;
   va_list ap;
   va_start(ap, fmt);
@@ -85,6 +90,7 @@ static void die(const char *fmt, ...) {
 typedef struct {
   char *f[MAX_FIELDS];
   int n;
+  int userns; // an idmapped bind's user namespace (vmm-jail-idmap.c), made in main()
 } record;
 
 static record *records;
@@ -186,6 +192,12 @@ static void bind(const record *r) {
     int fd = open(dst, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
     if (fd < 0 && errno != EEXIST) die("create mount point %s", dst);
     if (fd >= 0) close(fd);
+  }
+  if (r->n >= 7 && strcmp(r->f[4], "idmap") == 0) {
+    jail_idmap_bind(src, dst, r->f[2], r->userns);
+    close(r->userns);
+    free(dst);
+    return;
   }
   // Not MS_REC: only the named tree, without what is mounted below it on the host.
   if (mount(src, dst, NULL, MS_BIND, NULL) < 0) die("bind %s to %s", src, r->f[2]);
@@ -398,6 +410,13 @@ int main(void) {
   drop_late = find("drop-late") != NULL;
   // The environment the VMM gets is only the plan's env records (execve's envp); none of ours.
   clearenv();
+
+  // The idmapped binds' user namespaces, while /proc still names our children (vmm-jail-idmap.c).
+  for (int i = 0; i < nrecords; i++) {
+    record *r = &records[i];
+    if (strcmp(r->f[0], "bind") == 0 && r->n >= 7 && strcmp(r->f[4], "idmap") == 0)
+      r->userns = jail_idmap_userns((unsigned)number(r->f[5], 10), (unsigned)number(r->f[6], 10), jail_uid, jail_gid);
+  }
 
   // 2. Limits and cgroups, inherited by the child.
   for (int i = 0; i < nrecords; i++) {
