@@ -13,8 +13,8 @@ import { fileURLToPath } from 'node:url'
 import { EXIT_HOST_FAILURE, EXIT_USAGE } from '../exit-codes.js'
 import { JAIL_USAGE, type JailOptions, JailUsageError, parseJailArgs } from './args.js'
 import { type JailCgroups, makeCgroups, oomKills, removeCgroups } from './cgroup.js'
-import { machineNeeds, tidyMade } from './machine.js'
-import { hostDevices, jailEnv, planText, tidyBinds, tidyLinks } from './plan.js'
+import { type MachineNeeds, machineNeeds, tidyMade } from './machine.js'
+import { CAP_NET_ADMIN, hostDevices, jailEnv, planText, SHARE_CAPS, tidyBinds, tidyLinks } from './plan.js'
 import { runtimeFiles } from './runtime-files.js'
 
 const cliMain = fileURLToPath(new URL('../main.js', import.meta.url))
@@ -95,12 +95,9 @@ export async function runInJail(o: JailOptions, argv: readonly string[]): Promis
       rlimits: o.rlimits,
       ...(o.netns === undefined ? {} : { netns: o.netns }),
       cwd,
-      env: [
-        ...jailEnv(process.env, extra.cacheDir),
-        ...extra.env,
-        ...(o.dropLate ? [`VMM_JAIL_DROP=${o.uid}:${o.gid}`] : []),
-      ],
+      env: [...jailEnv(process.env, extra.cacheDir), ...extra.env, ...dropEnv(o, needs)],
       dropLate: o.dropLate === true,
+      ...(o.dropLate && needs.shares.length > 0 ? { caps: shareCaps(needs) } : {}),
       exec: [process.execPath, process.execPath, cliMain, o.command, o.target, ...o.vmmArgs],
     })
     if (process.env.VMM_JAIL_PRINT_PLAN === '1') process.stderr.write(plan)
@@ -120,6 +117,23 @@ export async function runInJail(o: JailOptions, argv: readonly string[]): Promis
     if (left.length > 0)
       process.stderr.write(`vmm jail: left behind (not empty or still in use): ${left.join(', ')}\n`)
   }
+}
+
+/** The capabilities a drop-late VMM with a writable share keeps (plan.ts SHARE_CAPS). */
+const shareCaps = (needs: MachineNeeds) => [
+  ...Object.values(SHARE_CAPS),
+  ...(needs.tap ? [CAP_NET_ADMIN] : []),
+]
+
+/**
+ * drop-late: VMM_JAIL_DROP, the ids drop.ts takes; or, with a writable share, VMM_JAIL_KEPT, what
+ * the VMM that stays root holds (drop.ts checks it and says it under --timings).
+ */
+function dropEnv(o: JailOptions, needs: MachineNeeds): string[] {
+  if (!o.dropLate) return []
+  if (needs.shares.length === 0) return [`VMM_JAIL_DROP=${o.uid}:${o.gid}`]
+  const mask = shareCaps(needs).reduce((m, c) => m | (1n << BigInt(c)), 0n)
+  return [`VMM_JAIL_KEPT=${mask.toString(16)}:${needs.shares.join(',')}`]
 }
 
 const under = (path: string, dir: string) => path === dir || path.startsWith(`${dir}/`)

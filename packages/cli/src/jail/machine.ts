@@ -27,6 +27,10 @@ export interface MachineNeeds {
   readonly ramBytes: number
   /** The paths the VMM will make (sockets, log files), with the inode each has now (if any). */
   readonly created: readonly MadePath[]
+  /** The writable shares (drop-late only): their components, "<id>.<property>". */
+  readonly shares: readonly string[]
+  /** Whether a component opens a TAP (CAP_NET_ADMIN, for a VMM that keeps root). */
+  readonly tap: boolean
 }
 
 export interface MadePath {
@@ -110,7 +114,10 @@ export async function machineNeeds(o: JailOptions, cliMain: string): Promise<Mac
     binds.push({ source: o.target, target: o.target, readOnly: true })
   }
   const paths = manifestPaths(resolved, o.qmp ?? resolved.control.qmp)
-  binds.push(...manifestBinds(paths, o.uid, o.gid, o.dropLate === true))
+  // A writable share needs root's chown/mknod on its tree: the VMM then keeps root, with only
+  // SHARE_CAPS (default.ts), and its binds need no idmap.
+  const shares = o.dropLate ? paths.filter((p) => p.share).map((p) => p.owner) : []
+  binds.push(...manifestBinds(paths, o.uid, o.gid, o.dropLate === true, shares.length === 0))
   const created = paths
     .filter((p) => p.access === 'create')
     .map((p) => {
@@ -160,5 +167,6 @@ export async function machineNeeds(o: JailOptions, cliMain: string): Promise<Mac
   for (const d of closure.dirs) binds.push({ source: d, target: d, readOnly: true })
   links.push(...closure.links)
   binds.push(...nodeRuntime(closure.dirs.flatMap(nativeAddons)))
-  return { binds, links, ramBytes: resolved.machine.memory, created }
+  const tap = resolved.components.some((c) => typeof c.config.tap === 'string')
+  return { binds, links, ramBytes: resolved.machine.memory, created, shares, tap }
 }

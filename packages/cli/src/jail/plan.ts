@@ -14,6 +14,18 @@ export interface Device {
   readonly owned: boolean
 }
 
+/**
+ * The capabilities a VMM with a writable share keeps (it stays root in its jail; capabilities(7)
+ * numbers): the 9p server makes the guest's owners and modes on the share (CHOWN; FOWNER for
+ * chmod/utimes of files it does not own; FSETID so a chown or write keeps set-group-ID bits as
+ * the guest set them; DAC_OVERRIDE and DAC_READ_SEARCH to read and write files of every mode, as
+ * the guest's root does; MKNOD for the device nodes a container's tree holds, inert on the jail's
+ * nodev mounts). NET_ADMIN is added only for a machine with a TAP (TUNSETIFF). Not kept: SYS_ADMIN
+ * (mount, setns, pivot_root), SETUID/SETGID, SYS_PTRACE, KILL, SYS_MODULE, NET_RAW and the rest.
+ */
+export const SHARE_CAPS = { CHOWN: 0, DAC_OVERRIDE: 1, DAC_READ_SEARCH: 2, FOWNER: 3, FSETID: 4, MKNOD: 27 }
+export const CAP_NET_ADMIN = 12
+
 export interface JailPlan {
   readonly root: string
   readonly uid: number
@@ -29,6 +41,8 @@ export interface JailPlan {
   readonly env: readonly string[]
   /** The VMM drops to uid/gid itself, after building its machine as root in the jail (default.ts). */
   readonly dropLate?: boolean
+  /** drop-late with a writable share: the VMM keeps root with only these capabilities. */
+  readonly caps?: readonly number[]
   /** The executable, then argv (argv[0] first). */
   readonly exec: readonly string[]
 }
@@ -147,6 +161,7 @@ export function planText(p: JailPlan): string {
     ])
   lines.push(['proc'], ['cwd', p.cwd])
   if (p.dropLate) lines.push(['drop-late'])
+  if (p.caps) lines.push(['caps', ...p.caps.map(String)])
   for (const e of p.env) lines.push(['env', e])
   lines.push(['exec', ...p.exec])
   for (const l of lines) for (const f of l.slice(1)) checkPlanPath(l[0]!, f)

@@ -37,7 +37,10 @@
 // dev <path> <major> <minor> <mode-octal> owned|root; proc; cgroup <cgroup.procs file>;
 // netns <path>; rlimit <name> <soft> <hard>; hostname <name>; ids <uid> <gid>; cwd <path>;
 // env <NAME=value>; exec <file> <argv0> <argv1>...; drop-late; a bind may end in
-// `idmap <fsuid> <fsgid>` (vmm-jail-idmap.c: on-disk fsuid/fsgid shown as the jail's ids).
+// `idmap <fsuid> <fsgid>` (vmm-jail-idmap.c: on-disk fsuid/fsgid shown as the jail's ids);
+// caps <n>... (with drop-late: the VMM stays root but execs with only these capabilities, in every
+// set, the bounding set included: a machine with a writable virtio-9p share, whose server makes
+// the guest's owners and modes on the host tree; packages/cli/src/jail/default.ts says which).
 //
 // drop-late (the default jail of `vmm run`/`vmm restore`, packages/cli/src/jail/default.ts): step 9
 // sets no ids for the VMM; it execs as root in the jail (its namespaces, its root, no_new_privs),
@@ -321,22 +324,31 @@ static void enter_jail(void) {
   exit(supervise(exec_vmm, 1));
 }
 
-// drop-late's init: of root's capabilities only CAP_KILL stays (to forward signals to the VMM while
-// it is still root), in every set; the bounding set first, as dropping from it needs CAP_SETPCAP.
-static void keep_only_kill(void) {
+// Of root's capabilities only those in `mask` stay, in every set (capabilities(7)): the bounding
+// set first, as dropping from it needs CAP_SETPCAP; the inheritable and ambient sets empty, so an
+// execve(2) as root gives exactly the bounding set. drop-late's init keeps CAP_KILL alone (to
+// forward signals to the VMM while it is still root); a `caps` VMM keeps its list.
+static void keep_caps(unsigned long long mask) {
   for (int cap = 0; cap <= 63; cap++)
-    if (cap != CAP_KILL && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+    if (!(mask & (1ULL << cap)) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
       die("prctl(PR_CAPBSET_DROP, %d)", cap);
   if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
     die("prctl(PR_CAP_AMBIENT_CLEAR_ALL)");
   struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
   struct __user_cap_data_struct data[2] = {{0}};
-  data[0].effective = data[0].permitted = 1u << CAP_KILL;
-  if (syscall(SYS_capset, &header, data) < 0) die("capset (CAP_KILL only)");
+  data[0].effective = data[0].permitted = (unsigned)mask;
+  data[1].effective = data[1].permitted = (unsigned)(mask >> 32);
+  if (syscall(SYS_capset, &header, data) < 0) die("capset");
 }
 
 // The VMM: never returns.
 static void exec_vmm(void) {
+  const record *caps = find("caps");
+  if (caps && drop_late) {
+    unsigned long long mask = 0;
+    for (int i = 1; i < caps->n; i++) mask |= 1ULL << number(caps->f[i], 10);
+    keep_caps(mask);
+  }
   char **envp = calloc((size_t)nrecords + 1, sizeof(char *));
   if (!envp) die("out of memory");
   int ne = 0;
@@ -381,7 +393,7 @@ static int supervise(void (*body)(void), int init) {
   sa.sa_flags = SA_RESTART;
   int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
   for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++) sigaction(forwarded[i], &sa, NULL);
-  if (init && drop_late) keep_only_kill();
+  if (init && drop_late) keep_caps(1ULL << CAP_KILL);
   sigprocmask(SIG_SETMASK, &old, NULL);
   int status;
   for (;;) {
