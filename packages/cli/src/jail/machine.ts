@@ -117,7 +117,9 @@ export async function machineNeeds(o: JailOptions, cliMain: string): Promise<Mac
   // A writable share needs root's chown/mknod on its tree: the VMM then keeps root, with only
   // SHARE_CAPS (default.ts), and its binds need no idmap.
   const shares = o.dropLate ? paths.filter((p) => p.share).map((p) => p.owner) : []
-  binds.push(...manifestBinds(paths, o.uid, o.gid, o.dropLate === true, shares.length === 0))
+  binds.push(
+    ...manifestBinds(paths, o.uid, o.gid, o.dropLate === true, o.dropLate === true && shares.length === 0),
+  )
   const created = paths
     .filter((p) => p.access === 'create')
     .map((p) => {
