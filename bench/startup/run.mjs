@@ -72,7 +72,15 @@ const rows = [
     expect: { code: 0, stdout: GREETING },
   },
   {
-    // What the seccomp filters `vmm run` installs by default cost at start-up: the row above minus this.
+    // What the default jail costs at start-up (as root: vmm run is jailed unless --no-jail; the
+    // row above minus this; the ratio is printed below the table).
+    name: 'vmm run (KVM) --no-jail',
+    argv: [process.execPath, main, 'run', manifest, '--no-jail'],
+    expect: { code: 0, stdout: GREETING },
+  },
+  {
+    // What the seccomp filters `vmm run` installs by default cost at start-up: the first vmm row minus
+    // this (both jailed, as root).
     name: 'vmm run (KVM) --no-seccomp',
     argv: [process.execPath, main, 'run', manifest, '--no-seccomp'],
     expect: { code: 0, stdout: GREETING },
@@ -138,8 +146,9 @@ for (let r = 0; r < ROUNDS; r++) {
     const m = /^\s+([\d.]+)\s+(.*)$/.exec(line)
     if (!m) continue
     const map = /^\S+: \w+$/.test(m[2]) ? components : milestones
-    if (!map.has(m[2])) map.set(m[2], [])
-    map.get(m[2]).push(Number(m[1]))
+    const label = m[2].replace(/ids \d+:\d+/, 'ids <uid>:<gid>') // the jail's ids differ per run
+    if (!map.has(label)) map.set(label, [])
+    map.get(label).push(Number(m[1]))
   }
 }
 
@@ -167,6 +176,16 @@ for (const row of rows) {
   console.log(
     `  ${row.name.padEnd(28)} ${m.toFixed(1).padStart(7)} ms ${range.padEnd(11)} ${(m / base).toFixed(2)}x node -e ""`,
   )
+}
+{
+  const [jailed, free] = ['vmm run (KVM)', 'vmm run (KVM) --no-jail'].map((n) =>
+    rows.find((r) => r.name === n),
+  )
+  if (!jailed.unavailable && !free.unavailable) {
+    const [j, f] = [median(jailed.ms), median(free.ms)]
+    const who = process.getuid?.() === 0 ? 'jailed' : 'not root, so NOT jailed'
+    console.log(`  default (${who}) vs --no-jail: ${(j - f).toFixed(1)} ms more, ${(j / f).toFixed(2)}x`)
+  }
 }
 if (milestones.size > 0) {
   console.log('vmm run --timings (KVM), medians, ms since process start:')

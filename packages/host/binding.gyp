@@ -12,7 +12,7 @@
     {
       "target_name": "vmm-jail",
       "type": "executable",
-      "sources": ["src/native/vmm-jail.c"],
+      "sources": ["src/native/vmm-jail.c", "src/native/vmm-jail-idmap.c"],
       "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra"]
     }
   ]

@@ -19,7 +19,7 @@ commands:
   schema [manifest]                      the manifest JSON Schema, for editors; with a
                                          manifest, its plugins' component types too
   run <manifest> [--hypervisor <module>] [--timings] [--shutdown-timeout <s>] [--qmp <socket>]
-      [--no-seccomp]
+      [--no-seccomp] [--no-jail]
                                          run the machine; exits with the guest's code;
                                          --timings: startup milestones and per-component times;
                                          SIGTERM asks the guest to shut down (ACPI power
@@ -27,8 +27,11 @@ commands:
                                          --shutdown-timeout seconds (default 30) or a second
                                          SIGTERM; SIGINT stops it at once;
                                          --qmp: serve QMP on a Unix socket (or manifest control.qmp);
-                                         --no-seccomp: no system call filters (on by default)
-  restore <dir> [--paused] [--hypervisor <module>] [--qmp <socket>] [--no-seccomp]
+                                         --no-seccomp: no system call filters (on by default);
+                                         --no-jail: not confined (by default, as root, the VMM
+                                         runs in a jail of its own and drops to an unprivileged
+                                         uid before the guest starts; README "Sandboxing")
+  restore <dir> [--paused] [--hypervisor <module>] [--qmp <socket>] [--no-seccomp] [--no-jail]
           [--set <id>.<prop>=<value>]... [--tap|--disk|--vsock|--cid|--mac <id>=<value>]...
                                          run a machine from a snapshot directory
                                          (Machine.snapshot, QMP x-snapshot-save); --paused
@@ -57,9 +60,10 @@ async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'image') return image(argv.slice(1))
   if (argv[0] === 'ctl') return (await import('./ctl.js')).ctl(argv.slice(1))
   if (argv[0] === 'jail') return (await import('./jail/jail.js')).jail(argv.slice(1))
-  const { values, positionals } = parseArgs({
+  const { values, positionals, tokens } = parseArgs({
     args: argv,
     allowPositionals: true,
+    tokens: true,
     options: {
       print: { type: 'boolean' },
       format: { type: 'string', default: 'text' },
@@ -71,6 +75,7 @@ async function main(argv: string[]): Promise<number> {
       paused: { type: 'boolean' },
       ...RESTORE_OVERRIDE_OPTIONS,
       'no-seccomp': { type: 'boolean' },
+      'no-jail': { type: 'boolean' },
     },
   })
   const [command, file, ...extra] = positionals
@@ -84,6 +89,12 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(await schema(file, [import.meta.filename]))
     return 0
   }
+  // Confined by default (jail/default.ts); the VMM inside (VMM_JAILED=1) runs the machine itself.
+  const jailed = async (command: 'run' | 'restore', file: string) => {
+    if (values['no-jail'] || process.env.VMM_JAILED) return undefined
+    const options = argv.filter((_, i) => !tokens.some((t) => t.kind === 'positional' && t.index === i))
+    return (await import('./jail/default.js')).runDefaultJail(command, file, options)
+  }
   if (command === 'restore') {
     if (file === undefined) throw new UsageError('restore needs a snapshot directory')
     const specifier = values.hypervisor ?? process.env.VMM_HYPERVISOR ?? '@vmm/kvm'
@@ -94,6 +105,8 @@ async function main(argv: string[]): Promise<number> {
     } catch (e) {
       throw new UsageError((e as Error).message)
     }
+    const status = await jailed('restore', file)
+    if (status !== undefined) return status
     return restore(file, await loadProvider(specifier, file), {
       paused: values.paused === true,
       overrides,
@@ -104,6 +117,10 @@ async function main(argv: string[]): Promise<number> {
   if (command !== 'validate' && command !== 'graph' && command !== 'run')
     throw new UsageError(`unknown command "${command}"`)
   if (file === undefined) throw new UsageError(`${command} needs a manifest file`)
+  if (command === 'run') {
+    const status = await jailed('run', file)
+    if (status !== undefined) return status
+  }
   const resolved = await resolve(file)
   mark('manifest read, validated and resolved (including module loading)')
   if (command === 'validate') {

@@ -17,7 +17,10 @@ export async function confine(
   machine: { readonly virtualMachine: import('@vmm/core').VirtualMachine | undefined },
   enabled: boolean,
 ): Promise<SeccompHandle> {
-  if (!enabled) return { summary: 'seccomp off (--no-seccomp)', finish() {} }
+  // The default jail's drop of ids comes first: the filters do not allow setuid and its kind.
+  const dropped = (await import('./jail/drop.js')).dropIds()
+  const jail = dropped === undefined ? '' : `; jail: dropped to ${dropped}`
+  if (!enabled) return { summary: `seccomp off (--no-seccomp)${jail}`, finish() {} }
   const { applySeccomp } = await import('@vmm/host')
   const { writeFileSync } = await import('node:fs')
   const recordFile = process.env.VMM_SECCOMP_RECORD
@@ -30,7 +33,8 @@ export async function confine(
     `seccomp ${seccomp.mode === 'record' ? 'recording' : 'on'}: process filter ${p} calls, ` +
     (vcpu === undefined
       ? 'no vCPU filter (the hypervisor runs no vCPU threads)'
-      : `vCPU filter ${vcpu} calls`)
+      : `vCPU filter ${vcpu} calls`) +
+    jail
   if (recordFile) process.stderr.write(`vmm: ${summary}; the calls the lists lack go to ${recordFile}\n`)
   return {
     summary,

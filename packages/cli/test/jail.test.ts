@@ -1,7 +1,7 @@
 // `vmm jail`'s policy, without root or /dev/kvm (unit tier): option checking, the package walk
 // (pnpm-style links), the plan's tidying and text, the environment it passes. What the jail does
 // on a real host is in jail.kvm.test.ts and test/e2e/micro-jail.test.ts.
-import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -187,6 +187,27 @@ describe('the plan', () => {
     expect(() => planText({ ...plan, exec: [...plan.exec, '--qmp', 'a\nb'] })).toThrow(
       'a TAB, newline or NUL',
     )
+    // The default jail's records: drop-late, an idmapped read-write bind, the kept capabilities.
+    const late = planText({
+      ...plan,
+      binds: [{ source: '/d', target: '/d', readOnly: false, idmap: { uid: 0, gid: 0 } }],
+      dropLate: true,
+      caps: [0, 1, 27],
+    })
+    expect(late).toContain('bind\t/d\t/d\trw\tidmap\t0\t0\n')
+    expect(late).toContain('cwd\t/\ndrop-late\ncaps\t0\t1\t27\n')
+    expect(planText(plan)).not.toMatch(/drop-late|caps|idmap/)
+  })
+
+  it('an idmapped bind is not hidden by a plain one above it, nor the reverse', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vmm-jail-tidy-'))
+    const file = join(dir, 'f')
+    writeFileSync(file, '')
+    const up = { source: dir, target: dir, readOnly: false, idmap: { uid: 0, gid: 0 } }
+    const below = { source: file, target: file, readOnly: false }
+    expect(tidyBinds([up, below])).toEqual([up, below])
+    expect(tidyBinds([up, { ...below, idmap: { uid: 0, gid: 0 } }])).toEqual([up])
+    rmSync(dir, { recursive: true })
   })
 
   it('passes the VMM only the environment it needs', () => {
@@ -198,7 +219,7 @@ describe('the plan', () => {
         VMM_TRACE_EMULATION: '1',
         LD_PRELOAD: '/evil.so',
       }),
-    ).toEqual(['HOME=/', 'VMM_CACHE_DIR=off', 'TERM=xterm', 'VMM_TRACE_EMULATION=1'])
+    ).toEqual(['HOME=/', 'VMM_CACHE_DIR=off', 'VMM_JAILED=1', 'TERM=xterm', 'VMM_TRACE_EMULATION=1'])
   })
 })
 

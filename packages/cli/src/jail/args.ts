@@ -38,6 +38,12 @@ export interface JailOptions {
   /** Absolute --qmp socket, when given to the VMM command. */
   readonly qmp?: string
   readonly hypervisor?: string
+  /**
+   * The default jail of `vmm run`/`vmm restore` (default.ts): the VMM builds its machine as root in
+   * the jail and drops to uid/gid itself before the first guest instruction (drop.ts), so the files
+   * the manifest names need only root's access, as without a jail.
+   */
+  readonly dropLate?: boolean
 }
 
 export const JAIL_USAGE = `usage: vmm jail --id <id> --uid <uid> --gid <gid> [options] -- run <manifest> [run options]

@@ -11,10 +11,11 @@ import { constants } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { EXIT_HOST_FAILURE, EXIT_USAGE } from '../exit-codes.js'
-import { JAIL_USAGE, JailUsageError, parseJailArgs } from './args.js'
+import { JAIL_USAGE, type JailOptions, JailUsageError, parseJailArgs } from './args.js'
 import { type JailCgroups, makeCgroups, oomKills, removeCgroups } from './cgroup.js'
-import { machineNeeds } from './machine.js'
-import { hostDevices, jailEnv, planText, tidyBinds, tidyLinks } from './plan.js'
+import { type MachineNeeds, machineNeeds, tidyMade } from './machine.js'
+import { CAP_NET_ADMIN, hostDevices, jailEnv, planText, SHARE_CAPS, tidyBinds, tidyLinks } from './plan.js'
+import { runtimeFiles } from './runtime-files.js'
 
 const cliMain = fileURLToPath(new URL('../main.js', import.meta.url))
 
@@ -39,6 +40,14 @@ async function jailed(argv: readonly string[]): Promise<number> {
     throw new JailUsageError(
       'vmm jail must run as root (it makes namespaces, mounts and cgroups, then drops to --uid)',
     )
+  return runInJail(o, argv)
+}
+
+/**
+ * Runs `o` in a jail and returns the VMM's exit status: `vmm jail` (argv: its own, for
+ * --daemonize) and the default jail of `vmm run`/`vmm restore` (default.ts, o.dropLate).
+ */
+export async function runInJail(o: JailOptions, argv: readonly string[]): Promise<number> {
   const { jailHelperPath } = await import('@vmm/host')
   const helper = jailHelperPath()
   // Everything the jail will hold is worked out, and checked, before anything is made.
@@ -72,7 +81,8 @@ async function jailed(argv: readonly string[]): Promise<number> {
       throw new JailUsageError(
         `the machine asks for ${needs.ramBytes} bytes of RAM, more than the jail's cgroup memory limit of ${cgroups.memoryLimit} bytes allows`,
       )
-    const binds = tidyBinds(needs.binds)
+    const extra = runtimeFiles(o)
+    const binds = tidyBinds([...needs.binds, ...extra.binds])
     const plan = planText({
       root,
       uid: o.uid,
@@ -85,7 +95,9 @@ async function jailed(argv: readonly string[]): Promise<number> {
       rlimits: o.rlimits,
       ...(o.netns === undefined ? {} : { netns: o.netns }),
       cwd,
-      env: jailEnv(),
+      env: [...jailEnv(process.env, extra.cacheDir), ...extra.env, ...dropEnv(o, needs)],
+      dropLate: o.dropLate === true,
+      ...(o.dropLate && needs.shares.length > 0 ? { caps: shareCaps(needs) } : {}),
       exec: [process.execPath, process.execPath, cliMain, o.command, o.target, ...o.vmmArgs],
     })
     if (process.env.VMM_JAIL_PRINT_PLAN === '1') process.stderr.write(plan)
@@ -99,10 +111,29 @@ async function jailed(argv: readonly string[]): Promise<number> {
     if (status > 128) process.stderr.write(`vmm jail: the VMM was ended by signal ${status - 128}\n`)
     return status
   } finally {
+    // drop-late: what the VMM made as root in its idmapped directories (machine.ts).
+    if (o.dropLate) tidyMade(needs.created, o.uid)
     const left = [...removeCgroups(cgroups?.dirs ?? []), ...removeMade(made)]
     if (left.length > 0)
       process.stderr.write(`vmm jail: left behind (not empty or still in use): ${left.join(', ')}\n`)
   }
+}
+
+/** The capabilities a drop-late VMM with a writable share keeps (plan.ts SHARE_CAPS). */
+const shareCaps = (needs: MachineNeeds) => [
+  ...Object.values(SHARE_CAPS),
+  ...(needs.tap ? [CAP_NET_ADMIN] : []),
+]
+
+/**
+ * drop-late: VMM_JAIL_DROP, the ids drop.ts takes; or, with a writable share, VMM_JAIL_KEPT, what
+ * the VMM that stays root holds (drop.ts checks it and says it under --timings).
+ */
+function dropEnv(o: JailOptions, needs: MachineNeeds): string[] {
+  if (!o.dropLate) return []
+  if (needs.shares.length === 0) return [`VMM_JAIL_DROP=${o.uid}:${o.gid}`]
+  const mask = shareCaps(needs).reduce((m, c) => m | (1n << BigInt(c)), 0n)
+  return [`VMM_JAIL_KEPT=${mask.toString(16)}:${needs.shares.join(',')}`]
 }
 
 const under = (path: string, dir: string) => path === dir || path.startsWith(`${dir}/`)

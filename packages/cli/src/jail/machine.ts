@@ -4,7 +4,7 @@
 // dependencies), node and its libraries. The manifest is resolved here as `vmm run` resolves it
 // (plugins are loaded to read their schemas: plugins are code the operator chose, as for `vmm
 // validate`), so a manifest error is answered before anything is made.
-import { existsSync, readFileSync, statSync } from 'node:fs'
+import { chownSync, existsSync, lstatSync, readFileSync, statSync, unlinkSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, isAbsolute, join } from 'node:path'
 import type { ResolvedManifest } from '@vmm/core'
@@ -25,6 +25,38 @@ export interface MachineNeeds {
   readonly binds: readonly Bind[]
   readonly links: readonly Link[]
   readonly ramBytes: number
+  /** The paths the VMM will make (sockets, log files), with the inode each has now (if any). */
+  readonly created: readonly MadePath[]
+  /** The writable shares (drop-late only): their components, "<id>.<property>". */
+  readonly shares: readonly string[]
+  /** Whether a component opens a TAP (CAP_NET_ADMIN, for a VMM that keeps root). */
+  readonly tap: boolean
+}
+
+export interface MadePath {
+  readonly path: string
+  readonly ino?: number
+}
+
+/**
+ * After a drop-late run, what the VMM made at `created` (paths it makes: sockets, log files) in
+ * its idmapped directories (vmm-jail-idmap.c): a socket that is not the file that was there
+ * before the run is the VMM's, which it could not always unlink after its drop (unix(7): a socket
+ * file stays until unlinked); it is removed. A new file owned by the jail's uid (made by the VMM
+ * as root before its drop, written as that uid through the idmap) is given to its directory's
+ * owner, as it would be without the jail; its content is left alone.
+ */
+export function tidyMade(created: readonly MadePath[], jailUid: number): void {
+  for (const { path, ino } of created) {
+    try {
+      const st = lstatSync(path)
+      if (st.isSocket() && st.ino !== ino) unlinkSync(path)
+      else if (st.isFile() && ino === undefined && st.uid === jailUid) {
+        const dir = statSync(dirname(path))
+        chownSync(path, dir.uid, dir.gid)
+      }
+    } catch {}
+  }
 }
 
 async function resolveMachine(o: JailOptions, cliMain: string): Promise<ResolvedManifest> {
@@ -32,9 +64,12 @@ async function resolveMachine(o: JailOptions, cliMain: string): Promise<Resolved
     await import('@vmm/core')
   const registry = registerBuiltins(new ComponentRegistry())
   if (o.command === 'run') {
-    if (!existsSync(o.target)) throw new JailUsageError(`the manifest ${o.target} does not exist`)
+    if (!o.dropLate && !existsSync(o.target))
+      throw new JailUsageError(`the manifest ${o.target} does not exist`)
     return resolveManifest(readManifest(o.target), registry, { pluginsAlsoFrom: [cliMain] })
   }
+  // The default jail answers a bad snapshot as `vmm restore` does, with the snapshot's own error.
+  if (o.dropLate) (await import('@vmm/core')).readSnapshot(o.target)
   const stateFile = join(o.target, 'state.json')
   if (!existsSync(stateFile))
     throw new JailUsageError(`${o.target} is not a snapshot directory: ${stateFile} does not exist`)
@@ -62,6 +97,7 @@ export async function machineNeeds(o: JailOptions, cliMain: string): Promise<Mac
   const binds: Bind[] = []
   const links: Link[] = []
   const readable = (what: string, file: string) => {
+    if (o.dropLate) return // read as root, before the drop
     if (!permits(statSync(file), o.uid, o.gid, 4))
       throw new JailUsageError(
         `${what} ${file} is not readable by the jailed VMM (uid ${o.uid}, gid ${o.gid})`,
@@ -77,7 +113,22 @@ export async function machineNeeds(o: JailOptions, cliMain: string): Promise<Mac
       readable('the snapshot file', join(o.target, f))
     binds.push({ source: o.target, target: o.target, readOnly: true })
   }
-  binds.push(...manifestBinds(manifestPaths(resolved, o.qmp ?? resolved.control.qmp), o.uid, o.gid))
+  const paths = manifestPaths(resolved, o.qmp ?? resolved.control.qmp)
+  // A writable share needs root's chown/mknod on its tree: the VMM then keeps root, with only
+  // SHARE_CAPS (default.ts), and its binds need no idmap.
+  const shares = o.dropLate ? paths.filter((p) => p.share).map((p) => p.owner) : []
+  binds.push(
+    ...manifestBinds(paths, o.uid, o.gid, o.dropLate === true, o.dropLate === true && shares.length === 0),
+  )
+  const created = paths
+    .filter((p) => p.access === 'create')
+    .map((p) => {
+      try {
+        return { path: p.path, ino: lstatSync(p.path).ino }
+      } catch {
+        return { path: p.path }
+      }
+    })
 
   // The packages: where the VMM's loader will look for each (the manifest's directory, the
   // working directory, the command's own), the first that has it.
@@ -100,9 +151,11 @@ export async function machineNeeds(o: JailOptions, cliMain: string): Promise<Mac
         return
       }
     }
-    throw new JailUsageError(
-      `${what} "${specifier}" cannot be found from ${fromFile}, the working directory or vmm`,
-    )
+    // The default jail leaves it to the VMM inside, which says it as `vmm run` does.
+    if (!o.dropLate)
+      throw new JailUsageError(
+        `${what} "${specifier}" cannot be found from ${fromFile}, the working directory or vmm`,
+      )
   }
   for (const p of resolved.source.plugins) find(p.name, p.fromFile, 'the plugin')
   const hypervisor = o.hypervisor ?? process.env.VMM_HYPERVISOR ?? '@vmm/kvm'
@@ -116,5 +169,6 @@ export async function machineNeeds(o: JailOptions, cliMain: string): Promise<Mac
   for (const d of closure.dirs) binds.push({ source: d, target: d, readOnly: true })
   links.push(...closure.links)
   binds.push(...nodeRuntime(closure.dirs.flatMap(nativeAddons)))
-  return { binds, links, ramBytes: resolved.machine.memory }
+  const tap = resolved.components.some((c) => typeof c.config.tap === 'string')
+  return { binds, links, ramBytes: resolved.machine.memory, created, shares, tap }
 }

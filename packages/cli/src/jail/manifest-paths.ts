@@ -18,6 +18,11 @@ export interface ManifestPath {
   readonly owner: string
   readonly path: string
   readonly access: 'read' | 'read-write' | 'create'
+  /**
+   * A directory the guest writes with its own owners and modes (a virtio-9p share that is not
+   * `readonly`: its server chowns, chmods and mknods on the host tree as the guest asks).
+   */
+  readonly share?: boolean
 }
 
 /** Every string under a `vmmPath` schema in `data`, with its property path. */
@@ -55,8 +60,15 @@ export function manifestPaths(resolved: ResolvedManifest, qmp: string | undefine
     const found: [string, string][] = []
     collect(c.type.schema as JsonSchema, c.config, '', found)
     const makesFiles = Object.values(c.config).some((v) => v === 'socket' || v === 'file')
+    // virtio-9p's convention: `readonly` (default false) on a directory the guest mounts.
+    const props = ((c.type.schema as JsonSchema).properties ?? {}) as Record<string, unknown>
+    const writableShare = 'readonly' in props && c.config.readonly !== true
     for (const [prop, path] of found) {
       const st = statOrUndefined(path)
+      if (writableShare && st?.isDirectory()) {
+        out.push({ owner: `${c.id}.${prop}`, path, access: 'read-write', share: true })
+        continue
+      }
       const access =
         st === undefined || st.isSocket() || makesFiles
           ? 'create'
@@ -76,12 +88,22 @@ export function permits(st: Stats, uid: number, gid: number, bits: number): bool
   return (mode & bits) === bits
 }
 
+/** The default jail's read-write binds are idmapped to their owner (runtime.ts Bind.idmap). */
+const idmapOf = (st: Stats, on: boolean) => (on ? { idmap: { uid: st.uid, gid: st.gid } } : {})
+
 /**
  * The binds for `paths`, after checking that the jail's uid/gid can use each as the VMM will:
  * a missing input or a directory it cannot write is answered here, naming the component, rather
- * than as a permission error from inside the jail.
+ * than as a permission error from inside the jail. `asRoot` (the default jail: the VMM opens and
+ * makes them as root, before it drops its ids): no access check, only that they are there.
  */
-export function manifestBinds(paths: readonly ManifestPath[], uid: number, gid: number): Bind[] {
+export function manifestBinds(
+  paths: readonly ManifestPath[],
+  uid: number,
+  gid: number,
+  asRoot = false,
+  idmap = asRoot,
+): Bind[] {
   const binds: Bind[] = []
   for (const p of paths) {
     checkPlanPath(p.owner, p.path)
@@ -94,20 +116,25 @@ export function manifestBinds(paths: readonly ManifestPath[], uid: number, gid: 
         throw new JailUsageError(
           `${p.owner}: ${p.path} is in /; the jail binds a socket's directory in, so give it a directory of its own`,
         )
-      if (!permits(st, uid, gid, 3))
+      if (!asRoot && !permits(st, uid, gid, 3))
         throw new JailUsageError(
           `${p.owner}: the jailed VMM (uid ${uid}, gid ${gid}) cannot create ${p.path}: its directory is not writable by it (chown it or pick a directory of the VMM's own)`,
         )
-      binds.push({ source: realpathSync(dir), target: dir, readOnly: false })
+      binds.push({ source: realpathSync(dir), target: dir, readOnly: false, ...idmapOf(st, idmap) })
       continue
     }
     const st = statSync(p.path) // exists: classified from it
     const bits = p.access === 'read-write' ? 6 : 4
-    if (!st.isDirectory() && !permits(st, uid, gid, bits))
+    if (!asRoot && !st.isDirectory() && !permits(st, uid, gid, bits))
       throw new JailUsageError(
         `${p.owner}: the jailed VMM (uid ${uid}, gid ${gid}) cannot ${bits === 6 ? 'read and write' : 'read'} ${p.path} (its mode is ${(st.mode & 0o777).toString(8)}, owner ${st.uid}:${st.gid})`,
       )
-    binds.push({ source: realpathSync(p.path), target: p.path, readOnly: p.access === 'read' })
+    binds.push({
+      source: realpathSync(p.path),
+      target: p.path,
+      readOnly: p.access === 'read',
+      ...(p.access === 'read' ? {} : idmapOf(st, idmap)),
+    })
   }
   return binds
 }

@@ -14,6 +14,18 @@ export interface Device {
   readonly owned: boolean
 }
 
+/**
+ * The capabilities a VMM with a writable share keeps (it stays root in its jail; capabilities(7)
+ * numbers): the 9p server makes the guest's owners and modes on the share (CHOWN; FOWNER for
+ * chmod/utimes of files it does not own; FSETID so a chown or write keeps set-group-ID bits as
+ * the guest set them; DAC_OVERRIDE and DAC_READ_SEARCH to read and write files of every mode, as
+ * the guest's root does; MKNOD for the device nodes a container's tree holds, inert on the jail's
+ * nodev mounts). NET_ADMIN is added only for a machine with a TAP (TUNSETIFF). Not kept: SYS_ADMIN
+ * (mount, setns, pivot_root), SETUID/SETGID, SYS_PTRACE, KILL, SYS_MODULE, NET_RAW and the rest.
+ */
+export const SHARE_CAPS = { CHOWN: 0, DAC_OVERRIDE: 1, DAC_READ_SEARCH: 2, FOWNER: 3, FSETID: 4, MKNOD: 27 }
+export const CAP_NET_ADMIN = 12
+
 export interface JailPlan {
   readonly root: string
   readonly uid: number
@@ -27,6 +39,10 @@ export interface JailPlan {
   readonly netns?: string
   readonly cwd: string
   readonly env: readonly string[]
+  /** The VMM drops to uid/gid itself, after building its machine as root in the jail (default.ts). */
+  readonly dropLate?: boolean
+  /** drop-late with a writable share: the VMM keeps root with only these capabilities. */
+  readonly caps?: readonly number[]
   /** The executable, then argv (argv[0] first). */
   readonly exec: readonly string[]
 }
@@ -64,14 +80,16 @@ export const PASSED_ENV = [
   'VMM_HYPERVISOR',
   'VMM_TRACE_EMULATION',
   'VMM_RESTORE_TIMINGS',
+  'VMM_SECCOMP_RECORD_ALL',
 ] as const
 
 /**
- * The jailed VMM's environment: PASSED_ENV where set, HOME=/ (there is no passwd in the jail) and
- * VMM_CACHE_DIR=off (the validator cache would be a file the VMM writes; the jail has nowhere).
+ * The jailed VMM's environment: PASSED_ENV where set, HOME=/ (there is no passwd in the jail),
+ * VMM_JAILED=1 (so its `vmm run` does not jail itself again) and VMM_CACHE_DIR: `cacheDir` (the
+ * caches bound in read-only, runtime-files.ts) or off.
  */
-export function jailEnv(env: NodeJS.ProcessEnv = process.env): string[] {
-  const out = ['HOME=/', 'VMM_CACHE_DIR=off']
+export function jailEnv(env: NodeJS.ProcessEnv = process.env, cacheDir?: string): string[] {
+  const out = ['HOME=/', `VMM_CACHE_DIR=${cacheDir ?? 'off'}`, 'VMM_JAILED=1']
   for (const k of PASSED_ENV) if (env[k] !== undefined && !/[\t\n]/.test(env[k]!)) out.push(`${k}=${env[k]}`)
   return out
 }
@@ -81,7 +99,7 @@ const under = (path: string, dir: string) => path === dir || path.startsWith(dir
 /**
  * Binds sorted so a parent comes before what is bound below it, one per target (read-write wins
  * over read-only for the same place), without those an identity bind of a directory above already
- * shows (same source path, same access): a package directory inside another, a library twice.
+ * shows (same source path, same access, same idmap): a package directory inside another, a library twice.
  */
 export function tidyBinds(binds: readonly Bind[]): Bind[] {
   const byTarget = new Map<string, Bind>()
@@ -96,6 +114,8 @@ export function tidyBinds(binds: readonly Bind[]): Bind[] {
       (k) =>
         k.source === k.target &&
         k.readOnly === b.readOnly &&
+        k.idmap?.uid === b.idmap?.uid &&
+        k.idmap?.gid === b.idmap?.gid &&
         b.source === b.target &&
         under(b.target, k.target) &&
         statSync(k.source).isDirectory(),
@@ -121,7 +141,14 @@ export function planText(p: JailPlan): string {
   for (const r of p.rlimits) lines.push(['rlimit', r.name, r.soft, r.hard])
   for (const d of p.cgroupDirs) lines.push(['cgroup', `${d}/cgroup.procs`])
   if (p.netns !== undefined) lines.push(['netns', p.netns])
-  for (const b of p.binds) lines.push(['bind', b.source, b.target, b.readOnly ? 'ro' : 'rw'])
+  for (const b of p.binds)
+    lines.push([
+      'bind',
+      b.source,
+      b.target,
+      b.readOnly ? 'ro' : 'rw',
+      ...(b.idmap ? ['idmap', String(b.idmap.uid), String(b.idmap.gid)] : []),
+    ])
   for (const l of p.links) lines.push(['symlink', l.target, l.path])
   for (const d of p.devices)
     lines.push([
@@ -133,6 +160,8 @@ export function planText(p: JailPlan): string {
       d.owned ? 'owned' : 'root',
     ])
   lines.push(['proc'], ['cwd', p.cwd])
+  if (p.dropLate) lines.push(['drop-late'])
+  if (p.caps) lines.push(['caps', ...p.caps.map(String)])
   for (const e of p.env) lines.push(['env', e])
   lines.push(['exec', ...p.exec])
   for (const l of lines) for (const f of l.slice(1)) checkPlanPath(l[0]!, f)

@@ -12,6 +12,11 @@ export interface Bind {
   /** The path inside the jail. */
   readonly target: string
   readonly readOnly: boolean
+  /**
+   * Idmapped (the default jail's read-write binds, vmm-jail-idmap.c): the jailed VMM sees files
+   * owned by this on-disk uid/gid (the source's owner) as its own, and makes files as them.
+   */
+  readonly idmap?: { readonly uid: number; readonly gid: number }
 }
 
 /** A symbolic link to make inside the jail: at `path`, with the text `target` (as on the host). */

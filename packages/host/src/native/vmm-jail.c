@@ -36,11 +36,24 @@
 // TAB or a newline). Records: root <dir>; bind <src> <dst> ro|rw; symlink <target> <path>;
 // dev <path> <major> <minor> <mode-octal> owned|root; proc; cgroup <cgroup.procs file>;
 // netns <path>; rlimit <name> <soft> <hard>; hostname <name>; ids <uid> <gid>; cwd <path>;
-// env <NAME=value>; exec <file> <argv0> <argv1>...
+// env <NAME=value>; exec <file> <argv0> <argv1>...; drop-late; a bind may end in
+// `idmap <fsuid> <fsgid>` (vmm-jail-idmap.c: on-disk fsuid/fsgid shown as the jail's ids);
+// caps <n>... (with drop-late: the VMM stays root but execs with only these capabilities, in every
+// set, the bounding set included: a machine with a writable virtio-9p share, whose server makes
+// the guest's owners and modes on the host tree; packages/cli/src/jail/default.ts says which).
+//
+// drop-late (the default jail of `vmm run`/`vmm restore`, packages/cli/src/jail/default.ts): step 9
+// sets no ids for the VMM; it execs as root in the jail (its namespaces, its root, no_new_privs),
+// builds the machine (opens /dev/kvm, disks, the memory file, TAPs, sockets with root's access to
+// the files the manifest names) and drops to the plan's ids itself before the first guest
+// instruction (packages/cli/src/jail/drop.ts). The jail's init (pid 1) does not wait for that: right
+// after the fork it keeps CAP_KILL alone (capabilities(7): bounding set, then capset(2)), so it can
+// still forward a stop signal to the VMM, root until its drop, and nothing else.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/capability.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -57,10 +70,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "vmm-jail.h"
+
 #define MAX_PLAN (4 << 20)
 #define MAX_FIELDS 512
 
-static void die(const char *fmt, ...) {
+#define die jail_die
+
+void jail_die(const char *fmt, ...) {
   int e = errno;
   va_list ap;
   va_start(ap, fmt);
@@ -76,11 +93,13 @@ static void die(const char *fmt, ...) {
 typedef struct {
   char *f[MAX_FIELDS];
   int n;
+  int userns; // an idmapped bind's user namespace (vmm-jail-idmap.c), made in main()
 } record;
 
 static record *records;
 static int nrecords;
 static const char *jail_root;
+static int drop_late;
 static uid_t jail_uid = (uid_t)-1;
 static gid_t jail_gid = (gid_t)-1;
 
@@ -177,6 +196,12 @@ static void bind(const record *r) {
     if (fd < 0 && errno != EEXIST) die("create mount point %s", dst);
     if (fd >= 0) close(fd);
   }
+  if (r->n >= 7 && strcmp(r->f[4], "idmap") == 0) {
+    jail_idmap_bind(src, dst, r->f[2], r->userns);
+    close(r->userns);
+    free(dst);
+    return;
+  }
   // Not MS_REC: only the named tree, without what is mounted below it on the host.
   if (mount(src, dst, NULL, MS_BIND, NULL) < 0) die("bind %s to %s", src, r->f[2]);
   unsigned long flags = MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | (ro ? MS_RDONLY : 0);
@@ -230,7 +255,7 @@ static void set_rlimit(const record *r) {
   die("plan: unknown rlimit \"%s\"", r->f[1]);
 }
 
-static int supervise(void (*body)(void));
+static int supervise(void (*body)(void), int init);
 static void exec_vmm(void);
 
 static const record *find(const char *op) {
@@ -278,12 +303,15 @@ static void enter_jail(void) {
   if (host && sethostname(host->f[1], strlen(host->f[1])) < 0) die("sethostname %s", host->f[1]);
 
   // Credentials last but for exec: group first (setresgid needs the privilege setresuid drops).
-  if (setgroups(0, NULL) < 0) die("setgroups(0)");
-  if (setresgid(jail_gid, jail_gid, jail_gid) < 0) die("setresgid %u", (unsigned)jail_gid);
-  if (setresuid(jail_uid, jail_uid, jail_uid) < 0) die("setresuid %u", (unsigned)jail_uid);
-  if (jail_uid != 0 && (setuid(0) == 0 || geteuid() == 0)) {
-    errno = 0;
-    die("still able to become root after setresuid; refusing to go on");
+  // drop-late: the VMM drops them itself once its machine is built (see the header).
+  if (!drop_late) {
+    if (setgroups(0, NULL) < 0) die("setgroups(0)");
+    if (setresgid(jail_gid, jail_gid, jail_gid) < 0) die("setresgid %u", (unsigned)jail_gid);
+    if (setresuid(jail_uid, jail_uid, jail_uid) < 0) die("setresuid %u", (unsigned)jail_uid);
+    if (jail_uid != 0 && (setuid(0) == 0 || geteuid() == 0)) {
+      errno = 0;
+      die("still able to become root after setresuid; refusing to go on");
+    }
   }
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("prctl(PR_SET_NO_NEW_PRIVS)");
   // After the uid change, which clears it: if the supervisor dies, so does the jail.
@@ -293,11 +321,34 @@ static void enter_jail(void) {
   // signals, pid_namespaces(7)), and the VMM is pid 2, so a signal that arrives before Node has
   // its handlers does what it does to any process (for pid 1, signals without a handler are
   // ignored, and a SIGTERM during start-up would be lost).
-  exit(supervise(exec_vmm));
+  exit(supervise(exec_vmm, 1));
+}
+
+// Of root's capabilities only those in `mask` stay, in every set (capabilities(7)): the bounding
+// set first, as dropping from it needs CAP_SETPCAP; the inheritable and ambient sets empty, so an
+// execve(2) as root gives exactly the bounding set. drop-late's init keeps CAP_KILL alone (to
+// forward signals to the VMM while it is still root); a `caps` VMM keeps its list.
+static void keep_caps(unsigned long long mask) {
+  for (int cap = 0; cap <= 63; cap++)
+    if (!(mask & (1ULL << cap)) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+      die("prctl(PR_CAPBSET_DROP, %d)", cap);
+  if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+    die("prctl(PR_CAP_AMBIENT_CLEAR_ALL)");
+  struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct data[2] = {{0}};
+  data[0].effective = data[0].permitted = (unsigned)mask;
+  data[1].effective = data[1].permitted = (unsigned)(mask >> 32);
+  if (syscall(SYS_capset, &header, data) < 0) die("capset");
 }
 
 // The VMM: never returns.
 static void exec_vmm(void) {
+  const record *caps = find("caps");
+  if (caps && drop_late) {
+    unsigned long long mask = 0;
+    for (int i = 1; i < caps->n; i++) mask |= 1ULL << number(caps->f[i], 10);
+    keep_caps(mask);
+  }
   char **envp = calloc((size_t)nrecords + 1, sizeof(char *));
   if (!envp) die("out of memory");
   int ne = 0;
@@ -321,7 +372,7 @@ static void forward(int sig) {
 // Forks; the child runs `body` (which must not return); this process forwards the stop signals
 // to it and returns its status as an exit code (128 + signal when a signal ended it). Signals are
 // blocked from before the fork until the handlers are set, so none is lost on the way.
-static int supervise(void (*body)(void)) {
+static int supervise(void (*body)(void), int init) {
   sigset_t all, old;
   sigfillset(&all);
   sigprocmask(SIG_BLOCK, &all, &old);
@@ -342,6 +393,7 @@ static int supervise(void (*body)(void)) {
   sa.sa_flags = SA_RESTART;
   int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
   for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++) sigaction(forwarded[i], &sa, NULL);
+  if (init && drop_late) keep_caps(1ULL << CAP_KILL);
   sigprocmask(SIG_SETMASK, &old, NULL);
   int status;
   for (;;) {
@@ -367,8 +419,16 @@ int main(void) {
   jail_root = root->f[1];
   jail_uid = (uid_t)number(ids->f[1], 10);
   jail_gid = (gid_t)number(ids->f[2], 10);
+  drop_late = find("drop-late") != NULL;
   // The environment the VMM gets is only the plan's env records (execve's envp); none of ours.
   clearenv();
+
+  // The idmapped binds' user namespaces, while /proc still names our children (vmm-jail-idmap.c).
+  for (int i = 0; i < nrecords; i++) {
+    record *r = &records[i];
+    if (strcmp(r->f[0], "bind") == 0 && r->n >= 7 && strcmp(r->f[4], "idmap") == 0)
+      r->userns = jail_idmap_userns((unsigned)number(r->f[5], 10), (unsigned)number(r->f[6], 10), jail_uid, jail_gid);
+  }
 
   // 2. Limits and cgroups, inherited by the child.
   for (int i = 0; i < nrecords; i++) {
@@ -387,5 +447,5 @@ int main(void) {
   if (unshare(CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS) < 0) die("unshare(CLONE_NEWPID|CLONE_NEWIPC|CLONE_NEWUTS)");
   // Our parent (`vmm jail`) going away takes the jail with it.
   prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-  return supervise(enter_jail);
+  return supervise(enter_jail, 0);
 }

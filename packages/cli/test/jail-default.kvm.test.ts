@@ -1,0 +1,275 @@
+// The default jail of `vmm run` / `vmm restore` on the real /dev/kvm, as root (issue 17: confined
+// unless --no-jail): the VMM builds its machine as root inside its jail, then runs the guest as a
+// uid of its own with no capabilities, no_new_privs and seccomp, and sees only its jail; --no-jail
+// is not confined. The hostile device (fixtures/hostile-plugin.mjs) reports what the VMM holds.
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
+import {
+  chmodSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+} from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { jailHelperPath } from '@vmm/host'
+import { Kvm } from '@vmm/kvm'
+import { afterEach, describe, expect, it } from 'vitest'
+import { fixture } from './fixtures.js'
+
+const main = fileURLToPath(new URL('../dist/main.js', import.meta.url))
+const plugin = fileURLToPath(new URL('./fixtures/hostile-plugin.mjs', import.meta.url))
+const JAIL_ID_BASE = 0x70000000 // jail/default.ts
+
+function unavailable(): string | undefined {
+  if (process.getuid?.() !== 0) return 'the default jail needs root'
+  const kvm = Kvm.unavailableReason()
+  if (kvm) return kvm
+  try {
+    jailHelperPath()
+  } catch (e) {
+    return (e as Error).message
+  }
+  return undefined
+}
+const skip = unavailable()
+if (skip) console.warn(`[default jail kvm tests skipped] ${skip}`)
+
+const dirs: string[] = []
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true })
+})
+
+/** A machine whose guest asks the hostile probe for probe `value` (or, without the probe, spins: `jmp $`). */
+function machine(value: number | 'spin', extra = ''): string {
+  const guest = value === 'spin' ? Uint8Array.of(0xeb, 0xfe) : Uint8Array.of(0xb0, value, 0xe6, 0xf4, 0xf4)
+  const dir = fixture({
+    'g.bin': guest,
+    'm.yaml':
+      `plugins: [${JSON.stringify(plugin)}, "@vmm/virtio"]\nmachine: { memory: 1MiB, irqchip: true }\ncomponents:\n` +
+      '  guest: { type: raw-image, file: g.bin, address: 0x7c00 }\n' +
+      (value === 'spin' ? '' : '  probe: { type: hostile-probe, resources: { port: 0xf4 } }\n') +
+      extra,
+  })
+  dirs.push(dir)
+  return join(dir, 'm.yaml')
+}
+
+function vmm(args: readonly string[]) {
+  const r = spawnSync(process.execPath, [main, ...args], { encoding: 'utf8', timeout: 120_000 })
+  return { code: r.status, stderr: r.stderr }
+}
+
+function report(stderr: string): Record<string, unknown> {
+  const m = /^vmm: hostile-probe: (.*)$/m.exec(stderr)
+  if (!m) throw new Error(`no probe report in: ${stderr}`)
+  return JSON.parse(m[1]!) as Record<string, unknown>
+}
+
+const readOr = (f: string) => {
+  try {
+    return readFileSync(f, 'utf8')
+  } catch {
+    return ''
+  }
+}
+const tasks = (pid: number) => (existsSync(`/proc/${pid}/task`) ? readdirSync(`/proc/${pid}/task`) : [])
+
+/** The processes below `pid`. */
+function descendants(pid: number): number[] {
+  const out: number[] = []
+  for (const t of tasks(pid))
+    for (const k of readOr(`/proc/${pid}/task/${t}/children`).split(' ').filter(Boolean).map(Number))
+      out.push(k, ...descendants(k))
+  return out
+}
+
+/** The VMM below `child` once its guest runs: the process whose thread vcpu0 exists, and the jail's init. */
+async function runningVmm(child: ChildProcess): Promise<{ vmm: number; init: number }> {
+  for (let i = 0; i < 1200; i++) {
+    if (child.exitCode !== null) throw new Error(`vmm exited (${child.exitCode}) early`)
+    const below = descendants(child.pid!)
+    const vmmPid = below.find((p) =>
+      tasks(p).some((t) => readOr(`/proc/${p}/task/${t}/comm`).trim() === 'vcpu0'),
+    )
+    if (vmmPid !== undefined && /^Uid:\s+(\d+)/m.exec(readOr(`/proc/${vmmPid}/status`))?.[1] !== '0') {
+      const init = below.find((p) => /^NSpid:\s+\d+\s+1$/m.test(readOr(`/proc/${p}/status`)))!
+      return { vmm: vmmPid, init }
+    }
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  throw new Error('the jailed VMM never ran its guest')
+}
+
+const exited = (child: ChildProcess) =>
+  new Promise<number | null>((r) => (child.exitCode !== null ? r(child.exitCode) : child.once('exit', r)))
+
+describe.skipIf(skip)('vmm run confined by default, on /dev/kvm', { timeout: 240_000 }, () => {
+  it('runs the guest as a uid of its own, without capabilities, with no_new_privs and seccomp, seeing only its jail; --no-jail does not', () => {
+    const jailed = vmm(['run', machine(5)])
+    expect(jailed.code).toBe(50)
+    const seen = report(jailed.stderr)
+    const uid = Number(String(seen.Uid).split('\t')[0])
+    expect(uid).toBeGreaterThan(JAIL_ID_BASE)
+    expect(seen).toMatchObject({
+      Uid: `${uid}\t${uid}\t${uid}\t${uid}`,
+      Gid: `${uid}\t${uid}\t${uid}\t${uid}`,
+      Groups: '',
+      CapInh: '0000000000000000',
+      CapPrm: '0000000000000000',
+      CapEff: '0000000000000000',
+      CapAmb: '0000000000000000',
+      NoNewPrivs: '1',
+      Seccomp: '2',
+      pids: ['1', '2'], // its pid namespace: the jail's init and itself
+    })
+    const free = vmm(['run', machine(5), '--no-jail'])
+    expect(free.code).toBe(50)
+    const host = report(free.stderr)
+    expect(host.Uid).toBe('0\t0\t0\t0')
+    expect(host.CapEff).not.toBe('0000000000000000')
+    expect((host.pids as string[]).length).toBeGreaterThan(2)
+    expect(host.pids).toContain(String(process.pid))
+    // Two runs, two uids (one per VM: jail/default.ts).
+    const again = report(vmm(['run', machine(5)]).stderr)
+    expect(again.Uid).not.toBe(seen.Uid)
+  })
+
+  it('a hostile device cannot read /etc/shadow under the default jail; with --no-jail it can', () => {
+    expect(existsSync('/etc/shadow')).toBe(true)
+    const jailed = vmm(['run', machine(1)])
+    expect(report(jailed.stderr)).toEqual({ shadow: 'ENOENT' })
+    expect(jailed.code).toBe(11)
+    const free = vmm(['run', machine(1), '--no-jail'])
+    expect(report(free.stderr)).toMatchObject({ shadow: 'read' })
+    expect(free.code).toBe(10)
+    const who = report(vmm(['run', machine(4)]).stderr) as { root: string[]; write: string }
+    for (const hidden of ['root', 'home', 'var', 'boot', 'srv']) expect(who.root).not.toContain(hidden)
+    expect(who.write).toBe('EROFS')
+  })
+
+  it('every thread drops, the init keeps only CAP_KILL; QMP, x-snapshot-save and restore work in a root-only directory, and nothing is left behind', async () => {
+    // A directory only root may enter (mkdtemp: 0700): the VMM needs no chown of it.
+    const dir = mkdtempSync(join(tmpdir(), 'vmm-jail-default-'))
+    dirs.push(dir)
+    const qmp = join(dir, 'qmp.sock')
+    const before = new Set(existsSync('/run/vmm-jail') ? readdirSync('/run/vmm-jail') : [])
+    const child = spawn(process.execPath, [main, 'run', machine('spin'), '--qmp', qmp], { stdio: 'pipe' })
+    let stderr = ''
+    child.stderr!.on('data', (d) => (stderr += d))
+    try {
+      const { vmm: pid, init } = await runningVmm(child)
+      const uid = Number(/^Uid:\s+(\d+)/m.exec(readOr(`/proc/${pid}/status`))![1])
+      expect(uid).toBe(JAIL_ID_BASE + child.pid!)
+      const threads = tasks(pid)
+      expect(threads.length).toBeGreaterThan(1)
+      for (const t of threads) {
+        const s = readOr(`/proc/${pid}/task/${t}/status`)
+        expect(s, `thread ${t}`).toMatch(new RegExp(`^Uid:\\s+${uid}\\s+${uid}\\s+${uid}\\s+${uid}$`, 'm'))
+        expect(s, `thread ${t}`).toMatch(/^CapEff:\s+0+$/m)
+        expect(s, `thread ${t}`).toMatch(/^NoNewPrivs:\s+1$/m)
+      }
+      // The jail's init (pid 1 of the VMM's pid namespace): root, CAP_KILL (5) alone, everywhere.
+      const initStatus = readOr(`/proc/${init}/status`)
+      for (const set of ['CapEff', 'CapPrm', 'CapBnd'])
+        expect(initStatus).toMatch(new RegExp(`^${set}:\\s+0000000000000020$`, 'm'))
+      for (const ns of ['pid', 'mnt', 'ipc', 'uts'])
+        expect(readlinkSync(`/proc/${pid}/ns/${ns}`)).not.toBe(readlinkSync(`/proc/self/ns/${ns}`))
+      const ctl = (...a: string[]) =>
+        spawnSync(process.execPath, [main, 'ctl', qmp, ...a], { encoding: 'utf8' })
+      expect(ctl('query-status').stdout).toContain('running')
+      expect(ctl('stop').status).toBe(0)
+      const snap = join(dir, 'snap')
+      const saved = ctl('x-snapshot-save', JSON.stringify({ dir: snap }))
+      expect(saved.status, saved.stderr).toBe(0)
+      // Written through the idmapped bind: on disk the directory's owner's (root), not the jail's uid.
+      for (const f of readdirSync(snap)) expect(statSync(join(snap, f)).uid, f).toBe(0)
+      expect(ctl('quit').status).toBe(0)
+      expect(await exited(child)).toBe(0)
+      expect(existsSync(qmp)).toBe(false) // its socket, removed though it was made as root
+      // The snapshot, restored under the default jail, paused, and quit over its QMP socket.
+      const restored = spawn(process.execPath, [main, 'restore', snap, '--paused', '--qmp', qmp], {
+        stdio: 'pipe',
+      })
+      for (let i = 0; i < 600 && !existsSync(qmp); i++) await new Promise((r) => setTimeout(r, 50))
+      const rpid = descendants(restored.pid!).find((p) => readOr(`/proc/${p}/cmdline`).includes('restore'))
+      for (let i = 0; i < 200 && !/"paused"/.test(ctl('query-status').stdout); i++)
+        await new Promise((r) => setTimeout(r, 50))
+      expect(readOr(`/proc/${rpid}/status`)).toMatch(
+        new RegExp(`^Uid:\\s+${JAIL_ID_BASE + restored.pid!}\\s`, 'm'),
+      )
+      expect(ctl('quit').status).toBe(0)
+      expect(await exited(restored)).toBe(0)
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL')
+    }
+    const after = existsSync('/run/vmm-jail') ? readdirSync('/run/vmm-jail') : []
+    expect(after.filter((d) => !before.has(d) && d.startsWith('m-'))).toEqual([])
+    expect(stderr).toBe('')
+  })
+
+  it('a TAP in a network namespace the test made is opened by the jailed VMM', async () => {
+    const ns = `vmm-jd-${process.pid}`
+    expect(spawnSync('ip', ['netns', 'add', ns]).status).toBe(0)
+    try {
+      const tap = 'jdtap0'
+      expect(
+        spawnSync('ip', ['netns', 'exec', ns, 'ip', 'tuntap', 'add', 'dev', tap, 'mode', 'tap']).status,
+      ).toBe(0)
+      const m = machine(
+        'spin',
+        `  net: { type: virtio-net, tap: ${tap}, resources: { regs: 0xd0000000, irq: 5 } }\n`,
+      )
+      const child = spawn('ip', ['netns', 'exec', ns, process.execPath, main, 'run', m], { stdio: 'pipe' })
+      try {
+        const { vmm: pid } = await runningVmm(child)
+        expect(readOr(`/proc/${pid}/status`)).toMatch(/^CapEff:\s+0+$/m)
+        // Its /dev/net/tun descriptor is attached to the TAP (fdinfo's iff line, tun's show_fdinfo).
+        const iffs = readdirSync(`/proc/${pid}/fd`)
+          .map((fd) => readOr(`/proc/${pid}/fdinfo/${fd}`))
+          .filter((t) => /^iff:/m.test(t))
+        expect(iffs.join('')).toMatch(new RegExp(`^iff:\\s+${tap}$`, 'm'))
+      } finally {
+        child.kill('SIGINT')
+        await exited(child)
+      }
+    } finally {
+      spawnSync('ip', ['netns', 'del', ns])
+    }
+  })
+
+  it('not root: runs unconfined with a warning naming --no-jail (which silences it)', () => {
+    const m = machine(5)
+    chmodSync(join(m, '..'), 0o755) // nobody reads the manifest
+    const asNobody = (extra: string[]) =>
+      spawnSync(
+        'setpriv',
+        [
+          '--reuid=65534',
+          '--regid=65534',
+          '--clear-groups',
+          process.execPath,
+          main,
+          'run',
+          m,
+          '--hypervisor',
+          'test',
+          ...extra,
+        ],
+        {
+          encoding: 'utf8',
+        },
+      )
+    const warned = asNobody([])
+    expect(warned.stderr).toMatch(/^vmm: not confined: the default jail needs root .*uid 65534.*--no-jail/m)
+    expect(warned.status).toBe(50) // the run went on, unconfined: the probe answered
+    expect(report(warned.stderr).Uid).toBe('65534\t65534\t65534\t65534')
+    const quiet = asNobody(['--no-jail'])
+    expect(quiet.stderr).not.toMatch(/not confined/)
+    expect(quiet.status).toBe(50)
+  })
+})
