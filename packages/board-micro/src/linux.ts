@@ -113,6 +113,12 @@ export class Linux implements Component {
     if (supported)
       for (const v of vcpus)
         if (v.x86) setupX86Vcpu(v.x86, vcpuCpuid(supported, v.id, vcpus.length, config.cpu.hide))
+    // The boot CPU's LINT0 is open to the 8259s (setupX86Vcpu, as a BIOS leaves it); the 8259s are
+    // left as a BIOS leaves them too, masked, so no ISA interrupt arrives on a CPU exception vector
+    // before the kernel set up its interrupts (on the standard board's hardware-reduced ACPI Linux
+    // never programs them: an interrupt in the window between its first sti and its LAPIC set-up,
+    // a key pressed at reset, was #OF on vector 4). Machine.reset puts this state back (BootImage).
+    this.vm.x86?.pics?.firmwareInit()
     const boot = vcpus[0]!
     const { regs, sregs } = bootVcpuState(memory, config.layout, plan, boot.getSregs())
     boot.setSregs(sregs)

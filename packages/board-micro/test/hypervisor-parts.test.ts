@@ -101,4 +101,13 @@ describe('the linux component and the hypervisor parts', () => {
     expect(leaf1.ecx & (1 << 23)).toBe(0) // popcnt hidden as the manifest asked
     expect(msrs).toEqual([msrs[0], msrs[0]])
   })
+
+  it('leaves the 8259s as a firmware does, through vm.x86.pics, where the VM has them', () => {
+    let inits = 0
+    const vm = Object.assign(new TestHypervisor().createVm(), {
+      x86: { supportedCpuid: () => [], pics: { firmwareInit: () => void inits++ } },
+    })
+    setup(vm, [vcpu(0, sregs)])
+    expect(inits).toBe(1)
+  })
 })

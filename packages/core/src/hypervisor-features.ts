@@ -74,6 +74,20 @@ export interface X86VmFeatures {
   readonly irqchip?: OpaqueState
   /** The in-kernel PIT (KVM_GET/SET_PIT2). */
   readonly pit?: OpaqueState
+  /** The in-kernel 8259A pair, when the VM has an in-kernel irqchip. */
+  readonly pics?: LegacyPics
+}
+
+/** The two 8259A PICs of a PC (master on IRQs 0-7, slave cascaded on the master's IRQ 2). */
+export interface LegacyPics {
+  /**
+   * Puts both in the state a PC's firmware hands an OS loader (SeaBIOS's pic_setup): initialised
+   * (ICW1-4: edge triggered, cascaded, 8086 mode), vectors 0x08 and 0x70, every input masked but
+   * the master's cascade. The power-on state (vector base 0, nothing masked) turns any ISA
+   * interrupt that reaches a CPU through LINT0 into a CPU exception vector; an OS that uses the
+   * 8259s programs them again, one that does not (Linux on hardware-reduced ACPI) never sees them.
+   */
+  firmwareInit(): void
 }
 
 /** Pages written since the last `take` of a slot, for live migration and incremental snapshots. */

@@ -11,6 +11,7 @@ import type {
   GsiRouting,
   Hypervisor,
   HypervisorProvider,
+  LegacyPics,
   MemorySlot,
   MsrEntry,
   OpaqueState,
@@ -25,7 +26,7 @@ import type {
   X86VcpuState,
   X86VmFeatures,
 } from '@vmm/core'
-import { irqchipState } from './irqchip-state.js'
+import { irqchipState, legacyPics } from './irqchip-state.js'
 import { type ExitFilter, type HostQuirks, hostQuirks, type PhysicalReader } from './quirks/index.js'
 import { type GuestRam, Kvm, type Vcpu, type Vm } from './vm.js'
 
@@ -42,6 +43,7 @@ export class KvmVirtualMachine implements VirtualMachine {
   /** vm.x86.irqchip and vm.x86.pit: there once createIrqchip made the in-kernel PIC, IOAPIC and PIT. */
   private irqchipState: OpaqueState | undefined
   private pitState: OpaqueState | undefined
+  private picsState: LegacyPics | undefined
   readonly notifiers?: VmNotifiers
   readonly msiRouting?: GsiRouting
   readonly x86: X86VmFeatures
@@ -82,6 +84,9 @@ export class KvmVirtualMachine implements VirtualMachine {
       },
       get pit() {
         return self.pitState
+      },
+      get pics() {
+        return self.picsState
       },
     }
     this.bootPolicy = quirks.bootPolicy
@@ -127,6 +132,7 @@ export class KvmVirtualMachine implements VirtualMachine {
     this.vm.createIrqchip()
     this.vm.createPit2()
     this.irqchipState = irqchipState(this.vm)
+    this.picsState = legacyPics(this.vm)
     this.pitState = { get: () => this.vm.getPit2(), set: (bytes) => this.vm.setPit2(bytes) }
   }
 

@@ -1,6 +1,8 @@
 // The in-kernel irqchip's state as one opaque blob for core (vm.x86.irqchip: Machine.reset,
 // snapshot and restore).
-import type { OpaqueState } from '@vmm/core'
+import type { LegacyPics, OpaqueState } from '@vmm/core'
+import { decode, encode } from './state/codec.js'
+import { KVM_IRQCHIP_STATE_OFFSET, KVM_PIC_STATE } from './state/layouts.js'
 import type { Vm } from './vm.js'
 
 /**
@@ -34,6 +36,37 @@ export function irqchipState(vm: Pick<Vm, 'getIrqchip' | 'setIrqchip'>): OpaqueS
         throw new RangeError(`irqchip state: ${bytes.length} bytes is not three struct kvm_irqchip`)
       const size = bytes.length / CHIPS.length
       for (const c of SET_ORDER) vm.setIrqchip(c, bytes.subarray(c * size, (c + 1) * size))
+    },
+  }
+}
+
+/** The master's cascade input: the slave's INT output is wired to it. */
+const CASCADE_IRQ = 2
+
+/**
+ * vm.x86.pics.firmwareInit on the in-kernel PICs (KVM_SET_IRQCHIP of chips 0 and 1): the fields
+ * of struct kvm_pic_state the ICW1-ICW4 and OCW1 a firmware writes leave behind (8259A data
+ * sheet; KVM's i8259.c pic_ioport_write): ICW2 the vector base, ICW4 present (init4) in 8086
+ * mode, OCW1 the mask. The requests already latched (irr) stay, masked; nothing is in service.
+ * Master first is safe here, unlike a restore (irqchipState): with the slave masked it raises no
+ * cascade request.
+ */
+export function legacyPics(vm: Pick<Vm, 'getIrqchip' | 'setIrqchip'>): LegacyPics {
+  const program = (chip: 0 | 1, irqBase: number, imr: number) => {
+    const blob = vm.getIrqchip(chip)
+    const at = blob.subarray(KVM_IRQCHIP_STATE_OFFSET)
+    const pic = decode(KVM_PIC_STATE, at)
+    encode(
+      KVM_PIC_STATE,
+      { ...pic, irqBase, imr, isr: 0, initState: 0, init4: 1, autoEoi: 0, readRegSelect: 0, poll: 0 },
+      at,
+    )
+    vm.setIrqchip(chip, blob)
+  }
+  return {
+    firmwareInit: () => {
+      program(1, 0x70, 0xff)
+      program(0, 0x08, 0xff & ~(1 << CASCADE_IRQ))
     },
   }
 }

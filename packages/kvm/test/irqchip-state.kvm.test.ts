@@ -7,7 +7,7 @@
 // boot took as "unexpected #NM exception" (issue 14).
 import { describe, expect, it } from 'vitest'
 import { Kvm } from '../src/index.js'
-import { irqchipState } from '../src/irqchip-state.js'
+import { irqchipState, legacyPics } from '../src/irqchip-state.js'
 import { KVM_IRQCHIP_SIZE, KVM_IRQCHIP_STATE_OFFSET, KVM_PIC_STATE } from '../src/state/layouts.js'
 import { kvmUnavailable } from './harness.js'
 
@@ -45,6 +45,32 @@ describe.skipIf(kvmUnavailable)('irqchip state (real /dev/kvm)', () => {
       state.set(boot)
       state.set(pending)
       expect(irrs(state.get())).toEqual({ master: 1 << 2, slave: 1 << 1 })
+    } finally {
+      vm.dispose()
+      kvm.close()
+    }
+  })
+})
+
+describe.skipIf(kvmUnavailable)('the 8259 pair as firmware leaves it (real /dev/kvm)', () => {
+  it('vm.x86.pics.firmwareInit: vectors 0x08/0x70, all masked but the cascade; a raised ISA line stays masked', () => {
+    const kvm = Kvm.open()
+    const vm = kvm.createVm()
+    try {
+      vm.createIrqchip()
+      const pic = (chip: 0 | 1) =>
+        KVM_PIC_STATE.read(new DataView(vm.getIrqchip(chip).buffer), KVM_IRQCHIP_STATE_OFFSET)
+      // Power-on (KVM's kzalloc'd 8259s): vector base 0 and nothing masked, so IRQ 4 would be vector 4, #OF.
+      expect([pic(0).irqBase, pic(0).imr, pic(1).irqBase, pic(1).imr]).toEqual([0, 0, 0, 0])
+      legacyPics(vm).firmwareInit()
+      expect(pic(0)).toMatchObject({ irqBase: 0x08, imr: 0xfb, init4: 1, isr: 0, initState: 0 })
+      expect(pic(1)).toMatchObject({ irqBase: 0x70, imr: 0xff, init4: 1, isr: 0, initState: 0 })
+      // The UART's line and the SCI are latched as requests but neither is taken into service,
+      // nor does the masked slave raise the master's cascade input.
+      vm.irqLine(4, 1)
+      vm.irqLine(9, 1)
+      expect(pic(0)).toMatchObject({ irr: 1 << 4, isr: 0 })
+      expect(pic(1)).toMatchObject({ irr: 1 << 1, isr: 0 })
     } finally {
       vm.dispose()
       kvm.close()
