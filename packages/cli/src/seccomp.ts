@@ -18,7 +18,7 @@ export async function confine(
   enabled: boolean,
 ): Promise<SeccompHandle> {
   // The default jail's drop of ids comes first: the filters do not allow setuid and its kind.
-  const dropped = (await import('./jail/drop.js')).dropIds()
+  const dropped = (await import('@vmm/host/jail')).dropIds()
   const jail = dropped === undefined ? '' : `; jail: dropped to ${dropped}`
   if (!enabled) return { summary: `seccomp off (--no-seccomp)${jail}`, finish() {} }
   const { applySeccomp } = await import('@vmm/host')

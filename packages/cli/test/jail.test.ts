@@ -4,11 +4,10 @@
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { jailEnv, lookupPackage, packageClosure, planText, tidyBinds, tidyLinks } from '@vmm/host/jail'
 import { describe, expect, it } from 'vitest'
 import { parseJailArgs } from '../src/jail/args.js'
 import { manifestBinds, manifestPaths } from '../src/jail/manifest-paths.js'
-import { jailEnv, planText, tidyBinds, tidyLinks } from '../src/jail/plan.js'
-import { lookupPackage, packageClosure } from '../src/jail/runtime.js'
 
 const ok = ['--id', 'vm1', '--uid', '1000', '--gid', '1000']
 

@@ -4,9 +4,9 @@
 import { isAbsolute, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 
-export class JailUsageError extends Error {
-  override readonly name = 'JailUsageError'
-}
+import { checkPlanPath, JailUsageError } from '@vmm/host/jail'
+
+export { checkPlanPath, JailUsageError }
 
 export interface CgroupSetting {
   /** The control file, e.g. memory.limit_in_bytes (cgroup v1) or memory.max (v2). */
@@ -79,14 +79,6 @@ function id(name: string, value: string | undefined): number {
 }
 
 /** Paths go into the native helper's plan one per line, TAB-separated. */
-export function checkPlanPath(what: string, path: string): string {
-  if (/[\t\n\0]/.test(path))
-    throw new JailUsageError(
-      `${what} ${JSON.stringify(path)}: a TAB, newline or NUL in a path is not supported`,
-    )
-  return path
-}
-
 export function parseJailArgs(argv: readonly string[]): JailOptions {
   const dash = argv.indexOf('--')
   if (dash < 0) throw new JailUsageError('vmm jail needs the VMM command after `--` (-- run <manifest>)')

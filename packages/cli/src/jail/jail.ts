@@ -10,12 +10,20 @@ import { mkdirSync, rmdirSync, statSync } from 'node:fs'
 import { constants } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import {
+  CAP_NET_ADMIN,
+  hostDevices,
+  jailEnv,
+  planText,
+  runtimeFiles,
+  SHARE_CAPS,
+  tidyBinds,
+  tidyLinks,
+} from '@vmm/host/jail'
 import { EXIT_HOST_FAILURE, EXIT_USAGE } from '../exit-codes.js'
 import { JAIL_USAGE, type JailOptions, JailUsageError, parseJailArgs } from './args.js'
 import { type JailCgroups, makeCgroups, oomKills, removeCgroups } from './cgroup.js'
 import { type MachineNeeds, machineNeeds, tidyMade } from './machine.js'
-import { CAP_NET_ADMIN, hostDevices, jailEnv, planText, SHARE_CAPS, tidyBinds, tidyLinks } from './plan.js'
-import { runtimeFiles } from './runtime-files.js'
 
 const cliMain = fileURLToPath(new URL('../main.js', import.meta.url))
 

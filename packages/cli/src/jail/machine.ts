@@ -8,9 +8,6 @@ import { chownSync, existsSync, lstatSync, readFileSync, statSync, unlinkSync } 
 import { createRequire } from 'node:module'
 import { dirname, isAbsolute, join } from 'node:path'
 import type { ResolvedManifest } from '@vmm/core'
-import { parse } from 'yaml'
-import { type JailOptions, JailUsageError } from './args.js'
-import { manifestBinds, manifestPaths, permits } from './manifest-paths.js'
 import {
   type Bind,
   type Link,
@@ -19,7 +16,10 @@ import {
   nodeRuntime,
   packageClosure,
   packageRoot,
-} from './runtime.js'
+} from '@vmm/host/jail'
+import { parse } from 'yaml'
+import { type JailOptions, JailUsageError } from './args.js'
+import { manifestBinds, manifestPaths, permits } from './manifest-paths.js'
 
 export interface MachineNeeds {
   readonly binds: readonly Bind[]

@@ -10,8 +10,7 @@
 import { lstatSync, realpathSync, type Stats, statSync } from 'node:fs'
 import { dirname } from 'node:path'
 import type { JsonSchema, ResolvedManifest } from '@vmm/core'
-import { checkPlanPath, JailUsageError } from './args.js'
-import type { Bind } from './runtime.js'
+import { type Bind, checkPlanPath, JailUsageError, permits } from '@vmm/host/jail'
 
 export interface ManifestPath {
   /** Who names it: "<component id>.<property>" or "control.qmp". */
@@ -82,11 +81,7 @@ export function manifestPaths(resolved: ResolvedManifest, qmp: string | undefine
   return out
 }
 
-/** Whether uid/gid may use `st` for `bits` (4 read, 2 write, 1 search/execute), by its mode bits. */
-export function permits(st: Stats, uid: number, gid: number, bits: number): boolean {
-  const mode = st.uid === uid ? st.mode >> 6 : st.gid === gid ? st.mode >> 3 : st.mode
-  return (mode & bits) === bits
-}
+export { permits }
 
 /** The default jail's read-write binds are idmapped to their owner (runtime.ts Bind.idmap). */
 const idmapOf = (st: Stats, on: boolean) => (on ? { idmap: { uid: st.uid, gid: st.gid } } : {})

@@ -1,7 +1,9 @@
-// The default jail's last step, in the VMM itself (default.ts, vmm-jail.c's drop-late): once the
+// The default jail's last step, in the VMM itself (@vmm/cli's jail/default.ts, the OCI sandbox's
+// sandbox-jail.ts; vmm-jail.c's drop-late): once the
 // machine is built (it opened /dev/kvm, its disks, its memory file, TAPs and sockets as root in its
 // jail) and before the guest's first instruction, the VMM takes the unprivileged ids the jail
-// chose, as QEMU's -runas and StratoVirt's ozone do. seccomp.ts calls it just before the filters go on.
+// chose, as QEMU's -runas and StratoVirt's ozone do. @vmm/cli's seccomp.ts and the OCI sandbox call it
+// just before the filters go on.
 //
 // Node's process.setgroups/setgid/setuid are glibc's setgroups(2)/setgid(2)/setuid(2) wrappers,
 // which apply the change to every thread of the process (glibc's "setxid" broadcast; nptl(7):
@@ -56,7 +58,7 @@ export function dropIds(env: NodeJS.ProcessEnv = process.env): string | undefine
 }
 
 /**
- * A machine with a writable share (jail.ts dropEnv): the VMM stays root in its jail, with only the
+ * A machine with a writable share (@vmm/cli's jail/jail.ts dropEnv, @vmm/oci's sandbox-jail.ts): the VMM stays root in its jail, with only the
  * capabilities vmm-jail left it. Checked here as the drop is: a thread holding more stops the run.
  */
 function keptRoot(spec: string): string {

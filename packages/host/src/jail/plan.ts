@@ -1,8 +1,8 @@
-// The plan the native helper (packages/host/src/native/vmm-jail.c) carries out: one record per
+// The plan the native helper (src/native/vmm-jail.c) carries out: one record per
 // line, TAB-separated fields (its header comment lists them). Built from what the manifest names
 // and what the VMM needs; the helper does it in its fixed order, whatever the order here.
 import { existsSync, statSync } from 'node:fs'
-import { checkPlanPath } from './args.js'
+import { checkPlanPath } from './errors.js'
 import type { Bind, Link } from './runtime.js'
 
 export interface Device {
@@ -39,7 +39,7 @@ export interface JailPlan {
   readonly netns?: string
   readonly cwd: string
   readonly env: readonly string[]
-  /** The VMM drops to uid/gid itself, after building its machine as root in the jail (default.ts). */
+  /** The VMM drops to uid/gid itself, after building its machine as root in the jail (@vmm/cli's jail/default.ts). */
   readonly dropLate?: boolean
   /** drop-late with a writable share: the VMM keeps root with only these capabilities. */
   readonly caps?: readonly number[]

@@ -7,7 +7,7 @@
 //     and never writes code that a later VMM would run (a guest that took over one VMM must not
 //     reach the next through the cache); a cache write from inside fails, which the caches take as
 //     "no cache" (best effort by design);
-//   - VMM_SECCOMP_RECORD=<file> (seccomp.ts's record mode, used to measure the syscall lists): the
+//   - VMM_SECCOMP_RECORD=<file> (@vmm/cli's seccomp.ts record mode, used to measure the syscall lists): the
 //     file is made here, as the caller names it (%p: this process's id, as the VMM inside has its
 //     own pid namespace), owned by the jail's uid and bound in read-write, so the record of a
 //     jailed run lands where the caller looks. One that exists already must be writable by the
@@ -15,8 +15,7 @@
 import { closeSync, existsSync, fchownSync, openSync, realpathSync, statSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { type JailOptions, JailUsageError } from './args.js'
-import { permits } from './manifest-paths.js'
+import { JailUsageError, permits } from './errors.js'
 import type { Bind } from './runtime.js'
 
 export interface RuntimeFiles {
@@ -40,7 +39,10 @@ function cacheRoot(env: NodeJS.ProcessEnv): string | undefined {
   }
 }
 
-export function runtimeFiles(o: JailOptions, env: NodeJS.ProcessEnv = process.env): RuntimeFiles {
+export function runtimeFiles(
+  o: { readonly uid: number; readonly gid: number },
+  env: NodeJS.ProcessEnv = process.env,
+): RuntimeFiles {
   const binds: Bind[] = []
   const out: string[] = []
   const root = cacheRoot(env)
