@@ -67,6 +67,21 @@ function busyboxDeb(dir) {
   )
 }
 
+/** The image's tree at `root`: busybox-static unpacked, one link per applet, the directories Docker mounts on. */
+export function busyboxRootfs(root, scratch) {
+  mkdirSync(root)
+  execFileSync('dpkg-deb', ['-x', busyboxDeb(scratch), root])
+  const applets = execFileSync(join(root, 'bin/busybox'), ['--list-full'], { encoding: 'utf8' })
+    .split('\n')
+    .filter(Boolean)
+  for (const a of applets) {
+    if (a === 'bin/busybox') continue
+    mkdirSync(join(root, dirname(a)), { recursive: true })
+    if (!existsSync(join(root, a))) symlinkSync('/bin/busybox', join(root, a))
+  }
+  for (const d of ['proc', 'sys', 'dev', 'etc', 'tmp', 'root']) mkdirSync(join(root, d), { recursive: true })
+}
+
 export async function startDocker() {
   const dir = mkdtempSync('/tmp/vmm-docker-')
   const runtime = runtimeWrapper(dir)
@@ -105,19 +120,8 @@ export async function startDocker() {
       await new Promise((r) => setTimeout(r, 500))
     }
   }
-  // The image: busybox-static unpacked, one link per applet, the directories Docker mounts on.
   const root = join(dir, 'image')
-  mkdirSync(root)
-  execFileSync('dpkg-deb', ['-x', busyboxDeb(dir), root])
-  const applets = execFileSync(join(root, 'bin/busybox'), ['--list-full'], { encoding: 'utf8' })
-    .split('\n')
-    .filter(Boolean)
-  for (const a of applets) {
-    if (a === 'bin/busybox') continue
-    mkdirSync(join(root, dirname(a)), { recursive: true })
-    if (!existsSync(join(root, a))) symlinkSync('/bin/busybox', join(root, a))
-  }
-  for (const d of ['proc', 'sys', 'dev', 'etc', 'tmp', 'root']) mkdirSync(join(root, d), { recursive: true })
+  busyboxRootfs(root, dir)
   const tar = execFileSync('tar', ['-C', root, '-c', '.'], { maxBuffer: 64 << 20 })
   docker(['import', '-', IMAGE], { input: tar, stdio: ['pipe', 'pipe', 'pipe'] })
   rmSync(root, { recursive: true, force: true })

@@ -1,7 +1,7 @@
 // The operations on an existing container (runtime-spec runtime.md "Operations": state, start,
 // kill, delete) and runc's others that Docker and containerd call: ps, pause, resume, update,
 // features. Each finds the container under --root and answers with runc's wording on error.
-import { readFileSync, rmSync } from 'node:fs'
+import { readdirSync, readFileSync, rmSync } from 'node:fs'
 import { createConnection } from 'node:net'
 import { join } from 'node:path'
 import { type Resources, type Spec, vmSize } from './config.js'
@@ -11,6 +11,7 @@ import { runHooks } from './hooks.js'
 import type { Logger } from './log.js'
 import { disconnectNetwork } from './network-link.js'
 import { SANDBOX_CONFIG, type SandboxConfig } from './sandbox-config.js'
+import { removeJail } from './sandbox-jail.js'
 import { parseSignal } from './signals.js'
 import { CONTROL_SOCKET, currentStatus, execPids, loadState, socketDir, stateJson } from './state.js'
 
@@ -103,6 +104,8 @@ export async function remove(root: string, id: string, force: boolean, logger: L
   }
   rmSync(dir, { recursive: true, force: true })
   rmSync(socketDir(dir), { recursive: true, force: true })
+  const left = config?.jail ? removeJail(config.jail) : []
+  if (left.length > 0) logger.log('warning', `the sandbox's jail left behind: ${left.join(', ')}`)
   try {
     await runHooks(spec?.hooks?.poststop, { ...stateJson(dir, state), status: 'stopped', pid: 0 }, 'poststop')
   } catch (e) {
@@ -110,14 +113,41 @@ export async function remove(root: string, id: string, force: boolean, logger: L
   }
 }
 
-/** `ps --format json`: the host pids of the container (the sandbox and each exec proxy), as `docker top` wants. */
+/**
+ * `ps --format json`: the host pids of the container (the sandbox, or its jail's supervisor, init
+ * and sandbox, and each exec proxy), as `docker top` wants.
+ */
 export function ps(root: string, id: string, format: string): string {
   const { dir, state } = loadState(root, id)
   const status = currentStatus(dir, state)
-  const pids = status === 'stopped' ? [] : [state.pid, ...execPids(dir)]
+  const pids = status === 'stopped' ? [] : [state.pid, ...descendants(state.pid), ...execPids(dir)]
   if (format === 'json') return `${JSON.stringify(pids)}\n`
   if (format !== 'table') throw new OciError(`invalid format option: ${format}`)
   return `PID\n${pids.join('\n')}\n`
+}
+
+/** The processes below `pid`, from each process's parent in /proc/<pid>/stat (proc(5)). */
+function descendants(pid: number): number[] {
+  const parent = new Map<number, number>()
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8')
+      // The fields after the command, which is in parentheses and may hold any character.
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+      parent.set(Number(name), ppid)
+    } catch {} // gone meanwhile
+  }
+  const out: number[] = []
+  const walk = (p: number) => {
+    for (const [child, pp] of parent)
+      if (pp === p) {
+        out.push(child)
+        walk(child)
+      }
+  }
+  walk(pid)
+  return out.sort((a, b) => a - b)
 }
 
 export async function pause(root: string, id: string, resume: boolean): Promise<void> {

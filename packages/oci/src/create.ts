@@ -19,6 +19,14 @@ import { type NetPlan, planNetwork, SANDBOX_TAP_FD } from './network.js'
 import { connectNetwork, undoQuietly } from './network-link.js'
 import { copyRootfsInitrd } from './rootfs-copy.js'
 import { SANDBOX_CONFIG, type SandboxConfig } from './sandbox-config.js'
+import {
+  jailMessage,
+  removeJail,
+  type SandboxJail,
+  sandboxPlan,
+  takeJail,
+  whyNoJail,
+} from './sandbox-jail.js'
 import { helperScript, startHelper } from './spawn.js'
 import {
   CONSOLE_LOG,
@@ -41,6 +49,8 @@ export interface CreateOptions {
   consoleSocket?: string
   /** vmm's seccomp filters on the sandbox process (default on; the global --no-seccomp turns them off). */
   seccomp?: boolean
+  /** The sandbox in a jail of its own (default on as root; the global --no-jail turns it off). */
+  jail?: boolean
   /** Why the fast start from the container template is off (the global --no-template), if it is. */
   templateOff?: string
   /** The --log file: a debug line says when a container boots cold rather than from the template. */
@@ -76,6 +86,8 @@ export async function create(o: CreateOptions): Promise<void> {
   let sandboxPid = 0
   let network: NetPlan | undefined
   let tap: Tap | undefined
+  let jail: SandboxJail | undefined
+  let ptySlave: number | undefined
   try {
     // Read-only, but after the id is taken: a second create of an id answers as runc does.
     network = planNetwork(spec)
@@ -122,31 +134,55 @@ export async function create(o: CreateOptions): Promise<void> {
     const { templateFor } = await import('./template-build.js')
     const off = o.templateOff ?? (process.env.VMM_OCI_TEMPLATE === '0' ? 'VMM_OCI_TEMPLATE=0' : undefined)
     config.template = await templateFor(plan, guest, off, (msg) => o.log?.log('debug', msg))
+    const noJail = whyNoJail(o.jail === false)
+    if (noJail === undefined) {
+      jail = takeJail()
+      config.jail = jail
+      o.log?.log('debug', `the sandbox runs jailed in ${jail.dir} (uid ${jail.uid})`)
+    } else o.log?.log('debug', `the sandbox runs unjailed: ${noJail}`)
+    const fds = tap ? [tap.fd] : []
     if (spec.process.terminal && o.consoleSocket) {
       const { openPty, sendFd } = await import('@vmm/host')
       const pty = openPty(true)
       try {
         sendFd(resolve(o.consoleSocket), pty.master)
       } catch (e) {
+        closeSync(pty.slave)
         throw new OciError(
           `sending the pty master to --console-socket ${o.consoleSocket}: ${(e as Error).message}`,
         )
       } finally {
         closeSync(pty.master)
-        closeSync(pty.slave)
       }
-      config.consoleSlave = pty.name
+      // A jailed sandbox cannot open /dev/pts: it gets the slave as two fds (input, output).
+      if (jail) {
+        ptySlave = pty.slave
+        config.consoleFd = 4 + fds.length
+        fds.push(pty.slave, pty.slave)
+      } else {
+        closeSync(pty.slave)
+        config.consoleSlave = pty.name
+      }
     }
     writeFileSync(join(dir, SANDBOX_CONFIG), JSON.stringify(config))
-    const fds = tap ? [tap.fd] : []
-    const sandbox = await startHelper(
-      helperScript('sandbox'),
-      [dir],
-      bundle,
-      'sandbox',
-      !config.consoleSlave,
-      fds,
-    )
+    const script = helperScript('sandbox')
+    const jailed = jail
+      ? {
+          helper: (await import('@vmm/host/jail')).jailHelperPath(),
+          plan: await sandboxPlan({
+            jail,
+            stateDir: dir,
+            socketDir: sockets,
+            script,
+            args: [dir],
+            config,
+            extraFds: fds.length,
+            ...(config.consoleFd === undefined ? {} : { ctty: config.consoleFd }),
+          }),
+          failure: () => jailMessage(dir),
+        }
+      : undefined
+    const sandbox = await startHelper(script, [dir], bundle, 'sandbox', !spec.process.terminal, fds, jailed)
     sandboxPid = sandbox.pid
     state.pid = sandbox.pid
     state.pidStart = procStat(sandbox.pid)?.start ?? 0
@@ -164,9 +200,11 @@ export async function create(o: CreateOptions): Promise<void> {
     }
     rmSync(dir, { recursive: true, force: true })
     rmSync(sockets, { recursive: true, force: true })
+    if (jail) removeJail(jail)
     throw e
   } finally {
     tap?.close() // the sandbox holds the TAP now (or nobody: it is gone)
+    if (ptySlave !== undefined) closeSync(ptySlave) // and the pty's slave
   }
 }
 

@@ -16,6 +16,7 @@ const USAGE = `usage: vmm-oci [global flags] <command> [flags] <container-id>
 global flags: --root <dir> (${DEFAULT_ROOT}), --log <file>, --log-format text|json,
               --systemd-cgroup, --debug (accepted), --version, --help,
               --no-seccomp (the VM's sandbox process runs without vmm's seccomp filters),
+              --no-jail (the sandbox is not confined in a jail of its own; as root it is by default),
               --no-template (boot each container's VM, not restore the pre-booted template)
 commands:
   create --bundle <dir> [--pid-file <file>] [--console-socket <socket>] <id>
@@ -39,6 +40,7 @@ const GLOBAL: Record<string, FlagKind> = {
   'log-format': 'value',
   'systemd-cgroup': 'bool',
   'no-seccomp': 'bool',
+  'no-jail': 'bool',
   'no-template': 'bool',
   debug: 'bool',
   criu: 'value',
@@ -176,6 +178,7 @@ export async function run(argv: readonly string[], logger?: Logger): Promise<num
           pidFile: str(p, 'pid-file'),
           consoleSocket: str(p, 'console-socket'),
           seccomp: !bool(g, 'no-seccomp'),
+          jail: !bool(g, 'no-jail'),
           ...(bool(g, 'no-template') ? { templateOff: 'the runtime was called with --no-template' } : {}),
           log,
         })

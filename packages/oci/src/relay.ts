@@ -53,10 +53,14 @@ export function pipeStdio(): Stdio {
   }
 }
 
-export function terminalStdio(slavePath: string): Stdio {
+/**
+ * `slave`: the pty slave's path, or, in a jail (no /dev/pts there), two fds open on it, which
+ * vmm-jail made the controlling terminal (its `ctty` record).
+ */
+export function terminalStdio(slave: string | { input: number; output: number }): Stdio {
   // The first open by this session leader makes it the controlling terminal (SIGWINCH comes here).
-  const fdIn = openSync(slavePath, 'r+')
-  const fdOut = openSync(slavePath, 'r+')
+  const fdIn = typeof slave === 'string' ? openSync(slave, 'r+') : slave.input
+  const fdOut = typeof slave === 'string' ? openSync(slave, 'r+') : slave.output
   // Raw since openPty(true) (cfmakeraw): Node's setRawMode would keep ONLCR, and the guest's
   // pty already turned each \n into \r\n.
   const input = new tty.ReadStream(fdIn)

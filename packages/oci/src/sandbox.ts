@@ -71,7 +71,12 @@ function listen(server: Server, path: string): Promise<void> {
 async function main() {
   const config = JSON.parse(readFileSync(join(dir, SANDBOX_CONFIG), 'utf8')) as SandboxConfig
   process.title = `vmm-oci sandbox ${config.id}`
-  const stdio: Stdio = config.consoleSlave ? terminalStdio(config.consoleSlave) : pipeStdio()
+  const stdio: Stdio =
+    config.consoleFd !== undefined
+      ? terminalStdio({ input: config.consoleFd, output: config.consoleFd + 1 })
+      : config.consoleSlave
+        ? terminalStdio(config.consoleSlave)
+        : pipeStdio()
   let session: AgentSession | undefined
   let started = false
   for (const [s, n] of FORWARDED_SIGNALS)
@@ -141,8 +146,10 @@ async function main() {
     machine = await vmm.Machine.fromObject(vmManifest(config.plan), { hypervisor, registry })
     await machine.load()
   }
-  // vmm's seccomp filters (@vmm/host, as `vmm run` installs them) between the VM's set-up and the
-  // guest's first instruction: the sockets above already listen, the pty is open (issue 17).
+  // In a jail (sandbox-jail.ts), the drop of ids first (the filters do not allow setuid and its
+  // kind); then vmm's seccomp filters (@vmm/host, as `vmm run` installs them), between the VM's
+  // set-up and the guest's first instruction: the sockets above already listen, the pty is open.
+  if (config.jail) log(`jail: ${(await import('@vmm/host/jail')).dropIds() ?? 'no drop asked'}`)
   if (config.seccomp !== false) host.applySeccomp(machine)
   if (restored) await machine.resume()
   else await machine.start()

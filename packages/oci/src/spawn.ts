@@ -12,6 +12,13 @@ export interface Helper {
   pid: number
 }
 
+/** Start the helper through vmm-jail: its path, the plan, and where it says why it failed. */
+export interface Jailed {
+  helper: string
+  plan: string
+  failure?: () => string | undefined
+}
+
 export function helperScript(name: string): string {
   return fileURLToPath(new URL(`./${name}.js`, import.meta.url))
 }
@@ -28,15 +35,21 @@ export async function startHelper(
   what: string,
   stdio = true,
   fds: readonly number[] = [],
+  jail?: Jailed,
 ): Promise<Helper> {
   const std: IOType[] = stdio ? ['inherit', 'inherit', 'inherit'] : ['ignore', 'ignore', 'ignore']
-  const child: ChildProcess = spawn(process.execPath, [script, ...args], {
-    cwd,
-    detached: true,
-    // `fds` become the helper's fds 4, 5... (the sandbox's TAP: network.ts SANDBOX_TAP_FD).
-    stdio: [...std, 'pipe', ...fds],
-  })
-  const ready = child.stdio[3] as NodeJS.ReadableStream
+  // `fds` become the helper's fds 4, 5... (the sandbox's TAP: network.ts SANDBOX_TAP_FD). In a
+  // jail, vmm-jail reads its plan on fd 3 and gets the rest one fd up, moving them back down for
+  // the helper it execs (sandbox-jail.ts).
+  const child: ChildProcess = jail
+    ? spawn(jail.helper, [], { cwd, detached: true, stdio: [...std, 'pipe', 'pipe', ...fds] })
+    : spawn(process.execPath, [script, ...args], { cwd, detached: true, stdio: [...std, 'pipe', ...fds] })
+  if (jail) {
+    const plan = child.stdio[3] as NodeJS.WritableStream
+    plan.on('error', () => {}) // vmm-jail's own message says why it stopped reading
+    plan.end(jail.plan)
+  }
+  const ready = child.stdio[jail ? 4 : 3] as NodeJS.ReadableStream
   const line = await new Promise<string>((resolve) => {
     let text = ''
     ready.on('data', (b: Buffer) => {
@@ -55,7 +68,8 @@ export async function startHelper(
     try {
       if (child.pid) process.kill(child.pid, 'SIGKILL')
     } catch {}
-    throw new OciError(line.replace(/^error /, ''))
+    const why = jail?.failure?.()
+    throw new OciError(`${line.replace(/^error /, '')}${why ? ` (${why})` : ''}`)
   }
   return { child, pid: child.pid! }
 }

@@ -12,7 +12,8 @@
 //        the writer; the child inherits the group on fork(2))
 //     3. setns(2) into the given network namespace (its fd is opened first, on the host's root)
 //     4. unshare(CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS), fork: the child is pid 1 of a new pid
-//        namespace (pid_namespaces(7)); the supervisor forwards SIGTERM/SIGINT/SIGHUP to it and
+//        namespace (pid_namespaces(7)); the supervisor forwards the stop signals to it (TERM, INT, HUP,
+//        QUIT, USR1, USR2, ALRM, CONT: those a container's sandbox passes on) and
 //        exits with its status (128 + signal when a signal ended it)
 //   child (pid 1 of the new pid namespace)
 //     5. unshare(CLONE_NEWNS) here, not in the supervisor: pivot_root(2) moves every process of
@@ -42,6 +43,18 @@
 // set, the bounding set included: a machine with a writable virtio-9p share, whose server makes
 // the guest's owners and modes on the host tree; packages/cli/src/jail/default.ts says which).
 //
+// For a VMM whose caller hands it open files and then goes away (the OCI runtime's sandbox,
+// packages/oci/src/sandbox-jail.ts):
+//   fd <src> <dst>  the inherited fd <src> is kept through step 1 and is the VMM's fd <dst> (dst 3
+//                   to 99; a status pipe, a TAP, a pty), closed in the supervisor and the init
+//   ctty <fd>       the VMM starts a session of its own (setsid(2)) with the terminal on its fd
+//                   <fd> as its controlling terminal (TIOCSCTTY, tty_ioctl(4)): its SIGWINCH
+//   detached        the supervisor does not die with its parent (no PR_SET_PDEATHSIG): the
+//                   caller exits once the VMM is ready, and the supervisor's own parent (a
+//                   subreaper such as containerd's shim) waits for it
+//   log <file>      each message of this program is appended to <file> too (opened on the host,
+//                   before anything else): a caller whose stderr went elsewhere reads why it failed
+//
 // drop-late (the default jail of `vmm run`/`vmm restore`, packages/cli/src/jail/default.ts): step 9
 // sets no ids for the VMM; it execs as root in the jail (its namespaces, its root, no_new_privs),
 // builds the machine (opens /dev/kvm, disks, the memory file, TAPs, sockets with root's access to
@@ -60,6 +73,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -77,15 +91,26 @@
 
 #define die jail_die
 
+// The plan's `fd` records, moved up to KEEP_BASE + i until the VMM's exec (see the header).
+#define KEEP_BASE 100
+#define MAX_KEPT 16
+static int kept_dst[MAX_KEPT];
+static int nkept;
+static int log_fd = -1;
+
 void jail_die(const char *fmt, ...) {
   int e = errno;
+  char msg[4096];
   va_list ap;
   va_start(ap, fmt);
-  fputs("vmm-jail: ", stderr);
-  vfprintf(stderr, fmt, ap);
+  int n = snprintf(msg, sizeof msg, "vmm-jail: ");
+  n += vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, ap);
   va_end(ap);
-  if (e != 0) fprintf(stderr, ": %s", strerror(e));
-  fputc('\n', stderr);
+  if (n < (int)sizeof msg && e != 0) n += snprintf(msg + n, sizeof msg - (size_t)n, ": %s", strerror(e));
+  if (n > (int)sizeof msg - 2) n = (int)sizeof msg - 2;
+  msg[n++] = '\n';
+  if (write(2, msg, (size_t)n) < 0) {} // nobody may read stderr: the log below is the record
+  if (log_fd >= 0 && write(log_fd, msg, (size_t)n) < 0) {}
   _exit(1);
 }
 
@@ -256,6 +281,7 @@ static void set_rlimit(const record *r) {
 }
 
 static int supervise(void (*body)(void), int init);
+static void close_kept(void);
 static void exec_vmm(void);
 
 static const record *find(const char *op) {
@@ -354,6 +380,15 @@ static void exec_vmm(void) {
   int ne = 0;
   for (int i = 0; i < nrecords; i++)
     if (strcmp(records[i].f[0], "env") == 0 && records[i].n > 1) envp[ne++] = records[i].f[1];
+  for (int k = 0; k < nkept; k++)
+    if (dup2(KEEP_BASE + k, kept_dst[k]) < 0) die("dup2 the kept fd to %d", kept_dst[k]);
+  const record *ctty = find("ctty");
+  if (ctty) {
+    need(ctty, 2);
+    int fd = (int)number(ctty->f[1], 10);
+    if (setsid() < 0) die("setsid");
+    if (ioctl(fd, TIOCSCTTY, 0) < 0) die("make fd %d the controlling terminal (TIOCSCTTY)", fd);
+  }
   const record *ex = find("exec");
   if (!ex || ex->n < 3) {
     errno = 0;
@@ -381,7 +416,7 @@ static int supervise(void (*body)(void), int init) {
   if (child == 0) {
     sigprocmask(SIG_SETMASK, &old, NULL);
     // The child gets its parent's handlers (forward), which would kill pid 0: reset them.
-    int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+    int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGCONT};
     for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++) signal(forwarded[i], SIG_DFL);
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     body();
@@ -391,9 +426,10 @@ static int supervise(void (*body)(void), int init) {
   sa.sa_handler = forward;
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = SA_RESTART;
-  int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+  int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGCONT};
   for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++) sigaction(forwarded[i], &sa, NULL);
   if (init && drop_late) keep_caps(1ULL << CAP_KILL);
+  close_kept();
   sigprocmask(SIG_SETMASK, &old, NULL);
   int status;
   for (;;) {
@@ -407,10 +443,48 @@ static int supervise(void (*body)(void), int init) {
   return WEXITSTATUS(status);
 }
 
+// The `fd` records (see the header): each inherited <src> moved to KEEP_BASE + i, close-on-exec
+// (the VMM gets it at <dst> by dup2 in exec_vmm, which clears the flag), and the `log` file opened.
+static void keep_fds(void) {
+  const record *lg = find("log");
+  if (lg && lg->n >= 2) {
+    log_fd = open(lg->f[1], O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (log_fd < 0) die("open the log %s", lg->f[1]);
+  }
+  for (int i = 0; i < nrecords; i++) {
+    const record *r = &records[i];
+    if (strcmp(r->f[0], "fd") != 0) continue;
+    need(r, 3);
+    int src = (int)number(r->f[1], 10), dst = (int)number(r->f[2], 10);
+    errno = 0;
+    if (nkept == MAX_KEPT) die("plan: more than %d fd records", MAX_KEPT);
+    if (src < 3 || src >= KEEP_BASE || dst < 3 || dst >= KEEP_BASE) die("plan: fd %d %d: both must be 3 to %d", src, dst, KEEP_BASE - 1);
+    if (src == 3) die("plan: fd 3 is the plan itself");
+    for (int k = 0; k < nkept; k++)
+      if (kept_dst[k] == dst) die("plan: two fd records for the VMM's fd %d", dst);
+    if (fcntl(src, F_DUPFD_CLOEXEC, KEEP_BASE + nkept) != KEEP_BASE + nkept) die("keep the inherited fd %d (is it open?)", src);
+    kept_dst[nkept++] = dst;
+  }
+  if (log_fd >= 0) {
+    // Above the kept ones, so the close_range calls in main() leave it open.
+    int moved = fcntl(log_fd, F_DUPFD_CLOEXEC, KEEP_BASE + MAX_KEPT);
+    if (moved < 0) die("move the log's fd");
+    close(log_fd);
+    log_fd = moved;
+  }
+}
+
+// The supervisor and the init hold the kept fds only to hand them down: after their fork, they let go.
+static void close_kept(void) {
+  for (int k = 0; k < nkept; k++) close(KEEP_BASE + k);
+}
+
 int main(void) {
   // 1. The plan, then no inherited descriptor but stdin, stdout and stderr.
   read_plan();
-  if (syscall(SYS_close_range, 3U, ~0U, 0U) < 0) die("close_range(3, ~0)");
+  keep_fds();
+  if (syscall(SYS_close_range, 3U, (unsigned)KEEP_BASE - 1, 0U) < 0) die("close_range(3, %d)", KEEP_BASE - 1);
+  if (syscall(SYS_close_range, (unsigned)(KEEP_BASE + nkept), ~0U, 0U) < 0) die("close_range(%d, ~0)", KEEP_BASE + nkept);
   const record *root = find("root");
   const record *ids = find("ids");
   errno = 0;
@@ -445,7 +519,7 @@ int main(void) {
   }
   // 4. New pid, IPC and UTS namespaces; the next child is their pid 1.
   if (unshare(CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS) < 0) die("unshare(CLONE_NEWPID|CLONE_NEWIPC|CLONE_NEWUTS)");
-  // Our parent (`vmm jail`) going away takes the jail with it.
-  prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  // Our parent (`vmm jail`) going away takes the jail with it; a detached jail outlives its caller.
+  if (!find("detached")) prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   return supervise(enter_jail, 0);
 }
