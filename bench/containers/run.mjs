@@ -9,6 +9,7 @@
 // (test/e2e/docker-daemon.mjs), --network none. Medians; on shared kvm_pvm machines absolute
 // times are noise: read the ratios.
 import { execFileSync } from 'node:child_process'
+import { readdirSync, readFileSync } from 'node:fs'
 import { buildTemplate, DOCKER, dockerMissing, IMAGE, startDocker } from '../../test/e2e/docker-daemon.mjs'
 import { mappings } from '../smaps.mjs'
 
@@ -67,6 +68,32 @@ function memory(pid, ramKiB = 256 * 1024) {
   }
 }
 
+/**
+ * `pid` and the processes below it: the jailed sandbox is vmm-jail's supervisor (the container's
+ * pid), its init and the sandbox itself (packages/oci/src/sandbox-jail.ts).
+ */
+function tree(pid) {
+  const parent = new Map()
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8')
+      parent.set(Number(name), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]))
+    } catch {}
+  }
+  const out = [pid]
+  for (let i = 0; i < out.length; i++) for (const [c, p] of parent) if (p === out[i]) out.push(c)
+  return out
+}
+
+/** The memory of the container's processes together (memory() of each, summed). */
+function treeMemory(pid) {
+  const sum = {}
+  for (const m of tree(pid).map((p) => memory(p)))
+    for (const [k, v] of Object.entries(m)) sum[k] = (sum[k] ?? 0) + v
+  return sum
+}
+
 /** `count` idle containers at once (sleep), each one's memory. */
 function running(runtime, count = 1) {
   const ids = []
@@ -77,7 +104,7 @@ function running(runtime, count = 1) {
   const pids = ids.map((id) => Number(docker(['inspect', '-f', '{{.State.Pid}}', id]).trim()))
   // Settle: the boot's page cache and the agent's first allocations.
   execFileSync('sleep', ['5'])
-  const m = pids.map((pid) => memory(pid))
+  const m = pids.map((pid) => treeMemory(pid))
   docker(['rm', '-f', ...ids])
   return m
 }
@@ -87,6 +114,7 @@ try {
   const runc = time('runc', RUNS_RUNC)
   time('vmm', 1) // warm: the template's memory file in the page cache
   const template = time('vmm', RUNS_TEMPLATE)
+  const nojail = time('vmm-nojail', RUNS_TEMPLATE)
   const cold = time('vmm-cold', RUNS_VMM)
   const mib = (kib) => (kib / 1024).toFixed(1)
   const row = (name, xs) =>
@@ -96,14 +124,18 @@ try {
   console.log(`docker run --rm ${IMAGE} true (medians, ${new Date().toISOString().slice(0, 10)})`)
   row('runc', runc)
   row('vmm (template)', template)
+  row('  --no-jail', nojail)
   row('vmm (cold)', cold)
   console.log(
-    `  ratios: template/runc ${(median(template) / median(runc)).toFixed(1)}x, cold/runc ${(median(cold) / median(runc)).toFixed(1)}x, cold/template ${(median(cold) / median(template)).toFixed(1)}x`,
+    `  ratios: template/runc ${(median(template) / median(runc)).toFixed(1)}x, cold/runc ${(median(cold) / median(runc)).toFixed(1)}x, cold/template ${(median(cold) / median(template)).toFixed(1)}x, jailed/unjailed ${(median(template) / median(nojail)).toFixed(2)}x`,
   )
   const [mr] = running('runc')
   const [mc] = running('vmm-cold')
   const clones = running('vmm', 2)
-  console.log('host memory of a running container (sleep), private to the container pid:')
+  const [mu] = running('vmm-nojail')
+  console.log(
+    'host memory of a running container (sleep), private to the container pid and its children (a jail: supervisor, init, sandbox):',
+  )
   console.log(`  runc: ${mib(mr.privateKiB)} MiB (the sleep process itself)`)
   const vm = (name, m) =>
     console.log(
@@ -113,6 +145,7 @@ try {
     )
   vm('vmm cold', mc)
   for (const [i, m] of clones.entries()) vm(`vmm template, clone ${i + 1} of 2`, m)
+  vm('vmm template, --no-jail', mu)
 } finally {
   await d.stop()
 }

@@ -86,8 +86,13 @@ export async function startDocker() {
   const dir = mkdtempSync('/tmp/vmm-docker-')
   const runtime = runtimeWrapper(dir)
   // `vmm` restores the pre-booted container template (the fast start); `vmm-cold` boots each
-  // container's VM, as the runtime does when the template cannot serve a container.
-  const runtimes = { vmm: { path: runtime }, 'vmm-cold': { path: runtime, runtimeArgs: ['--no-template'] } }
+  // container's VM, as the runtime does when the template cannot serve a container;
+  // `vmm-nojail`: the sandbox not jailed (bench/containers compares the two).
+  const runtimes = {
+    vmm: { path: runtime },
+    'vmm-cold': { path: runtime, runtimeArgs: ['--no-template'] },
+    'vmm-nojail': { path: runtime, runtimeArgs: ['--no-jail'] },
+  }
   writeFileSync(join(dir, 'daemon.json'), JSON.stringify({ runtimes }))
   const sock = join(dir, 'docker.sock')
   const log = openSync(join(dir, 'dockerd.log'), 'a')

@@ -87,7 +87,8 @@ describe.skipIf(skip)('docker run --runtime vmm', () => {
       .filter((n) => /^\d+$/.test(n))
       .filter((n) => {
         try {
-          return readFileSync(`/proc/${n}/cmdline`, 'utf8').startsWith('vmm-oci ')
+          // Docker's containers (64 hex digits), not those another test file runs meanwhile.
+          return /^vmm-oci sandbox [0-9a-f]{64}/.test(readFileSync(`/proc/${n}/cmdline`, 'utf8'))
         } catch {
           return false
         }

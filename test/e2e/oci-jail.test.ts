@@ -9,6 +9,8 @@
 //     DAC_READ_SEARCH, and the guest still reads the image's root-only file;
 //   - the container runs, its output reaches the caller's stdout, and delete removes the jail's
 //     directory with the state;
+//   - with no share (VMM_OCI_NO_9P=1, the rootfs copied into the initrd) it drops to a uid of its
+//     own, without capabilities, and still writes its state and sockets (idmapped directories);
 //   - --no-jail: the sandbox is the pid file's process, in the host's namespaces.
 import { execFileSync, spawn } from 'node:child_process'
 import {
@@ -70,10 +72,11 @@ describe.skipIf(reason !== undefined)('the OCI sandbox in its jail', () => {
     if (work) rmSync(work, { recursive: true, force: true })
   })
 
-  const runtime = (args: string[], fds: { out?: number; err?: number } = {}) =>
+  const runtime = (args: string[], fds: { out?: number; err?: number } = {}, env = process.env) =>
     new Promise<{ code: number | null; stderr: string }>((resolve) => {
       const child = spawn(process.execPath, [ociMain, '--root', root, ...args], {
         stdio: ['ignore', fds.out ?? 'ignore', fds.err ?? 'pipe'],
+        env,
       })
       let stderr = ''
       child.stderr?.on('data', (b: Buffer) => (stderr += b.toString()))
@@ -106,14 +109,19 @@ describe.skipIf(reason !== undefined)('the OCI sandbox in its jail', () => {
     dir: string,
     flags: string[],
     inspect: (supervisor: number, pids: number[]) => void,
+    env = process.env,
   ): Promise<string> {
     const pidFile = join(work, `${id}.pid`)
     const outFile = join(work, `${id}.out`)
     const out = openSync(outFile, 'w')
-    const created = await runtime([...flags, 'create', '--bundle', dir, '--pid-file', pidFile, id], {
-      out,
-      err: out,
-    })
+    const created = await runtime(
+      [...flags, 'create', '--bundle', dir, '--pid-file', pidFile, id],
+      {
+        out,
+        err: out,
+      },
+      env,
+    )
     closeSync(out)
     expect(created.code, `create: ${created.stderr}${readFileSync(outFile, 'utf8')}`).toBe(0)
     const supervisor = Number(readFileSync(pidFile, 'utf8'))
@@ -187,6 +195,31 @@ describe.skipIf(reason !== undefined)('the OCI sandbox in its jail', () => {
     expect(output).toContain('a secret of the image')
     // delete removed the jail's directory.
     expect(existsSync(join('/run/vmm-jail', made[0]!))).toBe(false)
+  })
+
+  it('no share (the rootfs copied into the initrd): the sandbox drops to a uid of its own', {
+    timeout: LIMIT,
+  }, async () => {
+    const env = { ...process.env, VMM_OCI_NO_9P: '1' }
+    const output = await run(
+      'noshare',
+      bundle('noshare', 'echo no share', true),
+      [],
+      (_supervisor, pids) => {
+        const s = status(jailedSandbox(pids))
+        log(`sandbox without shares: Uid ${s.Uid} CapEff ${s.CapEff}`)
+        const uid = Number(s.Uid!.split(/\s+/)[0])
+        expect(uid).toBeGreaterThanOrEqual(0x71000000)
+        expect(s.Uid!.split(/\s+/)).toEqual([String(uid), String(uid), String(uid), String(uid)])
+        expect(BigInt(`0x${s.CapEff}`)).toBe(0n)
+        expect(BigInt(`0x${s.CapPrm}`)).toBe(0n)
+        expect(s.Groups).toBe('')
+        expect(s.Seccomp).toBe('2')
+      },
+      env,
+    )
+    // It wrote its console log, status and sockets after the drop (idmapped directories).
+    expect(output).toContain('no share')
   })
 
   it('--no-jail: the sandbox is the pid file process, in the host namespaces', {

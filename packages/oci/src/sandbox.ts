@@ -9,7 +9,7 @@
 // caught, so `kill <id> 9` kills this process and with it the VM. Its own diagnostics go to
 // sandbox.log in the state directory: fds 1 and 2 belong to the container.
 import { randomBytes } from 'node:crypto'
-import { appendFileSync, readFileSync, writeSync } from 'node:fs'
+import { appendFileSync, chownSync, lstatSync, readdirSync, readFileSync, writeSync } from 'node:fs'
 import { createServer, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -59,6 +59,22 @@ async function exit(code: number, why: string): Promise<void> {
     log(`stopping the VM: ${(e as Error).message}`)
   }
   process.exit(code)
+}
+
+/**
+ * Before a drop to the jail's uid (VMM_JAIL_DROP): the sockets made as root in the idmapped socket
+ * directory (the agent's hello listener, the vsock device's) are root's to the sandbox, and
+ * connect(2) needs write permission on a socket file (unix(7)): its vsock device connects to the
+ * hello listener once dropped. Each is given to the jail's uid (on disk, root's again:
+ * vmm-jail-idmap.c maps the directory's owner to the jail's uid).
+ */
+function giveSocketsToJailUid(sockets: string): void {
+  const m = /^(\d+):(\d+)$/.exec(process.env.VMM_JAIL_DROP ?? '')
+  if (!m) return
+  for (const name of readdirSync(sockets)) {
+    const path = join(sockets, name)
+    if (lstatSync(path).isSocket()) chownSync(path, Number(m[1]), Number(m[2]))
+  }
 }
 
 function listen(server: Server, path: string): Promise<void> {
@@ -133,15 +149,16 @@ async function main() {
     }
   }
   // A cold guest's agent says it is up by connecting to host port 1023: <vsock socket>_1023.
+  let helloServer: Server | undefined
   const hello = restored
     ? undefined
     : new Promise<Socket>((resolve) => {
-        const server = createServer({ allowHalfOpen: true }, (socket) => {
-          server.close()
+        helloServer = createServer({ allowHalfOpen: true }, (socket) => {
+          helloServer?.close()
           resolve(socket)
         })
-        void listen(server, `${config.plan.vsockPath}_${AGENT_HELLO_PORT}`)
       })
+  if (helloServer) await listen(helloServer, `${config.plan.vsockPath}_${AGENT_HELLO_PORT}`)
   if (!machine) {
     machine = await vmm.Machine.fromObject(vmManifest(config.plan), { hypervisor, registry })
     await machine.load()
@@ -149,7 +166,10 @@ async function main() {
   // In a jail (sandbox-jail.ts), the drop of ids first (the filters do not allow setuid and its
   // kind); then vmm's seccomp filters (@vmm/host, as `vmm run` installs them), between the VM's
   // set-up and the guest's first instruction: the sockets above already listen, the pty is open.
-  if (config.jail) log(`jail: ${(await import('@vmm/host/jail')).dropIds() ?? 'no drop asked'}`)
+  if (config.jail) {
+    giveSocketsToJailUid(socketDir(dir))
+    log(`jail: ${(await import('@vmm/host/jail')).dropIds() ?? 'no drop asked'}`)
+  }
   if (config.seccomp !== false) host.applySeccomp(machine)
   if (restored) await machine.resume()
   else await machine.start()
