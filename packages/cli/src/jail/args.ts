@@ -61,7 +61,9 @@ options:
   --chroot-base <dir>       where jails are made (default /srv/vmm-jail)
   --netns <path>            join this network namespace (e.g. /var/run/netns/vm1)
   --cgroup <file>=<value>   a cgroup limit, repeatable: memory.limit_in_bytes=512MiB (v1),
-                            memory.max=512MiB (v2), cpu.shares=512, pids.max=64, ...
+                            memory.max=512MiB (v2), cpu.shares=512, pids.max=64,
+                            hugetlb.2MB.max=64MiB (v2), ...: each goes to the v1 or
+                            v2 hierarchy that has its controller
   --parent-cgroup <path>    where the jail's cgroup is made (default: under vmm jail's own)
   --rlimit <name>=<n>[:<hard>]  repeatable: nofile, nproc, fsize, as, core, memlock, stack, cpu,
                             data (default nofile=2048, as Firecracker's)
@@ -76,6 +78,44 @@ function id(name: string, value: string | undefined): number {
   if (!/^\d+$/.test(value) || Number(value) > 0xfffffffe)
     throw new JailUsageError(`--${name} must be a number (0 to 4294967294), not "${value}"`)
   return Number(value)
+}
+
+/**
+ * `<controller>.<file>=<value>`, as `option` (--cgroup; --jail-cgroup for the default jail) gives
+ * it. The file is checked against the host when the group is made (cgroup.ts).
+ */
+export function parseCgroupSetting(s: string, option = '--cgroup'): CgroupSetting {
+  // hugetlb's files name the page size: hugetlb.2MB.max, hugetlb.1GB.limit_in_bytes.
+  const m = /^([a-z_]+\.[A-Za-z0-9_.]+)=(.+)$/.exec(s)
+  if (!m)
+    throw new JailUsageError(
+      `${option} "${s}": expected <controller>.<file>=<value>, e.g. memory.limit_in_bytes=512MiB`,
+    )
+  return { file: m[1]!, value: m[2]! }
+}
+
+/**
+ * The rlimits `<name>=<soft>[:<hard>]` given as `option` (--rlimit; --jail-rlimit for the default
+ * jail), after the default nofile=2048 (Firecracker's); a later one of a name replaces an earlier.
+ */
+export function parseRlimits(list: readonly string[], option = '--rlimit'): RlimitSetting[] {
+  const rlimits: RlimitSetting[] = [{ name: 'nofile', soft: '2048', hard: '2048' }]
+  for (const s of list) {
+    const m = /^([a-z]+)=(\d+|unlimited)(?::(\d+|unlimited))?$/.exec(s)
+    if (!m || !RLIMITS.has(m[1]!))
+      throw new JailUsageError(
+        `${option} "${s}": expected <name>=<n>[:<hard>] with a name among ${[...RLIMITS].join(', ')}`,
+      )
+    const soft = m[2]!
+    const hard = m[3] ?? soft
+    // setrlimit(2): EINVAL when the soft limit exceeds the hard one; say so before anything is made.
+    if (hard !== 'unlimited' && (soft === 'unlimited' || BigInt(soft) > BigInt(hard)))
+      throw new JailUsageError(`${option} "${s}": the soft limit ${soft} is above the hard limit ${hard}`)
+    const i = rlimits.findIndex((r) => r.name === m[1])
+    if (i >= 0) rlimits.splice(i, 1)
+    rlimits.push({ name: m[1]!, soft, hard })
+  }
+  return rlimits
 }
 
 /** Paths go into the native helper's plan one per line, TAB-separated. */
@@ -109,25 +149,8 @@ export function parseJailArgs(argv: readonly string[]): JailOptions {
     throw new JailUsageError(
       `--uid ${uid} --gid ${gid}: the VMM would keep root's privileges in its jail; give an unprivileged uid and gid (or --allow-root)`,
     )
-  const cgroups = values.cgroup.map((s) => {
-    const m = /^([a-z_]+\.[a-z_.]+)=(.+)$/.exec(s)
-    if (!m)
-      throw new JailUsageError(
-        `--cgroup "${s}": expected <controller>.<file>=<value>, e.g. memory.limit_in_bytes=512MiB`,
-      )
-    return { file: m[1]!, value: m[2]! }
-  })
-  const rlimits: RlimitSetting[] = [{ name: 'nofile', soft: '2048', hard: '2048' }]
-  for (const s of values.rlimit) {
-    const m = /^([a-z]+)=(\d+|unlimited)(?::(\d+|unlimited))?$/.exec(s)
-    if (!m || !RLIMITS.has(m[1]!))
-      throw new JailUsageError(
-        `--rlimit "${s}": expected <name>=<n>[:<hard>] with a name among ${[...RLIMITS].join(', ')}`,
-      )
-    const i = rlimits.findIndex((r) => r.name === m[1])
-    if (i >= 0) rlimits.splice(i, 1)
-    rlimits.push({ name: m[1]!, soft: m[2]!, hard: m[3] ?? m[2]! })
-  }
+  const cgroups = values.cgroup.map((s) => parseCgroupSetting(s))
+  const rlimits = parseRlimits(values.rlimit)
   const [command, target, ...vmmArgs] = argv.slice(dash + 1)
   if (command !== 'run' && command !== 'restore')
     throw new JailUsageError(
