@@ -47,6 +47,15 @@ describe('cgroup hierarchies', () => {
 describe('cgroup and rlimit settings', () => {
   it('hugetlb files name their page size; the option is named in errors', () => {
     expect(parseCgroupSetting('hugetlb.2MB.max=4MiB')).toEqual({ file: 'hugetlb.2MB.max', value: '4MiB' })
+    expect(parseCgroupSetting('pids.max=64', '--jail-cgroup')).toEqual({
+      file: 'pids.max',
+      value: '64',
+      option: '--jail-cgroup',
+    })
+    expect(() => parseCgroupSetting('hugetlb.2MB.max=lots')).toThrow(
+      '--cgroup hugetlb.2MB.max=lots: not a size',
+    )
+    expect(parseCgroupSetting('memory.max=max')).toEqual({ file: 'memory.max', value: 'max' })
     expect(() => parseCgroupSetting('memory', '--jail-cgroup')).toThrow(
       '--jail-cgroup "memory": expected <controller>.<file>=<value>',
     )

@@ -1,8 +1,10 @@
 // `vmm jail` options: who the VMM runs as, where its jail is, its limits, and the VMM command after
 // `--` (run <manifest> or restore <dir>, with their own options). Checked here, before anything is
 // made, so bad input changes nothing on the host.
+import { existsSync } from 'node:fs'
 import { isAbsolute, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import { parseSize } from '@vmm/core'
 
 import { checkPlanPath, JailUsageError } from '@vmm/host/jail'
 
@@ -12,6 +14,8 @@ export interface CgroupSetting {
   /** The control file, e.g. memory.limit_in_bytes (cgroup v1) or memory.max (v2). */
   readonly file: string
   readonly value: string
+  /** The option that gave it, for errors, when not --cgroup (the default jail's --jail-cgroup). */
+  readonly option?: string
 }
 
 export interface RlimitSetting {
@@ -91,7 +95,24 @@ export function parseCgroupSetting(s: string, option = '--cgroup'): CgroupSettin
     throw new JailUsageError(
       `${option} "${s}": expected <controller>.<file>=<value>, e.g. memory.limit_in_bytes=512MiB`,
     )
-  return { file: m[1]!, value: m[2]! }
+  const [file, value] = [m[1]!, m[2]!]
+  if (SIZED.test(file) && value !== 'max' && value !== '-1' && parseSize(value) === undefined)
+    throw new JailUsageError(`${option} ${file}=${value}: not a size (e.g. 512MiB, max)`)
+  return { file, value, ...(option === '--cgroup' ? {} : { option }) }
+}
+
+/** Control files that take sizes: memory.* and hugetlb.* (cgroup.ts writes them in bytes). */
+export const SIZED = /^(memory|hugetlb)\./
+
+/** A network namespace file to join (ip-netns(8): /var/run/netns/<name>), as `option` gives it. */
+export function parseNetns(path: string, option = '--netns'): string {
+  const netns = resolve(path)
+  checkPlanPath(option, netns)
+  if (!existsSync(netns))
+    throw new JailUsageError(
+      `${option} ${netns}: there is no such file (a network namespace: ip netns add <name>)`,
+    )
+  return netns
 }
 
 /**
@@ -160,6 +181,11 @@ export function parseJailArgs(argv: readonly string[]): JailOptions {
     throw new JailUsageError(
       `vmm jail -- ${command} needs a ${command === 'run' ? 'manifest file' : 'snapshot directory'}`,
     )
+  const own = vmmArgs.find((a) => /^--jail-(cgroup|rlimit|netns)(=|$)/.test(a))
+  if (own !== undefined)
+    throw new JailUsageError(
+      `${own.split('=')[0]} after -- limits vmm run's default jail; vmm jail takes ${own.split('=')[0]!.replace('jail-', '')} before --`,
+    )
   // The VMM's own options, parsed only to find the paths and modules the jail must hold; the
   // VMM checks them again. --qmp is made absolute, as the VMM in the jail runs elsewhere.
   const vmm = parseArgs({
@@ -173,12 +199,11 @@ export function parseJailArgs(argv: readonly string[]): JailOptions {
   const q = args.indexOf('--qmp')
   if (qmp !== undefined && q >= 0) args[q + 1] = qmp
   else if (qmp !== undefined) args[args.findIndex((a) => a.startsWith('--qmp='))] = `--qmp=${qmp}`
-  const netns = values.netns === undefined ? undefined : resolve(values.netns)
+  const netns = values.netns === undefined ? undefined : parseNetns(values.netns)
   const chrootBase = resolve(values['chroot-base'])
   if (!isAbsolute(chrootBase)) throw new JailUsageError('--chroot-base must be a path')
   for (const [what, p] of [
     ['--chroot-base', chrootBase],
-    ['--netns', netns],
     ['--qmp', qmp],
   ] as const)
     if (p !== undefined) checkPlanPath(what, p)

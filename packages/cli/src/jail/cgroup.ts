@@ -14,7 +14,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs'
 import { join, relative } from 'node:path'
 import { parseSize } from '@vmm/core'
-import { type CgroupSetting, JailUsageError } from './args.js'
+import { type CgroupSetting, JailUsageError, SIZED } from './args.js'
 
 /** A mounted cgroup hierarchy. */
 export interface Hierarchy {
@@ -98,12 +98,14 @@ function ownGroup(h: Hierarchy): string {
 
 /** Memory and hugetlb control files take sizes ("512MiB"); "max" and -1 (v1: no limit) pass as they are. */
 function bytes(setting: CgroupSetting): string {
-  if (!/^(memory|hugetlb)\./.test(setting.file) || setting.value === 'max' || setting.value === '-1')
-    return setting.value
+  if (!SIZED.test(setting.file) || setting.value === 'max' || setting.value === '-1') return setting.value
   const n = parseSize(setting.value)
-  if (n === undefined) throw new JailUsageError(`--cgroup ${setting.file}=${setting.value}: not a size`)
+  if (n === undefined)
+    throw new JailUsageError(`${opt(setting)} ${setting.file}=${setting.value}: not a size`)
   return String(n)
 }
+
+const opt = (s: CgroupSetting) => s.option ?? '--cgroup'
 
 /** Makes the jail's groups and writes the limits; on a failure removes what it made and throws. */
 export function makeCgroups(id: string, settings: readonly CgroupSetting[], parent?: string): JailCgroups {
@@ -152,20 +154,20 @@ export function makeCgroups(id: string, settings: readonly CgroupSetting[], pare
       const h = hierarchyOf(controller, hierarchies)
       if (h === undefined)
         throw new JailUsageError(
-          `--cgroup ${s.file}: no cgroup hierarchy on this host has the ${controller} controller (${describe(hierarchies)})`,
+          `${opt(s)} ${s.file}: no cgroup hierarchy on this host has the ${controller} controller (${describe(hierarchies)})`,
         )
       const dir = groupOf(controller, h)
       const value = bytes(s)
       const file = join(dir, s.file)
       if (!existsSync(file))
         throw new JailUsageError(
-          `--cgroup ${s.file}: there is no such control file in ${dir} (cgroup v${h.version}, where this host has the ${controller} controller)`,
+          `${opt(s)} ${s.file}: there is no such control file in ${dir} (cgroup v${h.version}, where this host has the ${controller} controller)`,
         )
       try {
         writeFileSync(file, value)
       } catch (e) {
         throw new JailUsageError(
-          `--cgroup ${s.file}=${s.value}: writing ${value} to ${file} failed: ${(e as Error).message}`,
+          `${opt(s)} ${s.file}=${s.value}: writing ${value} to ${file} failed: ${(e as Error).message}`,
         )
       }
       if (s.file === 'memory.limit_in_bytes' || s.file === 'memory.max') {
