@@ -19,7 +19,8 @@ commands:
   schema [manifest]                      the manifest JSON Schema, for editors; with a
                                          manifest, its plugins' component types too
   run <manifest> [--hypervisor <module>] [--timings] [--shutdown-timeout <s>] [--qmp <socket>]
-      [--no-seccomp] [--no-jail]
+      [--no-seccomp] [--no-jail] [--jail-cgroup <file>=<value>]... [--jail-rlimit <name>=<n>[:<hard>]]...
+      [--jail-netns <path>]
                                          run the machine; exits with the guest's code;
                                          --timings: startup milestones and per-component times;
                                          SIGTERM asks the guest to shut down (ACPI power
@@ -30,8 +31,11 @@ commands:
                                          --no-seccomp: no system call filters (on by default);
                                          --no-jail: not confined (by default, as root, the VMM
                                          runs in a jail of its own and drops to an unprivileged
-                                         uid before the guest starts; README "Sandboxing")
+                                         uid before the guest starts; README "Sandboxing");
+                                         --jail-cgroup, --jail-rlimit, --jail-netns: that jail's
+                                         limits, as vmm jail's --cgroup, --rlimit, --netns
   restore <dir> [--paused] [--hypervisor <module>] [--qmp <socket>] [--no-seccomp] [--no-jail]
+          [--jail-cgroup ...]... [--jail-rlimit ...]... [--jail-netns <path>]
           [--set <id>.<prop>=<value>]... [--tap|--disk|--vsock|--cid|--mac <id>=<value>]...
                                          run a machine from a snapshot directory
                                          (Machine.snapshot, QMP x-snapshot-save); --paused
@@ -76,6 +80,9 @@ async function main(argv: string[]): Promise<number> {
       ...RESTORE_OVERRIDE_OPTIONS,
       'no-seccomp': { type: 'boolean' },
       'no-jail': { type: 'boolean' },
+      'jail-cgroup': { type: 'string', multiple: true, default: [] },
+      'jail-rlimit': { type: 'string', multiple: true, default: [] },
+      'jail-netns': { type: 'string' },
     },
   })
   const [command, file, ...extra] = positionals
@@ -90,10 +97,27 @@ async function main(argv: string[]): Promise<number> {
     return 0
   }
   // Confined by default (jail/default.ts); the VMM inside (VMM_JAILED=1) runs the machine itself.
+  // --jail-* are the jail's (vmm jail's --cgroup, --rlimit, --netns), not passed to the VMM in it.
   const jailed = async (command: 'run' | 'restore', file: string) => {
+    const limits = {
+      cgroups: values['jail-cgroup'],
+      rlimits: values['jail-rlimit'],
+      netns: values['jail-netns'],
+    }
+    const { anyLimit, JAIL_LIMIT_OPTIONS, runDefaultJail } = await import('./jail/default.js')
+    if (values['no-jail'] && anyLimit(limits))
+      throw new UsageError(`${JAIL_LIMIT_OPTIONS.join(', ')} limit the default jail: not with --no-jail`)
     if (values['no-jail'] || process.env.VMM_JAILED) return undefined
-    const options = argv.filter((_, i) => !tokens.some((t) => t.kind === 'positional' && t.index === i))
-    return (await import('./jail/default.js')).runDefaultJail(command, file, options)
+    const dropped = new Set<number>()
+    for (const t of tokens) {
+      if (t.kind === 'positional') dropped.add(t.index)
+      if (t.kind === 'option' && t.name.startsWith('jail-')) {
+        dropped.add(t.index)
+        if (t.value !== undefined && !t.inlineValue) dropped.add(t.index + 1)
+      }
+    }
+    const options = argv.filter((_, i) => !dropped.has(i))
+    return runDefaultJail(command, file, options, limits)
   }
   if (command === 'restore') {
     if (file === undefined) throw new UsageError('restore needs a snapshot directory')

@@ -1,8 +1,10 @@
 // `vmm jail` options: who the VMM runs as, where its jail is, its limits, and the VMM command after
 // `--` (run <manifest> or restore <dir>, with their own options). Checked here, before anything is
 // made, so bad input changes nothing on the host.
+import { existsSync } from 'node:fs'
 import { isAbsolute, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import { parseSize } from '@vmm/core'
 
 import { checkPlanPath, JailUsageError } from '@vmm/host/jail'
 
@@ -12,6 +14,8 @@ export interface CgroupSetting {
   /** The control file, e.g. memory.limit_in_bytes (cgroup v1) or memory.max (v2). */
   readonly file: string
   readonly value: string
+  /** The option that gave it, for errors, when not --cgroup (the default jail's --jail-cgroup). */
+  readonly option?: string
 }
 
 export interface RlimitSetting {
@@ -61,7 +65,9 @@ options:
   --chroot-base <dir>       where jails are made (default /srv/vmm-jail)
   --netns <path>            join this network namespace (e.g. /var/run/netns/vm1)
   --cgroup <file>=<value>   a cgroup limit, repeatable: memory.limit_in_bytes=512MiB (v1),
-                            memory.max=512MiB (v2), cpu.shares=512, pids.max=64, ...
+                            memory.max=512MiB (v2), cpu.shares=512, pids.max=64,
+                            hugetlb.2MB.max=64MiB (v2), ...: each goes to the v1 or
+                            v2 hierarchy that has its controller
   --parent-cgroup <path>    where the jail's cgroup is made (default: under vmm jail's own)
   --rlimit <name>=<n>[:<hard>]  repeatable: nofile, nproc, fsize, as, core, memlock, stack, cpu,
                             data (default nofile=2048, as Firecracker's)
@@ -76,6 +82,61 @@ function id(name: string, value: string | undefined): number {
   if (!/^\d+$/.test(value) || Number(value) > 0xfffffffe)
     throw new JailUsageError(`--${name} must be a number (0 to 4294967294), not "${value}"`)
   return Number(value)
+}
+
+/**
+ * `<controller>.<file>=<value>`, as `option` (--cgroup; --jail-cgroup for the default jail) gives
+ * it. The file is checked against the host when the group is made (cgroup.ts).
+ */
+export function parseCgroupSetting(s: string, option = '--cgroup'): CgroupSetting {
+  // hugetlb's files name the page size: hugetlb.2MB.max, hugetlb.1GB.limit_in_bytes.
+  const m = /^([a-z_]+\.[A-Za-z0-9_.]+)=(.+)$/.exec(s)
+  if (!m)
+    throw new JailUsageError(
+      `${option} "${s}": expected <controller>.<file>=<value>, e.g. memory.limit_in_bytes=512MiB`,
+    )
+  const [file, value] = [m[1]!, m[2]!]
+  if (SIZED.test(file) && value !== 'max' && value !== '-1' && parseSize(value) === undefined)
+    throw new JailUsageError(`${option} ${file}=${value}: not a size (e.g. 512MiB, max)`)
+  return { file, value, ...(option === '--cgroup' ? {} : { option }) }
+}
+
+/** Control files that take sizes: memory.* and hugetlb.* (cgroup.ts writes them in bytes). */
+export const SIZED = /^(memory|hugetlb)\./
+
+/** A network namespace file to join (ip-netns(8): /var/run/netns/<name>), as `option` gives it. */
+export function parseNetns(path: string, option = '--netns'): string {
+  const netns = resolve(path)
+  checkPlanPath(option, netns)
+  if (!existsSync(netns))
+    throw new JailUsageError(
+      `${option} ${netns}: there is no such file (a network namespace: ip netns add <name>)`,
+    )
+  return netns
+}
+
+/**
+ * The rlimits `<name>=<soft>[:<hard>]` given as `option` (--rlimit; --jail-rlimit for the default
+ * jail), after the default nofile=2048 (Firecracker's); a later one of a name replaces an earlier.
+ */
+export function parseRlimits(list: readonly string[], option = '--rlimit'): RlimitSetting[] {
+  const rlimits: RlimitSetting[] = [{ name: 'nofile', soft: '2048', hard: '2048' }]
+  for (const s of list) {
+    const m = /^([a-z]+)=(\d+|unlimited)(?::(\d+|unlimited))?$/.exec(s)
+    if (!m || !RLIMITS.has(m[1]!))
+      throw new JailUsageError(
+        `${option} "${s}": expected <name>=<n>[:<hard>] with a name among ${[...RLIMITS].join(', ')}`,
+      )
+    const soft = m[2]!
+    const hard = m[3] ?? soft
+    // setrlimit(2): EINVAL when the soft limit exceeds the hard one; say so before anything is made.
+    if (hard !== 'unlimited' && (soft === 'unlimited' || BigInt(soft) > BigInt(hard)))
+      throw new JailUsageError(`${option} "${s}": the soft limit ${soft} is above the hard limit ${hard}`)
+    const i = rlimits.findIndex((r) => r.name === m[1])
+    if (i >= 0) rlimits.splice(i, 1)
+    rlimits.push({ name: m[1]!, soft, hard })
+  }
+  return rlimits
 }
 
 /** Paths go into the native helper's plan one per line, TAB-separated. */
@@ -109,25 +170,8 @@ export function parseJailArgs(argv: readonly string[]): JailOptions {
     throw new JailUsageError(
       `--uid ${uid} --gid ${gid}: the VMM would keep root's privileges in its jail; give an unprivileged uid and gid (or --allow-root)`,
     )
-  const cgroups = values.cgroup.map((s) => {
-    const m = /^([a-z_]+\.[a-z_.]+)=(.+)$/.exec(s)
-    if (!m)
-      throw new JailUsageError(
-        `--cgroup "${s}": expected <controller>.<file>=<value>, e.g. memory.limit_in_bytes=512MiB`,
-      )
-    return { file: m[1]!, value: m[2]! }
-  })
-  const rlimits: RlimitSetting[] = [{ name: 'nofile', soft: '2048', hard: '2048' }]
-  for (const s of values.rlimit) {
-    const m = /^([a-z]+)=(\d+|unlimited)(?::(\d+|unlimited))?$/.exec(s)
-    if (!m || !RLIMITS.has(m[1]!))
-      throw new JailUsageError(
-        `--rlimit "${s}": expected <name>=<n>[:<hard>] with a name among ${[...RLIMITS].join(', ')}`,
-      )
-    const i = rlimits.findIndex((r) => r.name === m[1])
-    if (i >= 0) rlimits.splice(i, 1)
-    rlimits.push({ name: m[1]!, soft: m[2]!, hard: m[3] ?? m[2]! })
-  }
+  const cgroups = values.cgroup.map((s) => parseCgroupSetting(s))
+  const rlimits = parseRlimits(values.rlimit)
   const [command, target, ...vmmArgs] = argv.slice(dash + 1)
   if (command !== 'run' && command !== 'restore')
     throw new JailUsageError(
@@ -136,6 +180,11 @@ export function parseJailArgs(argv: readonly string[]): JailOptions {
   if (target === undefined || target.startsWith('-'))
     throw new JailUsageError(
       `vmm jail -- ${command} needs a ${command === 'run' ? 'manifest file' : 'snapshot directory'}`,
+    )
+  const own = vmmArgs.find((a) => /^--jail-(cgroup|rlimit|netns)(=|$)/.test(a))
+  if (own !== undefined)
+    throw new JailUsageError(
+      `${own.split('=')[0]} after -- limits vmm run's default jail; vmm jail takes ${own.split('=')[0]!.replace('jail-', '')} before --`,
     )
   // The VMM's own options, parsed only to find the paths and modules the jail must hold; the
   // VMM checks them again. --qmp is made absolute, as the VMM in the jail runs elsewhere.
@@ -150,12 +199,11 @@ export function parseJailArgs(argv: readonly string[]): JailOptions {
   const q = args.indexOf('--qmp')
   if (qmp !== undefined && q >= 0) args[q + 1] = qmp
   else if (qmp !== undefined) args[args.findIndex((a) => a.startsWith('--qmp='))] = `--qmp=${qmp}`
-  const netns = values.netns === undefined ? undefined : resolve(values.netns)
+  const netns = values.netns === undefined ? undefined : parseNetns(values.netns)
   const chrootBase = resolve(values['chroot-base'])
   if (!isAbsolute(chrootBase)) throw new JailUsageError('--chroot-base must be a path')
   for (const [what, p] of [
     ['--chroot-base', chrootBase],
-    ['--netns', netns],
     ['--qmp', qmp],
   ] as const)
     if (p !== undefined) checkPlanPath(what, p)

@@ -23,8 +23,15 @@
 //     cannot be made refuses the run, naming --no-jail: root unconfined is never silent.
 import { randomBytes } from 'node:crypto'
 import { basename } from 'node:path'
-import { EXIT_HOST_FAILURE } from '../exit-codes.js'
-import { JailUsageError, parseJailArgs } from './args.js'
+import { EXIT_HOST_FAILURE, EXIT_USAGE } from '../exit-codes.js'
+import {
+  type JailOptions,
+  JailUsageError,
+  parseCgroupSetting,
+  parseJailArgs,
+  parseNetns,
+  parseRlimits,
+} from './args.js'
 import { runInJail } from './jail.js'
 
 export const JAIL_ID_BASE = 0x70000000
@@ -40,6 +47,23 @@ export function defaultJailName(target: string): string {
 }
 
 /**
+ * The default jail's limits as `vmm run`/`vmm restore` take them: --jail-cgroup, --jail-rlimit,
+ * --jail-netns, with vmm jail's meaning (its --cgroup, --rlimit, --netns) and checks.
+ */
+export interface DefaultJailLimits {
+  readonly cgroups: readonly string[]
+  readonly rlimits: readonly string[]
+  readonly netns?: string | undefined
+}
+
+/** The option names, for "cannot go with" errors. */
+export const JAIL_LIMIT_OPTIONS = ['--jail-cgroup', '--jail-rlimit', '--jail-netns'] as const
+
+/** Whether any limit was asked for. */
+export const anyLimit = (l: DefaultJailLimits) =>
+  l.cgroups.length > 0 || l.rlimits.length > 0 || l.netns !== undefined
+
+/**
  * Runs `vmm <command> <target> <options>` in the default jail and returns its exit status, or
  * undefined when it is to run unconfined here (not root; the warning is written).
  */
@@ -47,7 +71,26 @@ export async function runDefaultJail(
   command: 'run' | 'restore',
   target: string,
   options: readonly string[],
+  limits: DefaultJailLimits = { cgroups: [], rlimits: [] },
 ): Promise<number | undefined> {
+  let asked: Pick<JailOptions, 'cgroups' | 'rlimits' | 'netns'>
+  try {
+    // Checked first, as vmm jail checks its own: bad input makes nothing.
+    const netns = limits.netns === undefined ? undefined : parseNetns(limits.netns, '--jail-netns')
+    asked = {
+      cgroups: limits.cgroups.map((c) => parseCgroupSetting(c, '--jail-cgroup')),
+      rlimits: parseRlimits(limits.rlimits, '--jail-rlimit'),
+      ...(netns === undefined ? {} : { netns }),
+    }
+    if (anyLimit(limits) && process.getuid?.() !== 0)
+      throw new JailUsageError(
+        `${JAIL_LIMIT_OPTIONS.join(', ')} limit the default jail, which needs root (this is uid ${process.getuid?.()}): run as root, or without them`,
+      )
+  } catch (e) {
+    if (!(e instanceof JailUsageError)) throw e
+    process.stderr.write(`vmm: ${e.message}\n`)
+    return EXIT_USAGE
+  }
   if (process.getuid?.() !== 0) {
     process.stderr.write(
       `vmm: not confined: the default jail needs root (namespaces, a root of its own, ids to drop to); running as uid ${process.getuid?.()} with seccomp only (--no-jail says this is meant and silences this)\n`,
@@ -70,9 +113,14 @@ export async function runDefaultJail(
       target,
       ...options,
     ])
-    return await runInJail({ ...o, dropLate: true }, [])
+    return await runInJail({ ...o, ...asked, dropLate: true }, [])
   } catch (e) {
     if (!(e instanceof JailUsageError) && !/vmm-jail is not built/.test((e as Error).message)) throw e
+    // A limit the host refused (a control file it lacks): the caller's input, not the jail's fault.
+    if (/^--jail-/.test((e as Error).message)) {
+      process.stderr.write(`vmm: ${(e as Error).message}\n`)
+      return EXIT_USAGE
+    }
     process.stderr.write(
       `vmm: cannot confine the VMM in its default jail: ${(e as Error).message}\n(vmm ${command} --no-jail runs it unconfined)\n`,
     )

@@ -22,7 +22,7 @@ import {
 } from '@vmm/host/jail'
 import { EXIT_HOST_FAILURE, EXIT_USAGE } from '../exit-codes.js'
 import { JAIL_USAGE, type JailOptions, JailUsageError, parseJailArgs } from './args.js'
-import { type JailCgroups, makeCgroups, oomKills, removeCgroups } from './cgroup.js'
+import { hugetlbHits, type JailCgroups, makeCgroups, oomKills, removeCgroups } from './cgroup.js'
 import { type MachineNeeds, machineNeeds, tidyMade } from './machine.js'
 
 const cliMain = fileURLToPath(new URL('../main.js', import.meta.url))
@@ -85,6 +85,7 @@ export async function runInJail(o: JailOptions, argv: readonly string[]): Promis
     mkdirSync(root, { mode: 0o755 })
     made.push(root)
     cgroups = makeCgroups(o.id, o.cgroups, o.parentCgroup)
+    for (const e of cgroups.enabled) process.stderr.write(`vmm jail: cgroup v2: enabled (and left so) ${e}\n`)
     if (cgroups.memoryLimit !== undefined && needs.ramBytes > cgroups.memoryLimit)
       throw new JailUsageError(
         `the machine asks for ${needs.ramBytes} bytes of RAM, more than the jail's cgroup memory limit of ${cgroups.memoryLimit} bytes allows`,
@@ -113,6 +114,13 @@ export async function runInJail(o: JailOptions, argv: readonly string[]): Promis
     if (status === 128 + 9 && oomKills(cgroups) > 0) {
       process.stderr.write(
         `vmm jail: the kernel's OOM killer ended the VMM: the jail's cgroup memory limit (${cgroups.memoryLimit} bytes) was reached\n`,
+      )
+      return EXIT_HOST_FAILURE
+    }
+    const hits = status === 128 + 7 ? hugetlbHits(cgroups) : []
+    if (hits.length > 0) {
+      process.stderr.write(
+        `vmm jail: the VMM got SIGBUS touching hugepages beyond the jail's cgroup hugetlb limit (${hits.join(', ')})\n`,
       )
       return EXIT_HOST_FAILURE
     }
