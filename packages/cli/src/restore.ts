@@ -28,25 +28,37 @@ export async function restore(
   provider: HypervisorProvider,
   { paused, overrides = [], qmp, seccomp = true }: RestoreOptions,
 ): Promise<number> {
-  const hypervisor = await provider.open()
-  const { Machine } = await import('@vmm/core')
-  const t0 = performance.now()
-  let machine: InstanceType<typeof Machine> | undefined
-  let closeQmp: import('./qmp.js').QmpHandle | undefined
-  let sandbox: import('./seccomp.js').SeccompHandle | undefined
+  // A stop signal ends the run however far the set-up has got, as a clean stop (status 0): one
+  // that comes while the machine is still being restored (it is not there yet, or is there paused)
+  // is kept and acted on once it is, and the machine is then not resumed. The listeners go on
+  // first: a SIGTERM they miss kills the process by Node's default, not as a stop.
+  let stopAsked = false
+  let machine: import('@vmm/core').Machine | undefined
   const stopNow = () => {
+    stopAsked = true
     if (machine && (machine.state === 'running' || machine.state === 'paused'))
       void machine.stop().catch(() => {})
   }
   process.once('SIGINT', stopNow)
   process.once('SIGTERM', stopNow)
+  let hypervisor: import('@vmm/core').Hypervisor | undefined
+  let closeQmp: import('./qmp.js').QmpHandle | undefined
+  let sandbox: import('./seccomp.js').SeccompHandle | undefined
   try {
+    hypervisor = await provider.open()
+    const { Machine } = await import('@vmm/core')
+    const t0 = performance.now()
     machine = await Machine.restore(dir, { hypervisor, overrides })
+    if (stopAsked) stopNow()
     if (qmp) closeQmp = await (await import('./qmp.js')).serveQmp(machine, qmp)
     // The filters go on before any vCPU runs again (seccomp.ts), after the QMP socket listens.
     sandbox = await (await import('./seccomp.js')).confine(machine, seccomp)
-    if (paused) process.stderr.write(`vmm: restored ${dir}, paused; resume it through the control plane\n`)
-    else await machine.resume()
+    // Machine.stop of a paused machine settles asynchronously (its components stop first) and
+    // the state reads 'paused' until then: a stop asked for is known from stopAsked, not the state.
+    if (!stopAsked) {
+      if (paused) process.stderr.write(`vmm: restored ${dir}, paused; resume it through the control plane\n`)
+      else if (machine.state === 'paused') await machine.resume()
+    }
     if (process.env.VMM_RESTORE_TIMINGS)
       process.stderr.write(`vmm: restored in ${(performance.now() - t0).toFixed(1)} ms; ${sandbox.summary}\n`)
     const result = await machine.done
@@ -57,7 +69,7 @@ export async function restore(
     process.off('SIGINT', stopNow)
     process.off('SIGTERM', stopNow)
     await machine?.dispose()
-    hypervisor.dispose()
+    hypervisor?.dispose()
     sandbox?.finish() // last, so the record mode sees the clean-up's calls too
   }
 }

@@ -16,13 +16,15 @@ import {
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { Machine } from '@vmm/core'
 import { jailHelperPath } from '@vmm/host'
-import { Kvm } from '@vmm/kvm'
+import { hypervisorProvider, Kvm } from '@vmm/kvm'
 import { afterEach, describe, expect, it } from 'vitest'
 import { fixture } from './fixtures.js'
 
 const main = fileURLToPath(new URL('../dist/main.js', import.meta.url))
 const plugin = fileURLToPath(new URL('./fixtures/hostile-plugin.mjs', import.meta.url))
+const heldPlugin = fileURLToPath(new URL('./fixtures/held-restore-plugin.mjs', import.meta.url))
 const JAIL_ID_BASE = 0x70000000 // jail/default.ts
 
 function unavailable(): string | undefined {
@@ -104,6 +106,39 @@ async function runningVmm(child: ChildProcess): Promise<{ vmm: number; init: num
   }
   throw new Error('the jailed VMM never ran its guest')
 }
+
+/**
+ * A snapshot, made here through the library, of a spinning raw guest (`jmp $`) with the components
+ * `extra` adds, from `plugins`: <dir>/<name>, its directory removed after the test.
+ */
+async function spinSnapshot(name: string, plugins: readonly string[], extra = ''): Promise<string> {
+  const dir = fixture({
+    'g.bin': Uint8Array.of(0xeb, 0xfe),
+    'm.yaml':
+      `plugins: ${JSON.stringify(plugins)}\nmachine: { memory: 1MiB, irqchip: true }\ncomponents:\n` +
+      `  guest: { type: raw-image, file: g.bin, address: 0x7c00 }\n${extra}`,
+  })
+  dirs.push(dir)
+  const snap = join(dir, name)
+  const hypervisor = await hypervisorProvider.open()
+  try {
+    const m = await Machine.fromFile(join(dir, 'm.yaml'), { hypervisor })
+    const done = m.run()
+    for (let i = 0; i < 100 && m.state !== 'running'; i++) await new Promise((r) => setTimeout(r, 20))
+    await m.pause()
+    await m.snapshot(snap)
+    await m.stop()
+    await done
+    await m.dispose()
+  } finally {
+    hypervisor.dispose()
+  }
+  return snap
+}
+
+/** The jail directories in /run/vmm-jail whose name starts with `stem-` (default.ts defaultJailName). */
+const jailDirs = (stem: string) =>
+  (existsSync('/run/vmm-jail') ? readdirSync('/run/vmm-jail') : []).filter((d) => d.startsWith(`${stem}-`))
 
 const exited = (child: ChildProcess) =>
   new Promise<number | null>((r) => (child.exitCode !== null ? r(child.exitCode) : child.once('exit', r)))
@@ -271,5 +306,29 @@ describe.skipIf(skip)('vmm run confined by default, on /dev/kvm', { timeout: 240
     const quiet = asNobody(['--no-jail'])
     expect(quiet.stderr).not.toMatch(/not confined/)
     expect(quiet.status).toBe(50)
+  })
+
+  it('a SIGTERM while the restore is still being set up (the machine not yet resumed) stops it cleanly', async () => {
+    // held-restore's restoreState waits for the SIGTERM: the signal lands inside Machine.restore,
+    // before the machine exists for `vmm restore`, whatever the load on the host.
+    const snap = await spinSnapshot('held-snap', [heldPlugin], '  held: { type: held-restore }\n')
+    const child = spawn(process.execPath, [main, 'restore', snap], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let stderr = ''
+    const waiting = new Promise<void>((resolve) =>
+      child.stderr!.on('data', (d) => {
+        stderr += d
+        if (stderr.includes('held-restore: waiting for SIGTERM')) resolve()
+      }),
+    )
+    try {
+      await Promise.race([waiting, exited(child)])
+      expect(stderr).toContain('held-restore: waiting for SIGTERM')
+      child.kill('SIGTERM') // forwarded by the supervisor and the jail's init to the VMM
+      expect(await exited(child), stderr).toBe(0)
+      expect(stderr).toBe('held-restore: waiting for SIGTERM\n') // no "machine is stopped; expected paused"
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL')
+    }
+    expect(jailDirs('held-snap')).toEqual([])
   })
 })
