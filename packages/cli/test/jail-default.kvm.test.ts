@@ -5,6 +5,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import {
   chmodSync,
+  copyFileSync,
   existsSync,
   mkdtempSync,
   readdirSync,
@@ -111,8 +112,14 @@ async function runningVmm(child: ChildProcess): Promise<{ vmm: number; init: num
  * A snapshot, made here through the library, of a spinning raw guest (`jmp $`) with the components
  * `extra` adds, from `plugins`: <dir>/<name>, its directory removed after the test.
  */
-async function spinSnapshot(name: string, plugins: readonly string[], extra = ''): Promise<string> {
+async function spinSnapshot(
+  name: string,
+  plugins: readonly string[],
+  extra = '',
+  files: Record<string, Uint8Array> = {},
+): Promise<string> {
   const dir = fixture({
+    ...files,
     'g.bin': Uint8Array.of(0xeb, 0xfe),
     'm.yaml':
       `plugins: ${JSON.stringify(plugins)}\nmachine: { memory: 1MiB, irqchip: true }\ncomponents:\n` +
@@ -312,6 +319,7 @@ describe.skipIf(skip)('vmm run confined by default, on /dev/kvm', { timeout: 240
     // held-restore's restoreState waits for the SIGTERM: the signal lands inside Machine.restore,
     // before the machine exists for `vmm restore`, whatever the load on the host.
     const snap = await spinSnapshot('held-snap', [heldPlugin], '  held: { type: held-restore }\n')
+    const before = jailDirs('held-snap')
     const child = spawn(process.execPath, [main, 'restore', snap], { stdio: ['ignore', 'pipe', 'pipe'] })
     let stderr = ''
     const waiting = new Promise<void>((resolve) =>
@@ -329,6 +337,74 @@ describe.skipIf(skip)('vmm run confined by default, on /dev/kvm', { timeout: 240
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL')
     }
-    expect(jailDirs('held-snap')).toEqual([])
+    expect(jailDirs('held-snap').filter((d) => !before.includes(d))).toEqual([])
+  })
+
+  it("restore overrides are bound into the jail: a clone's disk copy (a relative path), console file and QMP socket in new directories; a bad one is answered as without the jail", async () => {
+    const snap = await spinSnapshot(
+      'ovr-snap',
+      ['@vmm/virtio', '@vmm/board-micro'],
+      '  serial: { type: serial, console: file, path: serial.log, resources: { port: 0x3f8, irq: 4 } }\n' +
+        '  disk: { type: virtio-blk, path: disk.img, resources: { regs: 0xd0000000, irq: 5 } }\n',
+      { 'disk.img': new Uint8Array(8192).fill(7) },
+    )
+    const before = jailDirs('ovr-snap')
+    // The clone's own places, none of them where the snapshot's machine had its files.
+    const cloneDir = mkdtempSync(join(tmpdir(), 'vmm-jail-clone-'))
+    const out = mkdtempSync(join(tmpdir(), 'vmm-jail-out-'))
+    dirs.push(cloneDir, out)
+    copyFileSync(join(snap, '..', 'disk.img'), join(cloneDir, 'clone.img'))
+    const qmp = join(out, 'qmp.sock')
+    const log = join(out, 'clone.log')
+    const overrides = ['--disk', 'disk=clone.img', '--set', `serial.path=${log}`, '--qmp', qmp]
+    const child = spawn(process.execPath, [main, 'restore', snap, ...overrides], {
+      cwd: cloneDir,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stderr = ''
+    child.stderr!.on('data', (d) => (stderr += d))
+    const ctl = (...a: string[]) =>
+      spawnSync(process.execPath, [main, 'ctl', qmp, ...a], { encoding: 'utf8' })
+    try {
+      for (let i = 0; i < 600 && !existsSync(qmp) && child.exitCode === null; i++)
+        await new Promise((r) => setTimeout(r, 50))
+      expect(existsSync(qmp), stderr).toBe(true)
+      for (let i = 0; i < 200 && !/"running"/.test(ctl('query-status').stdout); i++)
+        await new Promise((r) => setTimeout(r, 50))
+      expect(ctl('query-status').stdout).toContain('running')
+      expect(existsSync(log)).toBe(true) // the console file, made where the override put it
+      expect(ctl('quit').status).toBe(0)
+      expect(await exited(child), stderr).toBe(0)
+      expect(stderr).toBe('')
+      expect(existsSync(qmp)).toBe(false)
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL')
+    }
+    // A directory that is not there: named, before anything is made.
+    const gone = join(out, 'none', 'clone.log')
+    const r = spawnSync(process.execPath, [main, 'restore', snap, '--set', `serial.path=${gone}`], {
+      encoding: 'utf8',
+    })
+    expect(r.status).toBe(1)
+    expect(r.stderr).toContain(`serial.path: the directory of ${gone} does not exist`)
+    // A component the snapshot lacks, a disk that is not there: the restore's own errors, as
+    // without the jail.
+    for (const bad of [
+      ['--set', 'nosuch.path=/x'],
+      ['--disk', 'disk=missing.img'],
+    ]) {
+      const jailed = spawnSync(process.execPath, [main, 'restore', snap, ...bad], {
+        cwd: cloneDir,
+        encoding: 'utf8',
+      })
+      const free = spawnSync(process.execPath, [main, 'restore', snap, ...bad, '--no-jail'], {
+        cwd: cloneDir,
+        encoding: 'utf8',
+      })
+      expect(jailed.status, jailed.stderr).toBe(1)
+      expect(jailed.stderr).toBe(free.stderr)
+      expect(jailed.stderr).toMatch(/nosuch|disk\.path=missing\.img/)
+    }
+    expect(jailDirs('ovr-snap').filter((d) => !before.includes(d))).toEqual([])
   })
 })

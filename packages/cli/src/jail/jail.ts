@@ -106,7 +106,7 @@ export async function runInJail(o: JailOptions, argv: readonly string[]): Promis
       env: [...jailEnv(process.env, extra.cacheDir), ...extra.env, ...dropEnv(o, needs)],
       dropLate: o.dropLate === true,
       ...(o.dropLate && needs.shares.length > 0 ? { caps: shareCaps(needs) } : {}),
-      exec: [process.execPath, process.execPath, cliMain, o.command, o.target, ...o.vmmArgs],
+      exec: [process.execPath, process.execPath, cliMain, o.command, o.target, ...needs.vmmArgs],
     })
     if (process.env.VMM_JAIL_PRINT_PLAN === '1') process.stderr.write(plan)
     const status = await runHelper(helper, plan)
