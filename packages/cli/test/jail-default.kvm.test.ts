@@ -7,12 +7,14 @@ import {
   chmodSync,
   copyFileSync,
   existsSync,
+  mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
   readlinkSync,
   rmSync,
   statSync,
+  writeFileSync,
 } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -406,5 +408,67 @@ describe.skipIf(skip)('vmm run confined by default, on /dev/kvm', { timeout: 240
       expect(jailed.stderr).toMatch(/nosuch|disk\.path=missing\.img/)
     }
     expect(jailDirs('ovr-snap').filter((d) => !before.includes(d))).toEqual([])
+  })
+
+  it('a `vmm run` killed by SIGKILL leaves no process, and the next jailed run removes the jail it left (rmdir only: one not empty is left, and named)', async () => {
+    const child = spawn(process.execPath, [main, 'run', machine('spin')], { stdio: 'pipe' })
+    const { vmm: vmmPid, init } = await runningVmm(child)
+    const helper = descendants(child.pid!)[0]!
+    expect(readOr(`/proc/${helper}/cmdline`)).toContain('vmm-jail')
+    // Its jail directory: the one whose owner record names this supervisor (jail/owner.ts).
+    const record = (d: string) => readOr(join('/run/vmm-jail', d, 'owner'))
+    const mine = readdirSync('/run/vmm-jail').filter((d) => record(d).includes(`\npid ${child.pid}\n`))
+    expect(mine).toHaveLength(1)
+    const jailDir = join('/run/vmm-jail', mine[0]!)
+    const cgroups = record(mine[0]!)
+      .split('\n')
+      .filter((l) => l.startsWith('cgroup '))
+      .map((l) => l.slice(7))
+    for (const g of cgroups) expect(existsSync(g), g).toBe(true)
+
+    const gone = (pid: number) => {
+      const stat = readOr(`/proc/${pid}/stat`)
+      return stat === '' || stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')
+    }
+    const killed = exited(child) // before the kill: a child ended by a signal keeps exitCode null
+    const t0 = performance.now()
+    child.kill('SIGKILL')
+    for (let i = 0; i < 1000 && ![helper, init, vmmPid].every(gone); i++)
+      await new Promise((r) => setTimeout(r, 5))
+    const ms = performance.now() - t0
+    expect({ helper: gone(helper), init: gone(init), vmm: gone(vmmPid) }).toEqual({
+      helper: true,
+      init: true,
+      vmm: true,
+    })
+    console.log(`[jail] SIGKILL of the supervisor: helper, init and VMM gone after ${ms.toFixed(1)} ms`)
+    await killed
+    // What it could not remove: its jail directory (root within) and its cgroups.
+    expect(existsSync(join(jailDir, 'root'))).toBe(true)
+
+    // A leftover someone put a file in: its owner is gone too (our pid, another start time).
+    const kept = join('/run/vmm-jail', `kept-${process.pid}`)
+    mkdirSync(join(kept, 'root'), { recursive: true })
+    writeFileSync(
+      join(kept, 'owner'),
+      record(mine[0]!)
+        .replace(/^pid \d+$/m, `pid ${process.pid}`)
+        .replace(/^start \d+$/m, 'start 0')
+        .replace(/^cgroup .*\n/gm, ''),
+    )
+    writeFileSync(join(kept, 'root', 'not-vmm-s'), 'x')
+    try {
+      const next = vmm(['run', machine(5)])
+      expect(next.code).toBe(50)
+      expect(existsSync(jailDir)).toBe(false)
+      for (const g of cgroups) expect(existsSync(g), g).toBe(false)
+      expect(next.stderr).toContain(
+        `vmm jail: left behind by a run that ended without cleaning up (not empty or still in use): ${join(kept, 'root')} (ENOTEMPTY; left by pid ${process.pid})`,
+      )
+      expect(readFileSync(join(kept, 'root', 'not-vmm-s'), 'utf8')).toBe('x')
+      expect(existsSync(join(kept, 'owner'))).toBe(true)
+    } finally {
+      rmSync(kept, { recursive: true, force: true }) // the test's own
+    }
   })
 })
