@@ -122,7 +122,10 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'restore') {
     if (file === undefined) throw new UsageError('restore needs a snapshot directory')
     const specifier = values.hypervisor ?? process.env.VMM_HYPERVISOR ?? '@vmm/kvm'
-    const { restore, parseOverrides } = await import('./restore.js')
+    const { restore, parseOverrides, listenForStop } = await import('./restore.js')
+    // The side that runs the machine (the jailed VMM, or --no-jail) listens for a stop from here,
+    // before loading core and the hypervisor; the default jail's supervisor forwards its signals.
+    const stop = values['no-jail'] || process.env.VMM_JAILED ? listenForStop() : undefined
     let overrides: Awaited<ReturnType<typeof parseOverrides>>
     try {
       overrides = await parseOverrides(overrideTexts(values))
@@ -136,6 +139,7 @@ async function main(argv: string[]): Promise<number> {
       overrides,
       qmp: values.qmp,
       seccomp: !values['no-seccomp'],
+      ...(stop ? { stop } : {}),
     })
   }
   if (command !== 'validate' && command !== 'graph' && command !== 'run')

@@ -5,24 +5,29 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import {
   chmodSync,
+  copyFileSync,
   existsSync,
+  mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
   readlinkSync,
   rmSync,
   statSync,
+  writeFileSync,
 } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { Machine } from '@vmm/core'
 import { jailHelperPath } from '@vmm/host'
-import { Kvm } from '@vmm/kvm'
+import { hypervisorProvider, Kvm } from '@vmm/kvm'
 import { afterEach, describe, expect, it } from 'vitest'
 import { fixture } from './fixtures.js'
 
 const main = fileURLToPath(new URL('../dist/main.js', import.meta.url))
 const plugin = fileURLToPath(new URL('./fixtures/hostile-plugin.mjs', import.meta.url))
+const heldPlugin = fileURLToPath(new URL('./fixtures/held-restore-plugin.mjs', import.meta.url))
 const JAIL_ID_BASE = 0x70000000 // jail/default.ts
 
 function unavailable(): string | undefined {
@@ -104,6 +109,45 @@ async function runningVmm(child: ChildProcess): Promise<{ vmm: number; init: num
   }
   throw new Error('the jailed VMM never ran its guest')
 }
+
+/**
+ * A snapshot, made here through the library, of a spinning raw guest (`jmp $`) with the components
+ * `extra` adds, from `plugins`: <dir>/<name>, its directory removed after the test.
+ */
+async function spinSnapshot(
+  name: string,
+  plugins: readonly string[],
+  extra = '',
+  files: Record<string, Uint8Array> = {},
+): Promise<string> {
+  const dir = fixture({
+    ...files,
+    'g.bin': Uint8Array.of(0xeb, 0xfe),
+    'm.yaml':
+      `plugins: ${JSON.stringify(plugins)}\nmachine: { memory: 1MiB, irqchip: true }\ncomponents:\n` +
+      `  guest: { type: raw-image, file: g.bin, address: 0x7c00 }\n${extra}`,
+  })
+  dirs.push(dir)
+  const snap = join(dir, name)
+  const hypervisor = await hypervisorProvider.open()
+  try {
+    const m = await Machine.fromFile(join(dir, 'm.yaml'), { hypervisor })
+    const done = m.run()
+    for (let i = 0; i < 100 && m.state !== 'running'; i++) await new Promise((r) => setTimeout(r, 20))
+    await m.pause()
+    await m.snapshot(snap)
+    await m.stop()
+    await done
+    await m.dispose()
+  } finally {
+    hypervisor.dispose()
+  }
+  return snap
+}
+
+/** The jail directories in /run/vmm-jail whose name starts with `stem-` (default.ts defaultJailName). */
+const jailDirs = (stem: string) =>
+  (existsSync('/run/vmm-jail') ? readdirSync('/run/vmm-jail') : []).filter((d) => d.startsWith(`${stem}-`))
 
 const exited = (child: ChildProcess) =>
   new Promise<number | null>((r) => (child.exitCode !== null ? r(child.exitCode) : child.once('exit', r)))
@@ -271,5 +315,160 @@ describe.skipIf(skip)('vmm run confined by default, on /dev/kvm', { timeout: 240
     const quiet = asNobody(['--no-jail'])
     expect(quiet.stderr).not.toMatch(/not confined/)
     expect(quiet.status).toBe(50)
+  })
+
+  it('a SIGTERM while the restore is still being set up (the machine not yet resumed) stops it cleanly', async () => {
+    // held-restore's restoreState waits for the SIGTERM: the signal lands inside Machine.restore,
+    // before the machine exists for `vmm restore`, whatever the load on the host.
+    const snap = await spinSnapshot('held-snap', [heldPlugin], '  held: { type: held-restore }\n')
+    const before = jailDirs('held-snap')
+    const child = spawn(process.execPath, [main, 'restore', snap], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let stderr = ''
+    const waiting = new Promise<void>((resolve) =>
+      child.stderr!.on('data', (d) => {
+        stderr += d
+        if (stderr.includes('held-restore: waiting for SIGTERM')) resolve()
+      }),
+    )
+    try {
+      await Promise.race([waiting, exited(child)])
+      expect(stderr).toContain('held-restore: waiting for SIGTERM')
+      child.kill('SIGTERM') // forwarded by the supervisor and the jail's init to the VMM
+      expect(await exited(child), stderr).toBe(0)
+      expect(stderr).toBe('held-restore: waiting for SIGTERM\n') // no "machine is stopped; expected paused"
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL')
+    }
+    expect(jailDirs('held-snap').filter((d) => !before.includes(d))).toEqual([])
+  })
+
+  it("restore overrides are bound into the jail: a clone's disk copy (a relative path), console file and QMP socket in new directories; a bad one is answered as without the jail", async () => {
+    const snap = await spinSnapshot(
+      'ovr-snap',
+      ['@vmm/virtio', '@vmm/board-micro'],
+      '  serial: { type: serial, console: file, path: serial.log, resources: { port: 0x3f8, irq: 4 } }\n' +
+        '  disk: { type: virtio-blk, path: disk.img, resources: { regs: 0xd0000000, irq: 5 } }\n',
+      { 'disk.img': new Uint8Array(8192).fill(7) },
+    )
+    const before = jailDirs('ovr-snap')
+    // The clone's own places, none of them where the snapshot's machine had its files.
+    const cloneDir = mkdtempSync(join(tmpdir(), 'vmm-jail-clone-'))
+    const out = mkdtempSync(join(tmpdir(), 'vmm-jail-out-'))
+    dirs.push(cloneDir, out)
+    copyFileSync(join(snap, '..', 'disk.img'), join(cloneDir, 'clone.img'))
+    const qmp = join(out, 'qmp.sock')
+    const log = join(out, 'clone.log')
+    const overrides = ['--disk', 'disk=clone.img', '--set', `serial.path=${log}`, '--qmp', qmp]
+    const child = spawn(process.execPath, [main, 'restore', snap, ...overrides], {
+      cwd: cloneDir,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stderr = ''
+    child.stderr!.on('data', (d) => (stderr += d))
+    const ctl = (...a: string[]) =>
+      spawnSync(process.execPath, [main, 'ctl', qmp, ...a], { encoding: 'utf8' })
+    try {
+      for (let i = 0; i < 600 && !existsSync(qmp) && child.exitCode === null; i++)
+        await new Promise((r) => setTimeout(r, 50))
+      expect(existsSync(qmp), stderr).toBe(true)
+      for (let i = 0; i < 200 && !/"running"/.test(ctl('query-status').stdout); i++)
+        await new Promise((r) => setTimeout(r, 50))
+      expect(ctl('query-status').stdout).toContain('running')
+      expect(existsSync(log)).toBe(true) // the console file, made where the override put it
+      expect(ctl('quit').status).toBe(0)
+      expect(await exited(child), stderr).toBe(0)
+      expect(stderr).toBe('')
+      expect(existsSync(qmp)).toBe(false)
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL')
+    }
+    // A directory that is not there: named, before anything is made.
+    const gone = join(out, 'none', 'clone.log')
+    const r = spawnSync(process.execPath, [main, 'restore', snap, '--set', `serial.path=${gone}`], {
+      encoding: 'utf8',
+    })
+    expect(r.status).toBe(1)
+    expect(r.stderr).toContain(`serial.path: the directory of ${gone} does not exist`)
+    // A component the snapshot lacks, a disk that is not there: the restore's own errors, as
+    // without the jail.
+    for (const bad of [
+      ['--set', 'nosuch.path=/x'],
+      ['--disk', 'disk=missing.img'],
+    ]) {
+      const jailed = spawnSync(process.execPath, [main, 'restore', snap, ...bad], {
+        cwd: cloneDir,
+        encoding: 'utf8',
+      })
+      const free = spawnSync(process.execPath, [main, 'restore', snap, ...bad, '--no-jail'], {
+        cwd: cloneDir,
+        encoding: 'utf8',
+      })
+      expect(jailed.status, jailed.stderr).toBe(1)
+      expect(jailed.stderr).toBe(free.stderr)
+      expect(jailed.stderr).toMatch(/nosuch|disk\.path=missing\.img/)
+    }
+    expect(jailDirs('ovr-snap').filter((d) => !before.includes(d))).toEqual([])
+  })
+
+  it('a `vmm run` killed by SIGKILL leaves no process, and the next jailed run removes the jail it left (rmdir only: one not empty is left, and named)', async () => {
+    const child = spawn(process.execPath, [main, 'run', machine('spin')], { stdio: 'pipe' })
+    const { vmm: vmmPid, init } = await runningVmm(child)
+    const helper = descendants(child.pid!)[0]!
+    expect(readOr(`/proc/${helper}/cmdline`)).toContain('vmm-jail')
+    // Its jail directory: the one whose owner record names this supervisor (jail/owner.ts).
+    const record = (d: string) => readOr(join('/run/vmm-jail', d, 'owner'))
+    const mine = readdirSync('/run/vmm-jail').filter((d) => record(d).includes(`\npid ${child.pid}\n`))
+    expect(mine).toHaveLength(1)
+    const jailDir = join('/run/vmm-jail', mine[0]!)
+    const cgroups = record(mine[0]!)
+      .split('\n')
+      .filter((l) => l.startsWith('cgroup '))
+      .map((l) => l.slice(7))
+    for (const g of cgroups) expect(existsSync(g), g).toBe(true)
+
+    const gone = (pid: number) => {
+      const stat = readOr(`/proc/${pid}/stat`)
+      return stat === '' || stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')
+    }
+    const killed = exited(child) // before the kill: a child ended by a signal keeps exitCode null
+    const t0 = performance.now()
+    child.kill('SIGKILL')
+    for (let i = 0; i < 1000 && ![helper, init, vmmPid].every(gone); i++)
+      await new Promise((r) => setTimeout(r, 5))
+    const ms = performance.now() - t0
+    expect({ helper: gone(helper), init: gone(init), vmm: gone(vmmPid) }).toEqual({
+      helper: true,
+      init: true,
+      vmm: true,
+    })
+    console.log(`[jail] SIGKILL of the supervisor: helper, init and VMM gone after ${ms.toFixed(1)} ms`)
+    await killed
+    // What it could not remove: its jail directory (root within) and its cgroups.
+    expect(existsSync(join(jailDir, 'root'))).toBe(true)
+
+    // A leftover someone put a file in: its owner is gone too (our pid, another start time).
+    const kept = join('/run/vmm-jail', `kept-${process.pid}`)
+    mkdirSync(join(kept, 'root'), { recursive: true })
+    writeFileSync(
+      join(kept, 'owner'),
+      record(mine[0]!)
+        .replace(/^pid \d+$/m, `pid ${process.pid}`)
+        .replace(/^start \d+$/m, 'start 0')
+        .replace(/^cgroup .*\n/gm, ''),
+    )
+    writeFileSync(join(kept, 'root', 'not-vmm-s'), 'x')
+    try {
+      const next = vmm(['run', machine(5)])
+      expect(next.code).toBe(50)
+      expect(existsSync(jailDir)).toBe(false)
+      for (const g of cgroups) expect(existsSync(g), g).toBe(false)
+      expect(next.stderr).toContain(
+        `vmm jail: left behind by a run that ended without cleaning up (not empty or still in use): ${join(kept, 'root')} (ENOTEMPTY; left by pid ${process.pid})`,
+      )
+      expect(readFileSync(join(kept, 'root', 'not-vmm-s'), 'utf8')).toBe('x')
+      expect(existsSync(join(kept, 'owner'))).toBe(true)
+    } finally {
+      rmSync(kept, { recursive: true, force: true }) // the test's own
+    }
   })
 })

@@ -454,4 +454,39 @@ describe.skipIf(skip)('vmm jail on /dev/kvm', { timeout: 180_000 }, () => {
     expect(q.stderr).toMatch(/^vmm jail: control\.qmp: the jailed VMM \(uid 65534, gid 65534\) cannot create/)
     expect(readdirSync(chroot)).toEqual(['taken'])
   })
+
+  it('a supervisor killed by SIGKILL leaves its jail directory and cgroup; the next vmm jail in that chroot base removes both', async () => {
+    const chroot = base()
+    const dir = fixture({
+      'g.bin': Uint8Array.of(0xeb, 0xfe), // jmp $
+      'm.yaml':
+        'machine: { memory: 1MiB }\ncomponents:\n  guest: { type: raw-image, file: g.bin, address: 0x7c00 }\n',
+    })
+    const manifest = join(dir, 'm.yaml')
+    const child = spawn(
+      process.execPath,
+      [main, 'jail', ...ids('killed', chroot), '--cgroup', 'pids.max=64', '--', 'run', manifest],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    )
+    let stderr = ''
+    child.stderr!.on('data', (d) => (stderr += d))
+    const pid = await jailedVmm(child, manifest, () => stderr)
+    await vcpuRunning(pid)
+    const cgroups = readFileSync(join(chroot, 'killed', 'owner'), 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('cgroup '))
+      .map((l) => l.slice(7))
+    expect(cgroups).toHaveLength(1)
+    expect(existsSync(cgroups[0]!)).toBe(true)
+    const killed = new Promise((r) => child.once('exit', r))
+    child.kill('SIGKILL')
+    await killed
+    for (let i = 0; i < 1000 && existsSync(`/proc/${pid}`); i++) await new Promise((r) => setTimeout(r, 5))
+    expect(existsSync(`/proc/${pid}`)).toBe(false)
+    expect(readdirSync(chroot)).toEqual(['killed'])
+    const next = jail([...ids('next', chroot), '--', 'run', probeMachine(5)])
+    expect(next.code, next.stderr).toBe(50)
+    expect(readdirSync(chroot)).toEqual([])
+    expect(existsSync(cgroups[0]!)).toBe(false)
+  })
 })

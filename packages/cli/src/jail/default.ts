@@ -15,7 +15,8 @@
 //     (docs/UIDS-GIDS.md: above the container range, below 2^31): no user or container has it.
 //   - name: the manifest's (or snapshot directory's) base name and 8 random hex digits, unique per
 //     run (a leftover jail directory never blocks the next run); the hostname the guest's VMM sees.
-//   - place: /run/vmm-jail/<name>/root (/run is a tmpfs: a jail left by a SIGKILL goes at boot).
+//   - place: /run/vmm-jail/<name>/root (a jail a SIGKILL left is removed by the next jailed run,
+//     owner.ts; /run is a tmpfs besides, so it goes at boot at the latest).
 //   - not root (a user in the kvm group): the jail needs root (namespaces, mounts, ids to drop to),
 //     and the VMM already runs without privilege, so it runs unconfined but for seccomp, with a
 //     warning naming --no-jail (which silences it); refusing would break every unprivileged user of

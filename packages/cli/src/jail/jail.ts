@@ -4,7 +4,8 @@
 // the cgroups, then hands the plan to the native helper vmm-jail (@vmm/host), which does the
 // namespaces, mounts, pivot_root, ids and exec in a single-threaded process, and waits for it.
 // After the run it removes what it made: the cgroups, <chroot-base>/<id>/root and <id> (rmdir
-// only: a directory someone else filled is left, and named).
+// only: a directory someone else filled is left, and named); what a supervisor killed by SIGKILL
+// left, the next one removes (owner.ts).
 import { spawn } from 'node:child_process'
 import { mkdirSync, rmdirSync, statSync } from 'node:fs'
 import { constants } from 'node:os'
@@ -24,6 +25,7 @@ import { EXIT_HOST_FAILURE, EXIT_USAGE } from '../exit-codes.js'
 import { JAIL_USAGE, type JailOptions, JailUsageError, parseJailArgs } from './args.js'
 import { hugetlbHits, type JailCgroups, makeCgroups, oomKills, removeCgroups } from './cgroup.js'
 import { type MachineNeeds, machineNeeds, tidyMade } from './machine.js'
+import { recordCgroups, removeOwner, sweepLeftovers, writeOwner } from './owner.js'
 
 const cliMain = fileURLToPath(new URL('../main.js', import.meta.url))
 
@@ -72,6 +74,7 @@ export async function runInJail(o: JailOptions, argv: readonly string[]): Promis
   let cgroups: JailCgroups | undefined
   try {
     mkdirSync(o.chrootBase, { recursive: true, mode: 0o755 })
+    sweep(o.chrootBase)
     try {
       mkdirSync(jailDir, { mode: 0o700 })
     } catch (e) {
@@ -82,10 +85,12 @@ export async function runInJail(o: JailOptions, argv: readonly string[]): Promis
       throw e
     }
     made.push(jailDir)
+    writeOwner(jailDir)
     mkdirSync(root, { mode: 0o755 })
     made.push(root)
     cgroups = makeCgroups(o.id, o.cgroups, o.parentCgroup)
     for (const e of cgroups.enabled) process.stderr.write(`vmm jail: cgroup v2: enabled (and left so) ${e}\n`)
+    recordCgroups(jailDir, cgroups.dirs)
     if (cgroups.memoryLimit !== undefined && needs.ramBytes > cgroups.memoryLimit)
       throw new JailUsageError(
         `the machine asks for ${needs.ramBytes} bytes of RAM, more than the jail's cgroup memory limit of ${cgroups.memoryLimit} bytes allows`,
@@ -107,7 +112,7 @@ export async function runInJail(o: JailOptions, argv: readonly string[]): Promis
       env: [...jailEnv(process.env, extra.cacheDir), ...extra.env, ...dropEnv(o, needs)],
       dropLate: o.dropLate === true,
       ...(o.dropLate && needs.shares.length > 0 ? { caps: shareCaps(needs) } : {}),
-      exec: [process.execPath, process.execPath, cliMain, o.command, o.target, ...o.vmmArgs],
+      exec: [process.execPath, process.execPath, cliMain, o.command, o.target, ...needs.vmmArgs],
     })
     if (process.env.VMM_JAIL_PRINT_PLAN === '1') process.stderr.write(plan)
     const status = await runHelper(helper, plan)
@@ -129,7 +134,13 @@ export async function runInJail(o: JailOptions, argv: readonly string[]): Promis
   } finally {
     // drop-late: what the VMM made as root in its idmapped directories (machine.ts).
     if (o.dropLate) tidyMade(needs.created, o.uid)
-    const left = [...removeCgroups(cgroups?.dirs ?? []), ...removeMade(made)]
+    const left = [...removeCgroups(cgroups?.dirs ?? []), ...removeMade(made.filter((d) => d !== jailDir))]
+    // The owner record goes last, and only when all else has: a later run's sweep (owner.ts)
+    // then still finds what this one had to leave.
+    if (made.includes(jailDir) && left.length === 0) {
+      removeOwner(jailDir)
+      left.push(...removeMade([jailDir]))
+    } else if (made.includes(jailDir)) left.push(jailDir)
     if (left.length > 0)
       process.stderr.write(`vmm jail: left behind (not empty or still in use): ${left.join(', ')}\n`)
   }
@@ -150,6 +161,20 @@ function dropEnv(o: JailOptions, needs: MachineNeeds): string[] {
   if (needs.shares.length === 0) return [`VMM_JAIL_DROP=${o.uid}:${o.gid}`]
   const mask = shareCaps(needs).reduce((m, c) => m | (1n << BigInt(c)), 0n)
   return [`VMM_JAIL_KEPT=${mask.toString(16)}:${needs.shares.join(',')}`]
+}
+
+/** Removes the jail directories a killed supervisor left (owner.ts); a failed sweep never stops the run. */
+function sweep(chrootBase: string): void {
+  let left: string[]
+  try {
+    left = sweepLeftovers(chrootBase)
+  } catch (e) {
+    left = [`${chrootBase} (not swept: ${(e as Error).message})`]
+  }
+  if (left.length > 0)
+    process.stderr.write(
+      `vmm jail: left behind by a run that ended without cleaning up (not empty or still in use): ${left.join(', ')}\n`,
+    )
 }
 
 const under = (path: string, dir: string) => path === dir || path.startsWith(`${dir}/`)

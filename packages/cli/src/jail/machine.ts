@@ -6,8 +6,9 @@
 // validate`), so a manifest error is answered before anything is made.
 import { chownSync, existsSync, lstatSync, readFileSync, statSync, unlinkSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import { dirname, isAbsolute, join } from 'node:path'
-import type { ResolvedManifest } from '@vmm/core'
+import { dirname, isAbsolute, join, resolve as resolvePath } from 'node:path'
+import { parseArgs } from 'node:util'
+import type { ComponentOverride, ResolvedManifest } from '@vmm/core'
 import {
   type Bind,
   type Link,
@@ -18,6 +19,7 @@ import {
   packageRoot,
 } from '@vmm/host/jail'
 import { parse } from 'yaml'
+import { overrideTexts, RESTORE_OVERRIDE_OPTIONS } from '../restore-options.js'
 import { type JailOptions, JailUsageError } from './args.js'
 import { manifestBinds, manifestPaths, permits } from './manifest-paths.js'
 
@@ -31,6 +33,8 @@ export interface MachineNeeds {
   readonly shares: readonly string[]
   /** Whether a component opens a TAP (CAP_NET_ADMIN, for a VMM that keeps root). */
   readonly tap: boolean
+  /** The VMM's options (JailOptions.vmmArgs) as it is to get them: restore overrides' paths absolute. */
+  readonly vmmArgs: readonly string[]
 }
 
 export interface MadePath {
@@ -59,30 +63,109 @@ export function tidyMade(created: readonly MadePath[], jailUid: number): void {
   }
 }
 
-async function resolveMachine(o: JailOptions, cliMain: string): Promise<ResolvedManifest> {
-  const { ComponentRegistry, registerBuiltins, readManifest, resolveManifest, manifestFromObject } =
-    await import('@vmm/core')
+/** The VMM's options, as parseArgs reads them without knowing them all (args.ts does the same). */
+const vmmOptions = (vmmArgs: readonly string[]) =>
+  parseArgs({
+    args: [...vmmArgs],
+    allowPositionals: true,
+    strict: false,
+    tokens: true,
+    options: { ...RESTORE_OVERRIDE_OPTIONS, qmp: { type: 'string' }, hypervisor: { type: 'string' } },
+  })
+
+interface Overrides {
+  /** Each as `<component>.<property>=<value>` text, in the order the VMM applies them. */
+  readonly texts: readonly string[]
+  readonly parsed: readonly ComponentOverride[]
+}
+
+/**
+ * `vmm restore`'s overrides (--set, --disk, ...) among the VMM's options, read as the VMM reads
+ * them (restore-options.ts): a restore builds its machine from the snapshot's manifest with them
+ * applied, so the jail must hold what they name, not what the snapshot named.
+ */
+async function restoreOverrides(vmmArgs: readonly string[]): Promise<Overrides> {
+  const { parseOverride } = await import('@vmm/core')
+  try {
+    const texts = overrideTexts(vmmOptions(vmmArgs).values)
+    return { texts, parsed: texts.map(parseOverride) }
+  } catch (e) {
+    throw new JailUsageError((e as Error).message)
+  }
+}
+
+/**
+ * The VMM's options with every override given as `--set`, and one that names a relative path
+ * with the absolute path it was resolved to here (against this working directory, as the VMM
+ * does): the VMM in the jail may run elsewhere (jail.ts: in our directory only if a bind holds it).
+ */
+function absoluteOverrides(vmmArgs: readonly string[], o: Overrides, resolved: ResolvedManifest): string[] {
+  const texts = o.parsed.map(({ component, property, value }, i) => {
+    if (typeof value !== 'string' || isAbsolute(value)) return o.texts[i]!
+    let at: unknown = resolved.components.find((c) => c.id === component)?.config
+    for (const key of property.split('.')) at = (at as Record<string, unknown> | undefined)?.[key]
+    return at === resolvePath(value) ? `${component}.${property}=${at}` : o.texts[i]!
+  })
+  if (texts.every((t, i) => t === o.texts[i])) return [...vmmArgs]
+  const drop = new Set<number>()
+  for (const t of vmmOptions(vmmArgs).tokens)
+    if (t.kind === 'option' && t.name in RESTORE_OVERRIDE_OPTIONS) {
+      drop.add(t.index)
+      if (t.inlineValue === false) drop.add(t.index + 1)
+    }
+  return [...vmmArgs.filter((_, i) => !drop.has(i)), ...texts.flatMap((t) => ['--set', t])]
+}
+
+/** The machine the VMM will build, and its options as the VMM in the jail is to get them. */
+async function resolveMachine(
+  o: JailOptions,
+  cliMain: string,
+): Promise<{ resolved: ResolvedManifest; vmmArgs: readonly string[] }> {
+  const {
+    ComponentRegistry,
+    registerBuiltins,
+    readManifest,
+    resolveManifest,
+    manifestFromObject,
+    applyOverrides,
+    loadSnapshot,
+    resolveRestoredManifest,
+  } = await import('@vmm/core')
   const registry = registerBuiltins(new ComponentRegistry())
   if (o.command === 'run') {
     if (!o.dropLate && !existsSync(o.target))
       throw new JailUsageError(`the manifest ${o.target} does not exist`)
-    return resolveManifest(readManifest(o.target), registry, { pluginsAlsoFrom: [cliMain] })
+    const resolved = await resolveManifest(readManifest(o.target), registry, { pluginsAlsoFrom: [cliMain] })
+    return { resolved, vmmArgs: o.vmmArgs }
   }
-  // The default jail answers a bad snapshot as `vmm restore` does, with the snapshot's own error.
-  if (o.dropLate) (await import('@vmm/core')).readSnapshot(o.target)
+  const overrides = await restoreOverrides(o.vmmArgs)
+  // The default jail reads the snapshot and applies the overrides as Machine.restore does, so a
+  // bad snapshot or a bad override is answered with the restore's own error.
+  const restored = (resolved: ResolvedManifest) => ({
+    resolved,
+    vmmArgs: absoluteOverrides(o.vmmArgs, overrides, resolved),
+  })
+  if (o.dropLate)
+    return restored(await resolveRestoredManifest(loadSnapshot(o.target), overrides.parsed, registry))
   const stateFile = join(o.target, 'state.json')
   if (!existsSync(stateFile))
     throw new JailUsageError(`${o.target} is not a snapshot directory: ${stateFile} does not exist`)
   // The pinned manifest, read as Machine.restore reads it (the restore checks the rest itself).
-  let data: unknown
+  let data: Record<string, unknown>
   try {
     data = parse((JSON.parse(readFileSync(stateFile, 'utf8')) as { manifest: string }).manifest)
   } catch (e) {
     throw new JailUsageError(`${stateFile}: $.manifest is not a pinned manifest (${(e as Error).message})`)
   }
-  return resolveManifest(
-    manifestFromObject(data as Record<string, unknown>, `${stateFile} ($.manifest)`),
-    registry,
+  try {
+    data = applyOverrides(data, overrides.parsed)
+  } catch (e) {
+    throw new JailUsageError((e as Error).message)
+  }
+  return restored(
+    await resolveManifest(manifestFromObject(data, `${stateFile} ($.manifest)`), registry, {
+      restoring: true,
+    }),
   )
 }
 
@@ -93,7 +176,7 @@ function packageName(specifier: string): string {
 }
 
 export async function machineNeeds(o: JailOptions, cliMain: string): Promise<MachineNeeds> {
-  const resolved = await resolveMachine(o, cliMain)
+  const { resolved, vmmArgs } = await resolveMachine(o, cliMain)
   const binds: Bind[] = []
   const links: Link[] = []
   const readable = (what: string, file: string) => {
@@ -170,5 +253,5 @@ export async function machineNeeds(o: JailOptions, cliMain: string): Promise<Mac
   links.push(...closure.links)
   binds.push(...nodeRuntime(closure.dirs.flatMap(nativeAddons)))
   const tap = resolved.components.some((c) => typeof c.config.tap === 'string')
-  return { binds, links, ramBytes: resolved.machine.memory, created, shares, tap }
+  return { binds, links, ramBytes: resolved.machine.memory, created, shares, tap, vmmArgs }
 }
