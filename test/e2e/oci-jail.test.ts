@@ -12,7 +12,7 @@
 //   - with no share (VMM_OCI_NO_9P=1, the rootfs copied into the initrd) it drops to a uid of its
 //     own, without capabilities, and still writes its state and sockets (idmapped directories);
 //   - --no-jail: the sandbox is the pid file's process, in the host's namespaces.
-import { execFileSync, spawn } from 'node:child_process'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import {
   chmodSync,
   closeSync,
@@ -68,7 +68,11 @@ describe.skipIf(reason !== undefined)('the OCI sandbox in its jail', () => {
     writeFileSync(join(rootfs, 'root-only'), 'a secret of the image\n')
     chmodSync(join(rootfs, 'root-only'), 0o600)
   }, LIMIT)
+  // A case that failed half-way leaves no sandbox running (a jailed one outlives its create).
+  const made: string[] = []
   afterAll(() => {
+    for (const id of made)
+      spawnSync(process.execPath, [ociMain, '--root', root, 'delete', '--force', id], { stdio: 'ignore' })
     if (work) rmSync(work, { recursive: true, force: true })
   })
 
@@ -111,6 +115,7 @@ describe.skipIf(reason !== undefined)('the OCI sandbox in its jail', () => {
     inspect: (supervisor: number, pids: number[]) => void,
     env = process.env,
   ): Promise<string> {
+    made.push(id)
     const pidFile = join(work, `${id}.pid`)
     const outFile = join(work, `${id}.out`)
     const out = openSync(outFile, 'w')

@@ -21,7 +21,7 @@ import { newPidNamespace, processRecords } from './procspec.js'
 import { BOOT_ENTROPY, bootPayload, encodeRecords, Msg, u32 } from './protocol.js'
 import { pipeStdio, type Stdio, terminalStdio } from './relay.js'
 import { SANDBOX_CONFIG, type SandboxConfig } from './sandbox-config.js'
-import { AGENT_HELLO_PORT, AgentSession, firstSession } from './session.js'
+import { AGENT_BOOT_LIMIT_MS, AGENT_HELLO_PORT, AgentSession, firstSession } from './session.js'
 import { FORWARDED_SIGNALS } from './signals.js'
 import { CONTROL_SOCKET, STATUS_FILE, socketDir, writeAtomic } from './state.js'
 import { openVmm } from './vm.js'
@@ -175,6 +175,13 @@ async function main() {
   else await machine.start()
   setTimeout(() => host.trimHeap(), 5000).unref() // what loading freed goes back to the system
   log(restored ? 'VM restored from the template' : 'VM started')
+  // A guest whose agent never answers fails the create rather than hanging it (and containerd's
+  // shim, which waits for create) for ever.
+  const bootLimit = setTimeout(
+    () =>
+      void exit(255, `the guest's agent did not answer within ${AGENT_BOOT_LIMIT_MS / 1000} s of its start`),
+    AGENT_BOOT_LIMIT_MS,
+  )
   void machine.done.then((r) =>
     exit(r.status === 'guest-poweroff' ? 0 : 255, `the VM ended: ${r.status} ${r.reason}`),
   )
@@ -210,6 +217,7 @@ async function main() {
   const pid = await session.request(Msg.spawn, encodeRecords(init))
   log(`agent ${session.hello ?? '(restored)'}: container created, guest pid ${pid}`)
   setStatus('created')
+  clearTimeout(bootLimit)
   tellCreate('ok')
 }
 

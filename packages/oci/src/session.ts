@@ -8,6 +8,12 @@ import { OciError } from './errors.js'
 import { encodeFrame, type Frame, FrameReader, Msg, type MsgType } from './protocol.js'
 
 export const AGENT_HELLO_PORT = 1023
+
+/**
+ * How long a guest may take from its start to its agent's first session (kvm_pvm hosts emulate
+ * guest kernel code: a boot takes 20 s to 2.5 min there); past it, the boot has failed.
+ */
+export const AGENT_BOOT_LIMIT_MS = 10 * 60_000
 export const AGENT_SESSION_PORT = 1024
 
 export interface SessionEvents {

@@ -14,7 +14,7 @@ import { OciError } from './errors.js'
 import { type VmPlan, vmManifest } from './machine.js'
 import { Msg } from './protocol.js'
 import type { SandboxConfig } from './sandbox-config.js'
-import { AGENT_HELLO_PORT, AgentSession } from './session.js'
+import { AGENT_HELLO_PORT, AgentSession, AGENT_BOOT_LIMIT_MS as BOOT_LIMIT_MS } from './session.js'
 import {
   SLOT_TAGS,
   TEMPLATE_SIZE,
@@ -26,9 +26,6 @@ import {
   whyNotTemplate,
 } from './template.js'
 import { openVmm } from './vm.js'
-
-/** How long the template's guest may take to boot (kvm_pvm hosts emulate guest kernel code). */
-const BOOT_LIMIT_MS = 10 * 60_000
 
 function paths(dir: string): Template {
   return { dir, snapshot: join(dir, 'snapshot'), empty: join(dir, 'empty') }
