@@ -23,29 +23,18 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Machine } from '@vmm/core'
-import { jailHelperPath } from '@vmm/host'
-import { hypervisorProvider, Kvm } from '@vmm/kvm'
+import { hypervisorProvider } from '@vmm/kvm'
 import { afterEach, describe, expect, it } from 'vitest'
 import { cgroupHierarchies, type Hierarchy, hierarchyOf } from '../src/jail/cgroup.js'
 import { fixture } from './fixtures.js'
+import { descendants, exited, jailUnavailable, readOr, tasks } from './jail-fixtures.js'
 
 const main = fileURLToPath(new URL('../dist/main.js', import.meta.url))
 const hugepagePlugin = fileURLToPath(new URL('./fixtures/hugepage-plugin.mjs', import.meta.url))
 const NOBODY = '65534'
 const NR_HUGEPAGES = '/proc/sys/vm/nr_hugepages'
 
-function unavailable(): string | undefined {
-  if (process.getuid?.() !== 0) return 'cgroups and the jail need root'
-  const kvm = Kvm.unavailableReason()
-  if (kvm) return kvm
-  try {
-    jailHelperPath()
-  } catch (e) {
-    return (e as Error).message
-  }
-  return undefined
-}
-const skip = unavailable()
+const skip = jailUnavailable('cgroups and the jail need root')
 if (skip) console.warn(`[jail cgroup kvm tests skipped] ${skip}`)
 
 /** Why the v2 hugetlb test cannot run here, if it cannot: it needs hugetlb in a cgroup2 hierarchy. */
@@ -170,25 +159,6 @@ describe.skipIf(skipV2)('cgroup v2 limits in the jail', { timeout: 240_000 }, ()
     }
   })
 })
-
-const readOr = (f: string) => {
-  try {
-    return readFileSync(f, 'utf8')
-  } catch {
-    return ''
-  }
-}
-const tasks = (pid: number) => (existsSync(`/proc/${pid}/task`) ? readdirSync(`/proc/${pid}/task`) : [])
-const descendants = (pid: number): number[] =>
-  tasks(pid).flatMap((t) =>
-    readOr(`/proc/${pid}/task/${t}/children`)
-      .split(' ')
-      .filter(Boolean)
-      .map(Number)
-      .flatMap((k) => [k, ...descendants(k)]),
-  )
-const exited = (child: ChildProcess) =>
-  new Promise<number | null>((r) => (child.exitCode !== null ? r(child.exitCode) : child.once('exit', r)))
 
 /** The jailed VMM below `child` once its guest runs (its vcpu0 thread exists) and it has dropped root. */
 async function runningVmm(child: ChildProcess, stderr: () => string): Promise<number> {

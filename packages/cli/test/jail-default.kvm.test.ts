@@ -20,28 +20,17 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Machine } from '@vmm/core'
-import { jailHelperPath } from '@vmm/host'
-import { hypervisorProvider, Kvm } from '@vmm/kvm'
+import { hypervisorProvider } from '@vmm/kvm'
 import { afterEach, describe, expect, it } from 'vitest'
 import { fixture } from './fixtures.js'
+import { descendants, exited, jailUnavailable, readOr, tasks } from './jail-fixtures.js'
 
 const main = fileURLToPath(new URL('../dist/main.js', import.meta.url))
 const plugin = fileURLToPath(new URL('./fixtures/hostile-plugin.mjs', import.meta.url))
 const heldPlugin = fileURLToPath(new URL('./fixtures/held-restore-plugin.mjs', import.meta.url))
 const JAIL_ID_BASE = 0x70000000 // jail/default.ts
 
-function unavailable(): string | undefined {
-  if (process.getuid?.() !== 0) return 'the default jail needs root'
-  const kvm = Kvm.unavailableReason()
-  if (kvm) return kvm
-  try {
-    jailHelperPath()
-  } catch (e) {
-    return (e as Error).message
-  }
-  return undefined
-}
-const skip = unavailable()
+const skip = jailUnavailable('the default jail needs root')
 if (skip) console.warn(`[default jail kvm tests skipped] ${skip}`)
 
 const dirs: string[] = []
@@ -75,23 +64,7 @@ function report(stderr: string): Record<string, unknown> {
   return JSON.parse(m[1]!) as Record<string, unknown>
 }
 
-const readOr = (f: string) => {
-  try {
-    return readFileSync(f, 'utf8')
-  } catch {
-    return ''
-  }
-}
-const tasks = (pid: number) => (existsSync(`/proc/${pid}/task`) ? readdirSync(`/proc/${pid}/task`) : [])
-
 /** The processes below `pid`. */
-function descendants(pid: number): number[] {
-  const out: number[] = []
-  for (const t of tasks(pid))
-    for (const k of readOr(`/proc/${pid}/task/${t}/children`).split(' ').filter(Boolean).map(Number))
-      out.push(k, ...descendants(k))
-  return out
-}
 
 /** The VMM below `child` once its guest runs: the process whose thread vcpu0 exists, and the jail's init. */
 async function runningVmm(child: ChildProcess): Promise<{ vmm: number; init: number }> {
@@ -148,9 +121,6 @@ async function spinSnapshot(
 /** The jail directories in /run/vmm-jail whose name starts with `stem-` (default.ts defaultJailName). */
 const jailDirs = (stem: string) =>
   (existsSync('/run/vmm-jail') ? readdirSync('/run/vmm-jail') : []).filter((d) => d.startsWith(`${stem}-`))
-
-const exited = (child: ChildProcess) =>
-  new Promise<number | null>((r) => (child.exitCode !== null ? r(child.exitCode) : child.once('exit', r)))
 
 describe.skipIf(skip)('vmm run confined by default, on /dev/kvm', { timeout: 240_000 }, () => {
   it('runs the guest as a uid of its own, without capabilities, with no_new_privs and seccomp, seeing only its jail; --no-jail does not', () => {

@@ -18,10 +18,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Machine } from '@vmm/core'
-import { jailHelperPath } from '@vmm/host'
-import { hypervisorProvider, Kvm } from '@vmm/kvm'
+import { hypervisorProvider } from '@vmm/kvm'
 import { afterEach, describe, expect, it } from 'vitest'
 import { fixture } from './fixtures.js'
+import { descendants, exited, jailUnavailable, readOr, tasks } from './jail-fixtures.js'
 
 const main = fileURLToPath(new URL('../dist/main.js', import.meta.url))
 const plugin = fileURLToPath(new URL('./fixtures/hostile-plugin.mjs', import.meta.url))
@@ -30,18 +30,7 @@ const exampleMachine = fileURLToPath(
 )
 const NOBODY = '65534'
 
-function unavailable(): string | undefined {
-  if (process.getuid?.() !== 0) return 'vmm jail needs root (namespaces, mounts, cgroups)'
-  const kvm = Kvm.unavailableReason()
-  if (kvm) return kvm
-  try {
-    jailHelperPath()
-  } catch (e) {
-    return (e as Error).message
-  }
-  return undefined
-}
-const skip = unavailable()
+const skip = jailUnavailable('vmm jail needs root (namespaces, mounts, cgroups)')
 if (skip) console.warn(`[jail kvm tests skipped] ${skip}`)
 
 /** A fresh chroot base for one test (each test checks it is empty again; removed after it). */
@@ -93,28 +82,6 @@ function report(stderr: string): unknown {
 }
 
 /** The processes below `pid` (children, theirs, ...). */
-function descendants(pid: number): number[] {
-  const out: number[] = []
-  const walk = (p: number) => {
-    for (const t of safeReaddir(`/proc/${p}/task`)) {
-      const kids = readOr(`/proc/${p}/task/${t}/children`).split(' ').filter(Boolean).map(Number)
-      for (const k of kids) {
-        out.push(k)
-        walk(k)
-      }
-    }
-  }
-  walk(pid)
-  return out
-}
-const safeReaddir = (d: string) => (existsSync(d) ? readdirSync(d) : [])
-function readOr(file: string): string {
-  try {
-    return readFileSync(file, 'utf8')
-  } catch {
-    return ''
-  }
-}
 
 /** Waits for the jailed VMM (the descendant running main.js run) to exist past its exec. */
 async function jailedVmm(child: ChildProcess, manifest: string, stderr: () => string): Promise<number> {
@@ -141,20 +108,10 @@ async function jailedVmm(child: ChildProcess, manifest: string, stderr: () => st
  */
 async function vcpuRunning(pid: number): Promise<void> {
   for (let i = 0; i < 600; i++) {
-    if (
-      safeReaddir(`/proc/${pid}/task`).some((t) => readOr(`/proc/${pid}/task/${t}/comm`).trim() === 'vcpu0')
-    )
-      return
+    if (tasks(pid).some((t) => readOr(`/proc/${pid}/task/${t}/comm`).trim() === 'vcpu0')) return
     await new Promise((r) => setTimeout(r, 50))
   }
   throw new Error(`the VMM (pid ${pid}) never started its vCPU`)
-}
-
-function exited(child: ChildProcess): Promise<number | null> {
-  return new Promise((r) => {
-    if (child.exitCode !== null) r(child.exitCode)
-    else child.once('exit', (code) => r(code))
-  })
 }
 
 describe.skipIf(skip)('vmm jail on /dev/kvm', { timeout: 180_000 }, () => {
