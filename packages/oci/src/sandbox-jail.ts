@@ -1,7 +1,7 @@
 // The sandbox in a jail (issue 17: the OCI runtime's VM processes confined as `vmm run`'s are):
 // `create` starts vmm-jail (@vmm/host's helper) rather than the sandbox itself, and the sandbox is
-// exec'd inside, in the drop-late form of `vmm run`'s default jail (packages/cli/src/jail/default.ts):
-// new mount, pid, IPC and UTS namespaces, a root of its own that holds only node, the runtime's
+// exec'd inside, in the drop-late form of `vmm run`'s default jail
+// (packages/cli/src/jail/default.ts): new mount, pid, IPC and UTS namespaces, a root of its own that holds only node, the runtime's
 // packages, the guest's kernel and initrd, the template, the container's state and socket
 // directories and its shared directories; it builds the VM as root there, then, before the guest's
 // first instruction, drops to an unprivileged uid of its own (no capabilities, no_new_privs) or,
@@ -10,9 +10,10 @@
 // makes the guest's owners and modes on the host tree) those of `vmm run`'s writable share
 // (SHARE_CAPS: CHOWN, DAC_OVERRIDE, DAC_READ_SEARCH, FOWNER, FSETID, MKNOD), read-only shares only
 // DAC_READ_SEARCH (an image's root-only files, /etc/shadow or /root, stay readable to the guest's
-// root, as without the jail; `vmm run`'s drop to a uid would hide them). seccomp follows. The pid containerd waits for is vmm-jail's supervisor, which passes on
-// the signals the sandbox forwards and exits with the sandbox's status; SIGKILL of it ends the
-// jail (the init and the sandbox die with it: PR_SET_PDEATHSIG, then the pid namespace's end).
+// root, as without the jail; `vmm run`'s drop to a uid would hide them). seccomp follows.
+// The pid containerd waits for is vmm-jail's supervisor, which passes on the signals the sandbox
+// forwards and exits with the sandbox's status; SIGKILL of it ends the jail (the init and the
+// sandbox die with it: PR_SET_PDEATHSIG, then the pid namespace's end).
 //
 // The choices, and why:
 //   - ids: OCI_JAIL_ID_BASE + 24 random bits, taken by making the jail directory
