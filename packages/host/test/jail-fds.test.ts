@@ -123,6 +123,15 @@ describe.skipIf(reason !== undefined)('vmm-jail fd, ctty, detached and log recor
       encoding: 'utf8',
     })
     expect(dup.stderr).toMatch(/two fd records for the VMM's fd 5/)
+    // A step after the fds are kept (a bind of a source that is not there) is logged too.
+    const late = plan('0', [
+      `log\t${join(work, 'late.log')}`,
+      `bind\t${join(work, 'no-such-source')}\t/x\tro`,
+    ])
+    writeFileSync(planFile, late.text)
+    const bind = spawnSync('sh', ['-c', `"$0" 3<"$1"`, jailHelperPath(), planFile], { encoding: 'utf8' })
+    expect(bind.stderr).toMatch(/vmm-jail: bind: stat .*no-such-source/)
+    expect(readFileSync(join(work, 'late.log'), 'utf8')).toMatch(/vmm-jail: bind: stat .*no-such-source/)
     const closed = plan('0', ['fd\t7\t4'])
     writeFileSync(planFile, closed.text)
     const missing = spawnSync('sh', ['-c', `"$0" 3<"$1"`, jailHelperPath(), planFile], { encoding: 'utf8' })

@@ -400,6 +400,10 @@ static void exec_vmm(void) {
 
 static pid_t child;
 
+// The signals the supervisor and the init pass on to their child (see the header, step 4).
+static const int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGCONT};
+#define NFORWARDED (sizeof forwarded / sizeof forwarded[0])
+
 static void forward(int sig) {
   if (child > 0) kill(child, sig);
 }
@@ -416,8 +420,7 @@ static int supervise(void (*body)(void), int init) {
   if (child == 0) {
     sigprocmask(SIG_SETMASK, &old, NULL);
     // The child gets its parent's handlers (forward), which would kill pid 0: reset them.
-    int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGCONT};
-    for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++) signal(forwarded[i], SIG_DFL);
+    for (size_t i = 0; i < NFORWARDED; i++) signal(forwarded[i], SIG_DFL);
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     body();
     _exit(127);
@@ -426,8 +429,7 @@ static int supervise(void (*body)(void), int init) {
   sa.sa_handler = forward;
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = SA_RESTART;
-  int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGCONT};
-  for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++) sigaction(forwarded[i], &sa, NULL);
+  for (size_t i = 0; i < NFORWARDED; i++) sigaction(forwarded[i], &sa, NULL);
   if (init && drop_late) keep_caps(1ULL << CAP_KILL);
   close_kept();
   sigprocmask(SIG_SETMASK, &old, NULL);
@@ -444,7 +446,8 @@ static int supervise(void (*body)(void), int init) {
 }
 
 // The `fd` records (see the header): each inherited <src> moved to KEEP_BASE + i, close-on-exec
-// (the VMM gets it at <dst> by dup2 in exec_vmm, which clears the flag), and the `log` file opened.
+// (the VMM gets it at <dst> by dup2 in exec_vmm, which clears the flag), and the `log` file opened
+// and moved above them. main() has closed every fd from KEEP_BASE up, so those places are free.
 static void keep_fds(void) {
   const record *lg = find("log");
   if (lg && lg->n >= 2) {
@@ -466,8 +469,8 @@ static void keep_fds(void) {
     kept_dst[nkept++] = dst;
   }
   if (log_fd >= 0) {
-    // Above the kept ones, so the close_range calls in main() leave it open.
-    int moved = fcntl(log_fd, F_DUPFD_CLOEXEC, KEEP_BASE + MAX_KEPT);
+    // Just above the kept ones, out of reach of main()'s close of the fds below KEEP_BASE.
+    int moved = fcntl(log_fd, F_DUPFD_CLOEXEC, KEEP_BASE + nkept);
     if (moved < 0) die("move the log's fd");
     close(log_fd);
     log_fd = moved;
@@ -482,9 +485,11 @@ static void close_kept(void) {
 int main(void) {
   // 1. The plan, then no inherited descriptor but stdin, stdout and stderr.
   read_plan();
+  // From KEEP_BASE up first, so what keep_fds() moves there lands exactly at KEEP_BASE + i; then
+  // everything below it, the kept fds' old places and the plan's fd 3 included.
+  if (syscall(SYS_close_range, (unsigned)KEEP_BASE, ~0U, 0U) < 0) die("close_range(%d, ~0)", KEEP_BASE);
   keep_fds();
   if (syscall(SYS_close_range, 3U, (unsigned)KEEP_BASE - 1, 0U) < 0) die("close_range(3, %d)", KEEP_BASE - 1);
-  if (syscall(SYS_close_range, (unsigned)(KEEP_BASE + nkept), ~0U, 0U) < 0) die("close_range(%d, ~0)", KEEP_BASE + nkept);
   const record *root = find("root");
   const record *ids = find("ids");
   errno = 0;
