@@ -13,7 +13,15 @@ import { disconnectNetwork } from './network-link.js'
 import { SANDBOX_CONFIG, type SandboxConfig } from './sandbox-config.js'
 import { removeJail } from './sandbox-jail.js'
 import { parseSignal } from './signals.js'
-import { CONTROL_SOCKET, currentStatus, execPids, loadState, socketDir, stateJson } from './state.js'
+import {
+  CONTROL_SOCKET,
+  currentStatus,
+  execPids,
+  loadState,
+  procStat,
+  socketDir,
+  stateJson,
+} from './state.js'
 
 /** A request to the sandbox's control socket; its error becomes ours. */
 export function control(dir: string, op: string): Promise<void> {
@@ -126,17 +134,12 @@ export function ps(root: string, id: string, format: string): string {
   return `PID\n${pids.join('\n')}\n`
 }
 
-/** The processes below `pid`, from each process's parent in /proc/<pid>/stat (proc(5)). */
+/** The processes below `pid`, from each process's parent in /proc/<pid>/stat (proc(5), procStat). */
 function descendants(pid: number): number[] {
   const parent = new Map<number, number>()
   for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8')
-      // The fields after the command, which is in parentheses and may hold any character.
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
-      parent.set(Number(name), ppid)
-    } catch {} // gone meanwhile
+    const ppid = /^\d+$/.test(name) ? procStat(Number(name))?.ppid : undefined // gone meanwhile: undefined
+    if (ppid !== undefined) parent.set(Number(name), ppid)
   }
   const out: number[] = []
   const walk = (p: number) => {

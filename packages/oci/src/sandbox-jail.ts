@@ -150,10 +150,7 @@ export async function sandboxPlan(input: SandboxJailInput): Promise<string> {
   const extra = host.runtimeFiles(jail)
   const allBinds = host.tidyBinds([...binds, ...extra.binds])
 
-  const mask = caps.reduce((m, c) => m | (1n << BigInt(c)), 0n)
-  const dropEnv = drops
-    ? [`VMM_JAIL_DROP=${jail.uid}:${jail.gid}`]
-    : [`VMM_JAIL_KEPT=${mask.toString(16)}:${plan.shares.map((s) => `fs-${s.tag}.path`).join(',')}`]
+  const drop = host.dropEnv(drops ? jail : { caps, shares: plan.shares.map((s) => `fs-${s.tag}.path`) })
   const text = host.planText({
     root: join(jail.dir, 'root'),
     uid: jail.uid,
@@ -167,7 +164,7 @@ export async function sandboxPlan(input: SandboxJailInput): Promise<string> {
     cgroupDirs: [],
     rlimits: [],
     cwd: '/',
-    env: [...host.jailEnv(process.env, extra.cacheDir), ...extra.env, ...dropEnv],
+    env: [...host.jailEnv(process.env, extra.cacheDir), ...extra.env, drop],
     dropLate: true,
     ...(drops ? {} : { caps }),
     exec: [process.execPath, process.execPath, input.script, ...input.args],

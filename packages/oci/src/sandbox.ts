@@ -62,18 +62,16 @@ async function exit(code: number, why: string): Promise<void> {
 }
 
 /**
- * Before a drop to the jail's uid (VMM_JAIL_DROP): the sockets made as root in the idmapped socket
- * directory (the agent's hello listener, the vsock device's) are root's to the sandbox, and
- * connect(2) needs write permission on a socket file (unix(7)): its vsock device connects to the
- * hello listener once dropped. Each is given to the jail's uid (on disk, root's again:
- * vmm-jail-idmap.c maps the directory's owner to the jail's uid).
+ * Before a drop to the jail's uid: the sockets made as root in the idmapped socket directory (the
+ * agent's hello listener, the vsock device's) are root's to the sandbox, and connect(2) needs
+ * write permission on a socket file (unix(7)): its vsock device connects to the hello listener
+ * once dropped. Each is given to the jail's uid (on disk, root's again: vmm-jail-idmap.c maps the
+ * directory's owner to the jail's uid).
  */
-function giveSocketsToJailUid(sockets: string): void {
-  const m = /^(\d+):(\d+)$/.exec(process.env.VMM_JAIL_DROP ?? '')
-  if (!m) return
+function giveSocketsToJailUid(sockets: string, jail: { uid: number; gid: number }): void {
   for (const name of readdirSync(sockets)) {
     const path = join(sockets, name)
-    if (lstatSync(path).isSocket()) chownSync(path, Number(m[1]), Number(m[2]))
+    if (lstatSync(path).isSocket()) chownSync(path, jail.uid, jail.gid)
   }
 }
 
@@ -167,8 +165,9 @@ async function main() {
   // kind); then vmm's seccomp filters (@vmm/host, as `vmm run` installs them), between the VM's
   // set-up and the guest's first instruction: the sockets above already listen, the pty is open.
   if (config.jail) {
-    giveSocketsToJailUid(socketDir(dir))
-    log(`jail: ${(await import('@vmm/host/jail')).dropIds() ?? 'no drop asked'}`)
+    const { dropIds, dropsToUid } = await import('@vmm/host/jail')
+    if (dropsToUid()) giveSocketsToJailUid(socketDir(dir), config.jail)
+    log(`jail: ${dropIds() ?? 'no drop asked'}`)
   }
   if (config.seccomp !== false) host.applySeccomp(machine)
   if (restored) await machine.resume()

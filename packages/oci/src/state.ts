@@ -87,7 +87,7 @@ export function loadState(root: string, id: string): { dir: string; state: Conta
 }
 
 /** Field 22 (starttime) of /proc/<pid>/stat, and whether the process is a zombie; undefined if gone. */
-export function procStat(pid: number): { start: number; zombie: boolean } | undefined {
+export function procStat(pid: number): { start: number; zombie: boolean; ppid: number } | undefined {
   if (!(pid > 0)) return undefined
   let text: string
   try {
@@ -97,7 +97,7 @@ export function procStat(pid: number): { start: number; zombie: boolean } | unde
   }
   // The command name (field 2) is in parentheses and may hold spaces: split after its ')'.
   const rest = text.slice(text.lastIndexOf(')') + 2).split(' ')
-  return { zombie: rest[0] === 'Z' || rest[0] === 'X', start: Number(rest[19]) }
+  return { zombie: rest[0] === 'Z' || rest[0] === 'X', start: Number(rest[19]), ppid: Number(rest[1]) }
 }
 
 export function isAlive(pid: number, start: number): boolean {

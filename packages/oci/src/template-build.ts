@@ -14,7 +14,7 @@ import { OciError } from './errors.js'
 import { type VmPlan, vmManifest } from './machine.js'
 import { Msg } from './protocol.js'
 import type { SandboxConfig } from './sandbox-config.js'
-import { AGENT_HELLO_PORT, AgentSession, AGENT_BOOT_LIMIT_MS as BOOT_LIMIT_MS } from './session.js'
+import { AGENT_BOOT_LIMIT_MS, AGENT_HELLO_PORT, AgentSession } from './session.js'
 import {
   SLOT_TAGS,
   TEMPLATE_SIZE,
@@ -90,9 +90,11 @@ export async function buildTemplate(
       timer = setTimeout(
         () =>
           reject(
-            new OciError(`the template's guest agent did not say hello within ${BOOT_LIMIT_MS / 1000} s`),
+            new OciError(
+              `the template's guest agent did not say hello within ${AGENT_BOOT_LIMIT_MS / 1000} s`,
+            ),
           ),
-        BOOT_LIMIT_MS,
+        AGENT_BOOT_LIMIT_MS,
       )
     })
     const socket = await Promise.race([hello, ended, late])

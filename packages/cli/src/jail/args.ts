@@ -139,7 +139,6 @@ export function parseRlimits(list: readonly string[], option = '--rlimit'): Rlim
   return rlimits
 }
 
-/** Paths go into the native helper's plan one per line, TAB-separated. */
 export function parseJailArgs(argv: readonly string[]): JailOptions {
   const dash = argv.indexOf('--')
   if (dash < 0) throw new JailUsageError('vmm jail needs the VMM command after `--` (-- run <manifest>)')

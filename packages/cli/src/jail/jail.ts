@@ -13,6 +13,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import {
   CAP_NET_ADMIN,
+  dropEnv,
   hostDevices,
   jailEnv,
   planText,
@@ -109,7 +110,7 @@ export async function runInJail(o: JailOptions, argv: readonly string[]): Promis
       rlimits: o.rlimits,
       ...(o.netns === undefined ? {} : { netns: o.netns }),
       cwd,
-      env: [...jailEnv(process.env, extra.cacheDir), ...extra.env, ...dropEnv(o, needs)],
+      env: [...jailEnv(process.env, extra.cacheDir), ...extra.env, ...dropEnvs(o, needs)],
       dropLate: o.dropLate === true,
       ...(o.dropLate && needs.shares.length > 0 ? { caps: shareCaps(needs) } : {}),
       exec: [process.execPath, process.execPath, cliMain, o.command, o.target, ...needs.vmmArgs],
@@ -156,11 +157,9 @@ const shareCaps = (needs: MachineNeeds) => [
  * drop-late: VMM_JAIL_DROP, the ids drop.ts takes; or, with a writable share, VMM_JAIL_KEPT, what
  * the VMM that stays root holds (drop.ts checks it and says it under --timings).
  */
-function dropEnv(o: JailOptions, needs: MachineNeeds): string[] {
+function dropEnvs(o: JailOptions, needs: MachineNeeds): string[] {
   if (!o.dropLate) return []
-  if (needs.shares.length === 0) return [`VMM_JAIL_DROP=${o.uid}:${o.gid}`]
-  const mask = shareCaps(needs).reduce((m, c) => m | (1n << BigInt(c)), 0n)
-  return [`VMM_JAIL_KEPT=${mask.toString(16)}:${needs.shares.join(',')}`]
+  return [dropEnv(needs.shares.length === 0 ? o : { caps: shareCaps(needs), shares: needs.shares })]
 }
 
 /** Removes the jail directories a killed supervisor left (owner.ts); a failed sweep never stops the run. */

@@ -14,6 +14,25 @@
 // /proc (the jail's own): a thread still root, or holding a capability, stops the run here.
 import { readdirSync, readFileSync } from 'node:fs'
 
+/**
+ * The environment record that tells a drop-late VMM what dropIds is to do, as its jail's maker
+ * (@vmm/cli's jail/jail.ts, @vmm/oci's sandbox-jail.ts) decided: drop to `ids`, or stay root with
+ * only `caps` (capabilities(7) numbers) for the writable or read-only `shares` (component
+ * properties, named in what dropIds reports).
+ */
+export function dropEnv(
+  drop:
+    | { readonly uid: number; readonly gid: number }
+    | { readonly caps: readonly number[]; readonly shares: readonly string[] },
+): string {
+  if ('uid' in drop) return `VMM_JAIL_DROP=${drop.uid}:${drop.gid}`
+  const mask = drop.caps.reduce((m, c) => m | (1n << BigInt(c)), 0n)
+  return `VMM_JAIL_KEPT=${mask.toString(16)}:${drop.shares.join(',')}`
+}
+
+/** Whether the environment asks dropIds for a drop to an unprivileged uid (not a root that keeps capabilities). */
+export const dropsToUid = (env: NodeJS.ProcessEnv = process.env): boolean => env.VMM_JAIL_DROP !== undefined
+
 /** What was done, for --timings ("ids 1879053313:1879053313"), or undefined outside a default jail. */
 export function dropIds(env: NodeJS.ProcessEnv = process.env): string | undefined {
   if (env.VMM_JAIL_KEPT !== undefined) return keptRoot(env.VMM_JAIL_KEPT)

@@ -4,7 +4,7 @@
 // before the guest's first instruction (drop.ts). A separate entry point, so `vmm run`'s start-up
 // (the bundled @vmm/host) loads none of it.
 export { jailHelperPath } from '../jail.js'
-export { dropIds } from './drop.js'
+export { dropEnv, dropIds, dropsToUid } from './drop.js'
 export { checkPlanPath, JailUsageError, permits } from './errors.js'
 export {
   CAP_NET_ADMIN,
