@@ -19,11 +19,9 @@ import {
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { Machine } from '@vmm/core'
-import { hypervisorProvider } from '@vmm/kvm'
 import { afterEach, describe, expect, it } from 'vitest'
 import { fixture } from './fixtures.js'
-import { descendants, exited, jailUnavailable, readOr, tasks } from './jail-fixtures.js'
+import { descendants, exited, jailUnavailable, readOr, snapshotRunning, tasks } from './jail-fixtures.js'
 
 const main = fileURLToPath(new URL('../dist/main.js', import.meta.url))
 const plugin = fileURLToPath(new URL('./fixtures/hostile-plugin.mjs', import.meta.url))
@@ -102,19 +100,7 @@ async function spinSnapshot(
   })
   dirs.push(dir)
   const snap = join(dir, name)
-  const hypervisor = await hypervisorProvider.open()
-  try {
-    const m = await Machine.fromFile(join(dir, 'm.yaml'), { hypervisor })
-    const done = m.run()
-    for (let i = 0; i < 100 && m.state !== 'running'; i++) await new Promise((r) => setTimeout(r, 20))
-    await m.pause()
-    await m.snapshot(snap)
-    await m.stop()
-    await done
-    await m.dispose()
-  } finally {
-    hypervisor.dispose()
-  }
+  await snapshotRunning(join(dir, 'm.yaml'), snap)
   return snap
 }
 

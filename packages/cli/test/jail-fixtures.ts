@@ -1,9 +1,10 @@
-// What the jail's kvm tests share: why they cannot run here, and how they look at the processes a
-// jail made (through /proc: proc(5) "task/<tid>/children").
+// What the jail's kvm tests share: why they cannot run here, how they look at the processes a
+// jail made (through /proc: proc(5) "task/<tid>/children"), and a snapshot of a running guest.
 import type { ChildProcess } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { Machine } from '@vmm/core'
 import { jailHelperPath } from '@vmm/host'
-import { Kvm } from '@vmm/kvm'
+import { hypervisorProvider, Kvm } from '@vmm/kvm'
 
 /** Why a jail on /dev/kvm cannot run here (`rootReason` when not root), or undefined. */
 export function jailUnavailable(rootReason: string): string | undefined {
@@ -43,3 +44,20 @@ export function descendants(pid: number): number[] {
 /** The child's exit code once it has exited (null: a signal ended it). */
 export const exited = (child: ChildProcess): Promise<number | null> =>
   new Promise((r) => (child.exitCode !== null ? r(child.exitCode) : child.once('exit', r)))
+
+/** A snapshot at `snap` of the machine `manifest` once it runs (unjailed, on /dev/kvm), then stopped. */
+export async function snapshotRunning(manifest: string, snap: string): Promise<void> {
+  const hypervisor = await hypervisorProvider.open()
+  try {
+    const m = await Machine.fromFile(manifest, { hypervisor })
+    const done = m.run()
+    for (let i = 0; i < 100 && m.state !== 'running'; i++) await new Promise((r) => setTimeout(r, 20))
+    await m.pause()
+    await m.snapshot(snap)
+    await m.stop()
+    await done
+    await m.dispose()
+  } finally {
+    hypervisor.dispose()
+  }
+}

@@ -17,11 +17,9 @@ import {
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { Machine } from '@vmm/core'
-import { hypervisorProvider } from '@vmm/kvm'
 import { afterEach, describe, expect, it } from 'vitest'
 import { fixture } from './fixtures.js'
-import { descendants, exited, jailUnavailable, readOr, tasks } from './jail-fixtures.js'
+import { descendants, exited, jailUnavailable, readOr, snapshotRunning, tasks } from './jail-fixtures.js'
 
 const main = fileURLToPath(new URL('../dist/main.js', import.meta.url))
 const plugin = fileURLToPath(new URL('./fixtures/hostile-plugin.mjs', import.meta.url))
@@ -338,19 +336,7 @@ describe.skipIf(skip)('vmm jail on /dev/kvm', { timeout: 180_000 }, () => {
         'machine: { memory: 1MiB, irqchip: true }\ncomponents:\n  guest: { type: raw-image, file: g.bin, address: 0x7c00 }\n',
     })
     const snap = join(dir, 'snap')
-    const hypervisor = await hypervisorProvider.open()
-    try {
-      const m = await Machine.fromFile(join(dir, 'm.yaml'), { hypervisor })
-      const done = m.run()
-      for (let i = 0; i < 100 && m.state !== 'running'; i++) await new Promise((r) => setTimeout(r, 20))
-      await m.pause()
-      await m.snapshot(snap)
-      await m.stop()
-      await done
-      await m.dispose()
-    } finally {
-      hypervisor.dispose()
-    }
+    await snapshotRunning(join(dir, 'm.yaml'), snap)
     const chroot = base()
     const child = spawn(process.execPath, [main, 'jail', ...ids('restore', chroot), '--', 'restore', snap], {
       stdio: ['ignore', 'pipe', 'pipe'],
